@@ -1,0 +1,3 @@
+from loopwatch.cli.main import main
+
+main()

@@ -1,0 +1,120 @@
+"""``loopwatch models``: list, show, promote, rollback, settings."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from loopwatch.cli.common import handle_errors, out, settings_options
+from loopwatch.config import Settings
+from loopwatch.records import ModelSettings
+from loopwatch.records.jsonutil import dumps
+from loopwatch.workspace import Workspace
+
+
+@click.group()
+def models() -> None:
+    """List models and versions, move aliases, set per-model settings."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@settings_options
+@handle_errors
+def list_models(as_json: bool, settings: Settings) -> None:
+    """List models with their aliases."""
+    with Workspace(settings) as ws:
+        found = ws.store.list_models()
+    if as_json:
+        click.echo(dumps([m.to_dict() for m in found]).decode())
+        return
+    table = Table(title="models")
+    for column in ("name", "latest", "production", "candidate", "log data", "retention days"):
+        table.add_column(column)
+    for m in found:
+        table.add_row(
+            m.name,
+            str(m.latest_version or "-"),
+            str(m.aliases.get("production", "-")),
+            str(m.aliases.get("candidate", "-")),
+            "yes" if m.settings.log_data else "no",
+            str(m.settings.retention_days or "-"),
+        )
+    out.print(table)
+
+
+@models.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@settings_options
+@handle_errors
+def show(name: str, as_json: bool, settings: Settings) -> None:
+    """Show a model's versions with their holdout metrics."""
+    with Workspace(settings) as ws:
+        versions = ws.store.list_versions(name)
+    if as_json:
+        click.echo(dumps([v.to_dict() for v in versions]).decode())
+        return
+    table = Table(title=f"{name} versions")
+    for column in ("version", "created", "estimator", "aliases", "metrics"):
+        table.add_column(column)
+    for v in versions:
+        metrics = ", ".join(
+            f"{k}={val:.3f}" for k, val in v.metrics.items() if isinstance(val, float) and k != "n_holdout"
+        )
+        table.add_row(str(v.version), v.created_at.strftime("%Y-%m-%d %H:%M"), v.estimator,
+                      ", ".join(v.aliases) or "-", metrics)
+    out.print(table)
+
+
+@models.command()
+@click.argument("name")
+@click.option("--version", type=click.IntRange(1), default=None, help="Default: the candidate.")
+@click.option("--alias", type=click.Choice(["production", "candidate"]), default="production",
+              show_default=True)
+@settings_options
+@handle_errors
+def promote(name: str, version: int | None, alias: str, settings: Settings) -> None:
+    """Point an alias at a version (by default: production at the candidate)."""
+    with Workspace(settings) as ws:
+        change = ws.registry.promote(name, version, alias=alias)
+    out.print(f"{name}: {alias} is now v{change.version} (was {_v(change.previous_version)})")
+
+
+@models.command()
+@click.argument("name")
+@settings_options
+@handle_errors
+def rollback(name: str, settings: Settings) -> None:
+    """Return production to the version it held before its latest change."""
+    with Workspace(settings) as ws:
+        change = ws.registry.rollback(name)
+    out.print(f"{name}: production rolled back to v{change.version} (was {_v(change.previous_version)})")
+
+
+@models.command("settings")
+@click.argument("name")
+@click.option("--log-data/--no-log-data", default=None, help="Log input features with each event.")
+@click.option("--retention-days", type=click.IntRange(0, 36500), default=None,
+              help="Days events are kept (0: keep until deleted).")
+@settings_options
+@handle_errors
+def model_settings(name: str, log_data: bool | None, retention_days: int | None, settings: Settings) -> None:
+    """Show or change a model's settings."""
+    with Workspace(settings) as ws:
+        current = ws.registry.settings(name, fresh=True)
+        if log_data is not None or retention_days is not None:
+            current = ws.registry.update_settings(
+                name,
+                ModelSettings(
+                    log_data=current.log_data if log_data is None else log_data,
+                    retention_days=current.retention_days
+                    if retention_days is None
+                    else (retention_days or None),
+                ),
+            )
+    click.echo(dumps(current.to_dict()).decode())
+
+
+def _v(version: int | None) -> str:
+    return "none" if version is None else f"v{version}"

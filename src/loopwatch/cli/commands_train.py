@@ -1,0 +1,106 @@
+"""``loopwatch train`` and ``loopwatch predict``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.progress import Progress
+from rich.table import Table
+
+from loopwatch.cli.common import handle_errors, out, settings_options
+from loopwatch.config import Settings
+from loopwatch.records.jsonutil import dumps
+from loopwatch.tables import read_table
+from loopwatch.workspace import Workspace
+
+
+@click.command()
+@click.argument("data", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model", "-m", "name", required=True, help="Model name to register the version under.")
+@click.option("--target", "-t", required=True, help="Target column.")
+@click.option("--task", type=click.Choice(["classification", "regression"]), default=None,
+              help="Inferred from the target when absent.")
+@click.option("--estimator", default=None,
+              help="classification: logistic_regression (default), random_forest, hist_gradient_boosting; "
+              "regression: ridge (default), random_forest, hist_gradient_boosting.")
+@click.option("--categorical", default="", help="Comma-separated numeric columns to treat as categorical.")
+@click.option("--test-size", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+              show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--alias", type=click.Choice(["production", "candidate"]), default=None,
+              help="Alias for the new version (first version: production; later: candidate).")
+@click.option("--json", "as_json", is_flag=True, help="Print the new version as JSON.")
+@settings_options
+@handle_errors
+def train(data: Path, name: str, target: str, task: str | None, estimator: str | None,
+          categorical: str, test_size: float, seed: int, alias: str | None, as_json: bool,
+          settings: Settings) -> None:
+    """Train a pipeline on DATA (CSV or Parquet) and register it as a new version."""
+    with Workspace(settings) as ws, Progress(transient=True, disable=as_json) as progress:
+        progress.add_task(f"training {name} on {data.name}", total=None)
+        frame = read_table(data)
+        version = ws.train(
+            name, frame, target=target, task=task, estimator=estimator,  # type: ignore[arg-type]
+            categorical=[c for c in categorical.split(",") if c], test_size=test_size, seed=seed,
+            alias=alias,
+        )
+    if as_json:
+        click.echo(dumps(version.to_dict()).decode())
+        return
+    table = Table(title=f"{name} v{version.version} ({version.estimator}, {version.task})")
+    table.add_column("holdout metric")
+    table.add_column("value", justify="right")
+    for key, value in version.metrics.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    out.print(table)
+    out.print(f"aliases: {', '.join(version.aliases) or '-'}   artifact sha256: {version.artifact_sha256[:16]}…")
+
+
+@click.command()
+@click.argument("data", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model", "-m", "name", required=True, help="Model name.")
+@click.option("--version", "version", default=None, help="Version number or alias (default production).")
+@click.option("--batch-rows", type=click.IntRange(1, 100_000), default=1000, show_default=True,
+              help="Rows per logged request.")
+@click.option("--out", "output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write rows with their predictions here (.csv or .parquet); default: CSV to stdout.")
+@settings_options
+@handle_errors
+def predict(data: Path, name: str, version: str | None, batch_rows: int, output: Path | None,
+            settings: Settings) -> None:
+    """Predict the rows of DATA (CSV or Parquet) and log them, as request type "cli".
+
+    Columns the model does not know (ids, the target) are kept in the output but not sent.
+    """
+    frame = read_table(data)
+    predictions: list[object] = []
+    probabilities: list[list[float] | None] = []
+    classes = None
+    with Workspace(settings) as ws, Progress(transient=True) as progress:
+        task = progress.add_task("predicting", total=len(frame))
+        schema = ws.registry.resolve(name, version).schema
+        # other columns (ids, the target) stay in the output but are not sent
+        features = frame[[c for c in frame.columns if c in set(schema.names)]]
+        for result in ws.predict_table(name, features, version=version, batch_rows=batch_rows,
+                                       progress=lambda n: progress.advance(task, n)):
+            predictions.extend(p[0] if len(p) == 1 else p for p in result.predictions)
+            probabilities.extend(result.probabilities or [None] * len(result.predictions))
+            classes = result.classes
+    result_frame = frame.copy()
+    result_frame["prediction"] = predictions
+    if classes is not None:
+        for i, label in enumerate(classes):
+            result_frame[f"probability_{label}"] = [p[i] if p else None for p in probabilities]
+    if output is None:
+        result_frame.to_csv(sys.stdout, index=False)
+    elif output.suffix.lower() in {".parquet", ".pq"}:
+        from loopwatch.errors import require
+
+        require("pyarrow", "parquet")
+        result_frame.to_parquet(output, index=False)
+    else:
+        result_frame.to_csv(output, index=False)
+    if output is not None:
+        out.print(f"{len(result_frame)} predictions written to {output}")

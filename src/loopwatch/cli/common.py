@@ -1,0 +1,77 @@
+"""What every command shares: settings options, error handling, output."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import click
+from rich.console import Console
+
+from loopwatch.config import Settings
+from loopwatch.errors import LoopwatchError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+out = Console()
+err = Console(stderr=True)
+
+#: Exit codes: 0 success, 1 a finding (drift, say), 2 a usage or input error.
+EXIT_ERROR = 2
+
+
+def settings_options(func: F) -> F:
+    """--home and --database on every command that touches a store."""
+
+    @click.option(
+        "--home",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="loopwatch's folder (default $LOOPWATCH_HOME or ~/.loopwatch).",
+    )
+    @click.option(
+        "--database",
+        default=None,
+        help="sqlite:///path, a file path, or postgresql://... (default $LOOPWATCH_DATABASE "
+        "or HOME/loopwatch.db).",
+    )
+    @functools.wraps(func)
+    def wrapper(*args: Any, home: Path | None, database: str | None, **kwargs: Any) -> Any:
+        settings = Settings.from_env(home=home, database=database)
+        return func(*args, settings=settings, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def handle_errors(func: F) -> F:
+    """A loopwatch error becomes one clear line on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except LoopwatchError as exc:
+            err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            detail = exc.detail
+            if isinstance(detail, dict) and "problems" in detail:
+                for problem in detail["problems"][:10]:
+                    err.print(f"  - {problem}", highlight=False)
+            sys.exit(EXIT_ERROR)
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_time(value: str | None, what: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 time", param_hint=what) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

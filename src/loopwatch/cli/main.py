@@ -1,0 +1,53 @@
+"""``loopwatch``: serve, train, predict, logs, models, demo."""
+
+from __future__ import annotations
+
+import click
+
+from loopwatch.cli import commands_logs, commands_models, commands_serve, commands_train
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="loopwatch")
+def cli() -> None:
+    """Serve scikit-learn models, log every prediction durably, and watch them in production.
+
+    Exit codes: 0 success, 1 a finding, 2 a usage or input error.
+    """
+
+
+cli.add_command(commands_serve.serve)
+cli.add_command(commands_train.train)
+cli.add_command(commands_train.predict)
+cli.add_command(commands_logs.logs)
+cli.add_command(commands_models.models)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the summary and the incident timeline as JSON.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the simulated period.")
+@click.option("--days", type=click.IntRange(7, 365), default=70, show_default=True, help="Days to simulate.")
+@click.option(
+    "--per-day", type=click.IntRange(10, 100_000), default=1000, show_default=True, help="Predictions per day."
+)
+@click.option(
+    "--dir",
+    "workdir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for the demo's database (default HOME/demo; its demo database is replaced).",
+)
+@click.option("--port", type=int, default=0, help="Port of the demo service (default: a free one).")
+def demo(as_json: bool, seed: int, days: int, per_day: int, workdir: str | None, port: int) -> None:
+    """Run the churn demo: train v1, serve it on loopback, replay a production period."""
+    from loopwatch.cli.commands_demo import run
+
+    run(as_json=as_json, seed=seed, days=days, per_day=per_day, workdir=workdir, port=port)
+
+
+def main() -> None:
+    cli(prog_name="loopwatch")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,143 @@
+"""Settings, built once at the edge (CLI flags and environment) and passed down.
+
+Nothing below the edges reads the environment: the service and the CLI build
+one :class:`Settings` and hand it to what they create.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from loopwatch.errors import InvalidInput
+
+ENV_PREFIX = "LOOPWATCH_"
+
+
+def default_home() -> Path:
+    return Path.home() / ".loopwatch"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything a loopwatch process is configured with.
+
+    Each field can be set from the environment as ``LOOPWATCH_<FIELD>``
+    (upper case) or overridden by the CLI.
+    """
+
+    home: Path = field(default_factory=default_home)
+    #: ``sqlite:///path``, a plain file path, or ``postgresql://...``; empty means
+    #: ``<home>/loopwatch.db``.
+    database: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    #: Largest request body accepted, in bytes (413 above it).
+    max_body_bytes: int = 16 * 1024 * 1024
+    #: Most rows in one predict request (413 above it).
+    max_rows_per_request: int = 10_000
+    #: Most rows a log query returns in one page.
+    max_page_size: int = 10_000
+    #: Bound of the log writer's queue, in requests; when full the service answers 503.
+    queue_max_requests: int = 4096
+    #: Group commit: most requests in one transaction, and how long the writer waits
+    #: for more before committing what it has.
+    batch_max_requests: int = 512
+    batch_max_wait_ms: float = 2.0
+    #: SQLite ``synchronous`` pragma; FULL survives power loss, NORMAL only a crash.
+    sqlite_synchronous: str = "FULL"
+    #: How many model versions a process keeps loaded.
+    model_cache_size: int = 8
+    #: Seconds a 503 asks the client to wait before retrying.
+    retry_after_seconds: int = 1
+    #: Turn durable prediction logging off (benchmarks only: compare the cost of logging).
+    logging_enabled: bool = True
+
+    @property
+    def database_url(self) -> str:
+        if not self.database:
+            return f"sqlite:///{self.home / 'loopwatch.db'}"
+        if "://" not in self.database:
+            return f"sqlite:///{Path(self.database).expanduser().resolve()}"
+        return self.database
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with the given fields replaced; ``None`` values are ignored."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return _validated(replace(self, **_coerce_all(given)))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return _validated(cls(**_coerce_all(values)))
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that rebuilds these settings in a child process."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[ENV_PREFIX + f.name.upper()] = (
+                ("1" if value else "0") if isinstance(value, bool) else str(value)
+            )
+        return out
+
+
+_TYPES = {f.name: f.type for f in fields(Settings)}
+
+
+def _coerce_all(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _coerce(name, value) for name, value in values.items()}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = _TYPES.get(name)
+    if kind is None:
+        raise InvalidInput(f"unknown setting {name!r}")
+    if not isinstance(value, str):
+        return Path(value) if kind == "Path" else value
+    try:
+        if kind == "Path":
+            return Path(value).expanduser()
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            lowered = value.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+    except ValueError as exc:
+        raise InvalidInput(f"setting {name} must be {kind}, got {value!r}") from exc
+    return value
+
+
+def _validated(settings: Settings) -> Settings:
+    positive = (
+        "max_body_bytes",
+        "max_rows_per_request",
+        "max_page_size",
+        "queue_max_requests",
+        "batch_max_requests",
+        "model_cache_size",
+        "workers",
+    )
+    for name in positive:
+        if getattr(settings, name) < 1:
+            raise InvalidInput(f"setting {name} must be at least 1")
+    if settings.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+        raise InvalidInput("setting sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA")
+    if not 0 < settings.port < 65536:
+        raise InvalidInput("setting port must be between 1 and 65535")
+    return settings

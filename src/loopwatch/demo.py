@@ -1,0 +1,243 @@
+"""The demo: a simulated production period of a churn model, replayed through the real service.
+
+It trains version 1 on the simulator's training data, starts ``loopwatch serve``
+as a separate process on loopback, replays every simulated day through the
+HTTP API in batches (with the rows' event times, so events are marked as
+replayed), deploys the slower version on the day the timeline says, and
+summarises what was logged. It is an edge: it drives the service from outside
+as a client would, and nothing in the core imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+import numpy as np
+
+from loopwatch.config import Settings
+from loopwatch.errors import LoopwatchError
+from loopwatch.records.jsonutil import utc_iso
+from loopwatch.workspace import Workspace
+
+MODEL_NAME = "churn"
+#: Concurrent client connections replaying traffic.
+REPLAY_CONCURRENCY = 4
+#: Seconds to wait for the service to become ready.
+STARTUP_TIMEOUT = 60.0
+
+
+@dataclass
+class DemoResult:
+    database: str
+    service_url: str
+    seed: int
+    days: int
+    requests: int
+    events_logged: int
+    rows_sent: int
+    replay_seconds: float
+    latencies_ms: list[float] = field(repr=False)
+    versions: list[dict[str, Any]]
+    deployments: list[dict[str, Any]]
+    timeline: dict[str, Any]
+    retries_after_503: int
+
+    def summary(self) -> dict[str, Any]:
+        lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(1)
+        return {
+            "database": self.database,
+            "service_url": self.service_url,
+            "seed": self.seed,
+            "days": self.days,
+            "requests": self.requests,
+            "rows_sent": self.rows_sent,
+            "events_logged": self.events_logged,
+            "replay_seconds": round(self.replay_seconds, 3),
+            "throughput": {
+                "requests_per_second": round(self.requests / self.replay_seconds, 1),
+                "events_per_second": round(self.events_logged / self.replay_seconds, 1),
+            },
+            "latency_ms": {
+                f"p{q}": round(float(np.percentile(lat, q)), 2) for q in (50, 90, 95, 99)
+            }
+            | {"max": round(float(lat.max()), 2)},
+            "retries_after_503": self.retries_after_503,
+            "versions": self.versions,
+            "deployments": self.deployments,
+            "timeline": self.timeline,
+        }
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServiceProcess:
+    """``loopwatch serve`` in a child process on loopback."""
+
+    def __init__(self, database: str, *, port: int = 0, workers: int = 1, log_path: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.database = database
+        self.workers = workers
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ServiceProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPWATCH_")}
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "loopwatch", "serve", "--host", "127.0.0.1",
+             "--port", str(self.port), "--database", self.database, "--workers", str(self.workers)],
+            env=env, stdout=log, stderr=log,
+        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise LoopwatchError(f"the demo service exited with code {self.process.returncode}")
+            try:
+                if httpx.get(f"{self.url}/v1/health/ready", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise LoopwatchError("the demo service did not become ready in time")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def prepare_database(workdir: Path) -> Path:
+    """The demo's own database file, replaced on every run."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "loopwatch.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return path
+
+
+def run_demo(
+    *,
+    seed: int = 7,
+    days: int = 70,
+    per_day: int = 1000,
+    workdir: Path,
+    port: int = 0,
+    on_day: Callable[[int, int], None] | None = None,
+) -> DemoResult:
+    from loopwatch.simulate import ChurnScenario, TARGET
+
+    scenario = ChurnScenario(seed=seed, days=days, predictions_per_day=per_day)
+    path = prepare_database(workdir)
+    settings = Settings.from_env({}, home=workdir, database=str(path))
+    latency_spec = scenario.latency_model_spec()
+    with Workspace(settings) as ws:
+        training = scenario.training_data(n=5000)
+        versions = [ws.train(MODEL_NAME, training, target=TARGET, seed=seed)]
+        if latency_spec is not None:
+            versions.append(
+                ws.train(
+                    MODEL_NAME, training, target=TARGET, seed=seed, estimator=latency_spec.estimator,
+                    estimator_params=dict(latency_spec.params), alias="candidate",
+                )
+            )
+    latencies: list[float] = []
+    deployments: list[dict[str, Any]] = []
+    rows_sent = 0
+    requests = 0
+    retries = 0
+    with ServiceProcess(str(path), port=port, log_path=workdir / "service.log") as service, httpx.Client(
+        base_url=service.url, timeout=60.0, limits=httpx.Limits(max_connections=REPLAY_CONCURRENCY)
+    ) as client:
+
+        def send(item: tuple[int, int, Any]) -> tuple[float, int]:
+            day_index, batch_index, batch = item
+            body = {
+                "rows": [dict(row) for row in batch.rows],
+                "timestamps": [utc_iso(t) for t in batch.timestamps],
+                "request_type": batch.request_type,
+            }
+            headers = {
+                "X-Request-ID": f"demo-{seed}-{day_index}-{batch_index}",
+                "X-Client-ID": batch.client_id,
+                "X-Client-Version": batch.client_version,
+            }
+            tries = 0
+            while True:
+                started = time.perf_counter()
+                response = client.post(f"/v1/models/{MODEL_NAME}/predict", json=body, headers=headers)
+                elapsed = (time.perf_counter() - started) * 1000
+                if response.status_code == 503 and tries < 20:
+                    tries += 1
+                    time.sleep(float(response.headers.get("Retry-After", "1")))
+                    continue
+                if response.status_code != 200:
+                    raise LoopwatchError(
+                        f"the service answered {response.status_code} to a demo request: {response.text[:300]}"
+                    )
+                return elapsed, tries
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(REPLAY_CONCURRENCY) as pool:
+            for day in scenario.days():
+                if latency_spec is not None and day.index == latency_spec.deploy_day:
+                    answer = client.post(
+                        f"/v1/models/{MODEL_NAME}/promote", json={"version": latency_spec.model_version}
+                    )
+                    if answer.status_code != 200:
+                        raise LoopwatchError(f"could not deploy the slower version: {answer.text[:300]}")
+                    deployments.append({"day": day.index, **answer.json()})
+                items = [(day.index, i, batch) for i, batch in enumerate(day.batches)]
+                for elapsed, tries in pool.map(send, items):
+                    latencies.append(elapsed)
+                    retries += tries
+                requests += len(items)
+                rows_sent += day.n_predictions
+                if on_day is not None:
+                    on_day(day.index, day.n_predictions)
+        replay_seconds = time.perf_counter() - started
+    with Workspace(settings) as ws:
+        events = ws.store.count_events(MODEL_NAME)
+        version_list = [v.to_dict(with_schema=False) for v in ws.store.list_versions(MODEL_NAME)]
+    return DemoResult(
+        database=str(path),
+        service_url=service.url,
+        seed=seed,
+        days=days,
+        requests=requests,
+        events_logged=events,
+        rows_sent=rows_sent,
+        replay_seconds=replay_seconds,
+        latencies_ms=latencies,
+        versions=[
+            {k: v[k] for k in ("version", "estimator", "aliases", "metrics")} for v in version_list
+        ],
+        deployments=deployments,
+        timeline=scenario.timeline.to_dict(),
+        retries_after_503=retries,
+    )

@@ -1,0 +1,191 @@
+"""The feature schema of a model version: names, kinds, categories and ranges.
+
+It is inferred from the training table, stored with the version, and every
+predict request is validated against it. The drift monitoring reads the same
+schema to know which columns are numeric and which categorical.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+
+from loopwatch.errors import InvalidInput
+
+Kind = Literal["numeric", "categorical"]
+Task = Literal["classification", "regression"]
+
+#: A numeric target with at most this many distinct integer values is taken as
+#: class labels unless the task is named.
+MAX_INFERRED_CLASSES = 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class Feature:
+    name: str
+    kind: Kind
+    nullable: bool = False
+    #: Integer-valued in training (counts, say); still sent as JSON numbers.
+    integer: bool = False
+    #: Categories seen in training (categorical features only).
+    categories: tuple[str, ...] = ()
+    #: Training range and moments (numeric features only).
+    minimum: float | None = None
+    maximum: float | None = None
+    mean: float | None = None
+    std: float | None = None
+    #: Share of training rows where the feature was missing.
+    missing_rate: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["categories"] = list(self.categories)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Feature:
+        data = dict(data)
+        data["categories"] = tuple(data.get("categories") or ())
+        return cls(**data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureSchema:
+    features: tuple[Feature, ...]
+    target: str
+    task: Task
+    #: Class labels in the order of the model's probability columns (classification).
+    classes: tuple[Any, ...] = field(default=())
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def numeric(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "numeric"]
+
+    @property
+    def categorical(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "categorical"]
+
+    def feature(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "features": [f.to_dict() for f in self.features],
+            "target": self.target,
+            "task": self.task,
+            "classes": list(self.classes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureSchema:
+        return cls(
+            features=tuple(Feature.from_dict(f) for f in data["features"]),
+            target=data["target"],
+            task=data["task"],
+            classes=tuple(data.get("classes") or ()),
+        )
+
+
+def infer_task(target: pd.Series) -> Task:
+    if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
+        return "classification"
+    values = target.dropna()
+    integral = bool(np.all(np.mod(values.to_numpy(dtype=float), 1) == 0))
+    if integral and values.nunique() <= MAX_INFERRED_CLASSES:
+        return "classification"
+    return "regression"
+
+
+def infer_schema(
+    frame: pd.DataFrame,
+    target: str,
+    *,
+    task: Task | None = None,
+    categorical: Sequence[str] = (),
+    nullable: Sequence[str] = (),
+) -> FeatureSchema:
+    """Infer the schema of ``frame``'s feature columns (all but ``target``).
+
+    Columns with a numeric dtype are numeric unless named in ``categorical``;
+    booleans and strings are categorical. A feature is nullable when training
+    saw it missing or when it is named in ``nullable``.
+    """
+    if target not in frame.columns:
+        raise InvalidInput(
+            f"target column {target!r} is not in the data; columns are: {', '.join(map(str, frame.columns))}"
+        )
+    unknown = (set(categorical) | set(nullable)) - set(frame.columns)
+    if unknown:
+        raise InvalidInput(f"unknown columns named: {', '.join(sorted(unknown))}")
+    if frame[target].isna().any():
+        raise InvalidInput(f"target column {target!r} has missing values")
+    columns = [c for c in frame.columns if c != target]
+    if not columns:
+        raise InvalidInput("the data has no feature columns besides the target")
+    features = []
+    for name in columns:
+        if not isinstance(name, str) or not name:
+            raise InvalidInput(f"feature names must be non-empty strings, got {name!r}")
+        column = frame[name]
+        missing_rate = float(column.isna().mean())
+        is_nullable = missing_rate > 0 or name in nullable
+        numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+        if numeric and name not in categorical:
+            values = column.dropna().to_numpy(dtype=float)
+            if values.size == 0:
+                raise InvalidInput(f"feature {name!r} has no values")
+            if not np.all(np.isfinite(values)):
+                raise InvalidInput(f"feature {name!r} has non-finite values")
+            features.append(
+                Feature(
+                    name=name,
+                    kind="numeric",
+                    nullable=is_nullable,
+                    integer=bool(np.all(np.mod(values, 1) == 0)),
+                    minimum=float(values.min()),
+                    maximum=float(values.max()),
+                    mean=float(values.mean()),
+                    std=float(values.std()),
+                    missing_rate=missing_rate,
+                )
+            )
+        else:
+            cats = sorted({category_label(v) for v in column.dropna()})
+            features.append(
+                Feature(
+                    name=name,
+                    kind="categorical",
+                    nullable=is_nullable,
+                    categories=tuple(cats),
+                    missing_rate=missing_rate,
+                )
+            )
+    chosen = task or infer_task(frame[target])
+    classes: tuple[Any, ...] = ()
+    if chosen == "classification":
+        classes = tuple(_plain(v) for v in sorted(frame[target].unique(), key=str))
+    return FeatureSchema(features=tuple(features), target=target, task=chosen, classes=classes)
+
+
+def category_label(value: Any) -> str:
+    """The string a categorical value is known by (booleans as "true"/"false")."""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value

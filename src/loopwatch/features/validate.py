@@ -1,0 +1,179 @@
+"""Validate predict rows against a feature schema, strictly.
+
+No silent coercion: a string is never read as a number, a boolean is never a
+number, non-finite numbers are refused, and a null is accepted only for a
+feature the schema declares nullable (the pipeline imputes it and the event
+counts it as missing). Every problem found is reported, up to a limit, with
+its row and feature, so a client can fix the whole request at once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from loopwatch.errors import PayloadTooLarge, SchemaViolation
+from loopwatch.features.schema import FeatureSchema
+
+#: How many problems one error response lists.
+MAX_REPORTED_PROBLEMS = 20
+#: Longest string accepted as a category.
+MAX_CATEGORY_LENGTH = 1_000
+
+
+@dataclass(frozen=True)
+class ValidatedRows:
+    #: The rows as the model's pipeline takes them, columns in schema order.
+    frame: pd.DataFrame
+    #: Per row, the names of the features sent as null.
+    missing: list[list[str]]
+    #: The rows as they will be logged (schema order, nulls kept).
+    rows: list[dict[str, Any]]
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.rows)
+
+    def request_summary(self) -> dict[str, Any]:
+        """Facts about the feature matrix as a whole."""
+        counts: dict[str, int] = {}
+        for names in self.missing:
+            for name in names:
+                counts[name] = counts.get(name, 0) + 1
+        return {
+            "shape": [self.n_rows, self.frame.shape[1]],
+            "n_missing": sum(counts.values()),
+            "missing_by_feature": counts,
+        }
+
+    def row_summaries(self) -> list[dict[str, Any]]:
+        """Cheap facts per row; the shape is repeated so each event stands alone."""
+        shape = [self.n_rows, self.frame.shape[1]]
+        return [{"shape": shape, "n_missing": len(m), "missing": m} for m in self.missing]
+
+
+def validate_rows(
+    schema: FeatureSchema, rows: Sequence[Any], *, max_rows: int | None = None
+) -> ValidatedRows:
+    if not isinstance(rows, (list, tuple)):
+        raise SchemaViolation("rows must be a list of objects, one per row")
+    if len(rows) == 0:
+        raise SchemaViolation("rows must hold at least one row")
+    if max_rows is not None and len(rows) > max_rows:
+        raise PayloadTooLarge(f"{len(rows)} rows sent; at most {max_rows} rows per request")
+    features = schema.features
+    names = [f.name for f in features]
+    known = set(names)
+    columns: dict[str, list[Any]] = {name: [] for name in names}
+    missing: list[list[str]] = []
+    problems: list[dict[str, Any]] = []
+
+    def problem(row: int, feature: str | None, message: str) -> None:
+        if len(problems) < MAX_REPORTED_PROBLEMS:
+            problems.append({"row": row, "feature": feature, "problem": message})
+        else:
+            raise _TooMany
+
+    try:
+        for index, row in enumerate(rows):
+            if not isinstance(row, dict):
+                problem(index, None, "row must be a JSON object mapping feature names to values")
+                missing.append([])
+                continue
+            extra = [key for key in row if key not in known]
+            for key in extra:
+                problem(index, str(key), "unknown feature")
+            row_missing: list[str] = []
+            for feature in features:
+                name = feature.name
+                if name not in row:
+                    problem(index, name, "missing feature")
+                    columns[name].append(None)
+                    continue
+                value = row[name]
+                if value is None:
+                    if not feature.nullable:
+                        problem(index, name, "null is not allowed: the feature is not nullable")
+                    row_missing.append(name)
+                    columns[name].append(None)
+                elif feature.kind == "numeric":
+                    columns[name].append(_number(value, index, name, problem))
+                else:
+                    columns[name].append(_category(value, index, name, problem))
+            missing.append(row_missing)
+    except _TooMany:
+        pass
+    if problems:
+        raise SchemaViolation(_headline(problems), detail={"problems": problems})
+
+    frame = pd.DataFrame(
+        {
+            f.name: (
+                np.array(
+                    [np.nan if v is None else v for v in columns[f.name]], dtype=np.float64
+                )
+                if f.kind == "numeric"
+                else pd.array(columns[f.name], dtype=object)
+            )
+            for f in features
+        },
+        columns=names,
+    )
+    logged = [{name: columns[name][i] for name in names} for i in range(len(rows))]
+    return ValidatedRows(frame=frame, missing=missing, rows=logged)
+
+
+class _TooMany(Exception):
+    """Raised inside validation to stop once enough problems are listed."""
+
+
+def _number(value: Any, row: int, name: str, problem: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        problem(row, name, f"expected a number, got {_json_type(value)}")
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        problem(row, name, "number out of range")
+        return None
+    if not math.isfinite(number):
+        problem(row, name, "number must be finite")
+        return None
+    return number
+
+
+def _category(value: Any, row: int, name: str, problem: Any) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if not isinstance(value, str):
+        problem(row, name, f"expected a string category, got {_json_type(value)}")
+        return None
+    if len(value) > MAX_CATEGORY_LENGTH:
+        problem(row, name, f"category longer than {MAX_CATEGORY_LENGTH} characters")
+        return None
+    return value
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _headline(problems: list[dict[str, Any]]) -> str:
+    first = problems[0]
+    where = f"row {first['row']}" + (f", feature {first['feature']!r}" if first["feature"] else "")
+    more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+    return f"{where}: {first['problem']}{more}"

@@ -1,0 +1,237 @@
+"""Train a scikit-learn pipeline from a table and a target column.
+
+The pipeline imputes and scales numeric features, imputes and one-hot encodes
+categorical ones (unknown categories at predict time are encoded as all zeros,
+never an error), and ends in an estimator chosen by name. Metrics are measured
+on a seeded holdout split, and a seeded sample of the training rows is kept as
+the version's reference data for monitoring.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from loopwatch.errors import InvalidInput
+from loopwatch.features.schema import FeatureSchema, Task, category_label, infer_schema
+
+#: Rows of training data kept as the reference sample of a version.
+REFERENCE_SAMPLE_ROWS = 10_000
+
+
+def _estimators() -> dict[Task, dict[str, Callable[[int], Any]]]:
+    from sklearn.ensemble import (
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    return {
+        "classification": {
+            "logistic_regression": lambda seed: LogisticRegression(max_iter=1000),
+            "random_forest": lambda seed: RandomForestClassifier(
+                n_estimators=200, min_samples_leaf=2, random_state=seed, n_jobs=1
+            ),
+            "hist_gradient_boosting": lambda seed: HistGradientBoostingClassifier(random_state=seed),
+        },
+        "regression": {
+            "ridge": lambda seed: Ridge(alpha=1.0),
+            "random_forest": lambda seed: RandomForestRegressor(
+                n_estimators=200, min_samples_leaf=2, random_state=seed, n_jobs=1
+            ),
+            "hist_gradient_boosting": lambda seed: HistGradientBoostingRegressor(random_state=seed),
+        },
+    }
+
+
+#: Estimator names per task; the first is the default.
+ESTIMATORS: dict[str, tuple[str, ...]] = {
+    "classification": ("logistic_regression", "random_forest", "hist_gradient_boosting"),
+    "regression": ("ridge", "random_forest", "hist_gradient_boosting"),
+}
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    pipeline: Any
+    schema: FeatureSchema
+    estimator: str
+    metrics: dict[str, float]
+    data_summary: dict[str, Any]
+    params: dict[str, Any]
+    reference_sample: pd.DataFrame
+    duration_ms: float
+
+
+def build_pipeline(schema: FeatureSchema, estimator: Any) -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    parts = []
+    if schema.numeric:
+        numeric = Pipeline(
+            [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+        )
+        parts.append(("numeric", numeric, schema.numeric))
+    if schema.categorical:
+        categorical = Pipeline(
+            [
+                ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
+                ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+            ]
+        )
+        parts.append(("categorical", categorical, schema.categorical))
+    return Pipeline([("features", ColumnTransformer(parts)), ("model", estimator)])
+
+
+def prepare_features(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+    """The feature columns as the pipeline takes them (categoricals as strings)."""
+    out = {}
+    for feature in schema.features:
+        column = frame[feature.name]
+        if feature.kind == "numeric":
+            out[feature.name] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            out[feature.name] = pd.array(
+                [None if pd.isna(v) else category_label(v) for v in column], dtype=object
+            )
+    return pd.DataFrame(out, columns=schema.names)
+
+
+def train_model(
+    frame: pd.DataFrame,
+    target: str,
+    *,
+    task: Task | None = None,
+    estimator: str | None = None,
+    categorical: Sequence[str] = (),
+    nullable: Sequence[str] = (),
+    test_size: float = 0.2,
+    seed: int = 0,
+    estimator_params: Mapping[str, Any] | None = None,
+) -> TrainedModel:
+    """Fit a pipeline on ``frame`` and measure it on a holdout split.
+
+    ``estimator_params`` override the chosen estimator's defaults (``n_estimators``, say).
+    """
+    from sklearn.model_selection import train_test_split
+
+    started = time.perf_counter()
+    if len(frame) < 10:
+        raise InvalidInput(f"training needs at least 10 rows, got {len(frame)}")
+    if not 0 < test_size < 1:
+        raise InvalidInput("test_size must be between 0 and 1")
+    schema = infer_schema(frame, target, task=task, categorical=categorical, nullable=nullable)
+    choices = ESTIMATORS[schema.task]
+    name = estimator or choices[0]
+    if name not in choices:
+        raise InvalidInput(
+            f"unknown estimator {name!r} for {schema.task}; choose one of: {', '.join(choices)}"
+        )
+    features = prepare_features(frame, schema)
+    y = frame[target].to_numpy()
+    stratify = None
+    if schema.task == "classification":
+        _, counts = np.unique(y.astype(str), return_counts=True)
+        if len(counts) < 2:
+            raise InvalidInput(f"target {target!r} has a single class; classification needs two")
+        if counts.min() >= 2:
+            stratify = y
+    x_train, x_test, y_train, y_test = train_test_split(
+        features, y, test_size=test_size, random_state=seed, stratify=stratify
+    )
+    model = _estimators()[schema.task][name](seed)
+    if estimator_params:
+        try:
+            model.set_params(**dict(estimator_params))
+        except ValueError as exc:
+            raise InvalidInput(f"bad estimator parameters for {name}: {exc}") from exc
+    pipeline = build_pipeline(schema, model)
+    pipeline.fit(x_train, y_train)
+    metrics = holdout_metrics(pipeline, x_test, y_test, schema.task)
+    if schema.task == "classification":
+        classes = tuple(c.item() if hasattr(c, "item") else c for c in pipeline.classes_)
+        schema = FeatureSchema(
+            features=schema.features, target=schema.target, task=schema.task, classes=classes
+        )
+    rng = np.random.default_rng(seed)
+    keep = min(len(frame), REFERENCE_SAMPLE_ROWS)
+    sample_index = np.sort(rng.choice(len(frame), size=keep, replace=False))
+    reference = frame.iloc[sample_index].reset_index(drop=True)
+    duration_ms = (time.perf_counter() - started) * 1000
+    return TrainedModel(
+        pipeline=pipeline,
+        schema=schema,
+        estimator=name,
+        metrics=metrics,
+        data_summary=summarize_training_data(frame, schema, n_train=len(x_train), n_test=len(x_test)),
+        params={
+            "estimator": name,
+            "test_size": test_size,
+            "seed": seed,
+            "estimator_params": dict(estimator_params or {}),
+        },
+        reference_sample=reference,
+        duration_ms=duration_ms,
+    )
+
+
+def holdout_metrics(pipeline: Any, x: pd.DataFrame, y: np.ndarray, task: Task) -> dict[str, float]:
+    from sklearn import metrics as m
+
+    prediction = pipeline.predict(x)
+    if task == "regression":
+        return {
+            "mae": float(m.mean_absolute_error(y, prediction)),
+            "rmse": float(np.sqrt(m.mean_squared_error(y, prediction))),
+            "r2": float(m.r2_score(y, prediction)),
+            "n_holdout": float(len(y)),
+        }
+    out = {
+        "accuracy": float(m.accuracy_score(y, prediction)),
+        "f1_macro": float(m.f1_score(y, prediction, average="macro")),
+        "n_holdout": float(len(y)),
+    }
+    if hasattr(pipeline, "predict_proba"):
+        proba = pipeline.predict_proba(x)
+        labels = list(pipeline.classes_)
+        out["log_loss"] = float(m.log_loss(y, proba, labels=labels))
+        if len(set(y.tolist())) == len(labels):
+            if len(labels) == 2:
+                out["roc_auc"] = float(m.roc_auc_score(y, proba[:, 1]))
+            else:
+                out["roc_auc"] = float(m.roc_auc_score(y, proba, multi_class="ovr", labels=labels))
+    return out
+
+
+def summarize_training_data(
+    frame: pd.DataFrame, schema: FeatureSchema, *, n_train: int, n_test: int
+) -> dict[str, Any]:
+    target = frame[schema.target]
+    summary: dict[str, Any] = {
+        "shape": [int(frame.shape[0]), len(schema.features)],
+        "n_train": n_train,
+        "n_holdout": n_test,
+        "features": {f.name: f.to_dict() for f in schema.features},
+    }
+    if schema.task == "classification":
+        counts = target.astype(str).value_counts()
+        summary["target"] = {"kind": "classes", "counts": {str(k): int(v) for k, v in counts.items()}}
+    else:
+        values = target.to_numpy(dtype=float)
+        summary["target"] = {
+            "kind": "numeric",
+            "mean": float(values.mean()),
+            "std": float(values.std()),
+            "min": float(values.min()),
+            "max": float(values.max()),
+        }
+    return summary

@@ -1,0 +1,153 @@
+"""Predict: validate rows against the version's schema, run the model, build the log record.
+
+This is the core of ``POST /v1/models/{name}/predict`` and of ``loopwatch
+predict``; it does no I/O of its own beyond loading the model through the
+registry, and hands back the :class:`LoggedRequest` for the caller to commit
+before it answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import numpy as np
+
+from loopwatch.errors import InvalidInput
+from loopwatch.features import validate_rows
+from loopwatch.records import LoggedRequest, software_fingerprint
+from loopwatch.records.jsonutil import dumps
+from loopwatch.registry import Registry
+
+MAX_REQUEST_ID_LENGTH = 128
+
+
+@dataclass(frozen=True, kw_only=True)
+class PredictCall:
+    """One predict request as the core sees it, whatever edge it came from."""
+
+    model_name: str
+    rows: Sequence[Any]
+    version: int | str | None = None
+    request_id: str | None = None
+    client_id: str | None = None
+    client_version: str | None = None
+    request_type: str = "api"
+    #: Event time for every row (replays and backfills); ``None`` means now.
+    timestamp: datetime | None = None
+    #: Event time per row; overrides ``timestamp``.
+    timestamps: Sequence[datetime] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def body_sha256(self) -> str:
+        """Hash of what the caller asked for, to tell a retry from a reuse of its id."""
+        canonical = dumps(
+            {
+                "model": self.model_name,
+                "version": self.version,
+                "rows": list(self.rows),
+                "timestamp": self.timestamp,
+                "timestamps": list(self.timestamps) if self.timestamps is not None else None,
+                "request_type": self.request_type,
+                "client_version": self.client_version,
+            }
+        )
+        return hashlib.sha256(canonical).hexdigest()
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def check_request_id(request_id: str) -> str:
+    if (
+        not request_id
+        or len(request_id) > MAX_REQUEST_ID_LENGTH
+        or not all(c.isalnum() or c in "-_.:" for c in request_id)
+    ):
+        raise InvalidInput(
+            f"request id must be 1-{MAX_REQUEST_ID_LENGTH} characters of letters, digits, '-', '_', '.' or ':'"
+        )
+    return request_id
+
+
+def _utc(moment: datetime, what: str) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidInput(f"{what} must carry a timezone, e.g. 2026-01-05T10:00:00Z")
+    return moment.astimezone(timezone.utc)
+
+
+class Predictor:
+    def __init__(self, registry: Registry, *, max_rows: int = 10_000) -> None:
+        self.registry = registry
+        self.max_rows = max_rows
+
+    def predict(self, call: PredictCall) -> LoggedRequest:
+        """Run the model on ``call``; the response is inside the returned record."""
+        started = time.perf_counter()
+        received_at = datetime.now(timezone.utc)
+        request_id = check_request_id(call.request_id) if call.request_id else new_request_id()
+        loaded = self.registry.load(call.model_name, call.version)
+        meta = loaded.version
+        validated = validate_rows(meta.schema, call.rows, max_rows=self.max_rows)
+        timestamps = self._timestamps(call, validated.n_rows)
+        probabilities = None
+        if meta.task == "classification" and hasattr(loaded.pipeline, "predict_proba"):
+            # one pass through the pipeline: the label is the most probable class,
+            # which is what scikit-learn's classifiers predict
+            proba = np.asarray(loaded.pipeline.predict_proba(validated.frame))
+            predictions = np.asarray(loaded.pipeline.classes_)[proba.argmax(axis=1)]
+            probabilities = proba.tolist()
+        else:
+            predictions = loaded.pipeline.predict(validated.frame)
+        prediction_lists = [_as_list(p) for p in np.asarray(predictions).tolist()]
+        runtime_ms = (time.perf_counter() - started) * 1000
+        response: dict[str, Any] = {
+            "request_id": request_id,
+            "model": meta.name,
+            "version": meta.version,
+            "predictions": prediction_lists,
+        }
+        if probabilities is not None:
+            response["probabilities"] = probabilities
+            response["classes"] = list(meta.schema.classes)
+        settings = self.registry.settings(meta.name)
+        return LoggedRequest(
+            request_id=request_id,
+            model_name=meta.name,
+            model_version=meta.version,
+            request_type=call.request_type,
+            client_id=call.client_id,
+            fingerprint=software_fingerprint(meta.artifact_sha256, call.client_version),
+            body_sha256=call.body_sha256(),
+            response=dumps(response),
+            runtime_ms=runtime_ms,
+            received_at=received_at,
+            replayed=timestamps is not None,
+            predictions=prediction_lists,
+            probabilities=probabilities,
+            request_summary=validated.request_summary(),
+            row_summaries=validated.row_summaries(),
+            data=validated.rows if settings.log_data else None,
+            timestamps=timestamps,
+        )
+
+    @staticmethod
+    def _timestamps(call: PredictCall, n_rows: int) -> list[datetime] | None:
+        if call.timestamps is not None:
+            if len(call.timestamps) != n_rows:
+                raise InvalidInput(
+                    f"timestamps has {len(call.timestamps)} entries for {n_rows} rows"
+                )
+            return [_utc(t, "timestamps") for t in call.timestamps]
+        if call.timestamp is not None:
+            return [_utc(call.timestamp, "timestamp")] * n_rows
+        return None
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]

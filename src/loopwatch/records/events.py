@@ -1,0 +1,139 @@
+"""Prediction events and the other durable records.
+
+"Each data point is one event": a request of 50 rows becomes one
+:class:`LoggedRequest` (the unit that is committed whole or not at all) that
+the store expands into 50 :class:`PredictionEvent` rows sharing its
+``request_id``, each with its ``row_index``.
+
+Times are timezone-aware UTC datetimes. ``timestamp`` is the event time (when
+the prediction happened, or the time a client supplied for a replay) and every
+monitoring window uses it; ``logged_at`` is when the store committed it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from loopwatch.records.fingerprint import Fingerprint
+from loopwatch.records.jsonutil import utc_iso
+
+#: Request types loopwatch itself produces; clients may name others.
+REQUEST_TYPES = ("api", "batch", "cli", "replay", "shadow")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggedRequest:
+    """One predict request with its rows: the unit of durable logging."""
+
+    request_id: str
+    model_name: str
+    model_version: int
+    request_type: str
+    client_id: str | None
+    fingerprint: Fingerprint
+    #: SHA-256 of the canonical request, so a retry can be told from a reuse of the id.
+    body_sha256: str
+    #: The JSON response sent to the caller, returned again to an identical retry.
+    response: bytes
+    runtime_ms: float
+    received_at: datetime
+    replayed: bool
+    predictions: list[list[Any]]
+    probabilities: list[list[float]] | None
+    #: Facts about the whole feature matrix (shape, total missing values).
+    request_summary: dict[str, Any]
+    #: Cheap facts per row (which features are missing).
+    row_summaries: list[dict[str, Any]]
+    #: The input rows, or ``None`` when the model's settings keep inputs out of the log.
+    data: list[dict[str, Any]] | None
+    #: One event time per row when the client supplied them (replays and backfills).
+    timestamps: list[datetime] | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.predictions)
+
+    def row_timestamp(self, index: int) -> datetime:
+        return self.timestamps[index] if self.timestamps is not None else self.received_at
+
+
+@dataclass(frozen=True, kw_only=True)
+class PredictionEvent:
+    """One predicted row, as read back from a store."""
+
+    request_id: str
+    row_index: int
+    model_name: str
+    model_version: int
+    timestamp: datetime
+    logged_at: datetime
+    #: Milliseconds the whole request took.
+    runtime_ms: float
+    #: The request's runtime shared out over its rows.
+    row_runtime_ms: float
+    prediction: list[Any]
+    probability: list[float] | None
+    input_data_summary: dict[str, Any]
+    data: dict[str, Any] | None
+    request_type: str
+    client_id: str | None
+    fingerprint_id: str
+    replayed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["timestamp"] = utc_iso(self.timestamp)
+        out["logged_at"] = utc_iso(self.logged_at)
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingEvent:
+    """A training run: what it saw, how long it took, what it produced."""
+
+    event_id: str
+    model_name: str
+    model_version: int
+    timestamp: datetime
+    duration_ms: float
+    data_summary: dict[str, Any]
+    metrics: dict[str, Any]
+    params: dict[str, Any] = field(default_factory=dict)
+    client_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["timestamp"] = utc_iso(self.timestamp)
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rejection:
+    """A request refused before it reached the model, counted for data quality."""
+
+    model_name: str
+    timestamp: datetime
+    client_id: str | None
+    reason: str
+    status: int
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["timestamp"] = utc_iso(self.timestamp)
+        return out
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    """What the writer did with one request.
+
+    ``stored``: committed now. ``duplicate``: the id was already stored with the
+    same body, ``response`` is the stored one. ``conflict``: the id was stored
+    with a different body.
+    """
+
+    status: Literal["stored", "duplicate", "conflict"]
+    response: bytes | None = None

@@ -1,0 +1,213 @@
+"""Register trained versions, move aliases, and load models safely.
+
+Loading checks the artifact's SHA-256 against the one recorded at
+registration, every time it is read from the store. Loaded models are kept in
+a small per-process LRU cache; alias lookups are cached for a second so that
+a promotion made by another worker is seen within that time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import pandas as pd
+
+from loopwatch.errors import Conflict, InvalidInput, NotFound
+from loopwatch.models.artifacts import dump_model, load_model, sha256_hex
+from loopwatch.models.training import TrainedModel
+from loopwatch.records import ALIASES, AliasChange, ModelSettings, ModelVersion, TrainingEvent
+from loopwatch.records.jsonutil import dumps
+from loopwatch.registry.samples import decode_frame, encode_frame
+from loopwatch.stores.base import Store
+
+event_logger = logging.getLogger("loopwatch.events")
+
+#: Seconds an alias lookup is trusted before the store is asked again.
+ALIAS_TTL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version: ModelVersion
+    pipeline: Any
+
+    @property
+    def name(self) -> str:
+        return self.version.name
+
+
+def check_model_name(name: str) -> str:
+    if not name or len(name) > 100 or not all(c.isalnum() or c in "-_." for c in name):
+        raise InvalidInput(
+            f"model name {name!r} must be 1-100 characters of letters, digits, '-', '_' or '.'"
+        )
+    return name
+
+
+class Registry:
+    def __init__(self, store: Store, *, cache_size: int = 8) -> None:
+        self.store = store
+        self.cache_size = cache_size
+        self._models: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
+        self._aliases: dict[str, tuple[float, dict[str, int]]] = {}
+        self._settings: dict[str, tuple[float, ModelSettings]] = {}
+        self._lock = threading.Lock()
+
+    # --- registering ----------------------------------------------------------------
+    def register(
+        self,
+        name: str,
+        trained: TrainedModel,
+        *,
+        client_id: str | None = None,
+        alias: str | None = None,
+    ) -> ModelVersion:
+        """Store a trained model as the next version of ``name``.
+
+        The first version of a model becomes ``production``; later ones become
+        ``candidate`` unless another alias is named.
+        """
+        check_model_name(name)
+        artifact = dump_model(trained.pipeline)
+        reference = encode_frame(trained.reference_sample)
+        now = datetime.now(timezone.utc)
+        version = self.store.create_model_version(
+            name=name,
+            created_at=now,
+            task=trained.schema.task,
+            estimator=trained.estimator,
+            artifact=artifact,
+            artifact_sha256=sha256_hex(artifact),
+            reference=reference,
+            reference_sha256=sha256_hex(reference),
+            schema=trained.schema.to_dict(),
+            metrics=trained.metrics,
+            data_summary=trained.data_summary,
+            params=trained.params,
+        )
+        event = TrainingEvent(
+            event_id=uuid.uuid4().hex,
+            model_name=name,
+            model_version=version,
+            timestamp=now,
+            duration_ms=trained.duration_ms,
+            data_summary=trained.data_summary,
+            metrics=trained.metrics,
+            params=trained.params,
+            client_id=client_id,
+        )
+        self.store.write_training_event(event)
+        if event_logger.isEnabledFor(logging.INFO):
+            event_logger.info(dumps({"event": "training", **event.to_dict()}).decode())
+        chosen = alias or ("production" if "production" not in self.aliases(name, fresh=True) else "candidate")
+        self.set_alias(name, chosen, version, reason="registered")
+        return self.store.get_model_version(name, version)
+
+    # --- aliases --------------------------------------------------------------------
+    def aliases(self, name: str, *, fresh: bool = False) -> dict[str, int]:
+        now = time.monotonic()
+        cached = self._aliases.get(name)
+        if not fresh and cached is not None and now - cached[0] < ALIAS_TTL_SECONDS:
+            return cached[1]
+        found = self.store.get_aliases(name)
+        self._aliases[name] = (now, found)
+        return found
+
+    def set_alias(self, name: str, alias: str, version: int | None, *, reason: str) -> AliasChange:
+        if alias not in ALIASES:
+            raise InvalidInput(f"alias must be one of: {', '.join(ALIASES)}")
+        change = self.store.set_alias(
+            name, alias, version, reason=reason, at=datetime.now(timezone.utc)
+        )
+        self._aliases.pop(name, None)
+        return change
+
+    def promote(self, name: str, version: int | None = None, *, alias: str = "production") -> AliasChange:
+        """Point ``alias`` at ``version``; without a version, promote the candidate."""
+        if version is None:
+            candidate = self.aliases(name, fresh=True).get("candidate")
+            if candidate is None:
+                self._require_model(name)
+                raise Conflict(f"model {name!r} has no candidate to promote; name a version")
+            version = candidate
+        return self.set_alias(name, alias, version, reason="promote")
+
+    def rollback(self, name: str) -> AliasChange:
+        """Return ``production`` to the version it held before its latest change."""
+        current = self.aliases(name, fresh=True).get("production")
+        if current is None:
+            self._require_model(name)
+            raise Conflict(f"model {name!r} has no production version")
+        for change in reversed(self.store.alias_history(name, "production")):
+            if change.version == current and change.previous_version not in (None, current):
+                return self.set_alias(name, "production", change.previous_version, reason="rollback")
+        raise Conflict(f"model {name!r} has no earlier production version to roll back to")
+
+    # --- loading --------------------------------------------------------------------
+    def resolve(self, name: str, version: int | str | None = None) -> ModelVersion:
+        """A version by number, by alias, or the production version."""
+        if version is None or isinstance(version, str):
+            alias = version or "production"
+            if isinstance(version, str) and version.isdigit():
+                return self.resolve(name, int(version))
+            number = self.aliases(name).get(alias)
+            if number is None:
+                self._require_model(name)
+                raise NotFound(f"model {name!r} has no {alias} version")
+            version = number
+        cached = self._models.get((name, version))
+        if cached is not None:
+            return cached.version
+        return self.store.get_model_version(name, version)
+
+    def load(self, name: str, version: int | str | None = None) -> LoadedModel:
+        number = self.resolve(name, version).version
+        key = (name, number)
+        with self._lock:
+            cached = self._models.get(key)
+            if cached is not None:
+                self._models.move_to_end(key)
+                return cached
+        meta = self.store.get_model_version(name, number)
+        pipeline = load_model(
+            self.store.get_artifact(meta.artifact_sha256), expected_sha256=meta.artifact_sha256
+        )
+        loaded = LoadedModel(meta, pipeline)
+        with self._lock:
+            self._models[key] = loaded
+            while len(self._models) > self.cache_size:
+                self._models.popitem(last=False)
+        return loaded
+
+    def reference_sample(self, name: str, version: int | str | None = None) -> pd.DataFrame:
+        meta = self.resolve(name, version)
+        data = self.store.get_artifact(meta.reference_sha256)
+        if sha256_hex(data) != meta.reference_sha256:
+            from loopwatch.errors import IntegrityError
+
+            raise IntegrityError("reference sample hash mismatch")
+        return decode_frame(data)
+
+    def settings(self, name: str, *, fresh: bool = False) -> ModelSettings:
+        now = time.monotonic()
+        cached = self._settings.get(name)
+        if not fresh and cached is not None and now - cached[0] < ALIAS_TTL_SECONDS:
+            return cached[1]
+        found = self.store.get_model_settings(name)
+        self._settings[name] = (now, found)
+        return found
+
+    def update_settings(self, name: str, settings: ModelSettings) -> ModelSettings:
+        self.store.set_model_settings(name, settings)
+        self._settings.pop(name, None)
+        return settings
+
+    def _require_model(self, name: str) -> None:
+        self.store.get_model_settings(name)

@@ -1,0 +1,95 @@
+"""One JSON error shape for every failure, carrying its HTTP status.
+
+``{"error": {"status": 422, "code": "schema_violation", "message": "...", "detail": {...}}}``
+
+Validation errors never echo the offending input back: a hostile value (a
+bare NaN, a huge string) must not end up in the response or break its encoder.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from loopwatch.errors import LoopwatchError, Overloaded
+from loopwatch.records.jsonutil import dumps
+
+_log = logging.getLogger("loopwatch.service")
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    429: "too_many_requests",
+    503: "overloaded",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, detail: Any = None, headers: dict[str, str] | None = None
+) -> Response:
+    body: dict[str, Any] = {"status": status, "code": code, "message": message}
+    if detail is not None:
+        body["detail"] = detail
+    return Response(
+        dumps({"error": body}), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def from_loopwatch_error(exc: LoopwatchError) -> Response:
+    headers = None
+    if isinstance(exc, Overloaded):
+        headers = {"Retry-After": str(exc.retry_after)}
+    if exc.status >= 500:
+        _log.error("%s: %s", exc.code, exc.message)
+    return error_response(exc.status, exc.code, exc.message, exc.detail, headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LoopwatchError)
+    async def _loopwatch(_: Request, exc: LoopwatchError) -> Response:
+        return from_loopwatch_error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        problems = [
+            {
+                "location": [str(part) for part in err.get("loc", ())],
+                "problem": str(err.get("msg", "invalid")),
+            }
+            for err in exc.errors()[:20]
+        ]
+        first = problems[0] if problems else {"location": [], "problem": "invalid request"}
+        message = f"{'.'.join(first['location']) or 'body'}: {first['problem']}"
+        _count_predict_rejection(request, "invalid_input", 422, message)
+        return error_response(422, "invalid_input", message, {"problems": problems})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Response:
+        _log.exception("unexpected error")
+        return error_response(500, "internal_error", "internal error; see the server log")
+
+
+def _count_predict_rejection(request: Request, reason: str, status: int, message: str) -> None:
+    from loopwatch.service.state import CLIENT_ID_HEADER, predict_model_name
+
+    name = predict_model_name(request.url.path)
+    state = getattr(request.app.state, "loopwatch", None)
+    if name is not None and state is not None:
+        state.reject(name, request.headers.get(CLIENT_ID_HEADER), reason, status, message)

@@ -1,0 +1,141 @@
+"""The prediction log: query, export, delete by request id; rejections; training runs."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import FileResponse, StreamingResponse
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from loopwatch.errors import InvalidInput, NotFound
+from loopwatch.stores.base import EventQuery
+from loopwatch.stores.export import ndjson_lines, write_parquet
+from loopwatch.service.schemas import (
+    ERROR_RESPONSES,
+    DeletedOut,
+    EventPageOut,
+    FingerprintOut,
+    RejectionOut,
+    TrainingEventOut,
+)
+from loopwatch.service.state import ServiceState, get_state
+
+router = APIRouter(tags=["logs"], responses=ERROR_RESPONSES)
+
+
+def _utc(moment: datetime | None, what: str) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        raise InvalidInput(f"{what} must carry a timezone, e.g. 2026-01-05T00:00:00Z")
+    return moment
+
+
+def event_query(
+    model: str | None = Query(None, description="Model name."),
+    version: int | None = Query(None, ge=1),
+    since: datetime | None = Query(None, description="Event time from (inclusive), with timezone."),
+    until: datetime | None = Query(None, description="Event time to (exclusive), with timezone."),
+    request_id: str | None = Query(None, max_length=128),
+    client_id: str | None = Query(None, max_length=200),
+    request_type: str | None = Query(None, max_length=40),
+    limit: int = Query(100, ge=1, description="Page size, at most the service's max_page_size."),
+    cursor: str | None = Query(None, max_length=1000, description="next_cursor of the previous page."),
+    state: ServiceState = Depends(get_state),
+) -> EventQuery:
+    if limit > state.settings.max_page_size:
+        raise InvalidInput(f"limit must be at most {state.settings.max_page_size}")
+    return EventQuery(
+        model_name=model,
+        model_version=version,
+        since=_utc(since, "since"),
+        until=_utc(until, "until"),
+        request_id=request_id,
+        client_id=client_id,
+        request_type=request_type,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@router.get("/logs", response_model=EventPageOut, summary="Query prediction events, a page at a time")
+async def query_logs(
+    query: EventQuery = Depends(event_query), state: ServiceState = Depends(get_state)
+) -> dict[str, Any]:
+    page = await run_in_threadpool(state.store.query_events, query)
+    return page.to_dict()
+
+
+@router.get(
+    "/logs/export",
+    summary="Export matching events as NDJSON (streamed) or Parquet",
+    responses={200: {"content": {"application/x-ndjson": {}, "application/vnd.apache.parquet": {}}}},
+)
+async def export_logs(
+    format: Literal["ndjson", "parquet"] = Query("ndjson"),
+    query: EventQuery = Depends(event_query),
+    state: ServiceState = Depends(get_state),
+) -> Any:
+    full = EventQuery(**{**query.__dict__, "limit": state.settings.max_page_size})
+    if format == "parquet":
+        handle = tempfile.NamedTemporaryFile(suffix=".parquet", delete=False)
+        handle.close()
+        path = Path(handle.name)
+        await run_in_threadpool(write_parquet, state.store.iter_events(full), path)
+        return FileResponse(
+            path,
+            media_type="application/vnd.apache.parquet",
+            filename="events.parquet",
+            background=BackgroundTask(path.unlink, missing_ok=True),
+        )
+
+    def lines() -> Iterator[bytes]:
+        yield from ndjson_lines(state.store.iter_events(full))
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+@router.delete(
+    "/logs/requests/{request_id}",
+    response_model=DeletedOut,
+    summary="Delete a request and its events (erasure of personal data)",
+)
+async def delete_request(request_id: str, state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+    deleted = await run_in_threadpool(state.store.delete_request, request_id)
+    if deleted == 0:
+        raise NotFound(f"no logged request with id {request_id!r}")
+    return {"request_id": request_id, "deleted_events": deleted}
+
+
+@router.get("/rejections", response_model=list[RejectionOut], summary="Refused predict requests")
+async def rejections(
+    model: str | None = Query(None),
+    since: datetime | None = Query(None),
+    limit: int = Query(100, ge=1),
+    state: ServiceState = Depends(get_state),
+) -> list[dict[str, Any]]:
+    if limit > state.settings.max_page_size:
+        raise InvalidInput(f"limit must be at most {state.settings.max_page_size}")
+    found = await run_in_threadpool(state.store.query_rejections, model, _utc(since, "since"), limit)
+    return [r.to_dict() for r in found]
+
+
+@router.get("/training-events", response_model=list[TrainingEventOut], summary="Training runs")
+async def training_events(
+    model: str | None = Query(None), state: ServiceState = Depends(get_state)
+) -> list[dict[str, Any]]:
+    found = await run_in_threadpool(state.store.training_events, model)
+    return [e.to_dict() for e in found]
+
+
+@router.get(
+    "/fingerprints/{fingerprint_id}", response_model=FingerprintOut, summary="A software fingerprint"
+)
+async def fingerprint(fingerprint_id: str, state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+    found = await run_in_threadpool(state.store.get_fingerprint, fingerprint_id)
+    if found is None:
+        raise NotFound(f"no fingerprint {fingerprint_id!r}")
+    return found.to_dict()

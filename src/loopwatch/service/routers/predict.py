@@ -1,0 +1,76 @@
+"""POST /v1/models/{name}/predict: validate, predict, commit the events, then answer."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from loopwatch.errors import Conflict, InvalidInput, NotFound, Overloaded, PayloadTooLarge
+from loopwatch.prediction import PredictCall, check_request_id, new_request_id
+from loopwatch.service.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse
+from loopwatch.service.state import ServiceState, get_state
+
+router = APIRouter(tags=["predict"])
+
+
+@router.post(
+    "/models/{name}/predict",
+    response_model=PredictResponse,
+    responses=ERROR_RESPONSES,
+    summary="Predict rows and log each as a durable event",
+    description=(
+        "Rows are validated against the version's feature schema. The response is sent only "
+        "after the request's events are committed. A retry with the same X-Request-ID and the "
+        "same body returns the stored response and logs nothing new; the same id with another "
+        "body is a 409."
+    ),
+)
+async def predict(
+    name: str,
+    body: PredictRequest,
+    request: Request,
+    state: ServiceState = Depends(get_state),
+    x_request_id: str | None = Header(None, description="Correlation id; generated when absent."),
+    x_client_id: str | None = Header(None, description="Who is calling."),
+    x_client_version: str | None = Header(None, description="The client's pipeline version."),
+) -> Response:
+    client_id = x_client_id[:200] if x_client_id else None
+    try:
+        request_id = check_request_id(x_request_id) if x_request_id else new_request_id()
+        call = PredictCall(
+            model_name=name,
+            rows=body.rows,
+            version=body.version,
+            request_id=request_id,
+            client_id=client_id,
+            client_version=x_client_version or body.client_version,
+            request_type=body.request_type,
+            timestamp=body.timestamp,
+            timestamps=body.timestamps,
+        )
+        logged = await run_in_threadpool(state.predictor.predict, call)
+    except (InvalidInput, PayloadTooLarge, NotFound) as exc:
+        state.reject(name, client_id, exc.code, exc.status, exc.message)
+        raise
+    headers = {"X-Request-ID": request_id}
+    if not state.settings.logging_enabled:
+        return Response(logged.response, media_type="application/json", headers=headers)
+    try:
+        future = state.writer.submit(logged)
+    except Overloaded:
+        state.metrics.overloaded.inc()
+        raise
+    outcome = await asyncio.wrap_future(future)
+    if outcome.status == "conflict":
+        raise Conflict(
+            f"request id {request_id!r} was already used with a different body",
+            detail={"request_id": request_id},
+        )
+    if outcome.status == "duplicate":
+        headers["X-Idempotent-Replay"] = "true"
+    else:
+        state.metrics.predictions.inc(logged.n_rows)
+    return Response(outcome.response, media_type="application/json", headers=headers)

@@ -1,0 +1,155 @@
+"""The store interface every backend implements, and its query types.
+
+One :class:`Store` protocol, two real implementations (SQLite and PostgreSQL)
+that pass one conformance suite. Stores are synchronous: the service reaches
+them through a thread pool for reads and through the group-commit writer
+(:mod:`loopwatch.stores.writer`) for prediction logs.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterator, Protocol, Sequence
+
+from loopwatch.errors import InvalidInput
+from loopwatch.records import (
+    AliasChange,
+    Fingerprint,
+    LoggedRequest,
+    ModelInfo,
+    ModelSettings,
+    ModelVersion,
+    PredictionEvent,
+    Rejection,
+    RequestOutcome,
+    TrainingEvent,
+)
+from loopwatch.records.jsonutil import dumps, loads
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def to_micros(moment: datetime) -> int:
+    """Event times are stored as integer microseconds since the epoch (UTC)."""
+    if moment.tzinfo is None:
+        raise InvalidInput("timestamps must carry a timezone")
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(value: int) -> datetime:
+    return datetime.fromtimestamp(value // 1_000_000, tz=timezone.utc).replace(
+        microsecond=value % 1_000_000
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventQuery:
+    """A page of events; filters combine with AND, times are event times."""
+
+    model_name: str | None = None
+    model_version: int | None = None
+    since: datetime | None = None
+    #: Exclusive upper bound.
+    until: datetime | None = None
+    request_id: str | None = None
+    client_id: str | None = None
+    request_type: str | None = None
+    limit: int = 1000
+    #: Opaque position returned as ``next_cursor`` by the previous page.
+    cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[PredictionEvent]
+    next_cursor: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"events": [e.to_dict() for e in self.events], "next_cursor": self.next_cursor}
+
+
+@dataclass(frozen=True)
+class StoredRequest:
+    request_id: str
+    model_name: str
+    model_version: int
+    body_sha256: str
+    response: bytes
+    n_rows: int
+
+
+def encode_cursor(ts: int, request_id: str, row_index: int) -> str:
+    return base64.urlsafe_b64encode(dumps([ts, request_id, row_index])).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        ts, request_id, row_index = loads(base64.urlsafe_b64decode(padded.encode()))
+        if not (isinstance(ts, int) and isinstance(request_id, str) and isinstance(row_index, int)):
+            raise ValueError
+        if not (-(2**63) <= ts < 2**63 and -(2**63) <= row_index < 2**63):
+            raise ValueError  # a tampered cursor: SQLite cannot even bind such integers
+        return ts, request_id, row_index
+    except Exception as exc:
+        raise InvalidInput("cursor is not one this service issued") from exc
+
+
+class Store(Protocol):
+    """What loopwatch needs from a database."""
+
+    url: str
+    dialect: str
+
+    def migrate(self) -> list[int]: ...
+    def applied_migrations(self) -> list[int]: ...
+    def close(self) -> None: ...
+    def ping(self) -> None: ...
+
+    # prediction log
+    def write_requests(self, requests: Sequence[LoggedRequest]) -> list[RequestOutcome]: ...
+    def get_request(self, request_id: str) -> StoredRequest | None: ...
+    def query_events(self, query: EventQuery) -> EventPage: ...
+    def iter_events(self, query: EventQuery) -> Iterator[PredictionEvent]: ...
+    def count_events(self, model_name: str | None = None) -> int: ...
+    def delete_request(self, request_id: str) -> int: ...
+    def apply_retention(self, now: datetime) -> dict[str, int]: ...
+    def get_fingerprint(self, fingerprint_id: str) -> Fingerprint | None: ...
+    def write_rejections(self, rejections: Sequence[Rejection]) -> None: ...
+    def query_rejections(
+        self, model_name: str | None = None, since: datetime | None = None, limit: int = 1000
+    ) -> list[Rejection]: ...
+    def write_training_event(self, event: TrainingEvent) -> None: ...
+    def training_events(self, model_name: str | None = None) -> list[TrainingEvent]: ...
+
+    # registry
+    def create_model_version(
+        self,
+        *,
+        name: str,
+        created_at: datetime,
+        task: str,
+        estimator: str,
+        artifact: bytes,
+        artifact_sha256: str,
+        reference: bytes,
+        reference_sha256: str,
+        schema: dict[str, Any],
+        metrics: dict[str, Any],
+        data_summary: dict[str, Any],
+        params: dict[str, Any],
+    ) -> int: ...
+    def get_model_version(self, name: str, version: int) -> ModelVersion: ...
+    def list_versions(self, name: str) -> list[ModelVersion]: ...
+    def list_models(self) -> list[ModelInfo]: ...
+    def get_artifact(self, sha256: str) -> bytes: ...
+    def get_aliases(self, name: str) -> dict[str, int]: ...
+    def set_alias(
+        self, name: str, alias: str, version: int | None, *, reason: str, at: datetime
+    ) -> AliasChange: ...
+    def alias_history(self, name: str, alias: str) -> list[AliasChange]: ...
+    def get_model_settings(self, name: str) -> ModelSettings: ...
+    def set_model_settings(self, name: str, settings: ModelSettings) -> None: ...

@@ -1,0 +1,138 @@
+"""Schema migrations, recorded in the ``schema_migrations`` table.
+
+Each migration is a list of statements written once for both dialects; the
+few type names that differ are filled in per dialect. Times are BIGINT
+microseconds since the epoch (UTC) in both, so one query serves both; JSON
+is TEXT in both.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+DIALECT_TYPES: Final = {
+    "sqlite": {"blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "float": "REAL"},
+    "postgresql": {"blob": "BYTEA", "serial": "BIGSERIAL PRIMARY KEY", "float": "DOUBLE PRECISION"},
+}
+
+MIGRATIONS: Final[list[tuple[int, str, list[str]]]] = [
+    (
+        1,
+        "prediction log and registry",
+        [
+            """CREATE TABLE models (
+                name TEXT PRIMARY KEY,
+                created_at BIGINT NOT NULL,
+                log_data INTEGER NOT NULL DEFAULT 1,
+                retention_days INTEGER
+            )""",
+            """CREATE TABLE artifacts (
+                sha256 TEXT PRIMARY KEY,
+                kind TEXT NOT NULL,
+                size BIGINT NOT NULL,
+                content {blob} NOT NULL,
+                created_at BIGINT NOT NULL
+            )""",
+            """CREATE TABLE model_versions (
+                name TEXT NOT NULL REFERENCES models(name),
+                version INTEGER NOT NULL,
+                created_at BIGINT NOT NULL,
+                task TEXT NOT NULL,
+                estimator TEXT NOT NULL,
+                artifact_sha256 TEXT NOT NULL REFERENCES artifacts(sha256),
+                reference_sha256 TEXT NOT NULL REFERENCES artifacts(sha256),
+                feature_schema TEXT NOT NULL,
+                metrics TEXT NOT NULL,
+                data_summary TEXT NOT NULL,
+                params TEXT NOT NULL,
+                PRIMARY KEY (name, version)
+            )""",
+            """CREATE TABLE aliases (
+                name TEXT NOT NULL,
+                alias TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                updated_at BIGINT NOT NULL,
+                PRIMARY KEY (name, alias)
+            )""",
+            """CREATE TABLE alias_history (
+                id {serial},
+                name TEXT NOT NULL,
+                alias TEXT NOT NULL,
+                version INTEGER,
+                previous_version INTEGER,
+                changed_at BIGINT NOT NULL,
+                reason TEXT NOT NULL
+            )""",
+            "CREATE INDEX alias_history_by_name ON alias_history (name, alias, id)",
+            """CREATE TABLE fingerprints (
+                id TEXT PRIMARY KEY,
+                content TEXT NOT NULL,
+                first_seen BIGINT NOT NULL
+            )""",
+            """CREATE TABLE requests (
+                request_id TEXT PRIMARY KEY,
+                model_name TEXT NOT NULL,
+                model_version INTEGER NOT NULL,
+                ts BIGINT NOT NULL,
+                logged_at BIGINT NOT NULL,
+                n_rows INTEGER NOT NULL,
+                runtime_ms {float} NOT NULL,
+                request_type TEXT NOT NULL,
+                client_id TEXT,
+                fingerprint_id TEXT NOT NULL,
+                body_sha256 TEXT NOT NULL,
+                request_summary TEXT NOT NULL,
+                response {blob} NOT NULL,
+                replayed INTEGER NOT NULL
+            )""",
+            "CREATE INDEX requests_by_model_time ON requests (model_name, ts)",
+            """CREATE TABLE events (
+                request_id TEXT NOT NULL,
+                row_index INTEGER NOT NULL,
+                model_name TEXT NOT NULL,
+                model_version INTEGER NOT NULL,
+                ts BIGINT NOT NULL,
+                logged_at BIGINT NOT NULL,
+                runtime_ms {float} NOT NULL,
+                row_runtime_ms {float} NOT NULL,
+                prediction TEXT NOT NULL,
+                probability TEXT,
+                input_summary TEXT NOT NULL,
+                data TEXT,
+                request_type TEXT NOT NULL,
+                client_id TEXT,
+                fingerprint_id TEXT NOT NULL,
+                replayed INTEGER NOT NULL,
+                PRIMARY KEY (request_id, row_index)
+            )""",
+            "CREATE INDEX events_by_model_time ON events (model_name, ts, request_id, row_index)",
+            "CREATE INDEX events_by_version_time ON events (model_name, model_version, ts)",
+            """CREATE TABLE rejections (
+                id {serial},
+                model_name TEXT NOT NULL,
+                ts BIGINT NOT NULL,
+                client_id TEXT,
+                reason TEXT NOT NULL,
+                status INTEGER NOT NULL,
+                message TEXT NOT NULL
+            )""",
+            "CREATE INDEX rejections_by_model_time ON rejections (model_name, ts)",
+            """CREATE TABLE training_events (
+                event_id TEXT PRIMARY KEY,
+                model_name TEXT NOT NULL,
+                model_version INTEGER NOT NULL,
+                ts BIGINT NOT NULL,
+                duration_ms {float} NOT NULL,
+                data_summary TEXT NOT NULL,
+                metrics TEXT NOT NULL,
+                params TEXT NOT NULL,
+                client_id TEXT
+            )""",
+        ],
+    ),
+]
+
+
+def statements_for(dialect: str, statements: list[str]) -> list[str]:
+    types = DIALECT_TYPES[dialect]
+    return [s.format(**types) for s in statements]

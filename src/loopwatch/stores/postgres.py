@@ -1,0 +1,46 @@
+"""PostgreSQL for teams (psycopg 3): the same SQL, ``%s`` placeholders, COPY for events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loopwatch.errors import require
+from loopwatch.stores.sql import EVENT_COLUMNS, SqlLogMixin
+from loopwatch.stores.sql_registry import SqlRegistryMixin
+
+#: Key of the advisory lock that serialises migrations across processes.
+MIGRATION_LOCK_KEY = 7_274_231
+
+
+class PostgresStore(SqlLogMixin, SqlRegistryMixin):
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, connect_timeout: int = 10) -> None:
+        super().__init__()
+        self._psycopg = require("psycopg", "postgres")
+        self.url = url
+        self.connect_timeout = connect_timeout
+
+    def _connect(self) -> Any:
+        return self._psycopg.connect(
+            self.url, autocommit=False, connect_timeout=self.connect_timeout
+        )
+
+    def _begin(self, conn: Any, *, write: bool) -> None:
+        # psycopg opens a transaction with the first statement
+        return None
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", "%s")
+
+    def _insert_events(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
+        with cur.copy(f"COPY events ({EVENT_COLUMNS}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def _ensure_migrations_table(self, cur: Any) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        super()._ensure_migrations_table(cur)
+
+    def _is_unique_violation(self, exc: BaseException) -> bool:
+        return isinstance(exc, self._psycopg.errors.UniqueViolation)

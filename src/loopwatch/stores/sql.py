@@ -1,0 +1,521 @@
+"""The SQL written once for both backends: connections, migrations, the log.
+
+Statements use ``?`` placeholders; the PostgreSQL store turns them into
+``%s``. Each thread gets its own connection (SQLite connections must not be
+shared across threads, nor survive a ``fork()``: a worker process that
+inherits a store opens fresh connections).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, Iterator, Sequence
+
+from loopwatch.errors import StoreError
+from loopwatch.records import (
+    Fingerprint,
+    LoggedRequest,
+    PredictionEvent,
+    Rejection,
+    RequestOutcome,
+    TrainingEvent,
+)
+from loopwatch.records.jsonutil import dumps, loads
+from loopwatch.stores.base import (
+    EventPage,
+    EventQuery,
+    StoredRequest,
+    decode_cursor,
+    encode_cursor,
+    from_micros,
+    to_micros,
+)
+from loopwatch.stores.migrations import MIGRATIONS, statements_for
+
+EVENT_COLUMNS = (
+    "request_id, row_index, model_name, model_version, ts, logged_at, runtime_ms, "
+    "row_runtime_ms, prediction, probability, input_summary, data, request_type, "
+    "client_id, fingerprint_id, replayed"
+)
+_EVENT_PLACEHOLDERS = ", ".join("?" * len(EVENT_COLUMNS.split(",")))
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class SqlStoreBase:
+    """Connection handling, transactions and migrations; dialects fill in the rest."""
+
+    dialect: str = ""
+    url: str = ""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._pid = os.getpid()
+        self._all_connections: list[Any] = []
+        self._lock = threading.Lock()
+        self._known_fingerprints: set[str] = set()
+
+    # --- to be provided by a dialect -------------------------------------------------
+    def _connect(self) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _begin(self, conn: Any, *, write: bool) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _sql(self, statement: str) -> str:
+        return statement
+
+    def _insert_events(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
+        cur.executemany(
+            self._sql(f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({_EVENT_PLACEHOLDERS})"), rows
+        )
+
+    # --- connections ----------------------------------------------------------------
+    def _conn(self) -> Any:
+        if os.getpid() != self._pid:
+            # a forked child: the parent's connections are not ours to use
+            self._local = threading.local()
+            self._all_connections = []
+            self._pid = os.getpid()
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                self._all_connections.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all_connections = self._all_connections, []
+        for conn in conns:
+            try:
+                conn.close()
+            except Exception:  # closing a connection another thread holds may fail
+                pass
+        self._local = threading.local()
+
+    @contextmanager
+    def _transaction(self, *, write: bool = True) -> Iterator[Any]:
+        conn = self._conn()
+        try:
+            self._begin(conn, write=write)
+            cur = conn.cursor()
+            yield cur
+            conn.commit()
+        except BaseException:
+            try:
+                conn.rollback()
+            except Exception:
+                self._drop_connection()
+            raise
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    def _fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._transaction(write=False) as cur:
+            cur.execute(self._sql(statement), tuple(params))
+            return list(cur.fetchall())
+
+    def _execute(self, statement: str, params: Sequence[Any] = ()) -> int:
+        with self._transaction() as cur:
+            cur.execute(self._sql(statement), tuple(params))
+            return int(cur.rowcount or 0)
+
+    def ping(self) -> None:
+        try:
+            self._fetchall("SELECT 1")
+        except Exception as exc:
+            self._drop_connection()
+            raise StoreError(f"database is not reachable: {exc}") from exc
+
+    # --- migrations -----------------------------------------------------------------
+    def _ensure_migrations_table(self, cur: Any) -> None:
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+        )
+
+    def applied_migrations(self) -> list[int]:
+        with self._transaction() as cur:
+            self._ensure_migrations_table(cur)
+            cur.execute("SELECT version FROM schema_migrations ORDER BY version")
+            return [int(r[0]) for r in cur.fetchall()]
+
+    def migrate(self) -> list[int]:
+        """Apply what is missing, each migration in its own transaction; return what ran."""
+        ran = []
+        for version, name, statements in MIGRATIONS:
+            with self._transaction() as cur:
+                self._ensure_migrations_table(cur)
+                cur.execute(
+                    self._sql("SELECT 1 FROM schema_migrations WHERE version = ?"), (version,)
+                )
+                if cur.fetchone():
+                    continue
+                for statement in statements_for(self.dialect, statements):
+                    cur.execute(statement)
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"
+                    ),
+                    (version, name, to_micros(utcnow())),
+                )
+                ran.append(version)
+        return ran
+
+
+class SqlLogMixin(SqlStoreBase):
+    """The prediction log, rejections and training events."""
+
+    def write_requests(self, requests: Sequence[LoggedRequest]) -> list[RequestOutcome]:
+        """Commit the requests together; each is stored whole or not at all.
+
+        A request id already stored is not written again: with the same body the
+        stored response is returned, with another body it is a conflict.
+
+        When a request of a batch cannot be stored, the others are still
+        committed (each alone) before :class:`StoreError` is raised; a retry of
+        one of them then finds it stored (``duplicate``).
+        """
+        if not requests:
+            return []
+        try:
+            with self._transaction() as cur:
+                outcomes, new_fps = self._write_requests(cur, requests)
+            self._known_fingerprints.update(new_fps)
+            return outcomes
+        except Exception as exc:
+            if len(requests) == 1:
+                raise StoreError(f"could not log the request: {exc}") from exc
+        # A batch failed: write each alone so one bad request cannot sink the others.
+        outcomes = []
+        failed = 0
+        first_error: StoreError | None = None
+        for request in requests:
+            try:
+                outcomes.extend(self.write_requests([request]))
+            except StoreError as exc:
+                failed += 1
+                first_error = first_error or exc
+        if first_error is not None:
+            raise StoreError(
+                f"could not log {failed} of {len(requests)} requests "
+                f"(the others were stored): {first_error.message}"
+            ) from first_error
+        return outcomes
+
+    def _write_requests(
+        self, cur: Any, requests: Sequence[LoggedRequest]
+    ) -> tuple[list[RequestOutcome], set[str]]:
+        now = to_micros(utcnow())
+        new_fps: set[str] = set()
+        for request in requests:
+            fp = request.fingerprint
+            fp_id = fp.id
+            if fp_id in self._known_fingerprints or fp_id in new_fps:
+                continue
+            cur.execute(
+                self._sql(
+                    "INSERT INTO fingerprints (id, content, first_seen) VALUES (?, ?, ?) "
+                    "ON CONFLICT (id) DO NOTHING"
+                ),
+                (fp_id, dumps(fp.to_dict()).decode(), now),
+            )
+            new_fps.add(fp_id)
+        outcomes: list[RequestOutcome] = []
+        rows: list[tuple[Any, ...]] = []
+        insert_request = self._sql(
+            "INSERT INTO requests (request_id, model_name, model_version, ts, logged_at, n_rows, "
+            "runtime_ms, request_type, client_id, fingerprint_id, body_sha256, request_summary, "
+            "response, replayed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (request_id) DO NOTHING"
+        )
+        for request in requests:
+            fp_id = request.fingerprint.id
+            cur.execute(
+                insert_request,
+                (
+                    request.request_id,
+                    request.model_name,
+                    request.model_version,
+                    to_micros(request.received_at),
+                    now,
+                    request.n_rows,
+                    request.runtime_ms,
+                    request.request_type,
+                    request.client_id,
+                    fp_id,
+                    request.body_sha256,
+                    dumps(request.request_summary).decode(),
+                    request.response,
+                    int(request.replayed),
+                ),
+            )
+            if cur.rowcount == 0:
+                cur.execute(
+                    self._sql("SELECT body_sha256, response FROM requests WHERE request_id = ?"),
+                    (request.request_id,),
+                )
+                body_sha, response = cur.fetchone()
+                same = body_sha == request.body_sha256
+                outcomes.append(
+                    RequestOutcome("duplicate" if same else "conflict", bytes(response))
+                )
+                continue
+            outcomes.append(RequestOutcome("stored", request.response))
+            rows.extend(_event_rows(request, fp_id, now))
+        if rows:
+            self._insert_events(cur, rows)
+        return outcomes, new_fps
+
+    def get_request(self, request_id: str) -> StoredRequest | None:
+        found = self._fetchall(
+            "SELECT request_id, model_name, model_version, body_sha256, response, n_rows "
+            "FROM requests WHERE request_id = ?",
+            (request_id,),
+        )
+        if not found:
+            return None
+        r = found[0]
+        return StoredRequest(r[0], r[1], int(r[2]), r[3], bytes(r[4]), int(r[5]))
+
+    def query_events(self, query: EventQuery) -> EventPage:
+        where, params = _event_filters(query)
+        if query.cursor:
+            ts, rid, row = decode_cursor(query.cursor)
+            where.append("(ts, request_id, row_index) > (?, ?, ?)")
+            params.extend([ts, rid, row])
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        limit = max(1, int(query.limit))
+        found = self._fetchall(
+            f"SELECT {EVENT_COLUMNS} FROM events {clause} "
+            "ORDER BY ts, request_id, row_index LIMIT ?",
+            [*params, limit + 1],
+        )
+        more = len(found) > limit
+        found = found[:limit]
+        events = [_event_from_row(r) for r in found]
+        cursor = None
+        if more and found:
+            last = found[-1]
+            cursor = encode_cursor(int(last[4]), last[0], int(last[1]))
+        return EventPage(events, cursor)
+
+    def iter_events(self, query: EventQuery) -> Iterator[PredictionEvent]:
+        page_query = query
+        while True:
+            page = self.query_events(page_query)
+            yield from page.events
+            if page.next_cursor is None:
+                return
+            page_query = EventQuery(**{**page_query.__dict__, "cursor": page.next_cursor})
+
+    def count_events(self, model_name: str | None = None) -> int:
+        if model_name is None:
+            return int(self._fetchall("SELECT COUNT(*) FROM events")[0][0])
+        return int(
+            self._fetchall("SELECT COUNT(*) FROM events WHERE model_name = ?", (model_name,))[0][0]
+        )
+
+    def delete_request(self, request_id: str) -> int:
+        with self._transaction() as cur:
+            cur.execute(self._sql("DELETE FROM events WHERE request_id = ?"), (request_id,))
+            deleted = int(cur.rowcount or 0)
+            cur.execute(self._sql("DELETE FROM requests WHERE request_id = ?"), (request_id,))
+            return deleted
+
+    def apply_retention(self, now: datetime) -> dict[str, int]:
+        """Delete events older than each model's retention period; return counts."""
+        out: dict[str, int] = {}
+        models = self._fetchall(
+            "SELECT name, retention_days FROM models WHERE retention_days IS NOT NULL"
+        )
+        for name, days in models:
+            cutoff = to_micros(now) - int(days) * 86_400_000_000
+            with self._transaction() as cur:
+                cur.execute(
+                    self._sql("DELETE FROM events WHERE model_name = ? AND ts < ?"), (name, cutoff)
+                )
+                out[name] = int(cur.rowcount or 0)
+                cur.execute(
+                    self._sql(
+                        "DELETE FROM requests WHERE model_name = ? AND ts < ? AND NOT EXISTS "
+                        "(SELECT 1 FROM events e WHERE e.request_id = requests.request_id)"
+                    ),
+                    (name, cutoff),
+                )
+        return out
+
+    def get_fingerprint(self, fingerprint_id: str) -> Fingerprint | None:
+        found = self._fetchall("SELECT content FROM fingerprints WHERE id = ?", (fingerprint_id,))
+        return Fingerprint(**loads(found[0][0])) if found else None
+
+    def write_rejections(self, rejections: Sequence[Rejection]) -> None:
+        if not rejections:
+            return
+        with self._transaction() as cur:
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO rejections (model_name, ts, client_id, reason, status, message) "
+                    "VALUES (?, ?, ?, ?, ?, ?)"
+                ),
+                [
+                    (r.model_name, to_micros(r.timestamp), r.client_id, r.reason, r.status, r.message)
+                    for r in rejections
+                ],
+            )
+
+    def query_rejections(
+        self, model_name: str | None = None, since: datetime | None = None, limit: int = 1000
+    ) -> list[Rejection]:
+        where, params = [], []
+        if model_name is not None:
+            where.append("model_name = ?")
+            params.append(model_name)
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(to_micros(since))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        found = self._fetchall(
+            "SELECT model_name, ts, client_id, reason, status, message FROM rejections "
+            f"{clause} ORDER BY ts, id LIMIT ?",
+            [*params, limit],
+        )
+        return [
+            Rejection(
+                model_name=r[0],
+                timestamp=from_micros(int(r[1])),
+                client_id=r[2],
+                reason=r[3],
+                status=int(r[4]),
+                message=r[5],
+            )
+            for r in found
+        ]
+
+    def write_training_event(self, event: TrainingEvent) -> None:
+        self._execute(
+            "INSERT INTO training_events (event_id, model_name, model_version, ts, duration_ms, "
+            "data_summary, metrics, params, client_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.event_id,
+                event.model_name,
+                event.model_version,
+                to_micros(event.timestamp),
+                event.duration_ms,
+                dumps(event.data_summary).decode(),
+                dumps(event.metrics).decode(),
+                dumps(event.params).decode(),
+                event.client_id,
+            ),
+        )
+
+    def training_events(self, model_name: str | None = None) -> list[TrainingEvent]:
+        clause, params = ("WHERE model_name = ?", (model_name,)) if model_name else ("", ())
+        found = self._fetchall(
+            "SELECT event_id, model_name, model_version, ts, duration_ms, data_summary, metrics, "
+            f"params, client_id FROM training_events {clause} ORDER BY ts, event_id",
+            params,
+        )
+        return [
+            TrainingEvent(
+                event_id=r[0],
+                model_name=r[1],
+                model_version=int(r[2]),
+                timestamp=from_micros(int(r[3])),
+                duration_ms=float(r[4]),
+                data_summary=loads(r[5]),
+                metrics=loads(r[6]),
+                params=loads(r[7]),
+                client_id=r[8],
+            )
+            for r in found
+        ]
+
+
+def _event_rows(request: LoggedRequest, fp_id: str, logged_at: int) -> list[tuple[Any, ...]]:
+    n = request.n_rows
+    row_runtime = request.runtime_ms / n
+    base_ts = to_micros(request.received_at)
+    stamps = request.timestamps
+    probabilities = request.probabilities
+    data = request.data
+    summaries = request.row_summaries
+    replayed = int(request.replayed)
+    return [
+        (
+            request.request_id,
+            i,
+            request.model_name,
+            request.model_version,
+            to_micros(stamps[i]) if stamps is not None else base_ts,
+            logged_at,
+            request.runtime_ms,
+            row_runtime,
+            dumps(request.predictions[i]).decode(),
+            dumps(probabilities[i]).decode() if probabilities is not None else None,
+            dumps(summaries[i]).decode(),
+            dumps(data[i]).decode() if data is not None else None,
+            request.request_type,
+            request.client_id,
+            fp_id,
+            replayed,
+        )
+        for i in range(n)
+    ]
+
+
+def _event_filters(query: EventQuery) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("model_name", query.model_name),
+        ("model_version", query.model_version),
+        ("request_id", query.request_id),
+        ("client_id", query.client_id),
+        ("request_type", query.request_type),
+    ):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if query.since is not None:
+        where.append("ts >= ?")
+        params.append(to_micros(query.since))
+    if query.until is not None:
+        where.append("ts < ?")
+        params.append(to_micros(query.until))
+    return where, params
+
+
+def _event_from_row(r: Sequence[Any]) -> PredictionEvent:
+    return PredictionEvent(
+        request_id=r[0],
+        row_index=int(r[1]),
+        model_name=r[2],
+        model_version=int(r[3]),
+        timestamp=from_micros(int(r[4])),
+        logged_at=from_micros(int(r[5])),
+        runtime_ms=float(r[6]),
+        row_runtime_ms=float(r[7]),
+        prediction=loads(r[8]),
+        probability=loads(r[9]) if r[9] is not None else None,
+        input_data_summary=loads(r[10]),
+        data=loads(r[11]) if r[11] is not None else None,
+        request_type=r[12],
+        client_id=r[13],
+        fingerprint_id=r[14],
+        replayed=bool(r[15]),
+    )

@@ -1,0 +1,263 @@
+"""The model registry in SQL: versions, artifacts, aliases with history, settings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Sequence
+
+from loopwatch.errors import Conflict, NotFound, StoreError
+from loopwatch.features.schema import FeatureSchema
+from loopwatch.records import AliasChange, ModelInfo, ModelSettings, ModelVersion
+from loopwatch.records.jsonutil import dumps, loads
+from loopwatch.stores.base import from_micros, to_micros
+from loopwatch.stores.sql import SqlStoreBase
+
+_VERSION_COLUMNS = (
+    "name, version, created_at, task, estimator, artifact_sha256, reference_sha256, "
+    "feature_schema, metrics, data_summary, params"
+)
+
+
+class SqlRegistryMixin(SqlStoreBase):
+    def _is_unique_violation(self, exc: BaseException) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def create_model_version(
+        self,
+        *,
+        name: str,
+        created_at: datetime,
+        task: str,
+        estimator: str,
+        artifact: bytes,
+        artifact_sha256: str,
+        reference: bytes,
+        reference_sha256: str,
+        schema: dict[str, Any],
+        metrics: dict[str, Any],
+        data_summary: dict[str, Any],
+        params: dict[str, Any],
+    ) -> int:
+        """Store the artifacts and register the next version number under ``name``."""
+        at = to_micros(created_at)
+        for attempt in range(5):
+            try:
+                with self._transaction() as cur:
+                    cur.execute(
+                        self._sql(
+                            "INSERT INTO models (name, created_at) VALUES (?, ?) "
+                            "ON CONFLICT (name) DO NOTHING"
+                        ),
+                        (name, at),
+                    )
+                    for sha, kind, content in (
+                        (artifact_sha256, "model", artifact),
+                        (reference_sha256, "reference", reference),
+                    ):
+                        cur.execute(
+                            self._sql(
+                                "INSERT INTO artifacts (sha256, kind, size, content, created_at) "
+                                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING"
+                            ),
+                            (sha, kind, len(content), content, at),
+                        )
+                    cur.execute(
+                        self._sql(
+                            "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?"
+                        ),
+                        (name,),
+                    )
+                    version = int(cur.fetchone()[0])
+                    cur.execute(
+                        self._sql(
+                            f"INSERT INTO model_versions ({_VERSION_COLUMNS}) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                        ),
+                        (
+                            name,
+                            version,
+                            at,
+                            task,
+                            estimator,
+                            artifact_sha256,
+                            reference_sha256,
+                            dumps(schema).decode(),
+                            dumps(metrics).decode(),
+                            dumps(data_summary).decode(),
+                            dumps(params).decode(),
+                        ),
+                    )
+                return version
+            except Exception as exc:
+                # two writers picked the same number: take the next one
+                if self._is_unique_violation(exc) and attempt < 4:
+                    continue
+                raise StoreError(f"could not register a version of {name!r}: {exc}") from exc
+        raise StoreError(f"could not register a version of {name!r}")  # pragma: no cover
+
+    def get_model_version(self, name: str, version: int) -> ModelVersion:
+        found = self._fetchall(
+            f"SELECT {_VERSION_COLUMNS} FROM model_versions WHERE name = ? AND version = ?",
+            (name, version),
+        )
+        if not found:
+            if not self._model_exists(name):
+                raise NotFound(f"no model named {name!r}")
+            raise NotFound(f"model {name!r} has no version {version}")
+        return self._version_from_row(found[0], self.get_aliases(name))
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        if not self._model_exists(name):
+            raise NotFound(f"no model named {name!r}")
+        aliases = self.get_aliases(name)
+        found = self._fetchall(
+            f"SELECT {_VERSION_COLUMNS} FROM model_versions WHERE name = ? ORDER BY version",
+            (name,),
+        )
+        return [self._version_from_row(r, aliases) for r in found]
+
+    def list_models(self) -> list[ModelInfo]:
+        found = self._fetchall(
+            "SELECT m.name, m.created_at, m.log_data, m.retention_days, "
+            "(SELECT MAX(version) FROM model_versions v WHERE v.name = m.name) "
+            "FROM models m ORDER BY m.name"
+        )
+        aliases: dict[str, dict[str, int]] = {}
+        for name, alias, version in self._fetchall("SELECT name, alias, version FROM aliases"):
+            aliases.setdefault(name, {})[alias] = int(version)
+        return [
+            ModelInfo(
+                name=r[0],
+                created_at=from_micros(int(r[1])),
+                settings=ModelSettings(
+                    log_data=bool(r[2]), retention_days=None if r[3] is None else int(r[3])
+                ),
+                aliases=aliases.get(r[0], {}),
+                latest_version=None if r[4] is None else int(r[4]),
+            )
+            for r in found
+        ]
+
+    def get_artifact(self, sha256: str) -> bytes:
+        found = self._fetchall("SELECT content FROM artifacts WHERE sha256 = ?", (sha256,))
+        if not found:
+            raise NotFound(f"no artifact with hash {sha256}")
+        return bytes(found[0][0])
+
+    def get_aliases(self, name: str) -> dict[str, int]:
+        found = self._fetchall(
+            "SELECT alias, version FROM aliases WHERE name = ? ORDER BY alias", (name,)
+        )
+        return {alias: int(version) for alias, version in found}
+
+    def set_alias(
+        self, name: str, alias: str, version: int | None, *, reason: str, at: datetime
+    ) -> AliasChange:
+        """Point ``alias`` at ``version`` (``None`` removes it), recording the change."""
+        with self._transaction() as cur:
+            if version is not None:
+                cur.execute(
+                    self._sql("SELECT 1 FROM model_versions WHERE name = ? AND version = ?"),
+                    (name, version),
+                )
+                if cur.fetchone() is None:
+                    raise NotFound(f"model {name!r} has no version {version}")
+            cur.execute(
+                self._sql("SELECT version FROM aliases WHERE name = ? AND alias = ?"),
+                (name, alias),
+            )
+            row = cur.fetchone()
+            previous = None if row is None else int(row[0])
+            if version is None:
+                if previous is None:
+                    raise Conflict(f"model {name!r} has no {alias} alias to remove")
+                cur.execute(
+                    self._sql("DELETE FROM aliases WHERE name = ? AND alias = ?"), (name, alias)
+                )
+            elif previous is None:
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO aliases (name, alias, version, updated_at) VALUES (?, ?, ?, ?)"
+                    ),
+                    (name, alias, version, to_micros(at)),
+                )
+            else:
+                cur.execute(
+                    self._sql(
+                        "UPDATE aliases SET version = ?, updated_at = ? WHERE name = ? AND alias = ?"
+                    ),
+                    (version, to_micros(at), name, alias),
+                )
+            cur.execute(
+                self._sql(
+                    "INSERT INTO alias_history (name, alias, version, previous_version, "
+                    "changed_at, reason) VALUES (?, ?, ?, ?, ?, ?)"
+                ),
+                (name, alias, version, previous, to_micros(at), reason),
+            )
+        return AliasChange(
+            name=name,
+            alias=alias,
+            version=version,
+            previous_version=previous,
+            changed_at=at,
+            reason=reason,
+        )
+
+    def alias_history(self, name: str, alias: str) -> list[AliasChange]:
+        found = self._fetchall(
+            "SELECT name, alias, version, previous_version, changed_at, reason FROM alias_history "
+            "WHERE name = ? AND alias = ? ORDER BY id",
+            (name, alias),
+        )
+        return [
+            AliasChange(
+                name=r[0],
+                alias=r[1],
+                version=None if r[2] is None else int(r[2]),
+                previous_version=None if r[3] is None else int(r[3]),
+                changed_at=from_micros(int(r[4])),
+                reason=r[5],
+            )
+            for r in found
+        ]
+
+    def get_model_settings(self, name: str) -> ModelSettings:
+        found = self._fetchall(
+            "SELECT log_data, retention_days FROM models WHERE name = ?", (name,)
+        )
+        if not found:
+            raise NotFound(f"no model named {name!r}")
+        log_data, retention = found[0]
+        return ModelSettings(
+            log_data=bool(log_data), retention_days=None if retention is None else int(retention)
+        )
+
+    def set_model_settings(self, name: str, settings: ModelSettings) -> None:
+        changed = self._execute(
+            "UPDATE models SET log_data = ?, retention_days = ? WHERE name = ?",
+            (int(settings.log_data), settings.retention_days, name),
+        )
+        if changed == 0:
+            raise NotFound(f"no model named {name!r}")
+
+    def _model_exists(self, name: str) -> bool:
+        return bool(self._fetchall("SELECT 1 FROM models WHERE name = ?", (name,)))
+
+    @staticmethod
+    def _version_from_row(r: Sequence[Any], aliases: dict[str, int]) -> ModelVersion:
+        version = int(r[1])
+        return ModelVersion(
+            name=r[0],
+            version=version,
+            created_at=from_micros(int(r[2])),
+            task=r[3],
+            estimator=r[4],
+            artifact_sha256=r[5],
+            reference_sha256=r[6],
+            schema=FeatureSchema.from_dict(loads(r[7])),
+            metrics=loads(r[8]),
+            data_summary=loads(r[9]),
+            params=loads(r[10]),
+            aliases=tuple(sorted(a for a, v in aliases.items() if v == version)),
+        )

@@ -1,0 +1,153 @@
+"""The library's front door: one object over a store, its registry and its log writer.
+
+The CLI is a thin layer over this; scripts and notebooks use it directly::
+
+    from loopwatch import Settings, Workspace
+    with Workspace(Settings.from_env()) as ws:
+        version = ws.train("churn", "customers.csv", target="churned")
+        result = ws.predict("churn", rows)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import pandas as pd
+
+from loopwatch.config import Settings
+from loopwatch.errors import Conflict
+from loopwatch.features.schema import Task
+from loopwatch.models.training import train_model
+from loopwatch.prediction import PredictCall, Predictor
+from loopwatch.records import ModelVersion, RequestOutcome
+from loopwatch.records.jsonutil import loads
+from loopwatch.registry import Registry
+from loopwatch.stores import open_store
+from loopwatch.stores.base import Store
+from loopwatch.stores.writer import GroupCommitWriter
+from loopwatch.tables import read_table
+
+
+@dataclass(frozen=True)
+class Prediction:
+    request_id: str
+    version: int
+    predictions: list[list[Any]]
+    probabilities: list[list[float]] | None
+    classes: list[Any] | None
+    outcome: str
+
+
+class Workspace:
+    def __init__(self, settings: Settings | None = None, *, store: Store | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self._own_store = store is None
+        self.store = store or open_store(
+            self.settings.database_url, sqlite_synchronous=self.settings.sqlite_synchronous
+        )
+        self.registry = Registry(self.store, cache_size=self.settings.model_cache_size)
+        self.predictor = Predictor(self.registry, max_rows=self.settings.max_rows_per_request)
+        self._writer: GroupCommitWriter | None = None
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._own_store:
+            self.store.close()
+
+    @property
+    def writer(self) -> GroupCommitWriter:
+        if self._writer is None:
+            self._writer = GroupCommitWriter(
+                self.store,
+                queue_max_requests=self.settings.queue_max_requests,
+                batch_max_requests=self.settings.batch_max_requests,
+                batch_max_wait_ms=self.settings.batch_max_wait_ms,
+            ).start()
+        return self._writer
+
+    def train(
+        self,
+        name: str,
+        data: str | Path | pd.DataFrame,
+        *,
+        target: str,
+        task: Task | None = None,
+        estimator: str | None = None,
+        categorical: Sequence[str] = (),
+        test_size: float = 0.2,
+        seed: int = 0,
+        alias: str | None = None,
+        estimator_params: dict[str, Any] | None = None,
+    ) -> ModelVersion:
+        frame = data if isinstance(data, pd.DataFrame) else read_table(data)
+        trained = train_model(
+            frame,
+            target,
+            task=task,
+            estimator=estimator,
+            categorical=categorical,
+            test_size=test_size,
+            seed=seed,
+            estimator_params=estimator_params,
+        )
+        return self.registry.register(name, trained, alias=alias)
+
+    def predict(
+        self,
+        name: str,
+        rows: Sequence[dict[str, Any]],
+        *,
+        version: int | str | None = None,
+        request_id: str | None = None,
+        request_type: str = "cli",
+        client_id: str | None = None,
+    ) -> Prediction:
+        """Predict and log durably; returns once the events are committed."""
+        logged = self.predictor.predict(
+            PredictCall(
+                model_name=name,
+                rows=rows,
+                version=version,
+                request_id=request_id,
+                client_id=client_id,
+                request_type=request_type,
+            )
+        )
+        outcome: RequestOutcome = self.writer.write(logged)
+        if outcome.status == "conflict":
+            raise Conflict(f"request id {logged.request_id!r} was already used with a different body")
+        body = loads(outcome.response or logged.response)
+        return Prediction(
+            request_id=body["request_id"],
+            version=body["version"],
+            predictions=body["predictions"],
+            probabilities=body.get("probabilities"),
+            classes=body.get("classes"),
+            outcome=outcome.status,
+        )
+
+    def predict_table(
+        self,
+        name: str,
+        frame: pd.DataFrame,
+        *,
+        version: int | str | None = None,
+        batch_rows: int = 1000,
+        progress: Callable[[int], None] | None = None,
+    ) -> Iterable[Prediction]:
+        """Predict a whole table in requests of ``batch_rows``, each logged as ``batch``."""
+        records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+        for start in range(0, len(records), batch_rows):
+            chunk = records[start : start + batch_rows]
+            yield self.predict(name, chunk, version=version, request_type="cli")
+            if progress is not None:
+                progress(len(chunk))
