@@ -9,6 +9,7 @@ from sklearn.metrics import roc_auc_score
 
 from loopwatch.simulate import (
     FEATURES,
+    Incident,
     ChurnScenario,
     Day,
     drifted_concept,
@@ -18,7 +19,7 @@ from loopwatch.simulate import (
 )
 
 
-def _incident(scenario: ChurnScenario, kind: str):  # type: ignore[no-untyped-def]
+def _incident(scenario: ChurnScenario, kind: str) -> Incident:
     (incident,) = scenario.timeline.of_kind(kind)
     return incident
 
@@ -42,7 +43,8 @@ def test_covariate_shift_scales_the_same_customers(
     shifted = day_frames[incident.day].set_index("entity_id")
     stable = stable_scenario.day(incident.day).frame().set_index("entity_id").loc[shifted.index]
     ratio = (shifted["watch_hours"] / stable["watch_hours"]).median()
-    assert ratio == pytest.approx(1 + incident.effect_size * stable["watch_hours"].std() / stable["watch_hours"].mean(), rel=0.1)
+    expected = 1 + incident.effect_size * stable["watch_hours"].std() / stable["watch_hours"].mean()
+    assert ratio == pytest.approx(expected, rel=0.1)
     pd.testing.assert_series_equal(shifted["monthly_fee"], stable["monthly_fee"])
 
 
@@ -82,7 +84,9 @@ def test_software_change_sends_minutes_from_the_upgraded_client_only(
     assert set(later.loc[later["client_id"] == "mobile-app", "client_version"]) == {"3.0.1"}
 
 
-def test_adversarial_probing_hugs_the_decision_boundary(scenario: ChurnScenario, day_frames: dict[int, pd.DataFrame]) -> None:
+def test_adversarial_probing_hugs_the_decision_boundary(
+    scenario: ChurnScenario, day_frames: dict[int, pd.DataFrame]
+) -> None:
     incident = _incident(scenario, "adversarial_probing")
     frame = day_frames[incident.day]
     probes = frame[frame["client_id"] == "probe-7"]

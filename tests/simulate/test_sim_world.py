@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from loopwatch.simulate import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES, TARGET, Day
+from loopwatch.simulate import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES, TARGET, ChurnScenario, Day
 
 # Days with no incident effect on the inputs (35 is after the concept drift,
 # whose inputs are unchanged by definition).
@@ -39,7 +39,9 @@ def test_training_data_shape_and_ranges(training: pd.DataFrame) -> None:
 
 
 @pytest.mark.parametrize("index", STABLE_DAYS)
-def test_stable_days_look_like_training(index: int, training: pd.DataFrame, day_frames: dict[int, pd.DataFrame]) -> None:
+def test_stable_days_look_like_training(
+    index: int, training: pd.DataFrame, day_frames: dict[int, pd.DataFrame]
+) -> None:
     frame = day_frames[index]
     frame = frame[frame["client_id"] != "probe-7"]
     for name in NUMERIC_FEATURES:
@@ -106,9 +108,7 @@ def test_labels_arrive_14_to_16_days_after_their_prediction(all_days: list[Day])
                 assert timedelta(days=14) <= label_time - moment <= timedelta(days=16)
 
 
-def test_feedback_is_the_crm_labels_arriving_that_day(
-    scenario: object, all_days: list[Day]
-) -> None:
+def test_feedback_is_the_crm_labels_arriving_that_day(scenario: ChurnScenario, all_days: list[Day]) -> None:
     truth = {
         entity: (label, moment)
         for day in all_days
@@ -127,7 +127,7 @@ def test_feedback_is_the_crm_labels_arriving_that_day(
                 assert record.entity_id not in seen
                 seen.add(record.entity_id)
     assert not any(day.feedback for day in all_days[:14])
-    trailing = {record.entity_id for record in scenario.trailing_feedback()}  # type: ignore[attr-defined]
+    trailing = {record.entity_id for record in scenario.trailing_feedback()}
     assert seen.isdisjoint(trailing)
     assert seen | trailing == set(truth)
 

@@ -41,7 +41,9 @@ WEB_APP: Final = ClientSpec(client_id="web-app", version="1.8.2", request_type="
 MOBILE_APP: Final = ClientSpec(
     client_id="mobile-app", version="2.3.0", request_type="api", min_batch=20, max_batch=80
 )
-CRM_BATCH: Final = ClientSpec(client_id="crm-batch", version="4.1.0", request_type="batch", min_batch=100, max_batch=200)
+CRM_BATCH: Final = ClientSpec(
+    client_id="crm-batch", version="4.1.0", request_type="batch", min_batch=100, max_batch=200
+)
 CLIENTS: Final = (WEB_APP, MOBILE_APP, CRM_BATCH)
 
 # Share of the day's predictions made by the nightly CRM job; the rest is

@@ -43,10 +43,13 @@ class SqlRegistryMixin(SqlStoreBase):
         for attempt in range(5):
             try:
                 with self._transaction() as cur:
+                    # DO UPDATE (a no-op) rather than DO NOTHING: it locks the model's
+                    # row until commit, so concurrent registrations of one name take
+                    # their numbers in turn instead of racing for the same MAX + 1.
                     cur.execute(
                         self._sql(
                             "INSERT INTO models (name, created_at) VALUES (?, ?) "
-                            "ON CONFLICT (name) DO NOTHING"
+                            "ON CONFLICT (name) DO UPDATE SET created_at = models.created_at"
                         ),
                         (name, at),
                     )

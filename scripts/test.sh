@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Everything the test suite needs on a fresh machine, then the whole suite.
+# PostgreSQL tests run against a throwaway server the suite starts; a missing
+# PostgreSQL fails the run instead of skipping it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/ensure-postgres.sh
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+export LOOPWATCH_REQUIRE_POSTGRES=1
+exec .venv/bin/python -m pytest --cov=loopwatch --cov-report=term:skip-covered -p no:cacheprovider "$@"
