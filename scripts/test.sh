@@ -11,5 +11,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
+.venv/bin/ruff check src tests benchmarks
 export LOOPWATCH_REQUIRE_POSTGRES=1
 exec .venv/bin/python -m pytest --cov=loopwatch --cov-report=term:skip-covered -p no:cacheprovider "$@"

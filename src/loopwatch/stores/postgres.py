@@ -6,13 +6,14 @@ from typing import Any
 
 from loopwatch.errors import require
 from loopwatch.stores.sql import EVENT_COLUMNS, SqlLogMixin
+from loopwatch.stores.sql_records import SqlRecordsMixin
 from loopwatch.stores.sql_registry import SqlRegistryMixin
 
 #: Key of the advisory lock that serialises migrations across processes.
 MIGRATION_LOCK_KEY = 7_274_231
 
 
-class PostgresStore(SqlLogMixin, SqlRegistryMixin):
+class PostgresStore(SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin):
     dialect = "postgresql"
 
     def __init__(self, url: str, *, connect_timeout: int = 10) -> None:

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from loopwatch.stores.sql import SqlLogMixin
+from loopwatch.stores.sql_records import SqlRecordsMixin
 from loopwatch.stores.sql_registry import SqlRegistryMixin
 
 
-class SQLiteStore(SqlLogMixin, SqlRegistryMixin):
+class SQLiteStore(SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin):
     dialect = "sqlite"
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
