@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import sqlite3
 import subprocess
@@ -154,6 +155,19 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / CLK_TCK
 
 
+def system_busy_seconds() -> float:
+    """CPU seconds spent busy on the whole machine (all cores) since boot, from /proc/stat."""
+    parts = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    values = [int(v) for v in parts[:8]]  # user nice system idle iowait irq softirq steal
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / CLK_TCK
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 _WRK_JSON = re.compile(r"^WRK_JSON (\{.*\})$", re.M)
 
 
@@ -208,10 +222,13 @@ def run_wrk(
     assert service.process is not None
     pgid = service.process.pid
     cpu_before = group_cpu_seconds(pgid)
+    busy_before, wrk_before = system_busy_seconds(), children_cpu_seconds()
     started = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
     wall = time.perf_counter() - started
     cpu_after = group_cpu_seconds(pgid)
+    busy = system_busy_seconds() - busy_before
+    wrk_cpu = children_cpu_seconds() - wrk_before
     if done.returncode != 0:
         raise SystemExit(f"wrk failed ({done.returncode}): {done.stderr}\n{done.stdout}")
     result = parse_wrk(done.stdout)
@@ -220,6 +237,9 @@ def run_wrk(
         round((cpu_after - cpu_before) * 1000 / result["requests"], 3) if result.get("requests") else None
     )
     result["server_cpu_cores"] = round((cpu_after - cpu_before) / wall, 2)
+    result["wrk_cpu_cores"] = round(wrk_cpu / wall, 2)
+    # everything else on the machine (other users' processes, the kernel's own work)
+    result["other_cpu_cores"] = round(max(0.0, busy - (cpu_after - cpu_before) - wrk_cpu) / wall, 2)
     return result, done.stdout
 
 
@@ -263,6 +283,8 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "server_cpu_ms_per_request_median": round(
                     median(r["server_cpu_ms_per_request"] for r in rs), 3
                 ),
+                "server_cpu_cores_median": round(median(r["server_cpu_cores"] for r in rs), 2),
+                "other_cpu_cores_median": round(median(r["other_cpu_cores"] for r in rs), 2),
             }
         if sides["on"] and sides["off"]:
             on, off = entry["on"]["rps_median"], entry["off"]["rps_median"]
@@ -389,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
                         print(
                             f"w={workers} rows={n:>3} logging={'on ' if logging_on else 'off'} run {run}: "
                             f"{result['rps']:8.1f} req/s  p50 {result['p50_ms']:7.2f} ms  "
-                            f"p99 {result['p99_ms']:7.2f} ms  cpu {result['server_cpu_ms_per_request']} ms/req"
+                            f"p99 {result['p99_ms']:7.2f} ms  cpu {result['server_cpu_ms_per_request']} ms/req "
+                            f"cores srv/wrk/other {result['server_cpu_cores']}/{result['wrk_cpu_cores']}/"
+                            f"{result['other_cpu_cores']}"
                             + (f"  log {'ok' if record['log_check']['ok'] else 'MISMATCH'}"
                                f" ({record['log_check']['events_stored']} events)" if logging_on else ""),
                             flush=True,

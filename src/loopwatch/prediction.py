@@ -78,7 +78,10 @@ def check_request_id(request_id: str) -> str:
 def _utc(moment: datetime, what: str) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise InvalidInput(f"{what} must carry a timezone, e.g. 2026-01-05T10:00:00Z")
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError as exc:  # e.g. 9999-12-31T23:00:00-05:00 is past datetime.max in UTC
+        raise InvalidInput(f"{what} is out of range") from exc
 
 
 class Predictor:

@@ -1,8 +1,8 @@
 """Train a scikit-learn pipeline from a table and a target column.
 
-The pipeline imputes and scales numeric features, imputes and one-hot encodes
-categorical ones (unknown categories at predict time are encoded as all zeros,
-never an error), and ends in an estimator chosen by name. Metrics are measured
+The pipeline imputes and scales numeric features and one-hot encodes
+categorical ones, a missing value being a category of its own (unknown
+categories at predict time are encoded as all zeros, never an error), and ends in an estimator chosen by name. Metrics are measured
 on a seeded holdout split, and a seeded sample of the training rows is kept as
 the version's reference data for monitoring.
 """
@@ -82,12 +82,9 @@ def build_pipeline(schema: FeatureSchema, estimator: Any) -> Any:
         )
         parts.append(("numeric", numeric, schema.numeric))
     if schema.categorical:
-        categorical = Pipeline(
-            [
-                ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
-                ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-            ]
-        )
+        # a missing category is a category of its own to the encoder; an imputer
+        # step in front would only cost time on every prediction
+        categorical = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
         parts.append(("categorical", categorical, schema.categorical))
     return Pipeline([("features", ColumnTransformer(parts)), ("model", estimator)])
 

@@ -97,12 +97,39 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
+def _route_templates(app: Any) -> dict[int, str]:
+    """Full path template of each route, by ``id``.
+
+    Since FastAPI 0.137 ``include_router`` no longer copies routes with the
+    prefix applied, so ``scope["route"].path`` is ``/logs`` for ``/v1/logs``.
+    Older versions copy them, and their ``route.path`` is already whole.
+    """
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # pragma: no cover - FastAPI < 0.137
+        return {}
+    templates: dict[int, str] = {}
+    for context in iter_route_contexts(getattr(app, "routes", [])):
+        if context.path:
+            templates.setdefault(id(context.original_route), context.path)
+    return templates
+
+
 class MetricsMiddleware:
     """Count requests and time them, labelled by route template, never by path."""
 
     def __init__(self, app: ASGIApp, *, metrics: Any) -> None:
         self.app = app
         self.metrics = metrics
+        self._templates: dict[int, str] | None = None
+
+    def _template(self, scope: Scope) -> str:
+        route = scope.get("route")
+        if route is None:
+            return "unmatched"
+        if self._templates is None:
+            self._templates = _route_templates(scope.get("app"))
+        return self._templates.get(id(route)) or getattr(route, "path", None) or "unmatched"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,8 +147,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = self._template(scope)
             self.metrics.requests.labels(
                 route=template, method=scope.get("method", ""), status=str(status)
             ).inc()

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+#: Version numbers are INTEGER columns; larger ones cannot even be bound as SQLite parameters.
+MAX_VERSION = 2**31 - 1
+VersionNumber = Annotated[int, Field(ge=1, le=MAX_VERSION)]
 
 ROW_SCHEMA = {
     "type": "object",
@@ -23,7 +27,7 @@ class PredictRequest(_In):
     rows: list[dict[str, Any]] = Field(
         ..., min_length=1, json_schema_extra={"items": ROW_SCHEMA}, description="Rows to predict."
     )
-    version: int | Literal["production", "candidate"] | None = Field(
+    version: VersionNumber | Literal["production", "candidate"] | None = Field(
         None, description="A version number or alias; the production version when absent."
     )
     timestamp: datetime | None = Field(
@@ -119,7 +123,9 @@ class ModelDetailOut(ModelInfoOut):
 
 
 class PromoteIn(_In):
-    version: int | None = Field(None, ge=1, description="The version to promote; the candidate when absent.")
+    version: int | None = Field(
+        None, ge=1, le=MAX_VERSION, description="The version to promote; the candidate when absent."
+    )
     alias: Literal["production", "candidate"] = "production"
 
 

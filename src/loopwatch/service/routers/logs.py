@@ -17,6 +17,7 @@ from loopwatch.stores.base import EventQuery
 from loopwatch.stores.export import ndjson_lines, write_parquet
 from loopwatch.service.schemas import (
     ERROR_RESPONSES,
+    MAX_VERSION,
     DeletedOut,
     EventPageOut,
     FingerprintOut,
@@ -36,7 +37,7 @@ def _utc(moment: datetime | None, what: str) -> datetime | None:
 
 def event_query(
     model: str | None = Query(None, description="Model name."),
-    version: int | None = Query(None, ge=1),
+    version: int | None = Query(None, ge=1, le=MAX_VERSION),
     since: datetime | None = Query(None, description="Event time from (inclusive), with timezone."),
     until: datetime | None = Query(None, description="Event time to (exclusive), with timezone."),
     request_id: str | None = Query(None, max_length=128),

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Path
 from starlette.concurrency import run_in_threadpool
 
 from loopwatch.records import ModelSettings
 from loopwatch.service.schemas import (
     ERROR_RESPONSES,
+    MAX_VERSION,
     AliasChangeOut,
     ModelDetailOut,
     ModelInfoOut,
@@ -53,7 +54,7 @@ async def list_versions(name: str, state: ServiceState = Depends(get_state)) -> 
     summary="One version, with its feature schema and holdout metrics",
 )
 async def get_version(
-    name: str, version: int, state: ServiceState = Depends(get_state)
+    name: str, version: int = Path(ge=1, le=MAX_VERSION), state: ServiceState = Depends(get_state)
 ) -> dict[str, Any]:
     found = await run_in_threadpool(state.store.get_model_version, name, version)
     return found.to_dict()

@@ -3,17 +3,69 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any, Callable, Coroutine
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from loopwatch.errors import Conflict, InvalidInput, NotFound, Overloaded, PayloadTooLarge
+from loopwatch.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from loopwatch.prediction import PredictCall, check_request_id, new_request_id
 from loopwatch.service.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse
-from loopwatch.service.state import ServiceState, get_state
+from loopwatch.service.state import CLIENT_ID_HEADER, ServiceState, get_state
 
-router = APIRouter(tags=["predict"])
+
+class _OrjsonRequest(Request):
+    """Parse the body with orjson, not the standard library: NaN/Infinity literals,
+    lone surrogates (which nothing downstream can encode), numbers beyond a double
+    and nesting deeper than 1024 are then JSON errors (422) instead of values that
+    surface later as a 400 or a 500."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = orjson.loads(await self.body())
+        return self._json
+
+
+class StrictJsonRoute(APIRoute):
+    """Predict takes JSON only: another media type is a 415 (and a counted rejection)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if media != "application/json" and not (
+                media.startswith("application/") and media.endswith("+json")
+            ):
+                exc = UnsupportedMediaType(
+                    f"unsupported content type {media[:100]!r}: send application/json"
+                )
+                state: ServiceState | None = getattr(request.app.state, "loopwatch", None)
+                if state is not None:
+                    state.reject(
+                        str(request.path_params.get("name", "")),
+                        request.headers.get(CLIENT_ID_HEADER),
+                        exc.code,
+                        exc.status,
+                        exc.message,
+                    )
+                raise exc
+            return await handler(_OrjsonRequest(request.scope, request.receive))
+
+        return strict
+
+
+router = APIRouter(tags=["predict"], route_class=StrictJsonRoute)
 
 
 @router.post(

@@ -8,7 +8,7 @@ import pandas as pd
 from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from loopwatch.errors import InvalidInput, UnreadableData, UnsupportedMediaType
+from loopwatch.errors import InvalidInput, LoopwatchError, UnreadableData, UnsupportedMediaType
 from loopwatch.models.training import train_model
 from loopwatch.records.jsonutil import loads
 from loopwatch.registry.registry import check_model_name
@@ -71,15 +71,22 @@ async def train(
     categorical_columns = [c for c in (categorical or "").split(",") if c]
 
     def fit_and_register() -> dict[str, Any]:
-        trained = train_model(
-            frame,
-            target,
-            task=task,
-            estimator=estimator,
-            categorical=categorical_columns,
-            test_size=test_size,
-            seed=seed,
-        )
+        try:
+            trained = train_model(
+                frame,
+                target,
+                task=task,
+                estimator=estimator,
+                categorical=categorical_columns,
+                test_size=test_size,
+                seed=seed,
+            )
+        except LoopwatchError:
+            raise
+        except (ValueError, TypeError) as exc:
+            # scikit-learn, pandas or numpy refusing the table or a parameter (a text
+            # target for regression, nested values in JSON rows, a seed past 2**32-1)
+            raise InvalidInput(f"cannot train on this data: {str(exc)[:300]}") from exc
         version = state.registry.register(name, trained, client_id=x_client_id, alias=alias)
         return {"version": version.to_dict(), "duration_ms": trained.duration_ms}
 
