@@ -161,9 +161,15 @@ def version_kwargs(
     }
 
 
-def rejection(model_name: str, at: datetime, *, reason: str = "schema_violation", client_id: str | None = "c1") -> Rejection:
+def rejection(
+    model_name: str, at: datetime, *, reason: str = "schema_violation", client_id: str | None = "c1"
+) -> Rejection:
     return Rejection(
-        model_name=model_name, timestamp=at, client_id=client_id, reason=reason, status=422,
+        model_name=model_name,
+        timestamp=at,
+        client_id=client_id,
+        reason=reason,
+        status=422,
         message=f"{reason} at {at.isoformat()}",
     )
 

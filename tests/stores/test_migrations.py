@@ -14,8 +14,16 @@ pytest_plugins = ["tests.postgres_fixtures"]
 
 ALL_VERSIONS = [version for version, _, _ in MIGRATIONS]
 TABLES = (
-    "models", "artifacts", "model_versions", "aliases", "alias_history", "fingerprints",
-    "requests", "events", "rejections", "training_events",
+    "models",
+    "artifacts",
+    "model_versions",
+    "aliases",
+    "alias_history",
+    "fingerprints",
+    "requests",
+    "events",
+    "rejections",
+    "training_events",
 )
 
 
@@ -38,14 +46,19 @@ def test_migrate_applies_every_migration_once_and_records_it(database_url: str) 
         assert [(v, n) for v, n, _ in rows] == [(v, n) for v, n, _ in MIGRATIONS]
         for _, _, applied_at in rows:
             applied = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=int(applied_at))
-            assert before - timedelta(seconds=5) <= applied <= datetime.now(timezone.utc) + timedelta(seconds=5)
+            assert (
+                before - timedelta(seconds=5) <= applied <= datetime.now(timezone.utc) + timedelta(seconds=5)
+            )
         # every table exists and is empty
         for table in TABLES:
             assert table_count(store, table) == 0, table
 
         # a second migrate, on this store and on another one, changes nothing
         assert store.migrate() == []
-        assert raw_rows(store, "SELECT version, name, applied_at FROM schema_migrations ORDER BY version") == rows
+        assert (
+            raw_rows(store, "SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
+            == rows
+        )
     finally:
         store.close()
     again = open_store(database_url)  # migrate=True by default

@@ -34,7 +34,9 @@ _unique = itertools.count()
 # --- strategies ----------------------------------------------------------------------------
 
 #: Unicode text as JSON carries it: quotes, backslashes, newlines, NUL, emoji (no lone surrogates).
-texts = st.text(max_size=12) | st.sampled_from(['"', "\\", "\n", "\r\n", "\t", "\x00", "'; DROP TABLE events; --", "\U0001F600"])
+texts = st.text(max_size=12) | st.sampled_from(
+    ['"', "\\", "\n", "\r\n", "\t", "\x00", "'; DROP TABLE events; --", "\U0001f600"]
+)
 scalars = (
     st.none()
     | st.booleans()
@@ -59,7 +61,9 @@ offsets = st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59).map(
 @st.composite
 def moments(draw: st.DrawFn) -> datetime:
     """An aware datetime whose instant lies in 1970-2100, with microseconds, in any UTC offset."""
-    naive = draw(st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2100, 12, 31, 23, 59, 59, 999999)))
+    naive = draw(
+        st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2100, 12, 31, 23, 59, 59, 999999))
+    )
     return naive.replace(tzinfo=UTC).astimezone(draw(offsets))
 
 
@@ -69,7 +73,10 @@ def logged_requests(draw: st.DrawFn) -> LoggedRequest:
     rows = st.lists(json_values, min_size=0, max_size=3)
     predictions = draw(st.lists(rows, min_size=n, max_size=n))
     probabilities = draw(
-        st.none() | st.lists(st.lists(st.floats(min_value=0, max_value=1), min_size=1, max_size=3), min_size=n, max_size=n)
+        st.none()
+        | st.lists(
+            st.lists(st.floats(min_value=0, max_value=1), min_size=1, max_size=3), min_size=n, max_size=n
+        )
     )
     data = draw(st.none() | st.lists(st.dictionaries(texts, json_values, max_size=4), min_size=n, max_size=n))
     summaries = draw(st.lists(st.dictionaries(texts, json_values, max_size=2), min_size=n, max_size=n))
@@ -110,8 +117,9 @@ def test_what_is_written_is_what_is_read(store: Store, batch: list[LoggedRequest
     outcomes = store.write_requests(batch)
     assert [(o.status, o.response) for o in outcomes] == [("stored", r.response) for r in batch]
     for request in batch:
-        events = sorted(store.query_events(EventQuery(request_id=request.request_id)).events,
-                        key=lambda e: e.row_index)
+        events = sorted(
+            store.query_events(EventQuery(request_id=request.request_id)).events, key=lambda e: e.row_index
+        )
         assert [event_dict(e) for e in events] == expected_events(request)
         for event, moment in zip(events, (request.row_timestamp(i) for i in range(request.n_rows))):
             assert event.timestamp.tzinfo == UTC
@@ -123,7 +131,10 @@ def test_what_is_written_is_what_is_read(store: Store, batch: list[LoggedRequest
         stored = store.get_request(request.request_id)
         assert stored is not None
         assert (stored.model_name, stored.model_version, stored.n_rows) == (
-            request.model_name, request.model_version, request.n_rows)
+            request.model_name,
+            request.model_version,
+            request.n_rows,
+        )
         assert (stored.body_sha256, stored.response) == (request.body_sha256, request.response)
         # and the fingerprint each event names is there
         assert store.get_fingerprint(events[0].fingerprint_id) == request.fingerprint
@@ -155,8 +166,13 @@ def test_pages_and_windows_match_a_sorted_list(
     model = f"paging-{next(_unique)}"
     # one request per timestamp, some replayed with a few rows at nearby times
     requests = [
-        make_request(f"{model}-{i:02d}", model_name=model, n_rows=1 + i % 2, received_at=at,
-                     timestamps=[at, at + timedelta(microseconds=i)] if i % 2 else None)
+        make_request(
+            f"{model}-{i:02d}",
+            model_name=model,
+            n_rows=1 + i % 2,
+            received_at=at,
+            timestamps=[at, at + timedelta(microseconds=i)] if i % 2 else None,
+        )
         for i, at in enumerate(stamps)
     ]
     store.write_requests(requests)

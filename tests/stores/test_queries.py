@@ -11,7 +11,7 @@ from loopwatch.errors import InvalidInput
 from loopwatch.records import ModelSettings, PredictionEvent
 from loopwatch.stores import EventQuery, Store
 from loopwatch.stores.base import encode_cursor
-from tests.stores.builders import T0, make_request, version_kwargs
+from tests.stores.builders import T0, event_dict, expected_events, make_request, version_kwargs
 from tests.stores.rawsql import table_count
 
 pytest_plugins = ["tests.postgres_fixtures"]
@@ -58,6 +58,8 @@ def loaded(store: Store) -> tuple[Store, list[PredictionEvent]]:
     store.write_requests(requests[1::2])
     everything = sorted(store.iter_events(EventQuery(limit=1000)), key=sort_key)
     assert len(everything) == sum(r.n_rows for r in requests) == 90
+    written = {(d["request_id"], d["row_index"]): d for r in requests for d in expected_events(r)}
+    assert {key(e): event_dict(e) for e in everything} == written
     return store, everything
 
 
@@ -75,19 +77,29 @@ def test_default_query_returns_all_events_in_order(loaded: tuple[Store, list[Pre
 
 FILTERS = {
     "model": (dict(model_name="iris"), lambda e: e.model_name == "iris"),
-    "model_version": (dict(model_name="churn", model_version=2),
-                      lambda e: e.model_name == "churn" and e.model_version == 2),
+    "model_version": (
+        dict(model_name="churn", model_version=2),
+        lambda e: e.model_name == "churn" and e.model_version == 2,
+    ),
     "version_only": (dict(model_version=1), lambda e: e.model_version == 1),
     "since": (dict(since=T0 + 5 * MINUTE), lambda e: e.timestamp >= T0 + 5 * MINUTE),
     "until": (dict(until=T0 + 5 * MINUTE), lambda e: e.timestamp < T0 + 5 * MINUTE),
-    "window": (dict(since=T0 + 3 * MINUTE, until=T0 + 9 * MINUTE),
-               lambda e: T0 + 3 * MINUTE <= e.timestamp < T0 + 9 * MINUTE),
+    "window": (
+        dict(since=T0 + 3 * MINUTE, until=T0 + 9 * MINUTE),
+        lambda e: T0 + 3 * MINUTE <= e.timestamp < T0 + 9 * MINUTE,
+    ),
     "request_id": (dict(request_id="r17"), lambda e: e.request_id == "r17"),
     "client": (dict(client_id="c1"), lambda e: e.client_id == "c1"),
     "request_type": (dict(request_type="replay"), lambda e: e.request_type == "replay"),
-    "combined": (dict(model_name="iris", client_id="c2", request_type="api", since=T0 + 2 * MINUTE),
-                 lambda e: e.model_name == "iris" and e.client_id == "c2" and e.request_type == "api"
-                 and e.timestamp >= T0 + 2 * MINUTE),
+    "combined": (
+        dict(model_name="iris", client_id="c2", request_type="api", since=T0 + 2 * MINUTE),
+        lambda e: (
+            e.model_name == "iris"
+            and e.client_id == "c2"
+            and e.request_type == "api"
+            and e.timestamp >= T0 + 2 * MINUTE
+        ),
+    ),
     "nothing": (dict(model_name="no-such-model"), lambda e: False),
 }
 
@@ -108,11 +120,13 @@ def test_filters(loaded: tuple[Store, list[PredictionEvent]]) -> None:
 def test_since_is_inclusive_and_until_exclusive_to_the_microsecond(store: Store) -> None:
     at = datetime(2030, 6, 1, 0, 0, 0, 500000, tzinfo=UTC)
     tick = timedelta(microseconds=1)
-    store.write_requests([
-        make_request("before", n_rows=1, received_at=at - tick),
-        make_request("at", n_rows=1, received_at=at),
-        make_request("after", n_rows=1, received_at=at + tick),
-    ])
+    store.write_requests(
+        [
+            make_request("before", n_rows=1, received_at=at - tick),
+            make_request("at", n_rows=1, received_at=at),
+            make_request("after", n_rows=1, received_at=at + tick),
+        ]
+    )
 
     def ids(**kw: datetime) -> list[str]:
         return [e.request_id for e in store.query_events(EventQuery(**kw)).events]
@@ -209,7 +223,7 @@ def test_iter_events_and_count_events(loaded: tuple[Store, list[PredictionEvent]
 
 
 def test_cursor_from_encode_cursor_resumes_after_that_position(
-    loaded: tuple[Store, list[PredictionEvent]]
+    loaded: tuple[Store, list[PredictionEvent]],
 ) -> None:
     store, everything = loaded
     pivot = everything[10]
@@ -233,7 +247,9 @@ def test_delete_request_removes_its_events_and_row(store: Store) -> None:
     assert store.delete_request("drop") == 0
     assert store.delete_request("never") == 0
     # the id is free again: a new body is stored, not a conflict
-    assert [o.status for o in store.write_requests([make_request("drop", n_rows=1, body="new")])] == ["stored"]
+    assert [o.status for o in store.write_requests([make_request("drop", n_rows=1, body="new")])] == [
+        "stored"
+    ]
 
 
 def test_retention_deletes_only_old_events_of_models_that_set_it(store: Store) -> None:
@@ -244,19 +260,28 @@ def test_retention_deletes_only_old_events_of_models_that_set_it(store: Store) -
     store.set_model_settings("long", ModelSettings(retention_days=365))
     cutoff = now - timedelta(days=7)
     tick = timedelta(microseconds=1)
-    store.write_requests([
-        make_request("short-old", n_rows=3, model_name="short", received_at=now - timedelta(days=30)),
-        make_request("short-just-old", n_rows=1, model_name="short", received_at=cutoff - tick),
-        make_request("short-at-cutoff", n_rows=1, model_name="short", received_at=cutoff),
-        make_request("short-new", n_rows=2, model_name="short", received_at=now - timedelta(days=1)),
-        # a replay whose rows straddle the cutoff: old rows go, the request stays
-        make_request("short-mixed", n_rows=3, model_name="short", received_at=now,
-                     timestamps=[now - timedelta(days=9), now - timedelta(days=8), now - timedelta(days=2)]),
-        make_request("forever-old", n_rows=4, model_name="forever", received_at=now - timedelta(days=3000)),
-        make_request("long-old", n_rows=2, model_name="long", received_at=now - timedelta(days=100)),
-        # events of a model the registry does not know are left alone
-        make_request("ghost-old", n_rows=1, model_name="ghost", received_at=now - timedelta(days=3000)),
-    ])
+    store.write_requests(
+        [
+            make_request("short-old", n_rows=3, model_name="short", received_at=now - timedelta(days=30)),
+            make_request("short-just-old", n_rows=1, model_name="short", received_at=cutoff - tick),
+            make_request("short-at-cutoff", n_rows=1, model_name="short", received_at=cutoff),
+            make_request("short-new", n_rows=2, model_name="short", received_at=now - timedelta(days=1)),
+            # a replay whose rows straddle the cutoff: old rows go, the request stays
+            make_request(
+                "short-mixed",
+                n_rows=3,
+                model_name="short",
+                received_at=now,
+                timestamps=[now - timedelta(days=9), now - timedelta(days=8), now - timedelta(days=2)],
+            ),
+            make_request(
+                "forever-old", n_rows=4, model_name="forever", received_at=now - timedelta(days=3000)
+            ),
+            make_request("long-old", n_rows=2, model_name="long", received_at=now - timedelta(days=100)),
+            # events of a model the registry does not know are left alone
+            make_request("ghost-old", n_rows=1, model_name="ghost", received_at=now - timedelta(days=3000)),
+        ]
+    )
     total = store.count_events()
 
     counts = store.apply_retention(now)
@@ -274,4 +299,6 @@ def test_retention_deletes_only_old_events_of_models_that_set_it(store: Store) -
     # a second run finds nothing more to delete
     assert store.apply_retention(now) == {"short": 0, "long": 0}
     # a later "now" catches up
-    assert store.apply_retention(now + timedelta(days=7))["short"] == 4  # at-cutoff, both new rows, mixed row 2
+    assert (
+        store.apply_retention(now + timedelta(days=7))["short"] == 4
+    )  # at-cutoff, both new rows, mixed row 2

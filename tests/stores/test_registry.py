@@ -18,7 +18,9 @@ pytest_plugins = ["tests.postgres_fixtures"]
 
 
 def test_versions_are_numbered_per_name(store: Store) -> None:
-    assert [store.create_model_version(**version_kwargs("iris", artifact=f"iris{i}".encode())) for i in range(3)] == [1, 2, 3]
+    assert [
+        store.create_model_version(**version_kwargs("iris", artifact=f"iris{i}".encode())) for i in range(3)
+    ] == [1, 2, 3]
     assert store.create_model_version(**version_kwargs("churn")) == 1
     assert store.create_model_version(**version_kwargs("iris", artifact=b"iris3")) == 4
     assert [v.version for v in store.list_versions("iris")] == [1, 2, 3, 4]
@@ -32,8 +34,13 @@ def test_model_version_round_trips(store: Store) -> None:
     kwargs["params"] = {"C": 1e-12, "penalty": None}
     store.create_model_version(**kwargs)
     v = store.get_model_version("iris", 1)
-    assert (v.name, v.version, v.created_at, v.task, v.estimator) == ("iris", 1, T0, "classification",
-                                                                     "logistic_regression")
+    assert (v.name, v.version, v.created_at, v.task, v.estimator) == (
+        "iris",
+        1,
+        T0,
+        "classification",
+        "logistic_regression",
+    )
     assert v.created_at.tzinfo is not None and v.created_at.utcoffset() == timedelta(0)
     assert v.artifact_sha256 == kwargs["artifact_sha256"]
     assert v.reference_sha256 == kwargs["reference_sha256"]
@@ -84,7 +91,9 @@ def test_list_models(store: Store) -> None:
     later = T0 + timedelta(days=1)
     store.create_model_version(**version_kwargs("zeta", created_at=T0))
     store.create_model_version(**version_kwargs("alpha", created_at=later))
-    store.create_model_version(**version_kwargs("alpha", artifact=b"second", created_at=later + timedelta(hours=1)))
+    store.create_model_version(
+        **version_kwargs("alpha", artifact=b"second", created_at=later + timedelta(hours=1))
+    )
     store.set_alias("alpha", "production", 1, reason="first", at=later)
     store.set_alias("alpha", "candidate", 2, reason="second", at=later)
     store.set_model_settings("zeta", ModelSettings(log_data=False, retention_days=30))
@@ -95,7 +104,9 @@ def test_list_models(store: Store) -> None:
     assert alpha.created_at == later and zeta.created_at == T0
     assert alpha.latest_version == 2 and zeta.latest_version == 1
     assert alpha.aliases == {"production": 1, "candidate": 2} and zeta.aliases == {}
-    assert alpha.settings == ModelSettings() and zeta.settings == ModelSettings(log_data=False, retention_days=30)
+    assert alpha.settings == ModelSettings() and zeta.settings == ModelSettings(
+        log_data=False, retention_days=30
+    )
 
 
 def test_aliases_and_their_history(store: Store) -> None:
@@ -104,7 +115,12 @@ def test_aliases_and_their_history(store: Store) -> None:
     t = [T0 + timedelta(minutes=i, microseconds=i) for i in range(6)]
 
     change = store.set_alias("iris", "production", 1, reason="registered", at=t[0])
-    assert (change.version, change.previous_version, change.changed_at, change.reason) == (1, None, t[0], "registered")
+    assert (change.version, change.previous_version, change.changed_at, change.reason) == (
+        1,
+        None,
+        t[0],
+        "registered",
+    )
     store.set_alias("iris", "candidate", 2, reason="registered", at=t[1])
     assert store.get_aliases("iris") == {"candidate": 2, "production": 1}
     assert store.get_model_version("iris", 1).aliases == ("production",)
@@ -165,21 +181,25 @@ def test_model_settings_round_trip(store: Store) -> None:
 
 
 def test_concurrent_registrations_get_distinct_numbers(store: Store) -> None:
-    threads, per_thread = 4, 3
-    found: list[int] = []
+    """Eight registrars race for each number in turn: none may fail, none may share a number."""
+    threads, rounds = 8, 10
+    # the model exists already, as when a new version of a served model is registered
+    found = [store.create_model_version(**version_kwargs("race"))]
     errors: list[BaseException] = []
     lock = threading.Lock()
     start = threading.Barrier(threads)
 
     def register(t: int) -> None:
-        try:
-            start.wait()
-            for i in range(per_thread):
+        for i in range(rounds):
+            try:
+                start.wait(30)  # every round starts together, so they collide
                 v = store.create_model_version(**version_kwargs("race", artifact=f"{t}-{i}".encode()))
                 with lock:
                     found.append(v)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+            except threading.BrokenBarrierError:
+                return
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
 
     workers = [threading.Thread(target=register, args=(t,)) for t in range(threads)]
     for w in workers:
@@ -187,5 +207,5 @@ def test_concurrent_registrations_get_distinct_numbers(store: Store) -> None:
     for w in workers:
         w.join(60)
     assert errors == []
-    assert sorted(found) == list(range(1, threads * per_thread + 1))
+    assert sorted(found) == list(range(1, threads * rounds + 2))
     assert [v.version for v in store.list_versions("race")] == sorted(found)

@@ -48,7 +48,9 @@ class GatedStore:
 def test_many_threads_submitting_concurrently(store: Store) -> None:
     commits: list[tuple[int, int]] = []
     writer = GroupCommitWriter(
-        store, batch_max_requests=64, batch_max_wait_ms=5,
+        store,
+        batch_max_requests=64,
+        batch_max_wait_ms=5,
         on_commit=lambda n, rows, elapsed: commits.append((n, rows)),
     ).start()
     threads, per_thread = 8, 50
@@ -108,8 +110,12 @@ def test_a_retry_through_the_writer_is_a_duplicate(store: Store) -> None:
 
 def test_full_queue_raises_overloaded(store: Store) -> None:
     gated = GatedStore(store)
-    writer = GroupCommitWriter(gated, queue_max_requests=3, batch_max_requests=1,  # type: ignore[arg-type]
-                               retry_after_seconds=7).start()
+    writer = GroupCommitWriter(
+        gated,
+        queue_max_requests=3,
+        batch_max_requests=1,  # type: ignore[arg-type]
+        retry_after_seconds=7,
+    ).start()
     try:
         held = writer.submit(make_request("held"))
         assert gated.entered.wait(WAIT)  # the writer thread is inside write_requests
@@ -149,7 +155,9 @@ def test_close_commits_what_is_queued(store: Store) -> None:
     assert all(f.done() for f in futures)  # close() returned only after they were committed
     assert [f.result().status for f in futures] == ["stored"] * 6
     assert table_count(store, "requests") == 6 and store.get_request("too-late") is None
-    assert sorted(r for batch in gated.batches for r in batch) == sorted(["first"] + [f"later-{i}" for i in range(5)])
+    assert sorted(r for batch in gated.batches for r in batch) == sorted(
+        ["first"] + [f"later-{i}" for i in range(5)]
+    )
     writer.close()  # a second close is harmless
 
 
@@ -158,8 +166,13 @@ def test_events_are_logged_as_json_lines_after_commit(store: Store, caplog: pyte
     replay_times = [T0.replace(microsecond=1), T0.replace(microsecond=2)]
     requests = [
         make_request("log-a", n_rows=3, client_id=None, probabilities=None, data=None),
-        make_request("log-b", n_rows=2, request_type="replay", timestamps=replay_times,
-                     data=[{"s": 'q"\n'}, {"s": None}]),
+        make_request(
+            "log-b",
+            n_rows=2,
+            request_type="replay",
+            timestamps=replay_times,
+            data=[{"s": 'q"\n'}, {"s": None}],
+        ),
     ]
     writer = GroupCommitWriter(store).start()
     try:
@@ -171,7 +184,11 @@ def test_events_are_logged_as_json_lines_after_commit(store: Store, caplog: pyte
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "loopwatch.events"]
     assert all(r.levelno == logging.INFO for r in caplog.records if r.name == "loopwatch.events")
     assert [(d["request_id"], d["row_index"]) for d in lines] == [
-        ("log-a", 0), ("log-a", 1), ("log-a", 2), ("log-b", 0), ("log-b", 1)
+        ("log-a", 0),
+        ("log-a", 1),
+        ("log-a", 2),
+        ("log-b", 0),
+        ("log-b", 1),
     ]
     stored = {(e.request_id, e.row_index): e for e in store.iter_events(EventQuery())}
     for line in lines:
@@ -199,6 +216,8 @@ def test_events_are_not_logged_when_the_commit_fails(store: Store, caplog: pytes
     finally:
         writer.close()
     assert ok.status == "stored"
-    logged = [json.loads(r.getMessage())["request_id"] for r in caplog.records if r.name == "loopwatch.events"]
+    logged = [
+        json.loads(r.getMessage())["request_id"] for r in caplog.records if r.name == "loopwatch.events"
+    ]
     assert logged == ["ok"]
     assert store.get_request("bad") is None

@@ -132,8 +132,10 @@ class RequestOutcome:
 
     ``stored``: committed now. ``duplicate``: the id was already stored with the
     same body, ``response`` is the stored one. ``conflict``: the id was stored
-    with a different body.
+    with a different body. ``failed``: it could not be written (``error`` says
+    why) while the rest of its batch was.
     """
 
-    status: Literal["stored", "duplicate", "conflict"]
+    status: Literal["stored", "duplicate", "conflict", "failed"]
     response: bytes | None = None
+    error: str | None = None

@@ -198,21 +198,14 @@ class SqlLogMixin(SqlStoreBase):
         except Exception as exc:
             if len(requests) == 1:
                 raise StoreError(f"could not log the request: {exc}") from exc
-        # A batch failed: write each alone so one bad request cannot sink the others.
+        # A batch failed: write each alone so one bad request cannot sink the others;
+        # each caller then learns its own request's fate.
         outcomes = []
-        failed = 0
-        first_error: StoreError | None = None
         for request in requests:
             try:
                 outcomes.extend(self.write_requests([request]))
             except StoreError as exc:
-                failed += 1
-                first_error = first_error or exc
-        if first_error is not None:
-            raise StoreError(
-                f"could not log {failed} of {len(requests)} requests "
-                f"(the others were stored): {first_error.message}"
-            ) from first_error
+                outcomes.append(RequestOutcome("failed", error=exc.message))
         return outcomes
 
     def _write_requests(

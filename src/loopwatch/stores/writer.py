@@ -52,6 +52,9 @@ class GroupCommitWriter:
         self._thread = threading.Thread(target=self._run, name="loopwatch-writer", daemon=True)
         self._started = False
         self._closed = False
+        # submit's "closed?" check and its put happen under this lock, so nothing
+        # can be queued behind the stop signal and wait forever
+        self._gate = threading.Lock()
 
     def start(self) -> GroupCommitWriter:
         if not self._started:
@@ -68,25 +71,29 @@ class GroupCommitWriter:
         return self._queue.qsize()
 
     def submit(self, request: LoggedRequest) -> Future[RequestOutcome]:
-        if self._closed:
-            raise Overloaded("the log writer is shutting down", retry_after=self.retry_after_seconds)
         future: Future[RequestOutcome] = Future()
-        try:
-            self._queue.put_nowait((request, future))
-        except queue.Full:
-            raise Overloaded(
-                "the prediction log is busy; retry shortly", retry_after=self.retry_after_seconds
-            ) from None
+        with self._gate:
+            if self._closed:
+                raise Overloaded(
+                    "the log writer is shutting down", retry_after=self.retry_after_seconds
+                )
+            try:
+                self._queue.put_nowait((request, future))
+            except queue.Full:
+                raise Overloaded(
+                    "the prediction log is busy; retry shortly", retry_after=self.retry_after_seconds
+                ) from None
         return future
 
     def submit_rejection(self, rejection: Rejection) -> bool:
         """Queue a rejection record; dropped (returns False) when the queue is full."""
-        if self._closed:
-            return False
-        try:
-            self._queue.put_nowait(rejection)
-        except queue.Full:
-            return False
+        with self._gate:
+            if self._closed:
+                return False
+            try:
+                self._queue.put_nowait(rejection)
+            except queue.Full:
+                return False
         return True
 
     def write(self, request: LoggedRequest, timeout: float | None = None) -> RequestOutcome:
@@ -95,12 +102,25 @@ class GroupCommitWriter:
 
     def close(self, timeout: float = 30.0) -> None:
         """Commit what is queued, then stop the thread."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._gate:
+            if self._closed:
+                return
+            self._closed = True
         if self._started:
-            self._queue.put(_STOP)
+            self._queue.put(_STOP)  # waits for room: the writer is draining
             self._thread.join(timeout)
+        else:
+            self._commit(self._drain())
+
+    def _drain(self) -> list[object]:
+        items = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return items
+            if item is not _STOP:
+                items.append(item)
 
     def _run(self) -> None:
         stopping = False
@@ -150,7 +170,11 @@ class GroupCommitWriter:
         elapsed = time.perf_counter() - started
         for (_, future), outcome in zip(batch, outcomes):
             # a waiter that gave up has cancelled its future; setting it again would raise
-            if not future.done():
+            if future.done():
+                continue
+            if outcome.status == "failed":
+                future.set_exception(StoreError(f"could not log the request: {outcome.error}"))
+            else:
                 future.set_result(outcome)
         if self._on_commit is not None:
             self._on_commit(len(requests), sum(r.n_rows for r in requests), elapsed)
