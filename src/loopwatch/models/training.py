@@ -67,6 +67,8 @@ class TrainedModel:
     params: dict[str, Any]
     reference_sample: pd.DataFrame
     duration_ms: float
+    #: What drift monitoring compares production with; ``None`` when not built.
+    profile: Any = None
 
 
 def build_pipeline(schema: FeatureSchema, estimator: Any) -> Any:
@@ -114,6 +116,7 @@ def train_model(
     test_size: float = 0.2,
     seed: int = 0,
     estimator_params: Mapping[str, Any] | None = None,
+    profile: bool = False,  # TEMP: turned on once the stats core lands
 ) -> TrainedModel:
     """Fit a pipeline on ``frame`` and measure it on a holdout split.
 
@@ -159,6 +162,17 @@ def train_model(
         schema = FeatureSchema(
             features=schema.features, target=schema.target, task=schema.task, classes=classes
         )
+    reference_profile = None
+    if profile:
+        from loopwatch.drift.profile import build_profile
+
+        reference_profile = build_profile(
+            features,
+            numeric=schema.numeric,
+            categorical=schema.categorical,
+            outputs=model_outputs(pipeline, x_test, schema),
+            seed=seed,
+        )
     rng = np.random.default_rng(seed)
     keep = min(len(frame), REFERENCE_SAMPLE_ROWS)
     sample_index = np.sort(rng.choice(len(frame), size=keep, replace=False))
@@ -178,7 +192,21 @@ def train_model(
         },
         reference_sample=reference,
         duration_ms=duration_ms,
+        profile=reference_profile,
     )
+
+
+def model_outputs(pipeline: Any, x: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+    """The model's outputs as monitoring sees them: ``prediction``, and for
+    classifiers ``probability_<class>`` per class."""
+    if schema.task == "classification" and hasattr(pipeline, "predict_proba"):
+        proba = np.asarray(pipeline.predict_proba(x))
+        labels = list(pipeline.classes_)
+        out = {"prediction": [str(labels[i]) for i in proba.argmax(axis=1)]}
+        for i, label in enumerate(labels):
+            out[f"probability_{label}"] = proba[:, i].astype(np.float64)
+        return pd.DataFrame(out)
+    return pd.DataFrame({"prediction": np.asarray(pipeline.predict(x), dtype=np.float64)})
 
 
 def holdout_metrics(pipeline: Any, x: pd.DataFrame, y: np.ndarray, task: Task) -> dict[str, float]:

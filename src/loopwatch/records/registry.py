@@ -39,6 +39,8 @@ class ModelVersion:
     metrics: dict[str, Any]
     data_summary: dict[str, Any]
     params: dict[str, Any] = field(default_factory=dict)
+    #: The reference profile for drift monitoring; ``None`` for versions registered without one.
+    profile_sha256: str | None = None
     aliases: tuple[str, ...] = ()
 
     def to_dict(self, *, with_schema: bool = True) -> dict[str, Any]:
@@ -50,6 +52,7 @@ class ModelVersion:
             "estimator": self.estimator,
             "artifact_sha256": self.artifact_sha256,
             "reference_sha256": self.reference_sha256,
+            "profile_sha256": self.profile_sha256,
             "metrics": self.metrics,
             "params": self.params,
             "aliases": list(self.aliases),

@@ -15,17 +15,20 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from loopwatch.errors import Conflict, InvalidInput, NotFound
+from loopwatch.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from loopwatch.models.artifacts import dump_model, load_model, sha256_hex
 from loopwatch.models.training import TrainedModel
 from loopwatch.records import ALIASES, AliasChange, ModelSettings, ModelVersion, TrainingEvent
 from loopwatch.records.jsonutil import dumps
 from loopwatch.registry.samples import decode_frame, encode_frame
 from loopwatch.stores.base import Store
+
+if TYPE_CHECKING:  # pragma: no cover
+    from loopwatch.drift.profile import ReferenceProfile
 
 event_logger = logging.getLogger("loopwatch.events")
 
@@ -58,6 +61,7 @@ class Registry:
         self._models: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._aliases: dict[str, tuple[float, dict[str, int]]] = {}
         self._settings: dict[str, tuple[float, ModelSettings]] = {}
+        self._profiles: dict[tuple[str, int], ReferenceProfile] = {}
         self._lock = threading.Lock()
 
     # --- registering ----------------------------------------------------------------
@@ -77,6 +81,7 @@ class Registry:
         check_model_name(name)
         artifact = dump_model(trained.pipeline)
         reference = encode_frame(trained.reference_sample)
+        profile = trained.profile.to_bytes() if trained.profile is not None else None
         now = datetime.now(timezone.utc)
         version = self.store.create_model_version(
             name=name,
@@ -91,6 +96,8 @@ class Registry:
             metrics=trained.metrics,
             data_summary=trained.data_summary,
             params=trained.params,
+            profile=profile,
+            profile_sha256=sha256_hex(profile) if profile is not None else None,
         )
         event = TrainingEvent(
             event_id=uuid.uuid4().hex,
@@ -190,10 +197,29 @@ class Registry:
         meta = self.resolve(name, version)
         data = self.store.get_artifact(meta.reference_sha256)
         if sha256_hex(data) != meta.reference_sha256:
-            from loopwatch.errors import IntegrityError
-
             raise IntegrityError("reference sample hash mismatch")
         return decode_frame(data)
+
+    def profile(self, name: str, version: int | str | None = None) -> ReferenceProfile:
+        """The version's reference profile, checked against its hash, cached per process."""
+        meta = self.resolve(name, version)
+        key = (name, meta.version)
+        cached = self._profiles.get(key)
+        if cached is not None:
+            return cached
+        if meta.profile_sha256 is None:
+            raise NotFound(f"model {name!r} version {meta.version} has no reference profile")
+        data = self.store.get_artifact(meta.profile_sha256)
+        if sha256_hex(data) != meta.profile_sha256:
+            raise IntegrityError("reference profile hash mismatch")
+        from loopwatch.drift.profile import ReferenceProfile
+
+        loaded = ReferenceProfile.from_bytes(data)
+        with self._lock:
+            self._profiles[key] = loaded
+            while len(self._profiles) > self.cache_size:
+                self._profiles.pop(next(iter(self._profiles)))
+        return loaded
 
     def settings(self, name: str, *, fresh: bool = False) -> ModelSettings:
         now = time.monotonic()

@@ -130,6 +130,11 @@ MIGRATIONS: Final[list[tuple[int, str, list[str]]]] = [
             )""",
         ],
     ),
+    (
+        2,
+        "reference profiles of model versions",
+        ["ALTER TABLE model_versions ADD COLUMN profile_sha256 TEXT REFERENCES artifacts(sha256)"],
+    ),
 ]
 
 

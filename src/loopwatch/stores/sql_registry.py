@@ -14,7 +14,7 @@ from loopwatch.stores.sql import SqlStoreBase
 
 _VERSION_COLUMNS = (
     "name, version, created_at, task, estimator, artifact_sha256, reference_sha256, "
-    "feature_schema, metrics, data_summary, params"
+    "feature_schema, metrics, data_summary, params, profile_sha256"
 )
 
 
@@ -37,6 +37,8 @@ class SqlRegistryMixin(SqlStoreBase):
         metrics: dict[str, Any],
         data_summary: dict[str, Any],
         params: dict[str, Any],
+        profile: bytes | None = None,
+        profile_sha256: str | None = None,
     ) -> int:
         """Store the artifacts and register the next version number under ``name``."""
         at = to_micros(created_at)
@@ -53,10 +55,10 @@ class SqlRegistryMixin(SqlStoreBase):
                         ),
                         (name, at),
                     )
-                    for sha, kind, content in (
-                        (artifact_sha256, "model", artifact),
-                        (reference_sha256, "reference", reference),
-                    ):
+                    blobs = [(artifact_sha256, "model", artifact), (reference_sha256, "reference", reference)]
+                    if profile is not None and profile_sha256 is not None:
+                        blobs.append((profile_sha256, "profile", profile))
+                    for sha, kind, content in blobs:
                         cur.execute(
                             self._sql(
                                 "INSERT INTO artifacts (sha256, kind, size, content, created_at) "
@@ -74,7 +76,7 @@ class SqlRegistryMixin(SqlStoreBase):
                     cur.execute(
                         self._sql(
                             f"INSERT INTO model_versions ({_VERSION_COLUMNS}) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                         ),
                         (
                             name,
@@ -88,6 +90,7 @@ class SqlRegistryMixin(SqlStoreBase):
                             dumps(metrics).decode(),
                             dumps(data_summary).decode(),
                             dumps(params).decode(),
+                            profile_sha256 if profile is not None else None,
                         ),
                     )
                 return version
@@ -262,5 +265,6 @@ class SqlRegistryMixin(SqlStoreBase):
             metrics=loads(r[8]),
             data_summary=loads(r[9]),
             params=loads(r[10]),
+            profile_sha256=r[11],
             aliases=tuple(sorted(a for a, v in aliases.items() if v == version)),
         )
