@@ -60,4 +60,22 @@ def run(*, as_json: bool, seed: int, days: int, per_day: int, workdir: str | Non
             str(incident.get("max_delay_days", "")),
         )
     out.print(incidents)
+    monitoring = summary.get("monitoring") or {}
+    if monitoring:
+        found = Table(title=f"what the monitor found ({monitoring['windows']} daily windows, {monitoring['seconds']} s)")
+        for column in ("incident", "injected", "detected", "in time", "features that moved", "alarms"):
+            found.add_column(column)
+        for d in monitoring["detections"]:
+            found.add_row(
+                d["kind"], f"day {d['injected_day']}",
+                "-" if d["detected_day"] is None else f"day {d['detected_day']}",
+                "yes" if d["in_time"] else "[red]no[/]", ", ".join(d["features"]) or "-",
+                ", ".join(a for a in d["alarms"] if not a.startswith("feature:"))[:80] or "-",
+            )
+        out.print(found)
+        false = monitoring["false_alarms"]
+        out.print(
+            f"alarms on the {monitoring['stable_days']} stable days: "
+            + ("none" if not false else ", ".join(f"day {f['day']}: {', '.join(f['alarms'])}" for f in false))
+        )
     out.print(f"query the log: loopwatch logs --database {summary['database']} --model churn --limit 3")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from loopwatch.cli import commands_logs, commands_models, commands_serve, commands_train
+from loopwatch.cli import commands_drift, commands_logs, commands_models, commands_serve, commands_train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -21,6 +21,8 @@ cli.add_command(commands_train.train)
 cli.add_command(commands_train.predict)
 cli.add_command(commands_logs.logs)
 cli.add_command(commands_models.models)
+cli.add_command(commands_drift.drift)
+cli.add_command(commands_drift.monitor)
 
 
 @cli.command()

@@ -116,7 +116,7 @@ def train_model(
     test_size: float = 0.2,
     seed: int = 0,
     estimator_params: Mapping[str, Any] | None = None,
-    profile: bool = False,  # TEMP: turned on once the stats core lands
+    profile: bool = True,
 ) -> TrainedModel:
     """Fit a pipeline on ``frame`` and measure it on a holdout split.
 

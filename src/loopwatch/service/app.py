@@ -16,7 +16,7 @@ from loopwatch.registry import Registry
 from loopwatch.service.errors import install_error_handlers
 from loopwatch.service.metrics import ServiceMetrics
 from loopwatch.service.middleware import BodyLimitMiddleware, MetricsMiddleware
-from loopwatch.service.routers import health, logs, models, predict, train
+from loopwatch.service.routers import health, logs, models, monitor, predict, train
 from loopwatch.service.state import CLIENT_ID_HEADER, ServiceState, predict_model_name
 from loopwatch.stores import open_store
 from loopwatch.stores.base import Store
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (predict.router, train.router, models.router, logs.router, health.router):
+    for router in (predict.router, train.router, models.router, logs.router, monitor.router, health.router):
         app.include_router(router, prefix="/v1")
     app.include_router(health.metrics_router)
 

@@ -17,6 +17,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,6 +51,7 @@ class DemoResult:
     deployments: list[dict[str, Any]]
     timeline: dict[str, Any]
     retries_after_503: int
+    monitoring: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(1)
@@ -74,6 +76,7 @@ class DemoResult:
             "versions": self.versions,
             "deployments": self.deployments,
             "timeline": self.timeline,
+            "monitoring": self.monitoring,
         }
 
 
@@ -104,11 +107,15 @@ class ServiceProcess:
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPWATCH_")}
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "loopwatch", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port), "--database", self.database, "--workers", str(self.workers)],
-            env=env, stdout=log, stderr=log,
-        )
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "loopwatch", "serve", "--host", "127.0.0.1",
+                 "--port", str(self.port), "--database", self.database, "--workers", str(self.workers)],
+                env=env, stdout=log, stderr=log,
+            )
+        finally:
+            if not isinstance(log, int):  # the child holds its own copy of the handle
+                log.close()
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -221,6 +228,7 @@ def run_demo(
                 if on_day is not None:
                     on_day(day.index, day.n_predictions)
         replay_seconds = time.perf_counter() - started
+        monitoring = _monitor(client, scenario)
     with Workspace(settings) as ws:
         events = ws.store.count_events(MODEL_NAME)
         version_list = [v.to_dict(with_schema=False) for v in ws.store.list_versions(MODEL_NAME)]
@@ -240,4 +248,29 @@ def run_demo(
         deployments=deployments,
         timeline=scenario.timeline.to_dict(),
         retries_after_503=retries,
+        monitoring=monitoring,
     )
+
+
+def _monitor(client: httpx.Client, scenario: Any) -> dict[str, Any]:
+    """Ask the service for its daily monitor windows and grade them against the timeline."""
+    from loopwatch.demo.grading import grade
+
+    started = time.perf_counter()
+    answer = client.get(f"/v1/models/{MODEL_NAME}/monitor", params={"window": "1d"}, timeout=600.0)
+    if answer.status_code != 200:
+        raise LoopwatchError(f"the monitor answered {answer.status_code}: {answer.text[:300]}")
+    windows = answer.json()["windows"]
+    graded = grade(scenario.timeline.to_dict(), windows, start=scenario.start, n_days=scenario.n_days)
+    return {
+        "window": "1d",
+        "seconds": round(time.perf_counter() - started, 2),
+        "windows": len(windows),
+        "windows_with_alarms": sum(1 for w in windows if w["alarm"]),
+        "alarms_by_day": {
+            str((datetime.fromisoformat(w["start"].replace("Z", "+00:00")) - scenario.start).days): w["alarms"]
+            for w in windows
+            if w["alarm"]
+        },
+        **graded,
+    }

@@ -1,0 +1,124 @@
+"""``loopwatch drift`` (two tables) and ``loopwatch monitor`` (a served model's log)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from loopwatch.cli.common import handle_errors, out, parse_time, settings_options
+from loopwatch.config import Settings
+from loopwatch.records.jsonutil import dumps
+
+EXIT_DRIFT = 1
+
+
+@click.command()
+@click.argument("reference", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("current", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--categorical", default="", help="Comma-separated numeric columns to treat as categories.")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+              show_default=True, help="False-alarm rate of the whole report.")
+@click.option("--numeric-test", default="ks", show_default=True,
+              type=click.Choice(["ks", "wasserstein", "wasserstein_normed", "kl_divergence", "js_distance", "psi", "hellinger"]),
+              help="Statistic that decides numeric features.")
+@click.option("--categorical-test", default="chi2", show_default=True,
+              type=click.Choice(["chi2", "kl_divergence", "js_distance", "psi", "hellinger"]))
+@click.option("--multivariate/--no-multivariate", default=True, show_default=True)
+@click.option("--outliers/--no-outliers", default=True, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (see docs/drift.md).")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write an HTML report with plots (aggregates only).")
+@handle_errors
+def drift(reference: Path, current: Path, categorical: str, alpha: float, numeric_test: str,
+          categorical_test: str, multivariate: bool, outliers: bool, seed: int, as_json: bool,
+          html_out: Path | None) -> None:
+    """Compare CURRENT with REFERENCE (CSV or Parquet files); no service or database needed.
+
+    Exit code 0 when nothing drifted, 1 when something did, 2 for a usage or input error.
+    """
+    from loopwatch.drift import compare
+    from loopwatch.drift.html import render_drift
+    from loopwatch.tables import read_table
+
+    report = compare(
+        read_table(reference), read_table(current),
+        categorical=[c for c in categorical.split(",") if c], alpha=alpha, numeric_test=numeric_test,
+        categorical_test=categorical_test, multivariate=multivariate, outliers=outliers, seed=seed,
+    )
+    data = report.to_dict()
+    if html_out is not None:
+        html_out.write_text(render_drift(data, title=f"drift: {current.name} against {reference.name}"))
+    if as_json:
+        click.echo(dumps(data).decode())
+    else:
+        _print_drift(data)
+    sys.exit(EXIT_DRIFT if report.dataset_drift else 0)
+
+
+def _print_drift(data: dict) -> None:  # type: ignore[type-arg]
+    table = Table(title=f"drift: {'YES' if data['dataset_drift'] else 'no'} "
+                        f"({data['n_reference']} reference rows, {data['n_current']} current rows)")
+    for column in ("feature", "kind", "drift", "decided by", "p adjusted / value", "Wasserstein (sd)", "PSI"):
+        table.add_column(column)
+    for name, f in data["features"].items():
+        stats = f["statistics"]
+        main = stats.get(f["decided_by"])
+        shown = main.get("p_value_adjusted") if isinstance(main, dict) else main
+        table.add_row(name, f["kind"], "[red]drift[/]" if f["drift"] else "ok", f["decided_by"],
+                      _fmt(shown), _fmt(stats.get("wasserstein_normed")), _fmt(stats.get("psi")))
+    out.print(table)
+    for family in ("multivariate", "outliers"):
+        for name, result in data[family].items():
+            verdict = "[red]drift[/]" if result["drift"] else "ok"
+            out.print(f"{family} {name}: {verdict} (p={_fmt(result['p_value'])})")
+
+
+def _fmt(value: object) -> str:
+    return "-" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+@click.command()
+@click.argument("model")
+@click.option("--window", default="1d", show_default=True, help="1h, 1d, 7d, 1w or count:N.")
+@click.option("--since", default=None, help="Event time from (ISO-8601; UTC when no zone).")
+@click.option("--until", default=None, help="Event time to, exclusive.")
+@click.option("--version", type=click.IntRange(1), default=None, help="Only this model version.")
+@click.option("--segment", default=None, help="Also report each value of this categorical feature.")
+@click.option("--json", "as_json", is_flag=True, help="Print every window's report as JSON.")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write an HTML report with plots (aggregates only).")
+@settings_options
+@handle_errors
+def monitor(model: str, window: str, since: str | None, until: str | None, version: int | None,
+            segment: str | None, as_json: bool, html_out: Path | None, settings: Settings) -> None:
+    """Each window of MODEL's logged events against its version's reference.
+
+    Exit code 1 when any window raises an alarm (for cron and CI), 0 when none does, 2 for errors.
+    """
+    from loopwatch.drift.html import render_monitor
+    from loopwatch.monitor import monitor as run_monitor
+    from loopwatch.workspace import Workspace
+
+    with Workspace(settings) as ws:
+        result = run_monitor(
+            ws.store, ws.registry, model, window=window, since=parse_time(since, "--since"),
+            until=parse_time(until, "--until"), version=version, segment=segment,
+        )
+    data = result.to_dict()
+    if html_out is not None:
+        html_out.write_text(render_monitor(data))
+    if as_json:
+        click.echo(dumps(data).decode())
+    else:
+        table = Table(title=f"{model}: {len(result.windows)} windows of {window}")
+        for column in ("window", "version", "segment", "events", "alarms"):
+            table.add_column(column)
+        for w in result.windows:
+            table.add_row(w.start.isoformat()[:16], str(w.model_version), w.segment or "-", str(w.n_events),
+                          "[red]" + ", ".join(w.alarms) + "[/]" if w.alarms else "-")
+        out.print(table)
+    sys.exit(EXIT_DRIFT if result.alarm else 0)

@@ -1,0 +1,102 @@
+"""Grade what the monitoring found against the simulator's ground truth.
+
+This is the only place where the timeline and the monitor's findings meet:
+the monitoring code never reads the timeline (an import test keeps it so).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+#: Incident kinds that change what clients send, so input monitoring should see them.
+INPUT_KINDS = ("covariate_shift", "selection_bias", "software_change", "adversarial_probing")
+#: The kinds the drift monitoring of inputs is graded on.
+GRADED_KINDS = ("covariate_shift", "selection_bias", "software_change")
+
+
+@dataclass(frozen=True)
+class Detection:
+    kind: str
+    injected_day: int
+    detected_day: int | None
+    deadline_day: int
+    features: list[str]
+    alarms: list[str]
+
+    @property
+    def in_time(self) -> bool:
+        return self.detected_day is not None and self.detected_day <= self.deadline_day
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "injected_day": self.injected_day,
+            "detected_day": self.detected_day,
+            "deadline_day": self.deadline_day,
+            "in_time": self.in_time,
+            "features": self.features,
+            "alarms": self.alarms,
+        }
+
+
+def _day(moment: str | datetime, start: datetime) -> int:
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    return (moment - start) // timedelta(days=1)
+
+
+def affected_days(incident: dict[str, Any], n_days: int) -> range:
+    """Days on which an input incident may rightly raise alarms: from its start to
+    its end plus its allowed delay."""
+    first = int(incident["day"])
+    duration = incident.get("duration_days")
+    last_active = n_days - 1 if duration is None else first + math.ceil(float(duration)) - 1
+    return range(first, min(n_days, last_active + math.ceil(float(incident["max_delay_days"])) + 1))
+
+
+def grade(
+    timeline: dict[str, Any], windows: list[dict[str, Any]], *, start: datetime, n_days: int
+) -> dict[str, Any]:
+    """Per graded incident, the first alarm day within its delay; and alarms on stable days."""
+    by_day: dict[int, dict[str, Any]] = {}
+    for window in windows:
+        if window.get("segment"):
+            continue
+        day = _day(window["start"], start)
+        entry = by_day.setdefault(day, {"alarms": [], "features": []})
+        entry["alarms"] += window["alarms"]
+        entry["features"] += window["drifted_features"]
+    detections = []
+    affected: set[int] = set()
+    for incident in timeline["incidents"]:
+        if incident["kind"] in INPUT_KINDS:
+            affected.update(affected_days(incident, n_days))
+        if incident["kind"] not in GRADED_KINDS:
+            continue
+        first = int(incident["day"])
+        deadline = first + math.ceil(float(incident["max_delay_days"]))
+        found = next((d for d in range(first, deadline + 1) if by_day.get(d, {}).get("alarms")), None)
+        seen = by_day.get(found, {}) if found is not None else {}
+        detections.append(
+            Detection(
+                kind=incident["kind"],
+                injected_day=first,
+                detected_day=found,
+                deadline_day=deadline,
+                features=sorted(set(seen.get("features", []))),
+                alarms=sorted(set(seen.get("alarms", []))),
+            )
+        )
+    false_alarms = {
+        day: sorted(set(entry["alarms"]))
+        for day, entry in sorted(by_day.items())
+        if entry["alarms"] and day not in affected
+    }
+    return {
+        "detections": [d.to_dict() for d in detections],
+        "false_alarms": [{"day": day, "alarms": alarms} for day, alarms in false_alarms.items()],
+        "stable_days": sum(1 for d in range(n_days) if d not in affected),
+    }

@@ -1,0 +1,395 @@
+"""compare(reference, current): one drift report for two tables.
+
+How the families are combined so that ``dataset_drift`` keeps its stated
+false-alarm rate ``alpha`` (5% by default): alpha is split across three families
+by Bonferroni, ``alpha/2`` for the features, ``alpha/4`` for the multivariate tests
+and ``alpha/4`` for the outlier and novelty rates. Within the features,
+p-values are adjusted across features (Benjamini-Hochberg by default, which
+under no drift at all controls the chance of any alarm), and a drifted feature
+must also move by at least a minimal effect, so that at a million rows a
+p-value alone cannot flag a shift nobody cares about. Within the other two
+families each test gets its share by Bonferroni.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+
+from loopwatch.drift.profile import (
+    JointProfile,
+    ReferenceProfile,
+    UnivariateProfile,
+    build_profile,
+    category_values,
+    numeric_values,
+    split_columns,
+)
+from loopwatch.drift.report import (
+    DataQuality,
+    DriftReport,
+    FeatureDrift,
+    MultivariateDrift,
+    OutlierRate,
+    TestStatistic,
+)
+from loopwatch.errors import InvalidInput
+from loopwatch.stats.binned import align_categories, bin_counts, hellinger, js_distance, kl_divergence, psi
+from loopwatch.stats.multitest import benjamini_hochberg, bonferroni
+from loopwatch.stats.multivariate import (
+    domain_classifier_test,
+    mmd_test,
+    pca_ks_test,
+    pca_reconstruction_test,
+)
+from loopwatch.stats.rates import rate_test
+from loopwatch.stats.sketch import CategoricalSummary, NumericSummary
+from loopwatch.stats.univariate import chi2_test, ks_test
+from loopwatch.stats.univariate import wasserstein as _wasserstein_distance
+
+NUMERIC_TESTS = ("ks", "wasserstein", "wasserstein_normed", "kl_divergence", "js_distance", "psi", "hellinger")
+CATEGORICAL_TESTS = ("chi2", "kl_divergence", "js_distance", "psi", "hellinger")
+DISTANCES = ("wasserstein", "wasserstein_normed", "kl_divergence", "js_distance", "psi", "hellinger")
+MULTIVARIATE_TESTS = ("pca_reconstruction", "pca_ks", "mmd", "domain_classifier")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DriftConfig:
+    """How drift is decided; every default is documented in docs/drift.md."""
+
+    alpha: float = 0.05
+    #: The statistic that decides a numeric / categorical feature.
+    numeric_test: str = "ks"
+    categorical_test: str = "chi2"
+    correction: Literal["bh", "bonferroni"] = "bh"
+    #: Smallest change that counts: Wasserstein in reference standard deviations
+    #: for numeric features, Jensen-Shannon distance for categorical ones.
+    min_effect_numeric: float = 0.05
+    min_effect_categorical: float = 0.02
+    multivariate: bool = True
+    outliers: bool = True
+    mmd_permutations: int = 999
+    mmd_max_samples: int = 500
+    domain_max_samples: int = 2_000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise InvalidInput("alpha must be between 0 and 1")
+        if self.numeric_test not in NUMERIC_TESTS:
+            raise InvalidInput(f"numeric_test must be one of {', '.join(NUMERIC_TESTS)}")
+        if self.categorical_test not in CATEGORICAL_TESTS:
+            raise InvalidInput(f"categorical_test must be one of {', '.join(CATEGORICAL_TESTS)}")
+        if self.correction not in ("bh", "bonferroni"):
+            raise InvalidInput("correction must be bh or bonferroni")
+
+    @property
+    def family_alpha(self) -> dict[str, float]:
+        if self.multivariate and self.outliers:
+            return {"features": self.alpha / 2, "multivariate": self.alpha / 4, "outliers": self.alpha / 4}
+        if self.multivariate or self.outliers:
+            other = "multivariate" if self.multivariate else "outliers"
+            return {"features": self.alpha / 2, other: self.alpha / 2}
+        return {"features": self.alpha}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__} | {"family_alpha": self.family_alpha}
+
+
+def compare(
+    reference: pd.DataFrame | ReferenceProfile,
+    current: pd.DataFrame,
+    *,
+    categorical: Sequence[str] | None = None,
+    outputs: Sequence[str] = (),
+    config: DriftConfig | None = None,
+    **options: Any,
+) -> DriftReport:
+    """Compare ``current`` with ``reference`` (a table, or a profile built from one).
+
+    ``categorical`` names numeric columns to treat as categories; ``outputs``
+    names columns holding model outputs (prediction, probabilities), compared
+    for prediction drift but kept out of the input features. Keyword options
+    override :class:`DriftConfig` fields.
+
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> ref = pd.DataFrame({"x": rng.normal(size=2000), "c": rng.choice(["a", "b"], 2000)})
+    >>> cur = pd.DataFrame({"x": rng.normal(1, 1, 2000), "c": rng.choice(["a", "b"], 2000)})
+    >>> report = compare(ref, cur, multivariate=False, outliers=False)
+    >>> report.dataset_drift, report.drifted_features
+    (True, ['x'])
+    """
+    config = config or DriftConfig(**options)
+    if not isinstance(current, pd.DataFrame) or current.empty:
+        raise InvalidInput("the current data must be a table with at least one row")
+    if isinstance(reference, ReferenceProfile):
+        profile = reference
+    else:
+        numeric, cats = split_columns(reference, categorical=categorical, exclude=outputs)
+        reference_outputs = reference[list(outputs)] if outputs else None
+        profile = build_profile(
+            reference, numeric=numeric, categorical=cats, outputs=reference_outputs, seed=config.seed,
+            joint=config.multivariate or config.outliers,
+        )
+    quality = data_quality(profile, current, outputs=outputs)
+    present = [f for f in profile.features if f not in quality.missing_columns]
+    if not present:
+        raise InvalidInput("the current data shares no feature column with the reference")
+    features = _features(profile, current, present, config)
+    rng = np.random.default_rng(config.seed)
+    multivariate: dict[str, MultivariateDrift] = {}
+    outliers: dict[str, OutlierRate] = {}
+    joint = profile.joint
+    if (config.multivariate or config.outliers) and joint is not None and not quality.missing_columns:
+        encoded = joint.encoder.transform(current)
+        if config.multivariate:
+            multivariate = _multivariate(joint, encoded, config, rng)
+        if config.outliers:
+            outliers = _outliers(joint, encoded, config)
+    predictions = _outputs(profile, current, outputs, config)
+    dataset_drift = (
+        any(f.drift for f in features.values())
+        or any(m.drift for m in multivariate.values())
+        or any(o.drift for o in outliers.values())
+    )
+    return DriftReport(
+        dataset_drift=dataset_drift,
+        n_reference=profile.n,
+        n_current=len(current),
+        alpha=config.alpha,
+        features=features,
+        multivariate=multivariate,
+        outliers=outliers,
+        data_quality=quality,
+        predictions=predictions,
+        config=config.to_dict(),
+    )
+
+
+def _features(
+    profile: ReferenceProfile, current: pd.DataFrame, names: list[str], config: DriftConfig
+) -> dict[str, FeatureDrift]:
+    return _decide(_statistics(profile.univariate, current, names), config)
+
+
+def _statistics(part: UnivariateProfile, current: pd.DataFrame, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    raw: dict[str, dict[str, Any]] = {}
+    for name in names:
+        if name in part.numeric:
+            raw[name] = _numeric_statistics(part, name, numeric_values(current, name))
+        else:
+            raw[name] = _categorical_statistics(part, name, category_values(current, name))
+    return raw
+
+
+def _numeric_statistics(profile: UnivariateProfile, name: str, values: np.ndarray) -> dict[str, Any]:
+    summary = profile.numeric[name]
+    current = np.sort(values[~np.isnan(values)])
+    edges = profile.edges[name]
+    ref_bins = profile.bins[name]
+    out: dict[str, Any] = {"kind": "numeric", "n_current": int(current.size), "n_reference": summary.n}
+    if current.size == 0:
+        out["empty"] = True
+        return out
+    ks = ks_test(summary, current, current_sorted=True)
+    wasserstein = _wasserstein(summary, current)
+    cur_bins = bin_counts(current, edges)
+    out["tests"] = {"ks": ks}
+    out["distances"] = {
+        "wasserstein": wasserstein,
+        "wasserstein_normed": wasserstein / summary.scale,
+        "kl_divergence": kl_divergence(ref_bins, cur_bins),
+        "js_distance": js_distance(ref_bins, cur_bins),
+        "psi": psi(ref_bins, cur_bins),
+        "hellinger": hellinger(ref_bins, cur_bins),
+    }
+    out["null"] = profile.nulls[name]
+    out["distribution"] = {
+        "edges": edges.tolist(),
+        "reference": ref_bins.tolist(),
+        "current": cur_bins.tolist(),
+        "range": [summary.minimum, summary.maximum],
+    }
+    return out
+
+
+def _wasserstein(summary: NumericSummary, current_sorted: np.ndarray) -> float:
+    return _wasserstein_distance(summary, current_sorted, current_sorted=True)
+
+
+def _categorical_statistics(profile: UnivariateProfile, name: str, values: list[str | None]) -> dict[str, Any]:
+    summary = profile.categorical[name]
+    current = CategoricalSummary.from_values(values)
+    out: dict[str, Any] = {"kind": "categorical", "n_current": current.n, "n_reference": summary.n}
+    if current.n == 0:
+        out["empty"] = True
+        return out
+    labels, ref_vec, cur_vec = align_categories(summary.counts, current.counts)
+    out["tests"] = {"chi2": chi2_test(summary.counts, current.counts)}
+    out["distances"] = {
+        "kl_divergence": kl_divergence(ref_vec, cur_vec),
+        "js_distance": js_distance(ref_vec, cur_vec),
+        "psi": psi(ref_vec, cur_vec),
+        "hellinger": hellinger(ref_vec, cur_vec),
+    }
+    out["null"] = profile.nulls[name]
+    out["distribution"] = {
+        "categories": list(labels),
+        "reference": [int(v) for v in ref_vec],
+        "current": [int(v) for v in cur_vec],
+    }
+    return out
+
+
+def _decide(raw: dict[str, dict[str, Any]], config: DriftConfig) -> dict[str, FeatureDrift]:
+    family_alpha = config.family_alpha["features"]
+    names = [n for n, r in raw.items() if not r.get("empty")]
+    tested = [n for n in names if _decider(raw[n], config) in ("ks", "chi2")]
+    raw_p = np.array([raw[n]["tests"][_decider(raw[n], config)].p_value for n in tested])
+    adjust = benjamini_hochberg if config.correction == "bh" else bonferroni
+    adjusted = dict(zip(tested, adjust(raw_p) if len(raw_p) else []))
+    # a distance has no p-value: its threshold takes a Bonferroni share of the family
+    distance_alpha = family_alpha / max(1, len(names))
+    out: dict[str, FeatureDrift] = {}
+    for name, r in raw.items():
+        kind = r["kind"]
+        decider = _decider(r, config)
+        if r.get("empty"):
+            out[name] = FeatureDrift(
+                name=name, kind=kind, drift=False, decided_by=decider, statistics={}, thresholds={},
+                distribution={}, n_reference=r["n_reference"], n_current=0,
+            )
+            continue
+        null = replace(r["null"], n_reference=max(1, r["n_reference"]), n_current=max(1, r["n_current"]))
+        thresholds = {d: null.threshold(d, distance_alpha) for d in r["distances"]}
+        statistics: dict[str, TestStatistic | float] = {}
+        for test_name, result in r["tests"].items():
+            statistics[test_name] = TestStatistic(
+                statistic=result.statistic,
+                p_value=result.p_value,
+                p_value_adjusted=float(adjusted.get(name, result.p_value)) if test_name == decider else
+                float(min(1.0, result.p_value * max(1, len(names)))),
+            )
+        statistics.update(r["distances"])
+        effect_name = "wasserstein_normed" if kind == "numeric" else "js_distance"
+        min_effect = config.min_effect_numeric if kind == "numeric" else config.min_effect_categorical
+        big_enough = r["distances"][effect_name] >= min_effect
+        if decider in ("ks", "chi2"):
+            drift = bool(adjusted[name] < family_alpha and big_enough)
+        else:
+            drift = bool(r["distances"][decider] > thresholds[decider] and big_enough)
+        out[name] = FeatureDrift(
+            name=name, kind=kind, drift=drift, decided_by=decider, statistics=statistics,
+            thresholds=thresholds, distribution=r["distribution"], n_reference=r["n_reference"],
+            n_current=r["n_current"],
+        )
+    return out
+
+
+def _decider(raw: dict[str, Any], config: DriftConfig) -> str:
+    return config.numeric_test if raw["kind"] == "numeric" else config.categorical_test
+
+
+def _multivariate(
+    profile: JointProfile, encoded: np.ndarray, config: DriftConfig, rng: np.random.Generator
+) -> dict[str, MultivariateDrift]:
+    alpha = config.family_alpha["multivariate"] / len(MULTIVARIATE_TESTS)
+    reduced = profile.pca.transform(encoded)
+    reference_reduced = profile.pca.transform(profile.sample)
+    results = {
+        "pca_reconstruction": pca_reconstruction_test(
+            profile.holdout_errors, profile.pca.reconstruction_error(encoded), alpha=alpha
+        ),
+        "pca_ks": pca_ks_test(profile.holdout_projections, reduced, alpha=alpha),
+        "mmd": mmd_test(
+            reference_reduced, reduced, n_permutations=config.mmd_permutations,
+            max_samples=config.mmd_max_samples, alpha=alpha, rng=rng,
+        ),
+        "domain_classifier": domain_classifier_test(
+            profile.sample, encoded, max_samples=config.domain_max_samples, alpha=alpha, rng=rng
+        ),
+    }
+    return {
+        name: MultivariateDrift(
+            name=name,
+            drift=result.drift,
+            statistic=result.statistic,
+            p_value=result.p_value,
+            threshold=result.threshold,
+            extra=dict(result.extra),
+        )
+        for name, result in results.items()
+    }
+
+
+def _outliers(profile: JointProfile, encoded: np.ndarray, config: DriftConfig) -> dict[str, OutlierRate]:
+    alpha = config.family_alpha["outliers"] / max(1, len(profile.detectors))
+    reduced = profile.pca.transform(encoded)
+    out = {}
+    for name, detector in profile.detectors.items():
+        flagged = int(np.count_nonzero(detector.predict(reduced)))
+        result = rate_test(flagged, len(encoded), detector.calibration_k_, detector.calibration_n_)
+        out[name] = OutlierRate(
+            name=name,
+            rate=flagged / len(encoded),
+            expected_rate=detector.expected_rate,
+            p_value=result.p_value,
+            drift=bool(result.p_value < alpha),
+            n_flagged=flagged,
+        )
+    return out
+
+
+def _outputs(
+    profile: ReferenceProfile, current: pd.DataFrame, outputs: Sequence[str], config: DriftConfig
+) -> dict[str, FeatureDrift]:
+    part = profile.outputs
+    if part is None:
+        return {}
+    names = [n for n in outputs if n in part.columns and n in current.columns]
+    return _decide(_statistics(part, current, names), config) if names else {}
+
+
+def data_quality(profile: ReferenceProfile, current: pd.DataFrame, *, outputs: Sequence[str] = ()) -> DataQuality:
+    columns = set(map(str, current.columns))
+    missing_columns = [f for f in profile.features if f not in columns]
+    unknown = sorted(columns - set(profile.features) - set(outputs))
+    missing_rate: dict[str, float] = {}
+    reference_missing: dict[str, float] = {}
+    unseen: dict[str, dict[str, int]] = {}
+    out_of_range: dict[str, float] = {}
+    n = len(current)
+    for name, summary in profile.univariate.numeric.items():
+        reference_missing[name] = summary.n_missing / max(1, summary.n + summary.n_missing)
+        if name not in columns:
+            continue
+        values = numeric_values(current, name)
+        nan = np.isnan(values)
+        missing_rate[name] = float(nan.mean())
+        present = values[~nan]
+        outside = np.count_nonzero((present < summary.minimum) | (present > summary.maximum))
+        out_of_range[name] = float(outside / n)
+    for name, summary in profile.univariate.categorical.items():
+        reference_missing[name] = summary.n_missing / max(1, summary.n + summary.n_missing)
+        if name not in columns:
+            continue
+        values = category_values(current, name)
+        missing_rate[name] = sum(v is None for v in values) / n
+        new: dict[str, int] = {}
+        for value in values:
+            if value is not None and value not in summary.counts:
+                new[value] = new.get(value, 0) + 1
+        if new:
+            unseen[name] = dict(sorted(new.items(), key=lambda kv: -kv[1])[:20])
+    return DataQuality(
+        missing_columns=missing_columns,
+        unknown_columns=unknown,
+        missing_rate=missing_rate,
+        reference_missing_rate=reference_missing,
+        unseen_categories=unseen,
+        out_of_range_rate=out_of_range,
+    )

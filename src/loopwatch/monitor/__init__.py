@@ -1,0 +1,16 @@
+"""Monitoring a served model's logged events, window by window."""
+
+from loopwatch.monitor.runner import MONITOR_ALPHA, MonitorReport, WindowReport, alarms_of, monitor
+from loopwatch.monitor.windows import Window, WindowSpec, events_frame, split
+
+__all__ = [
+    "MONITOR_ALPHA",
+    "MonitorReport",
+    "Window",
+    "WindowReport",
+    "WindowSpec",
+    "alarms_of",
+    "events_frame",
+    "monitor",
+    "split",
+]

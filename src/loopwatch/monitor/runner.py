@@ -1,0 +1,234 @@
+"""Monitor a served model: each window of its logged events against its version's reference.
+
+For every window (and, when asked, every segment within it) the inputs are
+compared with the reference profile of the model version that served them, and
+with the window before (univariate only: the previous window is a sample, not
+a profile); the model's outputs are compared with its outputs on held-out
+reference rows; the rejections of the window are counted. A window raises an
+alarm when its data drifted, its predictions drifted, or its data quality
+broke down (unseen categories, values out of the training range, rejections).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from loopwatch.drift.compare import DriftConfig, compare
+from loopwatch.drift.profile import ReferenceProfile, build_profile
+from loopwatch.drift.report import DriftReport
+from loopwatch.errors import InvalidInput
+from loopwatch.monitor.windows import Window, WindowSpec, events_frame, split
+from loopwatch.records.jsonutil import utc_iso
+from loopwatch.registry import Registry
+from loopwatch.stores.base import EventQuery, Store
+
+#: Per-window false-alarm rate of the monitor's drift decision. A monitor looks
+#: at many windows, so it is stricter than a one-off comparison of two tables.
+MONITOR_ALPHA = 0.002
+#: Least share of a window's rows with a category or value never seen in training
+#: for a data-quality alarm (a single odd row is not an incident).
+QUALITY_SHARE = 0.02
+
+
+@dataclass(frozen=True)
+class WindowReport:
+    start: datetime
+    end: datetime
+    n_events: int
+    model_version: int
+    segment: str | None
+    report: DriftReport
+    previous: DriftReport | None
+    rejections: int
+    alarms: list[str]
+
+    @property
+    def alarm(self) -> bool:
+        return bool(self.alarms)
+
+    def to_dict(self, *, full: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "start": utc_iso(self.start),
+            "end": utc_iso(self.end),
+            "n_events": self.n_events,
+            "model_version": self.model_version,
+            "segment": self.segment,
+            "alarm": self.alarm,
+            "alarms": self.alarms,
+            "drifted_features": self.report.drifted_features,
+            "rejections": self.rejections,
+        }
+        if full:
+            out["report"] = self.report.to_dict()
+            out["previous"] = None if self.previous is None else self.previous.to_dict()
+        return out
+
+
+@dataclass(frozen=True)
+class MonitorReport:
+    model: str
+    window: str
+    since: datetime | None
+    until: datetime | None
+    windows: list[WindowReport] = field(default_factory=list)
+
+    @property
+    def alarm(self) -> bool:
+        return any(w.alarm for w in self.windows)
+
+    def to_dict(self, *, full: bool = True) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "window": self.window,
+            "since": None if self.since is None else utc_iso(self.since),
+            "until": None if self.until is None else utc_iso(self.until),
+            "alarm": self.alarm,
+            "windows": [w.to_dict(full=full) for w in self.windows],
+        }
+
+
+def monitor(
+    store: Store,
+    registry: Registry,
+    name: str,
+    *,
+    window: str = "1d",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    version: int | None = None,
+    segment: str | None = None,
+    compare_previous: bool = True,
+    config: DriftConfig | None = None,
+) -> MonitorReport:
+    spec = WindowSpec.parse(window)
+    config = config or DriftConfig(alpha=MONITOR_ALPHA, mmd_permutations=199, domain_max_samples=1000)
+    versions = {v.version: v for v in store.list_versions(name)}
+    if version is not None and version not in versions:
+        raise InvalidInput(f"model {name!r} has no version {version}")
+    query = EventQuery(model_name=name, model_version=version, since=since, until=until, limit=10_000)
+    events = list(store.iter_events(query))
+    report = MonitorReport(model=name, window=window, since=since, until=until)
+    if not events:
+        return report
+    rejections = _rejection_times(store, name, since)
+    by_version: dict[int, list[Any]] = {}
+    for event in events:
+        by_version.setdefault(event.model_version, []).append(event)
+    for number, version_events in sorted(by_version.items()):
+        meta = versions[number]
+        profile = registry.profile(name, number)
+        frame = events_frame([e for e in version_events if e.data is not None], meta.schema.classes)
+        if frame.empty:
+            continue
+        outputs = [c for c in frame.columns if c == "prediction" or c.startswith("probability_")]
+        previous: pd.DataFrame | None = None
+        for part in split(frame, spec):
+            for segment_value, rows in _segments(part, segment):
+                reference = profile if segment_value is None else _segment_profile(
+                    registry, name, number, segment, segment_value
+                )
+                if reference is None:
+                    continue
+                current = rows.drop(columns=[c for c in rows.columns if c.startswith("__")])
+                drift = compare(reference, current, outputs=outputs, config=config)
+                before = None
+                if compare_previous and previous is not None and segment_value is None:
+                    before = compare(
+                        previous[profile.features], current[profile.features],
+                        categorical=profile.univariate.categorical, config=DriftConfig(
+                            alpha=config.alpha, multivariate=False, outliers=False, seed=config.seed
+                        ),
+                    )
+                n_rejected = _count_between(rejections, part.start, part.end) if segment_value is None else 0
+                report.windows.append(
+                    WindowReport(
+                        start=part.start,
+                        end=part.end,
+                        n_events=len(rows),
+                        model_version=number,
+                        segment=None if segment_value is None else f"{segment}={segment_value}",
+                        report=drift,
+                        previous=before,
+                        rejections=n_rejected,
+                        alarms=alarms_of(drift, n_rejected),
+                    )
+                )
+            previous = part.frame.drop(columns=[c for c in part.frame.columns if c.startswith("__")])
+    report.windows.sort(key=lambda w: (w.start, w.model_version, w.segment or ""))
+    return report
+
+
+def alarms_of(report: DriftReport, rejections: int = 0) -> list[str]:
+    """The alarm names of one window: what a person would be paged for."""
+    alarms = [f"feature:{name}" for name in report.drifted_features]
+    alarms += [f"multivariate:{n}" for n, m in report.multivariate.items() if m.drift]
+    alarms += [f"outliers:{n}" for n, o in report.outliers.items() if o.drift]
+    alarms += [f"prediction:{n}" for n, p in report.predictions.items() if p.drift]
+    quality = report.data_quality
+    n = max(1, report.n_current)
+    for feature, counts in quality.unseen_categories.items():
+        if sum(counts.values()) / n >= QUALITY_SHARE:
+            alarms.append(f"quality:unseen_categories:{feature}")
+    for feature, share in quality.out_of_range_rate.items():
+        if share >= QUALITY_SHARE:
+            alarms.append(f"quality:out_of_range:{feature}")
+    if quality.missing_columns:
+        alarms.append("quality:missing_columns")
+    if rejections and rejections / (n + rejections) >= QUALITY_SHARE:
+        alarms.append("quality:rejections")
+    return alarms
+
+
+def _segments(window: Window, segment: str | None) -> list[tuple[str | None, pd.DataFrame]]:
+    if segment is None:
+        return [(None, window.frame)]
+    if segment not in window.frame.columns:
+        raise InvalidInput(f"segment column {segment!r} is not a logged feature")
+    groups = window.frame.groupby(window.frame[segment].astype(str), sort=True)
+    return [(None, window.frame)] + [(str(value), rows) for value, rows in groups]
+
+
+_SEGMENT_CACHE: dict[tuple[str, int, str, str], ReferenceProfile | None] = {}
+
+
+def _segment_profile(
+    registry: Registry, name: str, version: int, column: str, value: str
+) -> ReferenceProfile | None:
+    """A reference for one segment, built from the version's reference sample.
+
+    ``None`` when the reference has too few rows of that segment: a segment
+    never seen in training shows as an unseen category in the overall window.
+    """
+    key = (name, version, column, value)
+    if key not in _SEGMENT_CACHE:
+        sample = registry.reference_sample(name, version)
+        meta = registry.resolve(name, version)
+        rows = sample[sample[column].astype(str) == value]
+        if len(rows) < 200:
+            _SEGMENT_CACHE[key] = None
+        else:
+            _SEGMENT_CACHE[key] = build_profile(
+                rows[meta.schema.names], numeric=meta.schema.numeric,
+                categorical=meta.schema.categorical, seed=0,
+            )
+    return _SEGMENT_CACHE[key]
+
+
+def _rejection_times(store: Store, name: str, since: datetime | None) -> np.ndarray:
+    found = store.query_rejections(name, since, limit=1_000_000)
+    return np.array(sorted(r.timestamp.timestamp() for r in found), dtype=np.float64)
+
+
+def _count_between(times: np.ndarray, start: datetime, end: datetime) -> int:
+    if times.size == 0:
+        return 0
+    lo, hi = np.searchsorted(times, [start.timestamp(), end.timestamp()])
+    return int(hi - lo)
+
+
+__all__: Sequence[str] = ("MonitorReport", "WindowReport", "alarms_of", "monitor")

@@ -1,0 +1,106 @@
+"""Windows over logged events: by event time (hour, day, week) or by count.
+
+A window's time is the events' own event time (``timestamp``), never when
+they were logged, and days are UTC calendar days.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, Iterator, Sequence
+
+import pandas as pd
+
+from loopwatch.errors import InvalidInput
+from loopwatch.records import PredictionEvent
+
+_SPEC = re.compile(r"^(\d+)([hdw])$")
+_UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+EPOCH_MONDAY = datetime(1970, 1, 5, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """``1h``, ``1d``, ``7d``, ``1w`` (weeks start on Monday), or ``count:N`` events."""
+
+    length: timedelta | None
+    count: int | None
+
+    @classmethod
+    def parse(cls, spec: str) -> WindowSpec:
+        spec = spec.strip().lower()
+        if spec.startswith("count:"):
+            try:
+                count = int(spec.split(":", 1)[1])
+            except ValueError:
+                count = 0
+            if count < 1:
+                raise InvalidInput(f"window {spec!r}: count:N needs a positive N")
+            return cls(length=None, count=count)
+        match = _SPEC.match(spec)
+        if not match or int(match.group(1)) < 1:
+            raise InvalidInput(f"window {spec!r} must look like 1h, 1d, 7d, 1w or count:1000")
+        return cls(length=int(match.group(1)) * _UNIT[match.group(2)], count=None)
+
+    def start_of(self, moment: datetime) -> datetime:
+        """The start of the window holding ``moment`` (aligned to the epoch's first Monday)."""
+        assert self.length is not None
+        steps = (moment - EPOCH_MONDAY) // self.length
+        return EPOCH_MONDAY + steps * self.length
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+    frame: pd.DataFrame
+
+    @property
+    def n(self) -> int:
+        return len(self.frame)
+
+
+def events_frame(events: Iterable[PredictionEvent], classes: Sequence[Any] = ()) -> pd.DataFrame:
+    """Events as a table: the input row's features as columns, plus the event's facts.
+
+    ``prediction`` is the first output (as a string for classifiers, as the model's
+    own outputs are profiled); ``probability_<class>`` holds each class's
+    probability. Event facts are in columns starting with ``__``.
+    """
+    rows: list[dict[str, Any]] = []
+    for e in events:
+        row: dict[str, Any] = dict(e.data) if e.data else {}
+        row["__timestamp"] = e.timestamp
+        row["__version"] = e.model_version
+        row["__client_id"] = e.client_id
+        row["__fingerprint_id"] = e.fingerprint_id
+        row["__request_id"] = e.request_id
+        row["__runtime_ms"] = e.row_runtime_ms
+        row["__has_data"] = e.data is not None
+        first = e.prediction[0] if e.prediction else None
+        row["prediction"] = str(first) if classes and first is not None else first
+        if e.probability is not None:
+            for label, p in zip(classes, e.probability):
+                row[f"probability_{label}"] = p
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def split(frame: pd.DataFrame, spec: WindowSpec) -> Iterator[Window]:
+    """Consecutive windows in event-time order; empty windows are skipped."""
+    if frame.empty:
+        return
+    frame = frame.sort_values("__timestamp", kind="stable").reset_index(drop=True)
+    if spec.count is not None:
+        for start in range(0, len(frame), spec.count):
+            part = frame.iloc[start : start + spec.count]
+            yield Window(part["__timestamp"].iloc[0], part["__timestamp"].iloc[-1], part)
+        return
+    assert spec.length is not None
+    starts = [spec.start_of(t) for t in frame["__timestamp"]]
+    # group on positions, not on the datetimes: pandas would drop their timezone
+    boundaries = [0] + [i for i in range(1, len(starts)) if starts[i] != starts[i - 1]] + [len(starts)]
+    for lo, hi in zip(boundaries, boundaries[1:]):
+        yield Window(starts[lo], starts[lo] + spec.length, frame.iloc[lo:hi])
