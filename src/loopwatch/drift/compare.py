@@ -74,6 +74,8 @@ class DriftConfig:
     mmd_permutations: int = 999
     mmd_max_samples: int = 500
     domain_max_samples: int = 2_000
+    #: Boosting iterations of the domain classifier (fewer is faster, a little less sensitive).
+    domain_iterations: int = 100
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -310,7 +312,8 @@ def _multivariate(
             max_samples=config.mmd_max_samples, alpha=alpha, rng=rng,
         ),
         "domain_classifier": domain_classifier_test(
-            profile.sample, encoded, max_samples=config.domain_max_samples, alpha=alpha, rng=rng
+            profile.sample, encoded, max_samples=config.domain_max_samples, max_iter=config.domain_iterations,
+            alpha=alpha, rng=rng,
         ),
     }
     return {

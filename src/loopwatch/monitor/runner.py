@@ -30,6 +30,11 @@ from loopwatch.stores.base import EventQuery, Store
 #: Per-window false-alarm rate of the monitor's drift decision. A monitor looks
 #: at many windows, so it is stricter than a one-off comparison of two tables.
 MONITOR_ALPHA = 0.002
+#: The monitor's defaults: lighter permutation and classifier settings than a
+#: one-off comparison, because it runs once per window.
+MONITOR_CONFIG = DriftConfig(
+    alpha=MONITOR_ALPHA, mmd_permutations=199, domain_max_samples=1000, domain_iterations=40
+)
 #: Least share of a window's rows with a category or value never seen in training
 #: for a data-quality alarm (a single odd row is not an incident).
 QUALITY_SHARE = 0.02
@@ -106,7 +111,7 @@ def monitor(
     config: DriftConfig | None = None,
 ) -> MonitorReport:
     spec = WindowSpec.parse(window)
-    config = config or DriftConfig(alpha=MONITOR_ALPHA, mmd_permutations=199, domain_max_samples=1000)
+    config = config or MONITOR_CONFIG
     versions = {v.version: v for v in store.list_versions(name)}
     if version is not None and version not in versions:
         raise InvalidInput(f"model {name!r} has no version {version}")

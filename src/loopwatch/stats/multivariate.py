@@ -434,6 +434,7 @@ def domain_classifier_test(
     max_samples: int = 5000,
     alpha: float = 0.05,
     classifier: Any = None,
+    max_iter: int = 100,
     rng: np.random.Generator | int,
 ) -> MultivariateResult:
     """Can a classifier tell current rows from reference rows?
@@ -484,7 +485,7 @@ def domain_classifier_test(
     y_fit, y_test = _split(y, n_fit, gen)
     if classifier is None:
         model = HistGradientBoostingClassifier(
-            max_iter=100, learning_rate=0.1, max_leaf_nodes=15, min_samples_leaf=20,
+            max_iter=max_iter, learning_rate=0.1, max_leaf_nodes=15, min_samples_leaf=20,
             early_stopping=False, random_state=int(gen.integers(2**31 - 1)),
         )
     else:
