@@ -168,6 +168,12 @@ class GroupCommitWriter:
                     future.set_exception(error)
             return
         elapsed = time.perf_counter() - started
+        # the log lines go out before the callers are released, so that whoever
+        # saw the response can also find its events in the log stream
+        if event_logger.isEnabledFor(logging.INFO):
+            for request, outcome in zip(requests, outcomes):
+                if outcome.status == "stored":
+                    emit_events(request)
         for (_, future), outcome in zip(batch, outcomes):
             # a waiter that gave up has cancelled its future; setting it again would raise
             if future.done():
@@ -178,10 +184,6 @@ class GroupCommitWriter:
                 future.set_result(outcome)
         if self._on_commit is not None:
             self._on_commit(len(requests), sum(r.n_rows for r in requests), elapsed)
-        if event_logger.isEnabledFor(logging.INFO):
-            for request, outcome in zip(requests, outcomes):
-                if outcome.status == "stored":
-                    emit_events(request)
 
 
 def emit_events(request: LoggedRequest) -> None:
