@@ -99,14 +99,20 @@ class Predictor:
         validated = validate_rows(meta.schema, call.rows, max_rows=self.max_rows)
         timestamps = self._timestamps(call, validated.n_rows)
         probabilities = None
-        if meta.task == "classification" and hasattr(loaded.pipeline, "predict_proba"):
-            # one pass through the pipeline: the label is the most probable class,
-            # which is what scikit-learn's classifiers predict
-            proba = np.asarray(loaded.pipeline.predict_proba(validated.frame))
-            predictions = np.asarray(loaded.pipeline.classes_)[proba.argmax(axis=1)]
-            probabilities = proba.tolist()
-        else:
-            predictions = loaded.pipeline.predict(validated.frame)
+        try:
+            # extreme but finite inputs can overflow to infinity when scaled: no numpy
+            # warning for that, scikit-learn's finiteness check refuses it (ValueError)
+            with np.errstate(over="ignore"):
+                if meta.task == "classification" and hasattr(loaded.pipeline, "predict_proba"):
+                    # one pass through the pipeline: the label is the most probable class,
+                    # which is what scikit-learn's classifiers predict
+                    proba = np.asarray(loaded.pipeline.predict_proba(validated.frame))
+                    predictions = np.asarray(loaded.pipeline.classes_)[proba.argmax(axis=1)]
+                    probabilities = proba.tolist()
+                else:
+                    predictions = loaded.pipeline.predict(validated.frame)
+        except ValueError as exc:  # values the model cannot take are the caller's to fix
+            raise InvalidInput(f"the model cannot score these rows: {str(exc)[:200]}") from exc
         prediction_lists = [_as_list(p) for p in np.asarray(predictions).tolist()]
         runtime_ms = (time.perf_counter() - started) * 1000
         response: dict[str, Any] = {

@@ -15,10 +15,10 @@ from sklearn.decomposition import PCA
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from loopwatch.errors import InvalidInput
+from loopwatch.stats.domain import domain_classifier_test
 from loopwatch.stats.multivariate import (
     MultivariateResult,
     PcaBasis,
-    domain_classifier_test,
     mmd_test,
     pca_ks_test,
     pca_reconstruction_test,

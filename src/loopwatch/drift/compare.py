@@ -39,8 +39,8 @@ from loopwatch.drift.report import (
 from loopwatch.errors import InvalidInput
 from loopwatch.stats.binned import align_categories, bin_counts, hellinger, js_distance, kl_divergence, psi
 from loopwatch.stats.multitest import benjamini_hochberg, bonferroni
+from loopwatch.stats.domain import domain_classifier_test
 from loopwatch.stats.multivariate import (
-    domain_classifier_test,
     mmd_test,
     pca_ks_test,
     pca_reconstruction_test,

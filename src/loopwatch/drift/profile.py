@@ -31,6 +31,8 @@ from loopwatch.stats.sketch import CategoricalSummary, NumericSummary
 HOLDOUT_SHARE = 0.3
 #: Most reference rows the detectors are fitted on, and kept for the MMD and domain tests.
 MAX_FIT_ROWS = 5_000
+#: Fewest fitting rows for outlier and novelty detectors.
+MIN_DETECTOR_ROWS = 100
 PROFILE_FORMAT = 1
 #: Sample size of the bootstrap behind distance thresholds; thresholds for other
 #: sizes are rescaled by each distance's known scaling law (stats/calibration.py).
@@ -320,7 +322,8 @@ def build_joint(
     pca = PcaBasis.fit(x_fit)
     reduced_fit, reduced_hold = pca.transform(x_fit), pca.transform(x_hold)
     detectors: dict[str, OutlierDetector] = {}
-    for name, make in DETECTORS.items():
+    # with a handful of rows there is no telling outliers from the rest
+    for name, make in DETECTORS.items() if len(fit_index) >= MIN_DETECTOR_ROWS else ():
         detector = make(expected_rate=expected_outlier_rate, random_state=seed)
         detectors[name] = detector.fit(reduced_fit, reduced_hold)
     return JointProfile(

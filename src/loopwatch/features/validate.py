@@ -86,7 +86,9 @@ def validate_rows(
                 continue
             extra = [key for key in row if key not in known]
             for key in extra:
-                problem(index, str(key), "unknown feature")
+                # a name is echoed back: never at length (a hostile key can be megabytes)
+                name = str(key)
+                problem(index, name if len(name) <= 100 else name[:100] + "...", "unknown feature")
             row_missing: list[str] = []
             for feature in features:
                 name = feature.name

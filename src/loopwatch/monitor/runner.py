@@ -11,14 +11,14 @@ broke down (unseen categories, values out of the training range, rejections).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from loopwatch.drift.compare import DriftConfig, compare
+from loopwatch.drift.compare import DriftConfig, compare, data_quality
 from loopwatch.drift.profile import ReferenceProfile, build_profile
 from loopwatch.drift.report import DriftReport
 from loopwatch.errors import InvalidInput
@@ -141,6 +141,10 @@ def monitor(
                     continue
                 current = rows.drop(columns=[c for c in rows.columns if c.startswith("__")])
                 drift = compare(reference, current, outputs=outputs, config=config)
+                if segment_value is not None:
+                    # data quality is judged against the training data, as for the whole
+                    # window: a segment's own sample has a narrower range and fewer categories
+                    drift = replace(drift, data_quality=data_quality(profile, current, outputs=outputs))
                 before = None
                 if compare_previous and previous is not None and segment_value is None:
                     before = compare(
@@ -198,7 +202,7 @@ def _segments(window: Window, segment: str | None) -> list[tuple[str | None, pd.
     return [(None, window.frame)] + [(str(value), rows) for value, rows in groups]
 
 
-_SEGMENT_CACHE: dict[tuple[str, int, str, str], ReferenceProfile | None] = {}
+_SEGMENT_CACHE: dict[tuple[str, str, int, str, str], ReferenceProfile | None] = {}
 
 
 def _segment_profile(
@@ -209,10 +213,11 @@ def _segment_profile(
     ``None`` when the reference has too few rows of that segment: a segment
     never seen in training shows as an unseen category in the overall window.
     """
-    key = (name, version, column, value)
+    meta = registry.resolve(name, version)
+    # the same name and version in another database is another model: key on its reference
+    key = (meta.reference_sha256, name, version, column, value)
     if key not in _SEGMENT_CACHE:
         sample = registry.reference_sample(name, version)
-        meta = registry.resolve(name, version)
         rows = sample[sample[column].astype(str) == value]
         if len(rows) < 200:
             _SEGMENT_CACHE[key] = None

@@ -8,12 +8,12 @@ import logging
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from loopwatch.config import Settings
 from loopwatch.prediction import Predictor
 from loopwatch.registry import Registry
-from loopwatch.service.errors import install_error_handlers
+from loopwatch.service.errors import install_error_handlers, refuse_nul_characters
 from loopwatch.service.metrics import ServiceMetrics
 from loopwatch.service.middleware import BodyLimitMiddleware, MetricsMiddleware
 from loopwatch.service.routers import health, logs, models, monitor, predict, train
@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         version=_version(),
         summary="Serve scikit-learn models and log every prediction as a durable event.",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_nul_characters)],
     )
     install_error_handlers(app)
     for router in (predict.router, train.router, models.router, logs.router, monitor.router, health.router):

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from loopwatch.errors import LoopwatchError, Overloaded
+from loopwatch.errors import InvalidInput, LoopwatchError, Overloaded
 from loopwatch.records.jsonutil import dumps
 
 _log = logging.getLogger("loopwatch.service")
@@ -66,7 +66,7 @@ def install_error_handlers(app: FastAPI) -> None:
         problems = [
             {
                 "location": [str(part) for part in err.get("loc", ())],
-                "problem": str(err.get("msg", "invalid")),
+                "problem": str(err.get("msg", "invalid")) + _json_reason(err),
             }
             for err in exc.errors()[:20]
         ]
@@ -84,6 +84,26 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(_: Request, exc: Exception) -> Response:
         _log.exception("unexpected error")
         return error_response(500, "internal_error", "internal error; see the server log")
+
+
+def refuse_nul_characters(request: Request) -> None:
+    """App-wide dependency: a NUL in the path or query is a 422 before any route runs.
+
+    PostgreSQL text cannot hold NUL, so such a model name, request id or filter
+    would otherwise reach the database and come back as a 500.
+    """
+    if "\x00" in request.scope.get("path", "") or any(
+        "\x00" in key or "\x00" in value for key, value in request.query_params.multi_items()
+    ):
+        raise InvalidInput("the URL must not contain NUL characters")
+
+
+def _json_reason(err: dict[str, Any]) -> str:
+    """Why a body is not JSON (a NaN literal, a lone surrogate, too deep), from the parser."""
+    if err.get("type") != "json_invalid":
+        return ""
+    reason = (err.get("ctx") or {}).get("error")
+    return f": {str(reason)[:200]}" if reason else ""
 
 
 def _count_predict_rejection(request: Request, reason: str, status: int, message: str) -> None:

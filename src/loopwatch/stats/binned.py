@@ -87,7 +87,8 @@ def bin_counts(sorted_values: npt.ArrayLike, edges: npt.ArrayLike) -> IntArray:
     return counts_below_edges(values, e)
 
 
-def _count_mapping(counts: Counts, name: str) -> Mapping[str, float]:
+def count_mapping(counts: Counts, name: str = "counts") -> Mapping[str, float]:
+    """The label -> count mapping of a dict or summary, validated (non-negative, finite)."""
     mapping = counts.counts if isinstance(counts, CategoricalSummary) else counts
     if not isinstance(mapping, Mapping):
         raise InvalidInput(f"{name} must map category labels to counts")
@@ -107,8 +108,8 @@ def align_categories(reference_counts: Counts, current_counts: Counts) -> tuple[
     >>> align_categories({"b": 2, "a": 1}, {"c": 4, "a": 3})
     (['a', 'b', 'c'], array([1., 2., 0.]), array([3., 0., 4.]))
     """
-    ref = _count_mapping(reference_counts, "reference_counts")
-    cur = _count_mapping(current_counts, "current_counts")
+    ref = count_mapping(reference_counts, "reference_counts")
+    cur = count_mapping(current_counts, "current_counts")
     labels = sorted(set(ref) | set(cur))
     ref_vec = np.array([float(ref.get(k, 0)) for k in labels], dtype=np.float64)
     cur_vec = np.array([float(cur.get(k, 0)) for k in labels], dtype=np.float64)

@@ -163,14 +163,35 @@ def ks_test(
     ref, n_ref, exact_ref = _reference(reference_sorted)
     cur = _current(current, current_sorted)
     d, _ = _ks_w(ref, cur)
+    return TestResult(d, _ks_p(d, ref, n_ref, exact_ref, cur, method))
+
+
+def ks_pvalue(statistic: float, reference_sorted: Reference, current_sorted: npt.ArrayLike, *,
+              method: KSMethod = "auto") -> float:
+    """The p-value of a KS statistic already computed by :func:`ks_and_wasserstein`.
+
+    The arrays are only read for an exact p-value; otherwise only their sizes.
+
+    >>> ref, cur = np.arange(100.0), np.arange(100.0) + 50.0
+    >>> d, w = ks_and_wasserstein(ref, cur)
+    >>> ks_pvalue(d, ref, cur) == ks_test(ref, cur).p_value
+    True
+    """
+    ref, n_ref, exact_ref = _reference(reference_sorted)
+    cur = _current(current_sorted, True)
+    if not 0.0 <= statistic <= 1.0:
+        raise InvalidInput("a KS statistic lies in [0, 1]")
+    return _ks_p(float(statistic), ref, n_ref, exact_ref, cur, method)
+
+
+def _ks_p(d: float, ref: FloatArray, n_ref: int, exact_ref: bool, cur: FloatArray, method: KSMethod) -> float:
     mode = ks_method(n_ref, cur.size, exact_reference=exact_ref, method=method)
     if mode == "asymp":
-        return TestResult(d, ks_pvalue_asymp(d, n_ref, cur.size))
+        return ks_pvalue_asymp(d, n_ref, cur.size)
     with warnings.catch_warnings():
         # scipy warns when its exact computation falls back to asymptotic; the fallback is the rule
         warnings.simplefilter("ignore", RuntimeWarning)
-        p = sps.ks_2samp(ref, cur, method="exact").pvalue
-    return TestResult(d, float(p))
+        return float(sps.ks_2samp(ref, cur, method="exact").pvalue)
 
 
 def wasserstein(reference_sorted: Reference, current: npt.ArrayLike, *, current_sorted: bool = False) -> float:

@@ -28,11 +28,22 @@ from loopwatch.service.state import ServiceState, get_state
 
 router = APIRouter(tags=["logs"], responses=ERROR_RESPONSES)
 
+#: Page size when none is asked for (or max_page_size, when that is smaller).
+DEFAULT_PAGE_SIZE = 100
+
 
 def _utc(moment: datetime | None, what: str) -> datetime | None:
     if moment is not None and moment.tzinfo is None:
         raise InvalidInput(f"{what} must carry a timezone, e.g. 2026-01-05T00:00:00Z")
     return moment
+
+
+def _page_size(limit: int | None, state: ServiceState) -> int:
+    if limit is None:
+        return min(DEFAULT_PAGE_SIZE, state.settings.max_page_size)
+    if limit > state.settings.max_page_size:
+        raise InvalidInput(f"limit must be at most {state.settings.max_page_size}")
+    return limit
 
 
 def event_query(
@@ -43,12 +54,13 @@ def event_query(
     request_id: str | None = Query(None, max_length=128),
     client_id: str | None = Query(None, max_length=200),
     request_type: str | None = Query(None, max_length=40),
-    limit: int = Query(100, ge=1, description="Page size, at most the service's max_page_size."),
+    limit: int | None = Query(
+        None, ge=1, description="Page size (default 100), at most the service's max_page_size."
+    ),
     cursor: str | None = Query(None, max_length=1000, description="next_cursor of the previous page."),
     state: ServiceState = Depends(get_state),
 ) -> EventQuery:
-    if limit > state.settings.max_page_size:
-        raise InvalidInput(f"limit must be at most {state.settings.max_page_size}")
+    limit = _page_size(limit, state)
     return EventQuery(
         model_name=model,
         model_version=version,
@@ -115,11 +127,10 @@ async def delete_request(request_id: str, state: ServiceState = Depends(get_stat
 async def rejections(
     model: str | None = Query(None),
     since: datetime | None = Query(None),
-    limit: int = Query(100, ge=1),
+    limit: int | None = Query(None, ge=1, description="At most the service's max_page_size."),
     state: ServiceState = Depends(get_state),
 ) -> list[dict[str, Any]]:
-    if limit > state.settings.max_page_size:
-        raise InvalidInput(f"limit must be at most {state.settings.max_page_size}")
+    limit = _page_size(limit, state)
     found = await run_in_threadpool(state.store.query_rejections, model, _utc(since, "since"), limit)
     return [r.to_dict() for r in found]
 

@@ -71,7 +71,7 @@ router = APIRouter(tags=["predict"], route_class=StrictJsonRoute)
 @router.post(
     "/models/{name}/predict",
     response_model=PredictResponse,
-    responses=ERROR_RESPONSES,
+    responses={**ERROR_RESPONSES, 415: ERROR_RESPONSES[422] | {"description": "Not JSON"}},
     summary="Predict rows and log each as a durable event",
     description=(
         "Rows are validated against the version's feature schema. The response is sent only "

@@ -85,7 +85,7 @@ async def train(
             raise
         except (ValueError, TypeError) as exc:
             # scikit-learn, pandas or numpy refusing the table or a parameter (a text
-            # target for regression, nested values in JSON rows, a seed past 2**32-1)
+            # target for regression, lists in a JSON target column, a seed past 2**32-1)
             raise InvalidInput(f"cannot train on this data: {str(exc)[:300]}") from exc
         version = state.registry.register(name, trained, client_id=x_client_id, alias=alias)
         return {"version": version.to_dict(), "duration_ms": trained.duration_ms}
