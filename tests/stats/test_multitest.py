@@ -27,7 +27,7 @@ def test_bonferroni() -> None:
     np.testing.assert_allclose(bonferroni([0.001, 0.2, 0.5]), [0.003, 0.6, 1.0])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(p_lists)
 def test_bh_lies_between_raw_and_bonferroni_and_keeps_the_order(ps: list[float]) -> None:
     p = np.array(ps)

@@ -17,6 +17,8 @@ from loopwatch.stats.univariate import (
     chi2_test,
     ks_and_wasserstein,
     ks_method,
+    ks_pvalue,
+    ks_pvalue_asymp,
     ks_statistic_from_sorted,
     ks_test,
     reference_scale,
@@ -55,6 +57,24 @@ def test_ks_asymptotic_mode_matches_scipy(kind: str, n1: int, n2: int) -> None:
     assert ours.statistic == pytest.approx(theirs.statistic, abs=1e-9)
     assert ours.p_value == pytest.approx(theirs.pvalue, abs=1e-9)
     assert stats.ks_2samp(ref, cur).pvalue == pytest.approx(ours.p_value, abs=1e-9)  # scipy's auto agrees
+
+
+@pytest.mark.parametrize("n_eff", [20_000.0, 150_000.0])
+@pytest.mark.parametrize("nx2", [0.5, 2.2, 2.5, 8.0, 60.0, 369.0, 400.0])
+def test_asymptotic_p_value_equals_kstwo_where_scipy_sums_the_smirnov_series(n_eff: float, nx2: float) -> None:
+    # 2.2 <= n D^2 < 370 is the branch summed vectorised here; its neighbours defer to scipy
+    d = float(np.sqrt(nx2 / n_eff))
+    ours = ks_pvalue_asymp(d, int(2 * n_eff), int(2 * n_eff))
+    assert ours == pytest.approx(stats.kstwo.sf(d, n_eff), rel=1e-8, abs=1e-12)
+
+
+def test_ks_test_on_a_drifted_large_sample_matches_scipy() -> None:
+    rng = np.random.default_rng(8)
+    ref, cur = np.sort(rng.normal(size=40_000)), rng.normal(0.03, 1.0, size=40_000)
+    ours, theirs = ks_test(ref, cur), stats.ks_2samp(ref, cur)
+    assert 2.2 <= 20_000 * ours.statistic**2 < 370
+    assert ours.statistic == pytest.approx(theirs.statistic, abs=1e-12)
+    assert ours.p_value == pytest.approx(theirs.pvalue, abs=1e-9)
 
 
 @pytest.mark.parametrize("n1,n2", [(30, 45), (2000, 2000)])
@@ -113,7 +133,18 @@ def test_sorted_and_unsorted_current_agree() -> None:
         wasserstein(ref, cur, current_sorted=True)
 
 
-@settings(max_examples=300, deadline=None)
+@pytest.mark.parametrize("n1,n2", [(300, 500), (20_000, 5000)])
+def test_ks_pvalue_from_a_shared_merge_equals_ks_test(n1: int, n2: int) -> None:
+    rng = np.random.default_rng(n2)
+    ref, cur = np.sort(rng.normal(size=n1)), np.sort(rng.normal(0.05, 1.0, size=n2))
+    d, _ = ks_and_wasserstein(ref, cur)
+    assert ks_pvalue(d, ref, cur) == ks_test(ref, cur, current_sorted=True).p_value
+    assert ks_pvalue(d, ref, cur, method="asymp") == ks_test(ref, cur, method="asymp").p_value
+    with pytest.raises(InvalidInput):
+        ks_pvalue(1.5, ref, cur)
+
+
+@settings(max_examples=150, deadline=None)
 @given(samples, samples)
 def test_ks_is_in_unit_interval_and_symmetric(a: list[float], b: list[float]) -> None:
     x, y = np.sort(a), np.sort(b)
@@ -124,14 +155,14 @@ def test_ks_is_in_unit_interval_and_symmetric(a: list[float], b: list[float]) ->
     assert ks_and_wasserstein(x, x) == (0.0, 0.0)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(samples, st.floats(-1e3, 1e3, allow_nan=False))
 def test_wasserstein_of_a_shifted_copy_is_the_shift(a: list[float], c: float) -> None:
     x = np.sort(a)
     assert wasserstein(x, x + c) == pytest.approx(abs(c), abs=1e-9 * (1 + abs(c) + np.abs(x).max()))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(samples, samples, st.floats(1e-3, 1e3))
 def test_wasserstein_normed_is_scale_invariant(a: list[float], b: list[float], k: float) -> None:
     x, y = np.sort(a), np.sort(b)

@@ -22,7 +22,7 @@ from loopwatch.detectors import DETECTORS, OutlierDetector
 from loopwatch.drift.encoding import FeatureEncoder
 from loopwatch.errors import IntegrityError, InvalidInput
 from loopwatch.records.jsonutil import dumps, loads
-from loopwatch.stats.binned import bin_counts, quantile_edges
+from loopwatch.stats.binned import quantile_edges
 from loopwatch.stats.calibration import NullCalibration, bootstrap_null, bootstrap_null_categorical
 from loopwatch.stats.multivariate import PcaBasis
 from loopwatch.stats.sketch import CategoricalSummary, NumericSummary
@@ -99,7 +99,8 @@ class UnivariateProfile:
                 raise InvalidInput(f"numeric column {name!r} has no values in the reference")
             summaries[name] = summary
             edges[name] = quantile_edges(summary.sorted_values, n_bins=n_bins)
-            bins[name] = bin_counts(summary.sorted_values, edges[name])
+            # counts of rows, not of summary points, when the reference was summarised
+            bins[name] = np.asarray(summary.bin_counts(edges[name]), dtype=np.int64)
             nulls[name] = bootstrap_null(
                 summary, min(summary.n, NULL_SAMPLE_SIZE), DISTANCES, rng=rng, n_boot=n_boot, n_bins=n_bins
             )
@@ -248,7 +249,7 @@ def build_profile(
     n_bins: int = 10,
     max_points: int = 100_000,
     expected_outlier_rate: float = 0.01,
-    n_boot: int = 100,
+    n_boot: int = 200,
     seed: int = 0,
     joint: bool = True,
 ) -> ReferenceProfile:

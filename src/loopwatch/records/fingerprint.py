@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import platform
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import metadata
 from typing import Any
 
@@ -27,9 +27,12 @@ class Fingerprint:
     artifact_sha256: str = ""
     client_version: str | None = None
 
-    @property
+    @cached_property
     def id(self) -> str:
-        """A stable short id of the content: equal fingerprints share one row."""
+        """A stable short id of the content: equal fingerprints share one row.
+
+        Cached: it is read for every logged request and row.
+        """
         return hashlib.sha256(dumps(self.to_dict())).hexdigest()[:20]
 
     def to_dict(self) -> dict[str, Any]:

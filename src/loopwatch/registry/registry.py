@@ -62,6 +62,7 @@ class Registry:
         self._aliases: dict[str, tuple[float, dict[str, int]]] = {}
         self._settings: dict[str, tuple[float, ModelSettings]] = {}
         self._profiles: dict[tuple[str, int], ReferenceProfile] = {}
+        self._loading: dict[tuple[str, int], threading.Lock] = {}
         self._lock = threading.Lock()
 
     # --- registering ----------------------------------------------------------------
@@ -182,16 +183,25 @@ class Registry:
             if cached is not None:
                 self._models.move_to_end(key)
                 return cached
-        meta = self.store.get_model_version(name, number)
-        pipeline = load_model(
-            self.store.get_artifact(meta.artifact_sha256), expected_sha256=meta.artifact_sha256
-        )
-        loaded = LoadedModel(meta, pipeline)
         with self._lock:
-            self._models[key] = loaded
-            while len(self._models) > self.cache_size:
-                self._models.popitem(last=False)
-        return loaded
+            loading = self._loading.setdefault(key, threading.Lock())
+        # the first requests after a start or promotion arrive together: one loads,
+        # the others wait for it instead of each reading and verifying the artifact
+        with loading:
+            with self._lock:
+                cached = self._models.get(key)
+            if cached is not None:
+                return cached
+            meta = self.store.get_model_version(name, number)
+            pipeline = load_model(
+                self.store.get_artifact(meta.artifact_sha256), expected_sha256=meta.artifact_sha256
+            )
+            loaded = LoadedModel(meta, pipeline)
+            with self._lock:
+                self._models[key] = loaded
+                while len(self._models) > self.cache_size:
+                    self._models.popitem(last=False)
+            return loaded
 
     def reference_sample(self, name: str, version: int | str | None = None) -> pd.DataFrame:
         meta = self.resolve(name, version)

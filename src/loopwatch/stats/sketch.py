@@ -253,6 +253,9 @@ class NumericSummary:
     def merge(self, other: NumericSummary) -> NumericSummary:
         """The summary of both parts; see the module docstring for the error bound.
 
+        The result keeps the larger ``max_points`` of the two; mean and std
+        combine exactly (pooled moments), the iqr is exact when both parts are.
+
         >>> a = NumericSummary.from_values([1.0, 5.0]); b = NumericSummary.from_values([2.0, 3.0])
         >>> a.merge(b).sorted_values.tolist()
         [1.0, 2.0, 3.0, 5.0]

@@ -19,6 +19,11 @@ KS p-values follow ``scipy.stats.ks_2samp`` (scipy 1.17) exactly:
   themselves and ``n_reference * n_current <= 1e8``, so its cost stays bounded.
 * asymptotic: ``kstwo.sf(D, round(n m / (n + m)))``, scipy's formula, with
   ``n`` the number of reference *rows* (``summary.n``), not of summary points.
+  Where scipy's ``kstwo.sf`` sums the exact one-sided Smirnov series in
+  double-double arithmetic (effective sizes 1e4-1e6 with ``2.2 <= n D^2 <
+  370``, i.e. p-values between ~1e-160 and 0.02: a drifted feature), which
+  takes 0.2-3 s per call, the same series is summed vectorised in log space
+  (tens of ms, same value to ~1e-9 relative).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
+from scipy import special
 from scipy import stats as sps
 
 from loopwatch.errors import InvalidInput
@@ -47,6 +53,8 @@ Reference = NumericSummary | npt.ArrayLike
 
 EXACT_MAX_N = 10_000  # scipy's MAX_AUTO_N
 EXACT_MAX_PRODUCT = 100_000_000
+SMIRNOV_FAST_MIN_N = 10_000  # below this scipy's own Smirnov sum is quick enough
+SMIRNOV_MAX_N = 1_000_000  # scipy's SMIRNOV_MAX_COMPUTE_N: above it scipy approximates, and so do we
 
 
 @dataclass(frozen=True)
@@ -140,11 +148,38 @@ def ks_method(n_reference: int, n_current: int, *, exact_reference: bool = True,
     return "exact" if exact_reference and max(n_reference, n_current) <= EXACT_MAX_N else "asymp"
 
 
+def _smirnov_sf(n: float, x: float) -> float:
+    """One-sided ``P(D_n^+ >= x)``, the exact Birnbaum-Tingey sum
+    ``x sum_j C(n, j) (1 - x - j/n)^(n-j) (x + j/n)^(j-1)`` in log space.
+
+    scipy evaluates the same sum term by term in double-double arithmetic,
+    0.2-3 s for n between 1e5 and 1e6; vectorised here it takes tens of
+    milliseconds and agrees to ~1e-9 relative (all terms are positive).
+    """
+    j = np.arange(int(np.floor(n * (1.0 - x))) + 1, dtype=np.float64)
+    log_binom = -np.log1p(n) - special.betaln(j + 1.0, n - j + 1.0)
+    with np.errstate(divide="ignore"):  # the last term may be 0^(n-j)
+        log_terms = log_binom + (n - j) * np.log((n - j) / n - x) + (j - 1.0) * np.log(x + j / n)
+    top = float(log_terms.max())
+    return float(x * np.exp(top) * np.exp(log_terms - top).sum())
+
+
+def _kstwo_sf(x: float, n: float) -> float:
+    """``scipy.stats.kstwo.sf(x, n)``: the same branches, with the slow one vectorised."""
+    if SMIRNOV_FAST_MIN_N < n <= SMIRNOV_MAX_N and 0.0 < x < 1.0 and 1.0 < n * x < n - 1.0:
+        nx2 = n * x * x
+        if nx2 >= 370.0:  # scipy: 0, or 2 * smirnov(n, x >= 0.5), which underflows to 0 at this n
+            return 0.0
+        if nx2 >= 2.2:  # where scipy's kolmogn returns 2 * smirnov(n, x)
+            return min(max(2.0 * _smirnov_sf(n, x), 0.0), 1.0)
+    return float(sps.kstwo.sf(x, n))
+
+
 def ks_pvalue_asymp(statistic: float, n_reference: int, n_current: int) -> float:
     """scipy's asymptotic two-sided p-value, ``kstwo.sf(D, round(nm/(n+m)))``."""
     m, n = sorted([float(n_reference), float(n_current)], reverse=True)
     en = m * n / (m + n)
-    return float(np.clip(sps.kstwo.sf(statistic, np.round(en)), 0.0, 1.0))
+    return float(np.clip(_kstwo_sf(float(statistic), float(np.round(en))), 0.0, 1.0))
 
 
 def ks_test(

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Iterator, Sequence
 
+import orjson
+
 from loopwatch.errors import StoreError
 from loopwatch.records import (
     Fingerprint,
@@ -112,6 +114,11 @@ class SqlStoreBase:
             except Exception:
                 self._drop_connection()
             raise
+        finally:
+            self._end(write=write)
+
+    def _end(self, *, write: bool) -> None:
+        """Called after every transaction, committed or not."""
 
     def _drop_connection(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -356,32 +363,42 @@ class SqlLogMixin(SqlStoreBase):
 
 
 def _event_rows(request: LoggedRequest, fp_id: str, logged_at: int) -> list[tuple[Any, ...]]:
+    # This runs once per logged row while holding the interpreter lock that the
+    # request threads need too, so it calls orjson directly and encodes each row
+    # summary object once (rows that miss nothing share one object).
+    encode = orjson.dumps
     n = request.n_rows
     row_runtime = request.runtime_ms / n
     base_ts = to_micros(request.received_at)
     stamps = request.timestamps
     probabilities = request.probabilities
     data = request.data
-    summaries = request.row_summaries
-    replayed = int(request.replayed)
+    predictions = request.predictions
+    summary_json: dict[int, str] = {}
+    summaries = []
+    for summary in request.row_summaries:
+        key = id(summary)
+        text = summary_json.get(key)
+        if text is None:
+            text = summary_json[key] = encode(summary).decode()
+        summaries.append(text)
+    head = (request.request_id,)
+    model = (request.model_name, request.model_version)
+    tail = (request.request_type, request.client_id, fp_id, int(request.replayed))
     return [
         (
-            request.request_id,
+            *head,
             i,
-            request.model_name,
-            request.model_version,
+            *model,
             to_micros(stamps[i]) if stamps is not None else base_ts,
             logged_at,
             request.runtime_ms,
             row_runtime,
-            dumps(request.predictions[i]).decode(),
-            dumps(probabilities[i]).decode() if probabilities is not None else None,
-            dumps(summaries[i]).decode(),
-            dumps(data[i]).decode() if data is not None else None,
-            request.request_type,
-            request.client_id,
-            fp_id,
-            replayed,
+            encode(predictions[i]).decode(),
+            encode(probabilities[i]).decode() if probabilities is not None else None,
+            summaries[i],
+            encode(data[i]).decode() if data is not None else None,
+            *tail,
         )
         for i in range(n)
     ]

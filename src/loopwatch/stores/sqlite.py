@@ -8,6 +8,8 @@ only a crash of the process.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -35,12 +37,38 @@ class SQLiteStore(SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin):
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA foreign_keys=ON")
+        # 64 MiB of page cache: index pages of a large event table stay in memory
+        conn.execute("PRAGMA cache_size=-65536")
         return conn
 
     def _begin(self, conn: Any, *, write: bool) -> None:
+        if write:
+            # Writers from several processes (uvicorn workers) take turns on a file
+            # lock first: SQLite's own busy handler sleeps in growing steps and
+            # left the losing writer waiting far longer than the commit it waited for.
+            fcntl.flock(self._lock_file(), fcntl.LOCK_EX)
         # IMMEDIATE takes the write lock up front, so two writers queue on the
         # busy timeout instead of failing with a deadlock on lock upgrade.
-        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        except BaseException:
+            if write:
+                self._end(write=True)
+            raise
+
+    def _end(self, *, write: bool) -> None:
+        if write:
+            fcntl.flock(self._lock_file(), fcntl.LOCK_UN)
+
+    def _lock_file(self) -> int:
+        # one descriptor per thread: flock excludes across descriptors, so threads
+        # of one process queue on it just as processes do
+        fd = getattr(self._local, "lock_fd", None)
+        if fd is None or getattr(self._local, "lock_pid", None) != os.getpid():
+            fd = os.open(f"{self.path}.writelock", os.O_RDWR | os.O_CREAT, 0o644)
+            self._local.lock_fd = fd
+            self._local.lock_pid = os.getpid()
+        return int(fd)
 
     def _is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.IntegrityError)
