@@ -115,6 +115,10 @@ def machine_facts() -> dict[str, Any]:
         "filesystem": fs[-1].split()[1] if len(fs) > 1 else "unknown",
         "libraries": libs,
         "loadavg_at_start": _loadavg(),
+        "git_head": _run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]) or None,
+        "git_dirty_src_files": len(
+            [line for line in _run(["git", "-C", str(REPO), "status", "--porcelain", "src"]).splitlines() if line]
+        ),
     }
 
 
