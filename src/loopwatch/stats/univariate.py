@@ -159,7 +159,8 @@ def _smirnov_sf(n: float, x: float) -> float:
     j = np.arange(int(np.floor(n * (1.0 - x))) + 1, dtype=np.float64)
     log_binom = -np.log1p(n) - special.betaln(j + 1.0, n - j + 1.0)
     with np.errstate(divide="ignore"):  # the last term may be 0^(n-j)
-        log_terms = log_binom + (n - j) * np.log((n - j) / n - x) + (j - 1.0) * np.log(x + j / n)
+        # round-off can push (n - j)/n - x a hair below zero when n*x is whole
+        log_terms = log_binom + (n - j) * np.log(np.maximum((n - j) / n - x, 0.0)) + (j - 1.0) * np.log(x + j / n)
     top = float(log_terms.max())
     return float(x * np.exp(top) * np.exp(log_terms - top).sum())
 
