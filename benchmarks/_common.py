@@ -289,3 +289,25 @@ def parse_duration_ms(text: str) -> float:
     value, unit = float(m.group(1)), m.group(2)
     scale = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3, "": 1.0}[unit]
     return value * scale
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def processes_cpu_seconds(keep: Any) -> float:
+    """utime+stime, in seconds, of every live process whose ``/proc/<pid>/stat`` fields
+    satisfy ``keep(pid, fields)``; ``fields[0]`` is the state (stat field 3), so the
+    ppid is ``fields[1]``, the process group ``fields[2]``, utime and stime 11 and 12."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if keep(int(entry), fields):
+            total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import os
 import pstats
 import random
 import sys
@@ -55,6 +54,7 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
+    processes_cpu_seconds,
     REPO,
     RESULTS_DIR,
     WORK_DIR,
@@ -182,23 +182,9 @@ class Backend:
         self.server_cpu = server_cpu
 
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
 def process_tree_cpu(root_pid: int) -> float:
-    """utime+stime of ``root_pid`` and its direct children (a postmaster and its backends)."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(entry) == root_pid or int(fields[1]) == root_pid:  # fields[1] is the ppid
-            total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
+    """CPU seconds of ``root_pid`` and its direct children (a postmaster and its backends)."""
+    return processes_cpu_seconds(lambda pid, fields: pid == root_pid or int(fields[1]) == root_pid)
 
 
 def sqlite_backend(synchronous: str, workdir: Path) -> Backend:

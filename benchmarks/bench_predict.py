@@ -45,6 +45,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
+    CLK_TCK,
+    processes_cpu_seconds,
     BENCH_DIR,
     RESULTS_DIR,
     WORK_DIR,
@@ -61,7 +63,6 @@ from _common import (  # noqa: E402
 
 MODEL = "churn"
 LUA = BENCH_DIR / "predict.lua"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------- setup
@@ -139,20 +140,8 @@ def check_one_request(service: Service, body: Path) -> None:
 
 
 def group_cpu_seconds(pgid: int) -> float:
-    """utime+stime of every live process in the group (the uvicorn parent and its workers)."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        # fields[0] is state (field 3); pgrp is field 5, utime 14, stime 15
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
+    """CPU seconds of every live process in the group (the uvicorn parent and its workers)."""
+    return processes_cpu_seconds(lambda pid, fields: int(fields[2]) == pgid)
 
 
 def system_busy_seconds() -> float:
