@@ -208,25 +208,6 @@ def ingest_section(i: dict[str, Any]) -> tuple[str, list[str]]:
     return "".join(text), verdicts
 
 
-def variants_section(v: dict[str, Any]) -> str:
-    rows = [
-        [e["shape"], e["variant"], fmt_num(e.get("rows_per_cpu_s_median")),
-         f"**{e['cpu_vs_baseline_pct']:+.1f}%**" if "cpu_vs_baseline_pct" in e else "n/a",
-         fmt_num(e["rows_per_s_median"]), f"{e['vs_baseline_pct']:+.1f}%",
-         ", ".join(fmt_num(x) for x in e.get("rows_per_cpu_s_all", []))]
-        for e in v["summary"]
-    ]  # fmt: skip
-    return (
-        f"{when(v)}. "
-        f"`benchmarks/ingest_variants.py`: SQLite FULL, `write_requests`, {v['runs_per_variant']} "
-        f"interleaved runs of {v['seconds_per_run']:g} s per variant, fresh database per variant; "
-        "each variant patches the running benchmark process only (src/ is unchanged).\n\n"
-        + markdown_table(["shape", "variant", "rows per CPU-s (median)", "vs baseline", "rows/s wall (median)",
-                          "vs baseline", "rows per CPU-s, all runs"], rows)
-        + "\n"
-    )
-
-
 def two_writers_section(t: dict[str, Any]) -> str:
     rows = [
         [e["rows"], e["mode"], f"**{fmt_num(e['requests_per_s_median'])}**", fmt_num(e["requests_per_commit_median"], 1),
@@ -311,9 +292,7 @@ the `GroupCommitWriter` with 8 or 32 submitting threads. Each run also
 records the CPU time of the writing thread (plus PostgreSQL's server
 processes), giving "rows per CPU-second" next to rows/s.
 
-**Side measurements.** `benchmarks/ingest_variants.py` times the SQLite write
-path with candidate fixes patched into the benchmark process;
-`benchmarks/sqlite_two_writers.py` runs two processes' writers on one SQLite
+**Side measurements.** `benchmarks/sqlite_two_writers.py` runs two processes' writers on one SQLite
 file, as `--workers 2` does; `benchmarks/profile_service.py` samples a loaded
 single-worker server with py-spy (installed in `benchmarks/.venv-tools`, not
 in the project's venv).
@@ -354,7 +333,7 @@ CAVEATS = """\
 
 
 def build() -> str:
-    p, i, v = load("predict.json"), load("ingest.json"), load("ingest_variants.json")
+    p, i = load("predict.json"), load("ingest.json")
     facts = (p or i or {}).get("machine")
     pg_settings = (i or {}).get("params", {}).get("postgresql_settings")
     out = [
@@ -392,8 +371,6 @@ def build() -> str:
     sp = load("profile_service.json")
     if sp:
         body += ["## Where a loaded server spends its time\n\n", service_profile_section(sp), "\n"]
-    if v:
-        body += ["## Candidate fixes for SQLite ingestion, measured\n\n", variants_section(v), "\n"]
     tw = load("sqlite_two_writers.json")
     if tw:
         body += ["## Two workers, one SQLite file\n\n", two_writers_section(tw), "\n"]
