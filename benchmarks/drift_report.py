@@ -353,8 +353,8 @@ def build(results: dict[str, Any], variants: dict[str, Any] | None) -> str:
         per = variants.get("pvalue_per_feature", [])
         if per:
             slow = [r for r in per if r["cpu_scipy_path_s"] > 0.05]
-            w(f"KS p-value alone: {len(slow)} of {len(per)} features take > 0.05 CPU s each in "
-              f"`scipy.stats.kstwo.sf` (total {sum(r['cpu_scipy_path_s'] for r in per):.2f} s), against "
+            w(f"KS p-value alone: {len(slow)} of {len(per)} features take > 0.05 CPU s each in the current "
+              f"`ks_pvalue_asymp` (total {sum(r['cpu_scipy_path_s'] for r in per):.2f} s), against "
               f"{sum(r['cpu_fast_s'] for r in per):.4f} s with the fast tail; largest |p - scipy| on these "
               f"features {max(r['abs_diff'] for r in per):.1e}, and over a grid of n = 2e4..5e6 and n D^2 = 12..369 "
               f"{grid.get('max_abs_diff', float('nan')):.1e}.")
@@ -392,10 +392,11 @@ def machine_section(results: dict[str, Any]) -> str:
         f"| RAM | {m.get('ram_gib', '?')} GiB, no swap |",
         f"| OS | {m.get('platform', '?')} |",
         f"| Python | {m.get('python', '?')} (loopwatch's `.venv`; each peer venv uses the same interpreter) |",
-        f"| loopwatch | {src.get('mode', '?')} at {str(src.get('head', ''))[:12]}"
-        + (f", with uncommitted changes in {', '.join(f.split()[-1] for f in src.get('dirty_files', []))}"
-           if src.get("dirty_files") else "")
-        + (f" (exported commit {str(src.get('commit', ''))[:12]})" if src.get("commit") else "") + " |",
+        (f"| loopwatch | commit {str(src.get('commit', ''))[:12]}, exported from git (not the work tree, "
+         "which others were editing) |" if src.get("commit") else
+         f"| loopwatch | work tree at {str(src.get('head', ''))[:12]}"
+         + (f", with uncommitted changes in {', '.join(f.split()[-1] for f in src.get('dirty_files', []))}"
+            if src.get("dirty_files") else "") + " |"),
         f"| loopwatch's stack | numpy {v.get('numpy')}, scipy {v.get('scipy')}, pandas {v.get('pandas')}, "
         f"pyarrow {v.get('pyarrow')} |",
     ]
