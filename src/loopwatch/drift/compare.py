@@ -46,9 +46,8 @@ from loopwatch.stats.multivariate import (
     pca_reconstruction_test,
 )
 from loopwatch.stats.rates import rate_test
-from loopwatch.stats.sketch import CategoricalSummary, NumericSummary
-from loopwatch.stats.univariate import chi2_test, ks_test
-from loopwatch.stats.univariate import wasserstein as _wasserstein_distance
+from loopwatch.stats.sketch import CategoricalSummary
+from loopwatch.stats.univariate import TestResult, chi2_test, ks_and_wasserstein, ks_pvalue
 
 NUMERIC_TESTS = ("ks", "wasserstein", "wasserstein_normed", "kl_divergence", "js_distance", "psi", "hellinger")
 CATEGORICAL_TESTS = ("chi2", "kl_divergence", "js_distance", "psi", "hellinger")
@@ -197,8 +196,9 @@ def _numeric_statistics(profile: UnivariateProfile, name: str, values: np.ndarra
     if current.size == 0:
         out["empty"] = True
         return out
-    ks = ks_test(summary, current, current_sorted=True)
-    wasserstein = _wasserstein(summary, current)
+    # one merge of the two sorted arrays gives both the KS statistic and Wasserstein
+    statistic, wasserstein = ks_and_wasserstein(summary, current)
+    ks = TestResult(statistic, ks_pvalue(statistic, summary, current))
     cur_bins = bin_counts(current, edges)
     out["tests"] = {"ks": ks}
     out["distances"] = {
@@ -217,10 +217,6 @@ def _numeric_statistics(profile: UnivariateProfile, name: str, values: np.ndarra
         "range": [summary.minimum, summary.maximum],
     }
     return out
-
-
-def _wasserstein(summary: NumericSummary, current_sorted: np.ndarray) -> float:
-    return _wasserstein_distance(summary, current_sorted, current_sorted=True)
 
 
 def _categorical_statistics(profile: UnivariateProfile, name: str, values: list[str | None]) -> dict[str, Any]:
