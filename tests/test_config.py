@@ -37,8 +37,22 @@ def test_round_trip_through_the_environment() -> None:
         {"LOOPWATCH_MAX_ROWS_PER_REQUEST": "0"},
         {"LOOPWATCH_SQLITE_SYNCHRONOUS": "SOMETIMES"},
         {"LOOPWATCH_LOGGING_ENABLED": "perhaps"},
+        {"LOOPWATCH_SCHEDULE_ENABLED": "sometimes"},
+        {"LOOPWATCH_SCHEDULE_TICK_SECONDS": "0"},
+        {"LOOPWATCH_SCHEDULE_TICK_SECONDS": "nan"},
+        {"LOOPWATCH_SCHEDULE_TICK_SECONDS": "soon"},
     ],
 )
 def test_bad_settings_are_clear(env: dict[str, str]) -> None:
     with pytest.raises(InvalidInput, match="setting"):
         Settings.from_env(env)
+
+
+def test_the_schedule_settings() -> None:
+    assert Settings.from_env({}).schedule_enabled is True
+    assert Settings.from_env({}).schedule_tick_seconds == 30.0
+    env = {"LOOPWATCH_SCHEDULE_ENABLED": "off", "LOOPWATCH_SCHEDULE_TICK_SECONDS": "0.25"}
+    settings = Settings.from_env(env)
+    assert settings.schedule_enabled is False and settings.schedule_tick_seconds == 0.25
+    assert settings.to_env()["LOOPWATCH_SCHEDULE_ENABLED"] == "0"
+    assert Settings.from_env(settings.to_env()) == settings

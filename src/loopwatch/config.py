@@ -55,6 +55,12 @@ class Settings:
     retry_after_seconds: int = 1
     #: Turn durable prediction logging off (benchmarks only: compare the cost of logging).
     logging_enabled: bool = True
+    #: Run the loop engine on each model's schedule inside ``loopwatch serve`` (every
+    #: worker runs the scheduler; a claim in the store lets one of them evaluate a model).
+    schedule_enabled: bool = True
+    #: Longest pause of the scheduler between two looks at which models are due, in seconds
+    #: (it looks more often when a model's schedule is shorter).
+    schedule_tick_seconds: float = 30.0
 
     @property
     def database_url(self) -> str:
@@ -140,4 +146,6 @@ def _validated(settings: Settings) -> Settings:
         raise InvalidInput("setting sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA")
     if not 0 < settings.port < 65536:
         raise InvalidInput("setting port must be between 1 and 65535")
+    if not 0 < settings.schedule_tick_seconds <= 3600:
+        raise InvalidInput("setting schedule_tick_seconds must lie in (0, 3600]")
     return settings

@@ -24,6 +24,7 @@ from loopwatch.records.jsonutil import dumps
 from loopwatch.registry import Registry
 
 MAX_REQUEST_ID_LENGTH = 128
+MAX_ENTITY_ID_LENGTH = 200
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,21 +42,26 @@ class PredictCall:
     timestamp: datetime | None = None
     #: Event time per row; overrides ``timestamp``.
     timestamps: Sequence[datetime] | None = None
+    #: The entity each row is about (a customer, an order), for labels that arrive
+    #: later by entity; ``None`` entries for rows without one.
+    entity_ids: Sequence[str | None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def body_sha256(self) -> str:
         """Hash of what the caller asked for, to tell a retry from a reuse of its id."""
-        canonical = dumps(
-            {
-                "model": self.model_name,
-                "version": self.version,
-                "rows": list(self.rows),
-                "timestamp": self.timestamp,
-                "timestamps": list(self.timestamps) if self.timestamps is not None else None,
-                "request_type": self.request_type,
-                "client_version": self.client_version,
-            }
-        )
+        body: dict[str, Any] = {
+            "model": self.model_name,
+            "version": self.version,
+            "rows": list(self.rows),
+            "timestamp": self.timestamp,
+            "timestamps": list(self.timestamps) if self.timestamps is not None else None,
+            "request_type": self.request_type,
+            "client_version": self.client_version,
+        }
+        if self.entity_ids is not None:
+            # only when given, so requests without entity ids keep the hashes they had
+            body["entity_ids"] = list(self.entity_ids)
+        canonical = dumps(body)
         return hashlib.sha256(canonical).hexdigest()
 
 
@@ -98,6 +104,7 @@ class Predictor:
         meta = loaded.version
         validated = validate_rows(meta.schema, call.rows, max_rows=self.max_rows)
         timestamps = self._timestamps(call, validated.n_rows)
+        entity_ids = check_entity_ids(call.entity_ids, validated.n_rows)
         probabilities = None
         try:
             # extreme but finite inputs can overflow to infinity when scaled: no numpy
@@ -143,6 +150,7 @@ class Predictor:
             row_summaries=validated.row_summaries(),
             data=validated.rows if settings.log_data else None,
             timestamps=timestamps,
+            entity_ids=entity_ids,
         )
 
     @staticmethod
@@ -156,6 +164,28 @@ class Predictor:
         if call.timestamp is not None:
             return [_utc(call.timestamp, "timestamp")] * n_rows
         return None
+
+
+def check_entity_ids(entity_ids: Sequence[Any] | None, n_rows: int) -> list[str | None] | None:
+    """One entity id (a non-empty string of at most 200 characters, or null) per row."""
+    if entity_ids is None:
+        return None
+    if isinstance(entity_ids, (str, bytes)) or len(entity_ids) != n_rows:
+        raise InvalidInput(f"entity_ids must be a list with one entry per row ({n_rows})")
+    out: list[str | None] = []
+    for i, entity in enumerate(entity_ids):
+        if entity is not None and (
+            not isinstance(entity, str)
+            or not entity
+            or len(entity) > MAX_ENTITY_ID_LENGTH
+            or "\x00" in entity
+        ):
+            raise InvalidInput(
+                f"entity_ids[{i}] must be null or a string of 1-{MAX_ENTITY_ID_LENGTH} "
+                "characters without NUL"
+            )
+        out.append(entity)
+    return out
 
 
 def _as_list(value: Any) -> list[Any]:

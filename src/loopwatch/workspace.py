@@ -11,8 +11,9 @@ The CLI is a thin layer over this; scripts and notebooks use it directly::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -28,6 +29,12 @@ from loopwatch.stores import open_store
 from loopwatch.stores.base import Store
 from loopwatch.stores.writer import GroupCommitWriter
 from loopwatch.tables import read_table
+
+if TYPE_CHECKING:  # pragma: no cover
+    from loopwatch.loops.gate import GateDecision
+    from loopwatch.loops.labelling import QueueItem
+    from loopwatch.records import AliasChange
+    from loopwatch.retraining import RetrainResult
 
 
 @dataclass(frozen=True)
@@ -151,3 +158,68 @@ class Workspace:
             yield self.predict(name, chunk, version=version, request_type="cli")
             if progress is not None:
                 progress(len(chunk))
+
+    # --- data collection and model selection (loopwatch.retraining) -------------------
+    def labelling_queue(
+        self,
+        name: str,
+        *,
+        budget: int,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        random_share: float = 0.2,
+        seed: int = 0,
+        weights: Mapping[str, float] | None = None,
+    ) -> list[QueueItem]:
+        """Unlabelled predictions to label next: a random share, then the most informative."""
+        from loopwatch.retraining import labelling_queue
+
+        return labelling_queue(
+            self.store, self.registry, name, budget=budget, since=since, until=until,
+            random_share=random_share, seed=seed, weights=weights,
+        )
+
+    def retrain(
+        self,
+        name: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        include_reference: bool = True,
+        estimator: str | None = None,
+        seed: int = 0,
+        min_rows: int = 200,
+    ) -> RetrainResult:
+        """Train a candidate on the labelled predictions of ``[since, until)``, screened first."""
+        from loopwatch.retraining import retrain_candidate
+
+        return retrain_candidate(
+            self.store, self.registry, name, since=since, until=until,
+            include_reference=include_reference, estimator=estimator, seed=seed, min_rows=min_rows,
+        )
+
+    def gate(
+        self,
+        name: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        metric: str | None = None,
+        margin: float = 0.0,
+        confidence: float = 0.95,
+        latency_budget_ms: float | None = None,
+        candidate: int | str | None = None,
+        n_boot: int = 1000,
+        seed: int = 0,
+        promote: bool = False,
+    ) -> tuple[GateDecision, AliasChange | None]:
+        """The promotion gate on the labelled window; with ``promote``, promote when it passes."""
+        from loopwatch.retraining import compare_on_window, promote_if_passed
+
+        options: dict[str, Any] = {
+            "since": since, "until": until, "metric": metric, "margin": margin, "confidence": confidence,
+            "latency_budget_ms": latency_budget_ms, "candidate": candidate, "n_boot": n_boot, "seed": seed,
+        }
+        if promote:
+            return promote_if_passed(self.store, self.registry, name, **options)
+        return compare_on_window(self.store, self.registry, name, **options), None

@@ -4,12 +4,14 @@ dependency), complete, every path answers, and errors documented in the one shap
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any, Iterator
 
 import pandas as pd
 import pytest
 
+from loopwatch.records.incidents import IncidentRecord
 from loopwatch.stores.base import EventQuery
 from tests.api.helpers import PREDICT
 
@@ -119,7 +121,13 @@ def test_every_documented_path_answers_with_a_documented_status(
 ) -> None:
     assert client.post(PREDICT, json={"rows": rows[:2]}, headers={"X-Request-ID": "doc-req"}).status_code == 200
     fingerprint = trained.store.query_events(EventQuery(request_id="doc-req")).events[0].fingerprint_id
-    values = {"name": "churn", "version": "1", "request_id": "doc-req", "fingerprint_id": fingerprint}
+    now = datetime.now(timezone.utc)
+    trained.store.upsert_incident(IncidentRecord(
+        incident_id="churn:covariate_shift:doc", model_name="churn", kind="covariate_shift", loop="eda",
+        status="open", first_seen=now, last_seen=now, detected_at=now, summary="doc", evidence={},
+    ))
+    values = {"name": "churn", "version": "1", "request_id": "doc-req", "fingerprint_id": fingerprint,
+              "incident_id": "churn:covariate_shift:doc"}
     bodies: dict[tuple[str, str], dict[str, Any]] = {
         ("post", "/v1/models/{name}/predict"): {"json": {"rows": rows[:1]}},
         ("post", "/v1/models/{name}/train"): {
@@ -151,7 +159,7 @@ def test_predict_documents_rows_version_and_timestamps(doc: dict[str, Any]) -> N
     assert schema["required"] == ["rows"]
     assert schema["additionalProperties"] is False
     props = schema["properties"]
-    assert {"rows", "version", "timestamp", "timestamps", "request_type", "client_version"} == set(props)
+    assert {"rows", "version", "timestamp", "timestamps", "request_type", "client_version", "entity_ids"} == set(props)
     assert props["rows"]["type"] == "array" and props["rows"]["minItems"] == 1
     row = props["rows"]["items"]
     assert row["type"] == "object"

@@ -52,6 +52,7 @@ def make_request(
     runtime_ms: float = 12.5,
     replayed: bool | None = None,
     fp: Fingerprint | None = None,
+    entity_ids: Sequence[str | None] | None = None,
 ) -> LoggedRequest:
     """A realistic LoggedRequest; every field can be overridden."""
     if request_id is None:
@@ -89,6 +90,7 @@ def make_request(
         row_summaries=row_summaries,
         data=data,  # type: ignore[arg-type]
         timestamps=list(timestamps) if timestamps is not None else None,
+        entity_ids=list(entity_ids) if entity_ids is not None else None,
     )
 
 
@@ -111,6 +113,7 @@ def expected_events(request: LoggedRequest) -> list[dict[str, Any]]:
             "client_id": request.client_id,
             "fingerprint_id": request.fingerprint.id,
             "replayed": request.replayed,
+            "entity_id": None if request.entity_ids is None else request.entity_ids[i],
         }
         for i in range(request.n_rows)
     ]

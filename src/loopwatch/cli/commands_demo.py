@@ -51,31 +51,26 @@ def run(*, as_json: bool, seed: int, days: int, per_day: int, workdir: str | Non
         table.add_row("deployed", f"day {d['day']}: production v{d['previous_version']} -> v{d['version']}")
     table.add_row("database", summary["database"])
     out.print(table)
-    incidents = Table(title="injected incidents (ground truth; later issues teach loopwatch to find them)")
-    for column in ("day", "kind", "touches", "max delay (days)"):
-        incidents.add_column(column)
-    for incident in summary["timeline"]["incidents"]:
-        incidents.add_row(
-            str(incident["day"]), incident["kind"], dumps(incident.get("touches", {})).decode(),
-            str(incident.get("max_delay_days", "")),
+    loops = summary.get("loops") or {}
+    found = Table(title=f"what loopwatch found and which loop it recommends ({loops.get('seconds', '-')} s)")
+    for column in ("injected", "day", "detected", "diagnosis", "loop", "right"):
+        found.add_column(column)
+    for d in loops.get("incidents", []):
+        found.add_row(
+            d["kind"], str(d["injected_day"]),
+            "-" if d["detected_day"] is None else f"day {d['detected_day']} (deadline {d['deadline_day']})",
+            d["diagnosis"] or "-", d["loop"] or "-", "yes" if d["correct"] else "[red]no[/]",
         )
-    out.print(incidents)
-    monitoring = summary.get("monitoring") or {}
-    if monitoring:
-        found = Table(title=f"what the monitor found ({monitoring['windows']} daily windows, {monitoring['seconds']} s)")
-        for column in ("incident", "injected", "detected", "in time", "features that moved", "alarms"):
-            found.add_column(column)
-        for d in monitoring["detections"]:
-            found.add_row(
-                d["kind"], f"day {d['injected_day']}",
-                "-" if d["detected_day"] is None else f"day {d['detected_day']}",
-                "yes" if d["in_time"] else "[red]no[/]", ", ".join(d["features"]) or "-",
-                ", ".join(a for a in d["alarms"] if not a.startswith("feature:"))[:80] or "-",
-            )
-        out.print(found)
-        false = monitoring["false_alarms"]
-        out.print(
-            f"alarms on the {monitoring['stable_days']} stable days: "
-            + ("none" if not false else ", ".join(f"day {f['day']}: {', '.join(f['alarms'])}" for f in false))
-        )
-    out.print(f"query the log: loopwatch logs --database {summary['database']} --model churn --limit 3")
+    out.print(found)
+    false = loops.get("false_alarms", [])
+    out.print(
+        "incidents raised outside every injected incident: "
+        + ("none" if not false else ", ".join(f"day {f['day']}: {f['kind']}" for f in false))
+    )
+    perf = loops.get("performance", {})
+    if perf.get("mean_abs_estimation_error") is not None:
+        out.print(f"label-free estimate vs realized performance: mean absolute error "
+                  f"{perf['mean_abs_estimation_error']}, median {perf['median_abs_estimation_error']}")
+    for r in loops.get("recommendations", []):
+        if r["incident_id"] is None:
+            out.print(f"[bold]{r['loop_title']}[/]: {r['action']}")

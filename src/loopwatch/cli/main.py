@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from loopwatch.cli import commands_drift, commands_logs, commands_models, commands_serve, commands_train
+from loopwatch.cli import (
+    commands_drift,
+    commands_feedback,
+    commands_logs,
+    commands_loops,
+    commands_models,
+    commands_selection,
+    commands_serve,
+    commands_train,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -23,6 +32,17 @@ cli.add_command(commands_logs.logs)
 cli.add_command(commands_models.models)
 cli.add_command(commands_drift.drift)
 cli.add_command(commands_drift.monitor)
+cli.add_command(commands_feedback.feedback)
+cli.add_command(commands_feedback.business)
+cli.add_command(commands_loops.loops)
+cli.add_command(commands_loops.watch)
+cli.add_command(commands_loops.incidents)
+cli.add_command(commands_loops.ack)
+cli.add_command(commands_loops.rebaseline)
+cli.add_command(commands_loops.config)
+cli.add_command(commands_selection.label_queue)
+cli.add_command(commands_selection.retrain)
+cli.add_command(commands_selection.gate)
 
 
 @cli.command()

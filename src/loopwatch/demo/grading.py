@@ -100,3 +100,69 @@ def grade(
         "false_alarms": [{"day": day, "alarms": alarms} for day, alarms in false_alarms.items()],
         "stable_days": sum(1 for d in range(n_days) if d not in affected),
     }
+
+
+#: The incidents the loop engine is graded on, and the loop each must be mapped to.
+LOOP_GRADED: dict[str, str] = {
+    "covariate_shift": "eda",
+    "selection_bias": "data_collection",
+    "software_change": "model_selection",
+    "concept_drift": "model_selection",
+    "latency_regression": "model_selection",
+}
+#: What kind of finding each kind of incident may rightly cause, besides its own kind.
+LABEL_KINDS = ("concept_drift",)
+
+
+def grade_loops(
+    timeline: dict[str, Any], incidents: list[dict[str, Any]], *, start: datetime, n_days: int
+) -> dict[str, Any]:
+    """Per graded incident: the first incident loopwatch raised for it, when, named how, and which loop.
+
+    An injected incident is found by the earliest raised incident whose first window
+    lies in its active period plus its delay; it counts when that incident was
+    detected (its evidence existed) no later than the deadline, was diagnosed as the
+    injected kind and mapped to its loop. Anything raised outside every injected
+    incident's period is a false alarm: input findings outside the input incidents,
+    label findings on predictions made before the concept drift, a latency finding
+    before the slower deployment.
+    """
+    raised = [dict(i, _first=_day(i["first_seen"], start), _detected=_day(i["detected_at"], start)) for i in incidents]
+    graded = []
+    explained: set[int] = set()
+    for truth in timeline["incidents"]:
+        period = affected_days(truth, n_days)
+        matching = [k for k, i in enumerate(raised) if i["_first"] in period]
+        if truth["kind"] == "concept_drift":
+            matching = [k for k in matching if raised[k]["kind"] in LABEL_KINDS]
+        elif truth["kind"] == "latency_regression":
+            matching = [k for k in matching if raised[k]["kind"] == "latency_regression"]
+        else:
+            matching = [k for k in matching if raised[k]["kind"] not in LABEL_KINDS + ("latency_regression",)]
+        explained.update(matching)
+        if truth["kind"] not in LOOP_GRADED:
+            continue
+        deadline = int(truth["day"]) + math.ceil(float(truth["max_delay_days"]))
+        same_kind = [k for k in matching if raised[k]["kind"] == truth["kind"]]
+        pick = min(same_kind or matching, key=lambda k: raised[k]["_detected"], default=None)
+        found = raised[pick] if pick is not None else None
+        detected = None if found is None else found["_detected"]
+        graded.append({
+            "kind": truth["kind"],
+            "injected_day": int(truth["day"]),
+            "deadline_day": deadline,
+            "detected_day": detected,
+            "diagnosis": None if found is None else found["kind"],
+            "loop": None if found is None else found["loop"],
+            "expected_loop": LOOP_GRADED[truth["kind"]],
+            "in_time": detected is not None and detected <= deadline,
+            "correct": found is not None and detected is not None and detected <= deadline
+            and found["kind"] == truth["kind"] and found["loop"] == LOOP_GRADED[truth["kind"]],
+            "incident_id": None if found is None else found["incident_id"],
+            "summary": None if found is None else found["summary"],
+        })
+    false_alarms = [
+        {"day": i["_first"], "kind": i["kind"], "loop": i["loop"], "summary": i["summary"]}
+        for k, i in enumerate(raised) if k not in explained
+    ]
+    return {"incidents": graded, "false_alarms": false_alarms, "raised": len(raised)}

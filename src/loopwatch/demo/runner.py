@@ -17,7 +17,6 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,9 +26,9 @@ import numpy as np
 from loopwatch.config import Settings
 from loopwatch.errors import LoopwatchError
 from loopwatch.records.jsonutil import utc_iso
+from loopwatch.demo.feedback import MODEL_NAME, configure_monitoring, evaluate, send_feedback
 from loopwatch.workspace import Workspace
 
-MODEL_NAME = "churn"
 #: Concurrent client connections replaying traffic.
 REPLAY_CONCURRENCY = 4
 #: Seconds to wait for the service to become ready.
@@ -51,7 +50,8 @@ class DemoResult:
     deployments: list[dict[str, Any]]
     timeline: dict[str, Any]
     retries_after_503: int
-    monitoring: dict[str, Any] = field(default_factory=dict)
+    labels_sent: int = 0
+    loops: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(1)
@@ -76,7 +76,8 @@ class DemoResult:
             "versions": self.versions,
             "deployments": self.deployments,
             "timeline": self.timeline,
-            "monitoring": self.monitoring,
+            "labels_sent": self.labels_sent,
+            "loops": self.loops,
         }
 
 
@@ -106,6 +107,9 @@ class ServiceProcess:
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPWATCH_")}
+        # the demo replays past days in minutes: a wall-clock schedule would evaluate
+        # half-replayed days, so the demo asks for its evaluation when the replay is done
+        env["LOOPWATCH_SCHEDULE_ENABLED"] = "0"
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
             self.process = subprocess.Popen(
@@ -187,6 +191,7 @@ def run_demo(
             body = {
                 "rows": [dict(row) for row in batch.rows],
                 "timestamps": [utc_iso(t) for t in batch.timestamps],
+                "entity_ids": list(batch.entity_ids),
                 "request_type": batch.request_type,
             }
             headers = {
@@ -209,6 +214,8 @@ def run_demo(
                     )
                 return elapsed, tries
 
+        configure_monitoring(client)
+        labels_sent = 0
         started = time.perf_counter()
         with ThreadPoolExecutor(REPLAY_CONCURRENCY) as pool:
             for day in scenario.days():
@@ -225,10 +232,11 @@ def run_demo(
                     retries += tries
                 requests += len(items)
                 rows_sent += day.n_predictions
+                labels_sent += send_feedback(client, day)
                 if on_day is not None:
                     on_day(day.index, day.n_predictions)
         replay_seconds = time.perf_counter() - started
-        monitoring = _monitor(client, scenario)
+        loops = evaluate(client, scenario)
     with Workspace(settings) as ws:
         events = ws.store.count_events(MODEL_NAME)
         version_list = [v.to_dict(with_schema=False) for v in ws.store.list_versions(MODEL_NAME)]
@@ -248,29 +256,6 @@ def run_demo(
         deployments=deployments,
         timeline=scenario.timeline.to_dict(),
         retries_after_503=retries,
-        monitoring=monitoring,
+        labels_sent=labels_sent,
+        loops=loops,
     )
-
-
-def _monitor(client: httpx.Client, scenario: Any) -> dict[str, Any]:
-    """Ask the service for its daily monitor windows and grade them against the timeline."""
-    from loopwatch.demo.grading import grade
-
-    started = time.perf_counter()
-    answer = client.get(f"/v1/models/{MODEL_NAME}/monitor", params={"window": "1d"}, timeout=600.0)
-    if answer.status_code != 200:
-        raise LoopwatchError(f"the monitor answered {answer.status_code}: {answer.text[:300]}")
-    windows = answer.json()["windows"]
-    graded = grade(scenario.timeline.to_dict(), windows, start=scenario.start, n_days=scenario.n_days)
-    return {
-        "window": "1d",
-        "seconds": round(time.perf_counter() - started, 2),
-        "windows": len(windows),
-        "windows_with_alarms": sum(1 for w in windows if w["alarm"]),
-        "alarms_by_day": {
-            str((datetime.fromisoformat(w["start"].replace("Z", "+00:00")) - scenario.start).days): w["alarms"]
-            for w in windows
-            if w["alarm"]
-        },
-        **graded,
-    }

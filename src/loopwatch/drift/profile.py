@@ -21,6 +21,7 @@ import pandas as pd
 from loopwatch.detectors import DETECTORS, OutlierDetector
 from loopwatch.drift.encoding import FeatureEncoder
 from loopwatch.errors import IntegrityError, InvalidInput
+from loopwatch.performance.reference import PerformanceReference
 from loopwatch.records.jsonutil import dumps, loads
 from loopwatch.stats.binned import quantile_edges
 from loopwatch.stats.calibration import NullCalibration, bootstrap_null, bootstrap_null_categorical
@@ -133,6 +134,9 @@ class ReferenceProfile:
     #: The model's outputs on held-out rows, for prediction drift.
     outputs: UnivariateProfile | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    #: The holdout's labels and outputs, for performance estimation; ``None`` in profiles built
+    #: without a model, and in those stored before loopwatch kept it.
+    performance: PerformanceReference | None = None
 
     @property
     def n(self) -> int:
@@ -154,7 +158,10 @@ class ReferenceProfile:
             "outputs": None if self.outputs is None else self.outputs.to_dict(),
             "config": self.config,
         }
-        payload: dict[str, Any] = {"light": dumps(light).decode()}
+        payload: dict[str, Any] = {}
+        if self.performance is not None:
+            light["performance"], payload["performance"] = self.performance.to_payload()
+        payload["light"] = dumps(light).decode()
         if joint is not None:
             payload |= {
                 "holdout_errors": joint.holdout_errors,
@@ -186,11 +193,15 @@ class ReferenceProfile:
                 sample=np.asarray(payload["sample"]),
                 detectors=dict(payload["detectors"]),
             )
+        performance = None
+        if light.get("performance") is not None:  # absent from profiles stored before it existed
+            performance = PerformanceReference.from_payload(light["performance"], payload.get("performance") or {})
         return cls(
             univariate=UnivariateProfile.from_dict(light["univariate"]),
             joint=joint,
             outputs=None if light["outputs"] is None else UnivariateProfile.from_dict(light["outputs"]),
             config=light["config"],
+            performance=performance,
         )
 
 

@@ -166,13 +166,15 @@ def train_model(
     if profile:
         from loopwatch.drift.profile import build_profile
 
+        outputs = model_outputs(pipeline, x_test, schema)
         reference_profile = build_profile(
             features,
             numeric=schema.numeric,
             categorical=schema.categorical,
-            outputs=model_outputs(pipeline, x_test, schema),
+            outputs=outputs,
             seed=seed,
         )
+        reference_profile.performance = performance_reference(outputs, x_test, y_test, schema, seed=seed)
     rng = np.random.default_rng(seed)
     keep = min(len(frame), REFERENCE_SAMPLE_ROWS)
     sample_index = np.sort(rng.choice(len(frame), size=keep, replace=False))
@@ -207,6 +209,20 @@ def model_outputs(pipeline: Any, x: pd.DataFrame, schema: FeatureSchema) -> pd.D
             out[f"probability_{label}"] = proba[:, i].astype(np.float64)
         return pd.DataFrame(out)
     return pd.DataFrame({"prediction": np.asarray(pipeline.predict(x), dtype=np.float64)})
+
+
+def performance_reference(
+    outputs: pd.DataFrame, x: pd.DataFrame, y: np.ndarray, schema: FeatureSchema, *, seed: int
+) -> Any:
+    """What performance estimation needs of the holdout, from outputs already computed (no model call)."""
+    from loopwatch.performance.reference import classifier_reference, regressor_reference
+
+    if schema.task == "regression":
+        return regressor_reference(y, outputs["prediction"].to_numpy(), X=x.reset_index(drop=True), seed=seed)
+    columns = [f"probability_{label}" for label in schema.classes]
+    if not set(columns) <= set(outputs.columns):  # a classifier without probabilities
+        return None
+    return classifier_reference(y, outputs[columns].to_numpy(), classes=schema.classes, seed=seed)
 
 
 def holdout_metrics(pipeline: Any, x: pd.DataFrame, y: np.ndarray, task: Task) -> dict[str, float]:

@@ -23,6 +23,7 @@ from loopwatch.drift.profile import ReferenceProfile, build_profile
 from loopwatch.drift.report import DriftReport
 from loopwatch.errors import InvalidInput
 from loopwatch.monitor.windows import Window, WindowSpec, events_frame, split
+from loopwatch.records import PredictionEvent
 from loopwatch.records.jsonutil import utc_iso
 from loopwatch.registry import Registry
 from loopwatch.stores.base import EventQuery, Store
@@ -109,14 +110,22 @@ def monitor(
     segment: str | None = None,
     compare_previous: bool = True,
     config: DriftConfig | None = None,
+    events: Sequence[PredictionEvent] | None = None,
 ) -> MonitorReport:
+    """Compare every window of ``name``'s logged events with its version's reference.
+
+    ``events`` are the already-loaded events of the range (the loop engine loads them
+    once for everything it checks); shadow scoring is never part of what is monitored.
+    """
     spec = WindowSpec.parse(window)
     config = config or MONITOR_CONFIG
     versions = {v.version: v for v in store.list_versions(name)}
     if version is not None and version not in versions:
         raise InvalidInput(f"model {name!r} has no version {version}")
-    query = EventQuery(model_name=name, model_version=version, since=since, until=until, limit=10_000)
-    events = list(store.iter_events(query))
+    if events is None:
+        query = EventQuery(model_name=name, model_version=version, since=since, until=until, limit=10_000)
+        events = list(store.iter_events(query))
+    events = [e for e in events if e.request_type != "shadow"]
     report = MonitorReport(model=name, window=window, since=since, until=until)
     if not events:
         return report

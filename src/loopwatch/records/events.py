@@ -50,6 +50,9 @@ class LoggedRequest:
     data: list[dict[str, Any]] | None
     #: One event time per row when the client supplied them (replays and backfills).
     timestamps: list[datetime] | None = None
+    #: One entity id per row (a customer, an order) when the client supplied them, so
+    #: that labels can find the prediction by entity; ``None`` entries for rows without.
+    entity_ids: list[str | None] | None = None
 
     @property
     def n_rows(self) -> int:
@@ -81,6 +84,8 @@ class PredictionEvent:
     client_id: str | None
     fingerprint_id: str
     replayed: bool
+    #: The entity the prediction was about, when the client named one.
+    entity_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

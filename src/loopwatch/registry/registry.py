@@ -17,15 +17,24 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from loopwatch.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from loopwatch.models.artifacts import dump_model, load_model, sha256_hex
-from loopwatch.models.training import TrainedModel
-from loopwatch.records import ALIASES, AliasChange, ModelSettings, ModelVersion, TrainingEvent
+from loopwatch.models.training import TrainedModel, prepare_features
+from loopwatch.records import (
+    ALIASES,
+    AliasChange,
+    ModelSettings,
+    ModelVersion,
+    PredictionEvent,
+    Rebaseline,
+    TrainingEvent,
+)
 from loopwatch.records.jsonutil import dumps
 from loopwatch.registry.samples import decode_frame, encode_frame
-from loopwatch.stores.base import Store
+from loopwatch.stores.base import EventQuery, Store
 
 if TYPE_CHECKING:  # pragma: no cover
     from loopwatch.drift.profile import ReferenceProfile
@@ -61,7 +70,8 @@ class Registry:
         self._models: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._aliases: dict[str, tuple[float, dict[str, int]]] = {}
         self._settings: dict[str, tuple[float, ModelSettings]] = {}
-        self._profiles: dict[tuple[str, int], ReferenceProfile] = {}
+        # keyed by the profile's hash too: a rebaseline gives the version a new profile
+        self._profiles: dict[tuple[str, int, str], ReferenceProfile] = {}
         self._loading: dict[tuple[str, int], threading.Lock] = {}
         self._lock = threading.Lock()
 
@@ -211,16 +221,21 @@ class Registry:
         return decode_frame(data)
 
     def profile(self, name: str, version: int | str | None = None) -> ReferenceProfile:
-        """The version's reference profile, checked against its hash, cached per process."""
+        """The version's reference profile: its latest rebaseline's, else the training one.
+
+        Checked against its hash when read from the store, cached per process by hash.
+        """
         meta = self.resolve(name, version)
-        key = (name, meta.version)
+        rebaselines = [r for r in self.store.list_rebaselines(name) if r.model_version == meta.version]
+        sha = rebaselines[-1].profile_sha256 if rebaselines else meta.profile_sha256
+        if sha is None:
+            raise NotFound(f"model {name!r} version {meta.version} has no reference profile")
+        key = (name, meta.version, sha)
         cached = self._profiles.get(key)
         if cached is not None:
             return cached
-        if meta.profile_sha256 is None:
-            raise NotFound(f"model {name!r} version {meta.version} has no reference profile")
-        data = self.store.get_artifact(meta.profile_sha256)
-        if sha256_hex(data) != meta.profile_sha256:
+        data = self.store.get_artifact(sha)
+        if sha256_hex(data) != sha:
             raise IntegrityError("reference profile hash mismatch")
         from loopwatch.drift.profile import ReferenceProfile
 
@@ -230,6 +245,57 @@ class Registry:
             while len(self._profiles) > self.cache_size:
                 self._profiles.pop(next(iter(self._profiles)))
         return loaded
+
+    def rebaseline(
+        self,
+        name: str,
+        version: int,
+        since: datetime,
+        until: datetime,
+        *,
+        reason: str,
+        at: datetime,
+        seed: int = 0,
+    ) -> Rebaseline:
+        """Rebuild the version's reference profile from its logged inputs in ``[since, until)``.
+
+        For a change accepted as the new normal: from then on :meth:`profile`
+        (and so the monitor) compares with this period instead of the training
+        data. The model's outputs in the period become the reference of
+        prediction drift. Needs at least 20 events logged with their inputs.
+        """
+        meta = self.store.get_model_version(name, version)
+        query = EventQuery(model_name=name, model_version=version, since=since, until=until, limit=10_000)
+        events = [e for e in self.store.iter_events(query) if e.data is not None]
+        if len(events) < 20:
+            raise InvalidInput(
+                f"model {name!r} version {version} has {len(events)} events with logged inputs "
+                "in that period; a rebaseline needs at least 20"
+            )
+        frame = pd.DataFrame([e.data for e in events])
+        for feature in meta.schema.names:
+            if feature not in frame.columns:
+                frame[feature] = None
+        from loopwatch.drift.profile import build_profile
+
+        profile = build_profile(
+            prepare_features(frame, meta.schema),
+            numeric=meta.schema.numeric,
+            categorical=meta.schema.categorical,
+            outputs=_logged_outputs(events, meta),
+            seed=seed,
+        )
+        data = profile.to_bytes()
+        return self.store.add_rebaseline(
+            model_name=name,
+            model_version=version,
+            since=since,
+            until=until,
+            profile=data,
+            profile_sha256=sha256_hex(data),
+            at=at,
+            reason=reason,
+        )
 
     def settings(self, name: str, *, fresh: bool = False) -> ModelSettings:
         now = time.monotonic()
@@ -247,3 +313,19 @@ class Registry:
 
     def _require_model(self, name: str) -> None:
         self.store.get_model_settings(name)
+
+
+def _logged_outputs(events: list[PredictionEvent], meta: ModelVersion) -> pd.DataFrame:
+    """The model's logged outputs as training profiles them: ``prediction`` (a string for
+    classifiers, a float for regressors) and ``probability_<class>`` per class."""
+    if meta.task != "classification":
+        return pd.DataFrame(
+            {"prediction": [float(e.prediction[0]) if e.prediction else np.nan for e in events]}
+        )
+    out: dict[str, Any] = {"prediction": [str(e.prediction[0]) if e.prediction else None for e in events]}
+    if all(e.probability is not None for e in events):
+        for i, label in enumerate(meta.schema.classes):
+            out[f"probability_{label}"] = np.array(
+                [e.probability[i] for e in events if e.probability is not None], dtype=np.float64
+            )
+    return pd.DataFrame(out)

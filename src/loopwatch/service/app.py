@@ -16,7 +16,9 @@ from loopwatch.registry import Registry
 from loopwatch.service.errors import install_error_handlers, refuse_nul_characters
 from loopwatch.service.metrics import ServiceMetrics
 from loopwatch.service.middleware import BodyLimitMiddleware, MetricsMiddleware
-from loopwatch.service.routers import health, logs, models, monitor, predict, train
+from loopwatch.service.routers import feedback, health, logs, models, monitor, predict, selection, train
+from loopwatch.service.routers import loops as loops_router
+from loopwatch.service.shadow import ShadowScorer
 from loopwatch.service.state import CLIENT_ID_HEADER, ServiceState, predict_model_name
 from loopwatch.stores import open_store
 from loopwatch.stores.base import Store
@@ -49,6 +51,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             retry_after_seconds=settings.retry_after_seconds,
             on_commit=lambda n, rows, seconds: metrics.commits.observe(seconds),
         ).start()
+        # the candidate scores live traffic off the request path; never the caller's answer
+        shadow = ShadowScorer(registry, writer, max_queue=1000, max_rows=settings.max_rows_per_request)
         state = ServiceState(
             settings=settings,
             store=opened,
@@ -56,14 +60,19 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             predictor=Predictor(registry, max_rows=settings.max_rows_per_request),
             writer=writer,
             metrics=metrics,
+            shadow=shadow,
         )
         app.state.loopwatch = state
         holder["state"] = state
         retention = asyncio.create_task(_retention_loop(opened))
+        scheduler = _start_scheduler(settings, opened, registry)
         try:
             yield
         finally:
             retention.cancel()
+            if scheduler is not None:
+                await asyncio.to_thread(scheduler.stop)
+            await asyncio.to_thread(shadow.close)
             writer.close()
             if own_store:
                 opened.close()
@@ -79,6 +88,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     for router in (predict.router, train.router, models.router, logs.router, monitor.router, health.router):
         app.include_router(router, prefix="/v1")
     app.include_router(health.metrics_router)
+    app.include_router(feedback.router, prefix="/v1")
+    app.include_router(feedback.read_router, prefix="/v1")
+    app.include_router(loops_router.router, prefix="/v1")
+    app.include_router(selection.router, prefix="/v1")
 
     def on_too_large(scope: dict[str, Any], message: str) -> None:
         name = predict_model_name(scope.get("path", ""))
@@ -105,6 +118,18 @@ async def _retention_loop(store: Store) -> None:
         except Exception as exc:  # retention must never take the service down
             _log.error("retention failed: %s", exc)
         await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
+
+
+def _start_scheduler(settings: Settings, store: Store, registry: Registry) -> Any:
+    """The loop engine on each model's schedule, in this worker; every worker runs one, and a
+    claim in the store lets one of them evaluate each model per period. The first round waits
+    one tick, so that starting the service stays light."""
+    if not settings.schedule_enabled:
+        return None
+    from loopwatch.scheduler import Scheduler
+
+    scheduler = Scheduler(store, registry, tick_seconds=settings.schedule_tick_seconds)
+    return scheduler.start(delay=settings.schedule_tick_seconds)
 
 
 def _version() -> str:

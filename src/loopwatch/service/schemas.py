@@ -5,11 +5,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 #: Version numbers are INTEGER columns; larger ones cannot even be bound as SQLite parameters.
 MAX_VERSION = 2**31 - 1
 VersionNumber = Annotated[int, Field(ge=1, le=MAX_VERSION)]
+EntityId = Annotated[str, Field(min_length=1, max_length=200)]
 
 ROW_SCHEMA = {
     "type": "object",
@@ -37,6 +49,11 @@ class PredictRequest(_In):
     )
     timestamps: list[datetime] | None = Field(
         None, description="Event time per row; overrides timestamp."
+    )
+    entity_ids: list[EntityId | None] | None = Field(
+        None,
+        description="The entity each row is about (a customer id, an order id), one per row "
+        "(null for a row without one), so that labels can later name the prediction by entity.",
     )
     request_type: str = Field(
         "api", min_length=1, max_length=40, pattern=r"^[a-z0-9_\-]+$",
@@ -164,6 +181,7 @@ class EventOut(BaseModel):
     client_id: str | None
     fingerprint_id: str
     replayed: bool
+    entity_id: str | None = None
 
 
 class EventPageOut(BaseModel):
@@ -208,6 +226,106 @@ class FingerprintOut(BaseModel):
 class HealthOut(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = {}
+
+
+def _time_text(value: Any) -> Any:
+    # pydantic would also read a number as seconds since the epoch: times are ISO-8601 text here
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO-8601 time with a timezone, e.g. 2026-01-05T10:00:00Z")
+    return value
+
+
+#: An ISO-8601 time with a timezone, as text.
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_time_text)]
+FiniteFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+KeyText = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class LabelIn(_In):
+    request_id: str | None = Field(
+        None, min_length=1, max_length=128, description="With row_index: the prediction's request id."
+    )
+    row_index: StrictInt | None = Field(None, ge=0, le=MAX_VERSION, description="The row within the request.")
+    entity_id: KeyText | None = Field(
+        None, description="Instead of request_id and row_index: the entity the prediction was about."
+    )
+    label: StrictBool | StrictInt | FiniteFloat | Annotated[StrictStr, Field(max_length=1000)] = Field(
+        ..., description="The outcome: a class label or a regression target."
+    )
+    label_time: IsoTime = Field(..., description="When the outcome became known (ISO-8601 with a timezone).")
+
+    @model_validator(mode="after")
+    def _one_key(self) -> LabelIn:
+        by_request = self.request_id is not None or self.row_index is not None
+        if by_request == (self.entity_id is not None):
+            raise ValueError("name the prediction by request_id with row_index, or by entity_id")
+        if by_request and (self.request_id is None or self.row_index is None):
+            raise ValueError("request_id and row_index go together")
+        return self
+
+
+class FeedbackIn(_In):
+    model: str = Field(..., min_length=1, max_length=100, description="The model the labels are for.")
+    labels: list[LabelIn] = Field(..., min_length=1, description="Labels, at most max_rows_per_request.")
+
+
+class LabelOutcomeOut(BaseModel):
+    index: int = Field(description="Position of the label in the request.")
+    status: Literal["duplicate", "corrected", "unmatched"]
+    request_id: str | None
+    row_index: int | None
+    reason: str
+
+
+class FeedbackOut(BaseModel):
+    stored: int
+    duplicates: int
+    corrected: int
+    unmatched: int
+    outcomes: list[LabelOutcomeOut] = Field(description="Every label that was not simply stored.")
+
+
+class ObservationIn(_In):
+    name: KeyText = Field(..., description="The metric, e.g. revenue or churn_rate.")
+    timestamp: IsoTime = Field(..., description="The time the value is for (ISO-8601 with a timezone).")
+    value: StrictInt | FiniteFloat = Field(..., description="A finite number.")
+    segment: KeyText | None = Field(None, description="A segment of the business, or none for all of it.")
+
+
+class BusinessMetricsIn(_In):
+    observations: list[ObservationIn] = Field(..., min_length=1)
+
+
+class WrittenOut(BaseModel):
+    written: int = Field(description="Observations stored or changed; a repeat with the same value is not.")
+
+
+class DelayOut(BaseModel):
+    p50: float | None
+    p90: float | None
+    max: float | None
+
+
+class CoverageWindowOut(BaseModel):
+    start: datetime
+    end: datetime
+    predictions: int
+    labelled: int
+    coverage: float | None
+    delay_hours: DelayOut
+
+
+class CoverageOut(BaseModel):
+    model: str
+    window: str
+    since: datetime | None
+    until: datetime | None
+    window_seconds: float
+    predictions: int
+    labelled: int
+    coverage: float | None
+    delay_hours: DelayOut
+    windows: list[CoverageWindowOut]
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

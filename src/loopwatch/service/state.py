@@ -13,6 +13,7 @@ from loopwatch.prediction import Predictor
 from loopwatch.records import Rejection
 from loopwatch.registry import Registry
 from loopwatch.service.metrics import ServiceMetrics
+from loopwatch.service.shadow import ShadowScorer
 from loopwatch.stores.base import Store
 from loopwatch.stores.writer import GroupCommitWriter
 
@@ -32,6 +33,7 @@ class ServiceState:
     predictor: Predictor
     writer: GroupCommitWriter
     metrics: ServiceMetrics
+    shadow: ShadowScorer | None = None
 
     def reject(
         self, model_name: str, client_id: str | None, reason: str, status: int, message: str

@@ -10,20 +10,27 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterator, Protocol, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterator, Literal, Protocol, Sequence
 
 from loopwatch.errors import InvalidInput
 from loopwatch.records import (
     AliasChange,
+    BusinessObservation,
+    ConfigVersion,
     Fingerprint,
+    IncidentRecord,
+    Label,
+    LabelOutcome,
     LoggedRequest,
     ModelInfo,
     ModelSettings,
     ModelVersion,
     PredictionEvent,
+    Rebaseline,
     Rejection,
     RequestOutcome,
+    StoredLabel,
     TrainingEvent,
 )
 from loopwatch.records.jsonutil import dumps, loads
@@ -155,3 +162,62 @@ class Store(Protocol):
     def alias_history(self, name: str, alias: str) -> list[AliasChange]: ...
     def get_model_settings(self, name: str) -> ModelSettings: ...
     def set_model_settings(self, name: str, settings: ModelSettings) -> None: ...
+
+    # feedback: labels and business metrics
+    def write_labels(self, labels: Sequence[Label]) -> list[LabelOutcome]: ...
+    def iter_labels(
+        self,
+        model_name: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        by: Literal["label_time", "prediction_time"] = "label_time",
+    ) -> Iterator[StoredLabel]: ...
+    def label_history(self, model_name: str, request_id: str, row_index: int) -> list[StoredLabel]: ...
+    def count_events_by_window(
+        self,
+        model_name: str,
+        *,
+        length: timedelta,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[tuple[datetime, int]]: ...
+    def write_business_metrics(self, observations: Sequence[BusinessObservation]) -> int: ...
+    def query_business_metrics(
+        self,
+        *,
+        name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        segment: str | None = None,
+    ) -> list[BusinessObservation]: ...
+
+    # monitoring state: incidents, claims, configurations, rebaselines
+    def upsert_incident(self, incident: IncidentRecord) -> IncidentRecord: ...
+    def list_incidents(
+        self, model_name: str | None = None, *, status: str | None = None
+    ) -> list[IncidentRecord]: ...
+    def get_incident(self, incident_id: str) -> IncidentRecord: ...
+    def acknowledge_incident(
+        self, incident_id: str, *, by: str | None, at: datetime, note: str | None = None
+    ) -> IncidentRecord: ...
+    def claim(self, key: str, *, now: datetime, cooldown_seconds: float) -> bool: ...
+    def put_monitor_config(
+        self, model_name: str, config: dict[str, Any], *, at: datetime, author: str | None = None
+    ) -> ConfigVersion: ...
+    def get_monitor_config(self, model_name: str, version: int | None = None) -> ConfigVersion | None: ...
+    def list_monitor_configs(self, model_name: str) -> list[ConfigVersion]: ...
+    def add_rebaseline(
+        self,
+        *,
+        model_name: str,
+        model_version: int,
+        since: datetime,
+        until: datetime,
+        profile: bytes,
+        profile_sha256: str,
+        at: datetime,
+        reason: str,
+    ) -> Rebaseline: ...
+    def latest_rebaseline(self, model_name: str, model_version: int) -> tuple[Rebaseline, bytes] | None: ...
+    def list_rebaselines(self, model_name: str) -> list[Rebaseline]: ...

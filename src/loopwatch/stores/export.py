@@ -51,6 +51,7 @@ def _parquet_schema() -> Any:
             ("client_id", pa.string()),
             ("fingerprint_id", pa.string()),
             ("replayed", pa.bool_()),
+            ("entity_id", pa.string()),
         ]
     )
 

@@ -142,6 +142,102 @@ MIGRATIONS: Final[list[tuple[int, str, list[str]]]] = [
         # (model, time) index and checks the version on the rows it finds
         ["DROP INDEX events_by_version_time"],
     ),
+    (
+        4,
+        "feedback: entity ids, labels, business metrics, incidents, claims, configs, rebaselines",
+        [
+            "ALTER TABLE events ADD COLUMN entity_id TEXT",
+            # partial: rows logged without an entity id (most of them) pay nothing for it
+            "CREATE INDEX events_by_entity ON events (model_name, entity_id, ts, request_id, row_index) "
+            "WHERE entity_id IS NOT NULL",
+            # the current label of each prediction row; every revision is in label_revisions
+            """CREATE TABLE labels (
+                request_id TEXT NOT NULL,
+                row_index INTEGER NOT NULL,
+                model_name TEXT NOT NULL,
+                model_version INTEGER NOT NULL,
+                entity_id TEXT,
+                label TEXT NOT NULL,
+                label_time BIGINT NOT NULL,
+                prediction_time BIGINT NOT NULL,
+                client_id TEXT,
+                received_at BIGINT NOT NULL,
+                revision INTEGER NOT NULL,
+                PRIMARY KEY (request_id, row_index)
+            )""",
+            "CREATE INDEX labels_by_label_time ON labels "
+            "(model_name, label_time, received_at, request_id, row_index)",
+            "CREATE INDEX labels_by_prediction_time ON labels "
+            "(model_name, prediction_time, received_at, request_id, row_index)",
+            """CREATE TABLE label_revisions (
+                request_id TEXT NOT NULL,
+                row_index INTEGER NOT NULL,
+                revision INTEGER NOT NULL,
+                model_name TEXT NOT NULL,
+                model_version INTEGER NOT NULL,
+                entity_id TEXT,
+                label TEXT NOT NULL,
+                label_time BIGINT NOT NULL,
+                prediction_time BIGINT NOT NULL,
+                client_id TEXT,
+                received_at BIGINT NOT NULL,
+                PRIMARY KEY (request_id, row_index, revision)
+            )""",
+            # retention deletes the history of predictions past their model's period
+            "CREATE INDEX label_revisions_by_prediction_time ON label_revisions (model_name, prediction_time)",
+            # segment '' stands for "no segment": NULLs would never conflict in the key
+            """CREATE TABLE business_metrics (
+                name TEXT NOT NULL,
+                ts BIGINT NOT NULL,
+                segment TEXT NOT NULL,
+                value {float} NOT NULL,
+                client_id TEXT,
+                received_at BIGINT NOT NULL,
+                PRIMARY KEY (name, ts, segment)
+            )""",
+            "CREATE INDEX business_metrics_by_time ON business_metrics (ts)",
+            """CREATE TABLE incidents (
+                incident_id TEXT PRIMARY KEY,
+                model_name TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                loop TEXT NOT NULL,
+                status TEXT NOT NULL,
+                first_seen BIGINT NOT NULL,
+                last_seen BIGINT NOT NULL,
+                detected_at BIGINT NOT NULL,
+                summary TEXT NOT NULL,
+                evidence TEXT NOT NULL,
+                action TEXT NOT NULL,
+                acknowledged_at BIGINT,
+                acknowledged_by TEXT,
+                note TEXT
+            )""",
+            "CREATE INDEX incidents_by_model ON incidents (model_name, status)",
+            """CREATE TABLE claims (
+                claim_key TEXT PRIMARY KEY,
+                claimed_at BIGINT NOT NULL
+            )""",
+            """CREATE TABLE monitor_configs (
+                model_name TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                config TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                author TEXT,
+                PRIMARY KEY (model_name, version)
+            )""",
+            """CREATE TABLE rebaselines (
+                model_name TEXT NOT NULL,
+                model_version INTEGER NOT NULL,
+                number INTEGER NOT NULL,
+                since BIGINT NOT NULL,
+                until BIGINT NOT NULL,
+                profile_sha256 TEXT NOT NULL REFERENCES artifacts(sha256),
+                created_at BIGINT NOT NULL,
+                reason TEXT NOT NULL,
+                PRIMARY KEY (model_name, model_version, number)
+            )""",
+        ],
+    ),
 ]
 
 

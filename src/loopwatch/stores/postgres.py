@@ -5,15 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from loopwatch.errors import require
-from loopwatch.stores.sql import EVENT_COLUMNS, SqlLogMixin
+from loopwatch.stores.sql import ENTITY_EVENT_COLUMNS, EVENT_COLUMNS, SqlLogMixin
+from loopwatch.stores.sql_feedback import SqlFeedbackMixin
+from loopwatch.stores.sql_incidents import SqlIncidentsMixin
 from loopwatch.stores.sql_records import SqlRecordsMixin
 from loopwatch.stores.sql_registry import SqlRegistryMixin
 
 #: Key of the advisory lock that serialises migrations across processes.
 MIGRATION_LOCK_KEY = 7_274_231
+#: First key of the two-key advisory locks that make writers of one thing take turns
+#: (two-key locks never collide with the one-key migration lock).
+SERIALIZE_LOCK_SPACE = 7_274_232
 
 
-class PostgresStore(SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin):
+class PostgresStore(SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin, SqlFeedbackMixin, SqlIncidentsMixin):
     dialect = "postgresql"
 
     def __init__(self, url: str, *, connect_timeout: int = 10) -> None:
@@ -34,8 +39,12 @@ class PostgresStore(SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin):
     def _sql(self, statement: str) -> str:
         return statement.replace("?", "%s")
 
-    def _insert_events(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
-        with cur.copy(f"COPY events ({EVENT_COLUMNS}) FROM STDIN") as copy:
+    def _serialize(self, cur: Any, key: str) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (SERIALIZE_LOCK_SPACE, key))
+
+    def _insert_events(self, cur: Any, rows: list[tuple[Any, ...]], *, entities: bool = False) -> None:
+        columns = ENTITY_EVENT_COLUMNS if entities else EVENT_COLUMNS
+        with cur.copy(f"COPY events ({columns}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
 

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from loopwatch.stores.sql import SqlLogMixin
+from loopwatch.stores.sql_feedback import SqlFeedbackMixin
+from loopwatch.stores.sql_incidents import SqlIncidentsMixin
 from loopwatch.stores.sql_records import SqlRecordsMixin
 from loopwatch.stores.sql_registry import SqlRegistryMixin
 
 
-class SQLiteStore(SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin):
+class SQLiteStore(SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin, SqlFeedbackMixin, SqlIncidentsMixin):
     dialect = "sqlite"
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:

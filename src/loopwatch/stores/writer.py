@@ -208,6 +208,7 @@ def emit_events(request: LoggedRequest) -> None:
                     "client_id": request.client_id,
                     "fingerprint_id": request.fingerprint.id,
                     "replayed": request.replayed,
+                    "entity_id": None if request.entity_ids is None else request.entity_ids[i],
                 }
             ).decode()
         )

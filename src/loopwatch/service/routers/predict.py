@@ -39,6 +39,9 @@ class _OrjsonRequest(Request):
 class StrictJsonRoute(APIRoute):
     """Predict takes JSON only: another media type is a 415 (and a counted rejection)."""
 
+    #: Count a refused body as a rejection of the model in the path (predict's data quality).
+    count_rejections = True
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
@@ -51,7 +54,7 @@ class StrictJsonRoute(APIRoute):
                     f"unsupported content type {media[:100]!r}: send application/json"
                 )
                 state: ServiceState | None = getattr(request.app.state, "loopwatch", None)
-                if state is not None:
+                if state is not None and self.count_rejections:
                     state.reject(
                         str(request.path_params.get("name", "")),
                         request.headers.get(CLIENT_ID_HEADER),
@@ -63,6 +66,12 @@ class StrictJsonRoute(APIRoute):
             return await handler(_OrjsonRequest(request.scope, request.receive))
 
         return strict
+
+
+class JsonBodyRoute(StrictJsonRoute):
+    """JSON only, parsed as strictly as predict's, for writes that are not predictions."""
+
+    count_rejections = False
 
 
 router = APIRouter(tags=["predict"], route_class=StrictJsonRoute)
@@ -102,6 +111,7 @@ async def predict(
             request_type=body.request_type,
             timestamp=body.timestamp,
             timestamps=body.timestamps,
+            entity_ids=body.entity_ids,
         )
         logged = await run_in_threadpool(state.predictor.predict, call)
     except (InvalidInput, PayloadTooLarge, NotFound) as exc:
@@ -125,4 +135,13 @@ async def predict(
         headers["X-Idempotent-Replay"] = "true"
     else:
         state.metrics.predictions.inc(logged.n_rows)
+        if state.shadow is not None and _has_candidate(state, name, logged.model_version):
+            state.shadow.submit(logged, body.rows, client_version=x_client_version or body.client_version)
     return Response(outcome.response, media_type="application/json", headers=headers)
+
+
+def _has_candidate(state: ServiceState, name: str, served: int) -> bool:
+    """Whether a candidate other than the served version exists (alias lookups are cached for a
+    second, so this costs a dictionary lookup on almost every request)."""
+    candidate = state.registry.aliases(name).get("candidate")
+    return candidate is not None and candidate != served

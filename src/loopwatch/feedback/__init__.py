@@ -1,0 +1,1 @@
+"""Feedback: labels that arrive after the prediction, and business metrics."""

@@ -1,0 +1,191 @@
+"""A model's monitoring configuration: thresholds, budgets and the business-value matrix.
+
+Each model has one, versioned in the store: every change is a new version, so
+an incident can always be read against the configuration that raised it. The
+defaults are what a model gets before anyone configures it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping
+
+from loopwatch.errors import InvalidInput
+
+CONCEPT_METHODS = ("adwin", "hddm_a", "hddm_w", "page_hinkley", "kswin")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitoringConfig:
+    """What a model's monitoring checks, and when it calls something an incident.
+
+    >>> MonitoringConfig.from_dict({"latency_budget_ms": 50}).latency_budget_ms
+    50.0
+    """
+
+    #: Length of a monitoring window (``1h``, ``1d``, ``7d``).
+    window: str = "1d"
+    #: Seconds between scheduled evaluations by ``loopwatch serve`` and ``loopwatch watch``.
+    schedule_seconds: float = 3600.0
+    #: Per-window false-alarm rate of the input-drift decision.
+    drift_alpha: float = 0.002
+    #: Runtime percentile held to the latency budget, and the budget in milliseconds per
+    #: request (``None``: no latency check).
+    latency_percentile: float = 95.0
+    latency_budget_ms: float | None = None
+    #: Or a budget relative to the model's own baseline: this multiple of the median of the
+    #: runtime percentile over the first ``latency_baseline_windows`` windows evaluated.
+    latency_budget_ratio: float | None = None
+    latency_baseline_windows: int = 7
+    #: The categorical feature whose mix is watched for sampling and selection-bias changes
+    #: (``None``: the first categorical feature of the schema).
+    segment_feature: str | None = None
+    #: Performance metric the loops reason with (``None``: accuracy for classifiers, MAE for regressors).
+    metric: str | None = None
+    #: A drop of realized (or estimated) performance below the holdout's by more than this
+    #: (absolute) counts as a performance drift, when the holdout also lies outside the interval.
+    performance_tolerance: float = 0.03
+    #: The river detector run over the loss stream in label-arrival order.
+    concept_detector: str = "adwin"
+    #: Least labels before realized metrics or the concept-drift stream are trusted.
+    min_labels: int = 200
+    #: Labelled share of predictions below which more labels are asked for.
+    min_label_coverage: float = 0.05
+    #: Predictions a team can label per day, and the share of them drawn at random.
+    labelling_budget: int = 100
+    labelling_random_share: float = 0.2
+    #: Business value of (true class -> predicted class) for classifiers.
+    value_matrix: dict[str, dict[str, float]] | None = None
+    #: Cost of over- and under-prediction per unit for regressors.
+    cost_function: dict[str, Any] | None = None
+    #: The business metric the model is meant to move, and the lags (in windows) to look at.
+    business_metric: str | None = None
+    business_max_lag: int = 7
+    #: Where alerts go, and how long the same alert stays quiet after it was sent.
+    webhooks: list[str] = field(default_factory=list)
+    alert_cooldown_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        _positive("schedule_seconds", self.schedule_seconds)
+        _positive("alert_cooldown_seconds", self.alert_cooldown_seconds, allow_zero=True)
+        if not 0 < self.drift_alpha < 0.5:
+            raise InvalidInput("drift_alpha must lie in (0, 0.5)")
+        if not 50 <= self.latency_percentile < 100:
+            raise InvalidInput("latency_percentile must lie in [50, 100)")
+        if self.latency_budget_ms is not None:
+            _positive("latency_budget_ms", self.latency_budget_ms)
+        if self.latency_budget_ratio is not None and not 1 < self.latency_budget_ratio <= 1000:
+            raise InvalidInput("latency_budget_ratio must lie in (1, 1000]")
+        if not 1 <= self.latency_baseline_windows <= 1000:
+            raise InvalidInput("latency_baseline_windows must lie in [1, 1000]")
+        if not 0 <= self.performance_tolerance < 1:
+            raise InvalidInput("performance_tolerance must lie in [0, 1)")
+        if self.concept_detector not in CONCEPT_METHODS:
+            raise InvalidInput(f"concept_detector must be one of {', '.join(CONCEPT_METHODS)}")
+        if self.min_labels < 10:
+            raise InvalidInput("min_labels must be at least 10")
+        if not 0 <= self.min_label_coverage <= 1:
+            raise InvalidInput("min_label_coverage must lie in [0, 1]")
+        if self.labelling_budget < 0:
+            raise InvalidInput("labelling_budget must be >= 0")
+        if not 0 <= self.labelling_random_share <= 1:
+            raise InvalidInput("labelling_random_share must lie in [0, 1]")
+        if not 0 <= self.business_max_lag <= 60:
+            raise InvalidInput("business_max_lag must lie in [0, 60]")
+        for url in self.webhooks:
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 2000:
+                raise InvalidInput("webhooks must be http(s) URLs")
+        if self.value_matrix is not None:
+            for truth, row in self.value_matrix.items():
+                if not isinstance(row, Mapping):
+                    raise InvalidInput(f"value_matrix[{truth!r}] must map predicted classes to values")
+                for value in row.values():
+                    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                        raise InvalidInput("value_matrix values must be finite numbers")
+                    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+                        raise InvalidInput("value_matrix holds an integer beyond 64 bits")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MonitoringConfig:
+        """Build from JSON, refusing unknown keys and values of the wrong type."""
+        if not isinstance(data, Mapping):
+            raise InvalidInput("a monitoring configuration is a JSON object")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise InvalidInput(f"unknown monitoring settings: {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            values[key] = _coerce(key, known[key].type, value)
+        try:
+            return cls(**values)
+        except TypeError as exc:  # pragma: no cover - guarded by _coerce
+            raise InvalidInput(str(exc)) from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def merged(self, changes: Mapping[str, Any]) -> MonitoringConfig:
+        """This configuration with some settings changed (the next version)."""
+        return MonitoringConfig.from_dict({**self.to_dict(), **changes})
+
+
+def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise InvalidInput(f"{name} must be a positive number")
+
+
+_FLOATS = {"schedule_seconds", "drift_alpha", "latency_percentile", "latency_budget_ms", "latency_budget_ratio",
+           "performance_tolerance", "min_label_coverage", "labelling_random_share", "alert_cooldown_seconds"}
+_INTS = {"min_labels", "labelling_budget", "business_max_lag", "latency_baseline_windows"}
+_STRINGS = {"window", "segment_feature", "metric", "concept_detector", "business_metric"}
+
+
+def _coerce(key: str, _type: Any, value: Any) -> Any:
+    if value is None and key in {"latency_budget_ms", "latency_budget_ratio", "segment_feature", "metric", "value_matrix",
+                                 "cost_function", "business_metric"}:
+        return None
+    if key in _FLOATS:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InvalidInput(f"{key} must be a finite number")
+        return float(value)
+    if key in _INTS:
+        if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
+            raise InvalidInput(f"{key} must be an integer")
+        return value
+    if key in _STRINGS:
+        if not isinstance(value, str) or not value or len(value) > 200:
+            raise InvalidInput(f"{key} must be a non-empty string")
+        return value
+    if key == "webhooks":
+        if not isinstance(value, list) or len(value) > 20:
+            raise InvalidInput("webhooks must be a list of at most 20 URLs")
+        return list(value)
+    if key in {"value_matrix", "cost_function"}:
+        if not isinstance(value, Mapping) or len(value) > 1000:
+            raise InvalidInput(f"{key} must be a JSON object")
+        return {str(k): _plain(key, v, depth=1) for k, v in value.items()}
+    raise InvalidInput(f"{key}: unsupported value")  # pragma: no cover
+
+
+def _plain(key: str, value: Any, *, depth: int) -> Any:
+    """A nested setting as plain JSON that any encoder can write back: finite numbers, 64-bit
+    integers, short strings, shallow objects."""
+    if isinstance(value, Mapping):
+        if depth > 2 or len(value) > 1000:
+            raise InvalidInput(f"{key} nests too deep or too wide")
+        return {str(k): _plain(key, v, depth=depth + 1) for k, v in value.items()}
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise InvalidInput(f"{key} holds an integer beyond 64 bits")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput(f"{key} values must be finite numbers")
+        return value
+    if isinstance(value, str) and len(value) <= 200:
+        return value
+    raise InvalidInput(f"{key} holds a value that is not a number, a short string or an object")

@@ -1,0 +1,159 @@
+"""The evidence of one monitoring window, as plain data the diagnosis reasons over.
+
+The monitor gathers it (drift, segments, software, latency, label-free
+estimates); the diagnosis only reads it, so it can be tested on hand-made
+evidence without a store or a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from loopwatch.records.jsonutil import utc_iso
+
+
+@dataclass(frozen=True, kw_only=True)
+class SoftwareChange:
+    """Software that served the window but not the baseline, first seen recently."""
+
+    #: ``client_version``, ``model_version``, ``fingerprint`` or ``schema``.
+    what: str
+    value: str
+    #: Share of the window's events that came from it.
+    share: float
+    #: Drifted features whose values differ between these events and the rest of the
+    #: window (so the change, not the world, moved them).
+    features: list[str] = field(default_factory=list)
+    #: Windows since it was first seen (0: it appeared in this window).
+    windows_since_first: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"what": self.what, "value": self.value, "share": round(self.share, 4), "features": self.features,
+                "windows_since_first": self.windows_since_first}
+
+
+@dataclass(frozen=True, kw_only=True)
+class WindowEvidence:
+    start: datetime
+    end: datetime
+    n_events: int
+    model_versions: list[int]
+    #: Drifted input features and their effect size (distance between distributions).
+    drifted_features: dict[str, float] = field(default_factory=dict)
+    #: Each feature's share of the model's sensitivity (sums to 1 over the features).
+    importance: dict[str, float] = field(default_factory=dict)
+    multivariate_drift: bool = False
+    prediction_drift: bool = False
+    quality_alarms: list[str] = field(default_factory=list)
+    #: The watched segment feature, whether its mix moved, and categories never seen in training.
+    segment_feature: str | None = None
+    segment_drift: bool = False
+    new_segments: dict[str, float] = field(default_factory=dict)
+    software_changes: list[SoftwareChange] = field(default_factory=list)
+    #: Runtime percentile of the window's requests (ms), and the budget it is held to.
+    latency_ms: float | None = None
+    latency_budget_ms: float | None = None
+    latency_percentile: float = 95.0
+    #: Label-free estimate of the model's metric on the window, with its interval, and the
+    #: holdout value it is compared with.
+    metric: str | None = None
+    estimated: dict[str, float] | None = None
+    holdout: float | None = None
+    higher_is_better: bool = True
+
+    @property
+    def input_drift(self) -> bool:
+        return bool(
+            self.drifted_features
+            or self.multivariate_drift
+            or self.segment_drift
+            or self.new_segments
+            or self.quality_alarms
+        )
+
+    def weighted_drift(self) -> dict[str, float]:
+        """Drifted features ranked by effect times importance: drift on a feature the model
+        barely uses weighs less."""
+        if not self.importance:
+            return dict(sorted(self.drifted_features.items(), key=lambda kv: -kv[1]))
+        weights = {f: e * self.importance.get(f, 0.0) for f, e in self.drifted_features.items()}
+        return dict(sorted(weights.items(), key=lambda kv: -kv[1]))
+
+    def estimate_dropped(self, tolerance: float) -> bool:
+        """The label-free estimate fell below the holdout by more than ``tolerance``, with
+        the holdout outside its interval."""
+        if self.estimated is None or self.holdout is None:
+            return False
+        value, low, high = self.estimated["value"], self.estimated["ci_low"], self.estimated["ci_high"]
+        if self.higher_is_better:
+            return self.holdout - value > tolerance and self.holdout > high
+        return value - self.holdout > tolerance and self.holdout < low
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": utc_iso(self.start),
+            "end": utc_iso(self.end),
+            "n_events": self.n_events,
+            "model_versions": self.model_versions,
+            "drifted_features": {k: round(v, 4) for k, v in self.drifted_features.items()},
+            "weighted_drift": {k: round(v, 4) for k, v in self.weighted_drift().items()},
+            "multivariate_drift": self.multivariate_drift,
+            "prediction_drift": self.prediction_drift,
+            "quality_alarms": self.quality_alarms,
+            "segment_feature": self.segment_feature,
+            "segment_drift": self.segment_drift,
+            "new_segments": {k: round(v, 4) for k, v in self.new_segments.items()},
+            "software_changes": [s.to_dict() for s in self.software_changes],
+            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 2),
+            "latency_budget_ms": self.latency_budget_ms,
+            "latency_percentile": self.latency_percentile,
+            "metric": self.metric,
+            "estimated": self.estimated,
+            "holdout": self.holdout,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelEvidence:
+    """What the labels say, in the order they arrived."""
+
+    metric: str
+    holdout: float | None
+    #: When a concept-drift detector on the loss stream fired (label-arrival time), and for
+    #: predictions made when.
+    concept_drift_at: datetime | None = None
+    concept_drift_prediction_time: datetime | None = None
+    detector: str = "adwin"
+    #: Loss rate of labelled predictions before and after the detection.
+    loss_before: float | None = None
+    loss_after: float | None = None
+    #: Realized and estimated metric on the labelled predictions after the detection.
+    realized_after: dict[str, float] | None = None
+    estimated_after: dict[str, float] | None = None
+    #: Whether the inputs drifted when those predictions were made.
+    inputs_drifted_then: bool = False
+    coverage: float | None = None
+    n_labels: int = 0
+    #: Direction of ``metric`` (``False`` for log loss, Brier score, MAE...).
+    higher_is_better: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "holdout": self.holdout,
+            "concept_drift_at": None if self.concept_drift_at is None else utc_iso(self.concept_drift_at),
+            "concept_drift_prediction_time": None
+            if self.concept_drift_prediction_time is None
+            else utc_iso(self.concept_drift_prediction_time),
+            "detector": self.detector,
+            "loss_before": self.loss_before,
+            "loss_after": self.loss_after,
+            "realized_after": self.realized_after,
+            "estimated_after": self.estimated_after,
+            "inputs_drifted_then": self.inputs_drifted_then,
+            "coverage": self.coverage,
+            "n_labels": self.n_labels,
+            "higher_is_better": self.higher_is_better,
+        }

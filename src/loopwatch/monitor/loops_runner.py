@@ -1,0 +1,240 @@
+"""Evaluate a model's feedback loops: gather the evidence from the store, diagnose, recommend.
+
+For each window of logged predictions it gathers what the inputs show (drift
+against the version's reference, the segment mix, software first seen in the
+window, the runtime percentile, the label-free performance estimate); from the
+labels, in the order they arrived, whether realized performance departs from
+that estimate; then the pure diagnosis names each finding and the loop engine
+turns findings into incidents and recommendations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from loopwatch.loops.config import MonitoringConfig
+from loopwatch.loops.diagnosis import diagnose_window
+from loopwatch.loops.engine import merge_findings, recommendations
+from loopwatch.loops.evidence import WindowEvidence
+from loopwatch.loops.importance import prediction_sensitivity
+from loopwatch.loops.report import Finding, LoopReport
+from loopwatch.monitor.evidence import (
+    PerformanceContext,
+    latency_of,
+    new_segments_of,
+    software_changes_of,
+)
+from loopwatch.monitor.label_evidence import label_findings, signals_of
+from loopwatch.monitor.runner import MONITOR_CONFIG, monitor
+from loopwatch.monitor.windows import WindowSpec, events_frame
+from loopwatch.records import PredictionEvent
+from loopwatch.registry import Registry
+from loopwatch.stores.base import EventQuery, Store
+
+
+def load_config(store: Store, name: str) -> tuple[MonitoringConfig, int | None]:
+    """The model's latest monitoring configuration, or the defaults."""
+    stored = store.get_monitor_config(name)
+    if stored is None:
+        return MonitoringConfig(), None
+    return MonitoringConfig.from_dict(stored.config), stored.version
+
+
+def evaluate_loops(
+    store: Store,
+    registry: Registry,
+    name: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    config: MonitoringConfig | None = None,
+    config_version: int | None = None,
+) -> LoopReport:
+    """Everything loopwatch finds about ``name`` in ``[since, until)``, as of ``until``."""
+    registry.resolve(name)  # a clear 404 for an unknown model
+    if config is None:
+        config, config_version = load_config(store, name)
+    spec = WindowSpec.parse(config.window)
+    now = until or datetime.now(timezone.utc)
+    query = EventQuery(model_name=name, since=since, until=until, limit=10_000)
+    events = [e for e in store.iter_events(query) if e.request_type != "shadow"]
+    empty = LoopReport(model=name, evaluated_at=now, config_version=config_version, window=config.window,
+                       incidents=[], recommendations=[])
+    if not events:
+        return empty
+    drift = monitor(
+        store, registry, name, window=config.window, since=since, until=until, events=events,
+        compare_previous=False, config=replace(MONITOR_CONFIG, alpha=config.drift_alpha),
+    )
+    versions = {v.version: v for v in store.list_versions(name)}
+    frame = _frame(store, events, versions)
+    contexts = {number: PerformanceContext.build(registry, name, versions[number], config)
+                for number in sorted(int(v) for v in frame["__version"].unique())}
+    importance = {number: _importance(registry, name, number) for number in contexts}
+
+    findings: list[Finding] = []
+    evidences: list[WindowEvidence] = []
+    seen_software: dict[str, dict[str, int]] | None = None
+    previous_rows: pd.DataFrame | None = None
+    time_windows = _time_windows(frame, spec)
+    latencies = [latency_of(rows, config.latency_percentile) for _, rows in time_windows]
+    budget = latency_budget(config, latencies)
+    for index, (start, rows) in enumerate(time_windows):
+        end = start + spec.length if spec.length is not None else rows["__timestamp"].max()
+        changes, seen_software = software_changes_of(rows, previous_rows, seen_software, index=index)
+        latency = latencies[index]
+        for window in (w for w in drift.windows if w.start == start and w.segment is None):
+            number = window.model_version
+            part = rows[rows["__version"] == number]
+            context = contexts[number]
+            drifted = {n: f.effect for n, f in window.report.features.items() if f.drift}
+            segment = config.segment_feature or context.default_segment
+            evidence = WindowEvidence(
+                start=start,
+                end=end,
+                n_events=int(len(part)),
+                model_versions=sorted(int(v) for v in rows["__version"].unique()),
+                drifted_features=drifted,
+                importance=importance[number],
+                multivariate_drift=any(m.drift for m in window.report.multivariate.values()),
+                prediction_drift=any(p.drift for p in window.report.predictions.values()),
+                quality_alarms=[a for a in window.alarms if a.startswith("quality:")],
+                segment_feature=segment,
+                segment_drift=bool(segment and segment in drifted),
+                new_segments=new_segments_of(window.report, segment, len(part)),
+                software_changes=[
+                    replace(c, features=[f for f in c.features if f in drifted or not drifted])
+                    for c in changes
+                ],
+                latency_ms=latency,
+                latency_budget_ms=budget if index >= config.latency_baseline_windows or
+                config.latency_budget_ms is not None else None,
+                latency_percentile=config.latency_percentile,
+                metric=context.metric,
+                estimated=context.estimate(part),
+                holdout=context.holdout,
+                higher_is_better=context.higher_is_better,
+            )
+            evidences.append(evidence)
+            found = diagnose_window(evidence, tolerance=config.performance_tolerance)
+            # one latency finding per time window, not one per version serving in it
+            if any(f.kind == "latency_regression" for f in findings if f.window_start == start):
+                found = [f for f in found if f.kind != "latency_regression"]
+            findings.extend(found)
+        previous_rows = rows
+
+    drifted_windows = {e.start for e in evidences if e.input_drift}
+    label_part = label_findings(store, name, frame, contexts, config, spec=spec, until=now,
+                                drifted_windows=drifted_windows)
+    findings.extend(label_part.findings)
+    incidents = merge_findings(name, findings, gap=spec.length or (now - now))
+    signals = signals_of(store, name, config, label_part, incidents, until=now)
+    return LoopReport(
+        model=name,
+        evaluated_at=now,
+        config_version=config_version,
+        window=config.window,
+        incidents=incidents,
+        recommendations=recommendations(incidents, signals),
+        windows=[e.to_dict() for e in evidences],
+        performance=label_part.performance,
+        labels=label_part.labels,
+        business=label_part.business,
+    )
+
+
+def record_incidents(store: Store, report: LoopReport, *, now: datetime) -> list[Any]:
+    """Keep the report's incidents in the store; returns the ones it did not hold before."""
+    from loopwatch.records.incidents import IncidentRecord
+
+    known = {i.incident_id for i in store.list_incidents(report.model)}
+    new = []
+    for incident in report.incidents:
+        stored = store.upsert_incident(
+            IncidentRecord(
+                incident_id=incident.incident_id,
+                model_name=incident.model,
+                kind=incident.kind,
+                loop=incident.loop,
+                status="open",
+                first_seen=incident.first_seen,
+                last_seen=incident.last_seen,
+                detected_at=now,
+                summary=incident.summary,
+                evidence={**incident.evidence, "severity": incident.severity,
+                          "evidence_available_at": incident.detected_at.isoformat()},
+                action=incident.action,
+            )
+        )
+        if incident.incident_id not in known:
+            new.append(stored)
+    return new
+
+
+def latency_budget(config: MonitoringConfig, latencies: Sequence[float | None]) -> float | None:
+    """The budget in milliseconds: the configured one, or a multiple of the baseline (the median
+    runtime percentile of the first windows)."""
+    if config.latency_budget_ms is not None:
+        return config.latency_budget_ms
+    if config.latency_budget_ratio is None:
+        return None
+    baseline = [v for v in latencies[: config.latency_baseline_windows] if v is not None]
+    if len(baseline) < config.latency_baseline_windows:
+        return None
+    return float(np.median(baseline)) * config.latency_budget_ratio
+
+
+def _frame(store: Store, events: Sequence[PredictionEvent], versions: dict[int, Any]) -> pd.DataFrame:
+    client_versions: dict[str, str | None] = {}
+    for fingerprint_id in {e.fingerprint_id for e in events}:
+        found = store.get_fingerprint(fingerprint_id)
+        client_versions[fingerprint_id] = None if found is None else found.client_version
+    parts = []
+    for number in sorted({e.model_version for e in events}):
+        mine = [e for e in events if e.model_version == number]
+        part = events_frame(mine, versions[number].schema.classes)
+        part["__entity_id"] = [getattr(e, "entity_id", None) for e in mine]
+        part["__client_version"] = [client_versions[e.fingerprint_id] for e in mine]
+        parts.append(part)
+    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    return frame.sort_values("__timestamp", kind="stable").reset_index(drop=True)
+
+
+def _time_windows(frame: pd.DataFrame, spec: WindowSpec) -> list[tuple[datetime, pd.DataFrame]]:
+    if spec.length is None:  # count windows: the monitor's own split decides
+        return [(frame["__timestamp"].iloc[0], frame)]
+    starts = [spec.start_of(t) for t in frame["__timestamp"]]
+    out: list[tuple[datetime, pd.DataFrame]] = []
+    lo = 0
+    for i in range(1, len(starts) + 1):
+        if i == len(starts) or starts[i] != starts[lo]:
+            out.append((starts[lo], frame.iloc[lo:i]))
+            lo = i
+    return out
+
+
+_IMPORTANCE: dict[tuple[str, str, int], dict[str, float]] = {}
+
+
+def _importance(registry: Registry, name: str, version: int) -> dict[str, float]:
+    meta = registry.resolve(name, version)
+    key = (meta.artifact_sha256, name, version)
+    if key not in _IMPORTANCE:
+        model = registry.load(name, version)
+        sample = registry.reference_sample(name, version)
+        features = list(meta.schema.names)
+        pipeline = model.pipeline
+
+        def output(rows: pd.DataFrame) -> np.ndarray:
+            if hasattr(pipeline, "predict_proba"):
+                proba = pipeline.predict_proba(rows[features])
+                return proba[:, -1] if proba.shape[1] == 2 else proba.max(axis=1)
+            return np.asarray(pipeline.predict(rows[features]), dtype=np.float64)
+
+        _IMPORTANCE[key] = prediction_sensitivity(output, sample[features], features, seed=0)
+    return _IMPORTANCE[key]

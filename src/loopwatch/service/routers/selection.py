@@ -1,0 +1,161 @@
+"""Data collection and model selection: the labelling queue, retraining, the promotion gate."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from loopwatch.errors import InvalidInput, LoopwatchError
+from loopwatch.records.jsonutil import dumps
+from loopwatch.service.schemas import ERROR_RESPONSES, MAX_VERSION
+from loopwatch.service.state import ServiceState, get_state
+
+router = APIRouter(tags=["model selection"], responses=ERROR_RESPONSES)
+
+#: Largest labelling budget one request may ask for.
+MAX_BUDGET = 100_000
+
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Version = Annotated[int, Field(strict=True, ge=1, le=MAX_VERSION)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RetrainIn(_In):
+    since: datetime | None = Field(None, description="Event time from (inclusive), with timezone.")
+    until: datetime | None = Field(None, description="Event time to (exclusive), with timezone.")
+    include_reference: bool = Field(True, description="Also train on the production version's reference sample.")
+    estimator: str | None = Field(None, max_length=100, description="Production's estimator when absent.")
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    min_rows: int = Field(200, ge=10, le=10_000_000, description="Fewest usable labelled rows to train on.")
+
+
+class GateIn(_In):
+    since: datetime | None = Field(None, description="Event time from (inclusive), with timezone.")
+    until: datetime | None = Field(None, description="Event time to (exclusive), with timezone.")
+    metric: Literal["accuracy", "f1", "roc_auc", "log_loss", "mae", "rmse"] | None = Field(
+        None, description="accuracy for classifiers and mae for regressors when absent."
+    )
+    margin: Number = Field(0.0, ge=-1e6, le=1e6, description="Loss of metric tolerated; 0 asks for a better candidate.")
+    confidence: Number = Field(0.95, ge=0.5, lt=1)
+    latency_budget_ms: Number | None = Field(None, gt=0, le=1e7, description="Most p95 milliseconds allowed.")
+    candidate: Version | None = Field(None, description="The candidate alias when absent.")
+    n_boot: int = Field(1000, ge=50, le=20_000)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    promote: bool = Field(False, description="Point production at the candidate when the gate passes.")
+
+
+def _utc(moment: datetime | None, what: str) -> datetime | None:
+    if moment is not None and (moment.tzinfo is None or moment.utcoffset() is None):
+        raise InvalidInput(f"{what} must carry a timezone, e.g. 2026-01-05T00:00:00Z")
+    return moment
+
+
+@router.get(
+    "/models/{name}/labelling-queue",
+    summary="Unlabelled predictions to send for labelling: a random share and the most informative",
+    responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+)
+async def labelling_queue(
+    name: str,
+    budget: int = Query(100, ge=0, le=MAX_BUDGET, description="How many predictions to label."),
+    since: datetime | None = Query(None, description="Event time from (inclusive), with timezone."),
+    until: datetime | None = Query(None, description="Event time to (exclusive), with timezone."),
+    random_share: float = Query(0.2, ge=0, le=1, description="Share chosen uniformly at random."),
+    seed: int = Query(0, ge=0, le=2**32 - 1),
+    format: Literal["json", "csv"] = Query("json"),
+    state: ServiceState = Depends(get_state),
+) -> Response:
+    from loopwatch.retraining import labelling_queue as build_queue
+
+    items = await run_in_threadpool(
+        build_queue, state.store, state.registry, name, budget=budget, since=_utc(since, "since"),
+        until=_utc(until, "until"), random_share=random_share, seed=seed,
+    )
+    if format == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["request_id", "row_index", "entity_id", "score", "random", "reasons"])
+        for item in items:
+            writer.writerow(
+                [item.request_id, item.row_index, item.entity_id or "", f"{item.score:.6g}",
+                 str(item.random).lower(), ";".join(item.reasons)]
+            )
+        return Response(
+            buffer.getvalue(), media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}-labelling-queue.csv"'},
+        )
+    body = {
+        "model": name,
+        "budget": budget,
+        "random_share": random_share,
+        "n_random": sum(item.random for item in items),
+        "items": [item.to_dict() for item in items],
+    }
+    return Response(dumps(body), media_type="application/json")
+
+
+@router.post(
+    "/models/{name}/retrain",
+    status_code=201,
+    summary="Train a candidate on the recent labelled window (screened) and register it as the candidate",
+)
+async def retrain(
+    name: str, body: RetrainIn = Body(default_factory=RetrainIn), state: ServiceState = Depends(get_state)
+) -> Response:
+    from loopwatch.retraining import retrain_candidate
+
+    def run() -> dict[str, Any]:
+        try:
+            result = retrain_candidate(
+                state.store, state.registry, name, since=_utc(body.since, "since"), until=_utc(body.until, "until"),
+                include_reference=body.include_reference, estimator=body.estimator, seed=body.seed,
+                min_rows=body.min_rows,
+            )
+        except LoopwatchError:
+            raise
+        except (ValueError, TypeError) as exc:  # scikit-learn refusing the labelled data
+            raise InvalidInput(f"cannot train on the labelled window: {str(exc)[:300]}") from exc
+        return result.to_dict()
+
+    return Response(dumps(await run_in_threadpool(run)), status_code=201, media_type="application/json")
+
+
+@router.post(
+    "/models/{name}/gate",
+    summary="Compare the candidate with production on the same labelled rows; promote when it passes",
+    description=(
+        "Both versions score the window's labelled predictions. The gate passes when the "
+        "paired-bootstrap interval of (candidate - production) clears -margin and, with a "
+        "latency budget, the candidate's p95 latency is within it. With `promote`, production "
+        "then takes the candidate."
+    ),
+)
+async def gate(
+    name: str, body: GateIn = Body(default_factory=GateIn), state: ServiceState = Depends(get_state)
+) -> Response:
+    from loopwatch.retraining import compare_on_window, promote_if_passed
+
+    options: dict[str, Any] = {
+        "since": _utc(body.since, "since"), "until": _utc(body.until, "until"), "metric": body.metric,
+        "margin": body.margin, "confidence": body.confidence, "latency_budget_ms": body.latency_budget_ms,
+        "candidate": body.candidate, "n_boot": body.n_boot, "seed": body.seed,
+    }
+
+    def run() -> dict[str, Any]:
+        if body.promote:
+            decision, change = promote_if_passed(state.store, state.registry, name, **options)
+        else:
+            decision, change = compare_on_window(state.store, state.registry, name, **options), None
+        return {"decision": decision.to_dict(), "promoted": None if change is None else change.to_dict()}
+
+    return Response(dumps(await run_in_threadpool(run)), media_type="application/json")
