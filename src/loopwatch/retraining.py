@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from loopwatch.errors import Conflict, InvalidInput, NotFound
+from loopwatch.errors import Conflict, InvalidInput, LoopwatchError, NotFound
 from loopwatch.features import validate_rows
 from loopwatch.features.schema import category_label
 from loopwatch.loops.gate import GateDecision, promotion_gate
@@ -271,6 +271,7 @@ def retrain_candidate(
     production = registry.resolve(name, "production")
     schema = production.schema
     window = labelled_window(store, registry, name, since=since, until=until)
+    n_unlogged = int((~window["has_data"].astype(bool)).sum()) if len(window) else 0
     window = window[window["has_data"].astype(bool)] if len(window) else window
     training = window.reindex(columns=schema.names).copy()
     training[schema.target] = window["label"].to_numpy() if len(window) else []
@@ -285,7 +286,8 @@ def retrain_candidate(
     if len(kept) < min_rows:
         raise InvalidInput(
             f"only {len(kept)} usable labelled rows from {_when(since, 'the start')} to {_when(until, 'now')}; "
-            f"retraining needs at least {min_rows}",
+            f"retraining needs at least {min_rows}"
+            + (f" ({n_unlogged} more have no logged inputs: input logging was off)" if n_unlogged else ""),
             detail={"screening": screening.to_dict()},
         )
     n_reference = 0
@@ -296,16 +298,21 @@ def retrain_candidate(
     kept[schema.target] = kept[schema.target].infer_objects()
     chosen = estimator or production.estimator
     params = production.params.get("estimator_params") if chosen == production.estimator else None
-    trained = train_model(
-        kept.reset_index(drop=True),
-        schema.target,
-        task=schema.task,  # type: ignore[arg-type]
-        estimator=chosen,
-        categorical=[f for f in schema.categorical if pd.api.types.is_numeric_dtype(kept[f])],
-        nullable=[f.name for f in schema.features if f.nullable],
-        seed=seed,
-        estimator_params=params or None,
-    )
+    try:
+        trained = train_model(
+            kept.reset_index(drop=True),
+            schema.target,
+            task=schema.task,  # type: ignore[arg-type]
+            estimator=chosen,
+            categorical=[f for f in schema.categorical if pd.api.types.is_numeric_dtype(kept[f])],
+            nullable=[f.name for f in schema.features if f.nullable],
+            seed=seed,
+            estimator_params=params or None,
+        )
+    except LoopwatchError:
+        raise
+    except (ValueError, TypeError) as exc:  # scikit-learn refusing the labelled data (one class left, say)
+        raise InvalidInput(f"cannot train on the labelled window: {str(exc)[:300]}") from exc
     facts = {
         "from_version": production.version, "since": None if since is None else utc_iso(since),
         "until": None if until is None else utc_iso(until), "rows_window": int(len(window)),

@@ -117,8 +117,10 @@ class Workspace:
         request_id: str | None = None,
         request_type: str = "cli",
         client_id: str | None = None,
+        entity_ids: Sequence[str | None] | None = None,
     ) -> Prediction:
-        """Predict and log durably; returns once the events are committed."""
+        """Predict and log durably; returns once the events are committed. ``entity_ids`` name
+        the entity of each row, so that labels arriving later can find the prediction by it."""
         logged = self.predictor.predict(
             PredictCall(
                 model_name=name,
@@ -127,6 +129,7 @@ class Workspace:
                 request_id=request_id,
                 client_id=client_id,
                 request_type=request_type,
+                entity_ids=entity_ids,
             )
         )
         outcome: RequestOutcome = self.writer.write(logged)

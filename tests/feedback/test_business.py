@@ -129,7 +129,7 @@ class TestKnownAnswers:
         (flat,) = lagged_correlation([1.0] * 6, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], max_lag=0)
         assert math.isnan(flat.r) and math.isnan(flat.p_value)
         (perfect,) = lagged_correlation([1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.0], max_lag=0)
-        assert perfect.r == pytest.approx(1.0) and perfect.p_value == 0.0
+        assert perfect.r == pytest.approx(1.0) and perfect.p_value < 1e-12 and perfect.ci_high <= 1.0
 
 
 class TestAlignment:
@@ -144,6 +144,14 @@ class TestAlignment:
         assert best.lag == 1 and best.n == 26
         periods = lagged_correlation(perf.to_period("D"), gappy.to_period("D").iloc[::-1], max_lag=3)
         assert [c.r for c in periods] == pytest.approx([c.r for c in lagged_correlation(perf, gappy, max_lag=3)])
+
+    def test_integer_periods_are_completed_too(self) -> None:
+        perf = pd.Series([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], index=[0, 1, 2, 3, 4, 5])
+        business = pd.Series([2.0, 1.0, 4.0, 3.0, 6.0], index=[1, 2, 3, 4, 6])  # period 5 missing
+        (lag1,) = lagged_correlation(perf, business, min_lag=1, max_lag=1)
+        # periods 0..6: pairs (perf[t], business[t + 1]) where both exist
+        expected = stats.pearsonr([1.0, 2.0, 3.0, 4.0, 6.0], [2.0, 1.0, 4.0, 3.0, 6.0])
+        assert lag1.n == 5 and lag1.r == pytest.approx(expected.statistic)
 
     def test_bad_input_is_refused(self) -> None:
         with pytest.raises(InvalidInput, match="both"):

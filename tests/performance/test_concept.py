@@ -261,3 +261,13 @@ class TestTargetDrift:
             target_drift([], ["a"], task="classification")
         with pytest.raises(InvalidInput, match="task"):
             target_drift([1.0], [1.0], task="ranking")  # type: ignore[arg-type]
+
+
+def test_the_examples_in_the_docs_run() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "concept-drift.md").read_text()
+    blocks = [part.split("```", 1)[0] for part in text.split("```python\n")[1:]]
+    assert len(blocks) == 3
+    for block in blocks:
+        exec(compile(block, "docs/concept-drift.md", "exec"), {})  # each block asserts what it shows

@@ -203,3 +203,11 @@ def test_a_threshold_changes_what_counts_as_predicted_positive() -> None:
     real = classification_metrics(labels, (window[:, 1] >= 0.3).astype(int), window, classes=[0, 1], n_boot=0)
     assert est["recall"].value == pytest.approx(real["recall"].value, abs=0.01)
     assert est["recall"].value > realized(window, labels)["recall"].value + 0.05
+    # served labels given outright are the same thing
+    served = (window[:, 1] >= 0.3).astype(int)
+    plain = ConfidenceBasedEstimator(classes=[0, 1]).fit(proba, y, y_pred_reference=(proba[:, 1] >= 0.3).astype(int))
+    given = plain.estimate(window, y_pred=served)
+    assert {k: v.value for k, v in given.items()} == pytest.approx({k: v.value for k, v in est.items()})
+    assert plain.reference_metrics_["recall"].value == pytest.approx(low.reference_metrics_["recall"].value)
+    with pytest.raises(InvalidInput, match="y_pred"):
+        plain.estimate(window, y_pred=served[:10])

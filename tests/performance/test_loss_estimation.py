@@ -53,14 +53,14 @@ def _track(references, rng: np.random.Generator, windows: int, **kw) -> tuple[di
 
 
 def test_no_shift_the_realized_loss_falls_in_the_interval(references) -> None:
-    inside, est, real = _track(references, np.random.default_rng(1), 40)
+    inside, est, real = _track(references, np.random.default_rng(1), 30)
     assert set(inside) == {"mae", "rmse"}
     assert min(inside.values()) >= 0.90, inside
     assert est["mae"] == pytest.approx(real["mae"], rel=0.03)
 
 
 def test_covariate_shift_into_noisier_inputs_raises_the_estimate_with_the_realized_loss(references) -> None:
-    inside, est, real = _track(references, np.random.default_rng(2), 40, shift=1.0)
+    inside, est, real = _track(references, np.random.default_rng(2), 30, shift=1.0)
     reference = np.mean([dle.reference_metrics_["mae"].value for dle in references])
     assert real["mae"] > 1.2 * reference  # the shift makes the model worse...
     assert est["mae"] == pytest.approx(real["mae"], rel=0.03)  # ...and the estimate follows
@@ -71,7 +71,7 @@ def test_covariate_shift_into_noisier_inputs_raises_the_estimate_with_the_realiz
 def test_concept_drift_is_a_departure(dle) -> None:
     rng = np.random.default_rng(3)
     detected = []
-    for _ in range(40):
+    for _ in range(20):
         x, prediction, y = world(rng, 500, concept=1.0)
         gone = departures(dle.estimate(x, prediction), regression_metrics(y, prediction, n_boot=0))
         detected.append(gone["mae"] or gone["rmse"])
@@ -92,7 +92,7 @@ def test_a_table_with_a_categorical_column_and_unseen_categories() -> None:
         prediction = np.nan_to_num(frame["size"].to_numpy()) * 3
         return frame, prediction, prediction + rng.normal(size=n) * noise
 
-    dle = DirectLossEstimator().fit(*table(4000, ["web", "shop"]))
+    dle = DirectLossEstimator().fit(*table(3000, ["web", "shop"]))
     assert dle.encoder_.categorical == ("channel",)
     web, shop = table(1000, ["web"]), table(1000, ["shop"])
     for frame, prediction, y in (web, shop):
@@ -109,8 +109,8 @@ def test_a_table_with_a_categorical_column_and_unseen_categories() -> None:
 
 def test_the_prediction_alone_is_enough_to_fit() -> None:
     rng = np.random.default_rng(5)
-    prediction = rng.normal(size=3000)
-    y = prediction + rng.normal(size=3000) * (0.2 + np.abs(prediction))
+    prediction = rng.normal(size=2000)
+    y = prediction + rng.normal(size=2000) * (0.2 + np.abs(prediction))
     dle = DirectLossEstimator().fit(None, prediction, y)
     big = dle.estimate(None, prediction[np.abs(prediction) > 1])["mae"].value
     small = dle.estimate(None, prediction[np.abs(prediction) < 0.3])["mae"].value
@@ -120,8 +120,8 @@ def test_the_prediction_alone_is_enough_to_fit() -> None:
 def test_estimates_are_seeded_and_validated(dle) -> None:
     x, prediction, y = world(np.random.default_rng(6), 300)
     assert dle.estimate(x, prediction) == dle.estimate(x, prediction)
-    again = DirectLossEstimator(seed=0).fit(*world(np.random.default_rng(7), 2000))
-    same = DirectLossEstimator(seed=0).fit(*world(np.random.default_rng(7), 2000))
+    again = DirectLossEstimator(seed=0).fit(*world(np.random.default_rng(7), 400))
+    same = DirectLossEstimator(seed=0).fit(*world(np.random.default_rng(7), 400))
     assert again.estimate(x, prediction) == same.estimate(x, prediction)
     assert all(m.n == 0 for m in dle.estimate(x[:0], prediction[:0]).values())
     with pytest.raises(InvalidInput, match="not fitted"):

@@ -32,7 +32,8 @@ _until = click.option("--until", default=None, help="Event time to, exclusive.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the queue to this file (CSV or JSON) instead of stdout.")
+              help="Write the queue to this file instead of stdout: JSON for a .json name or --format json, "
+                   "else CSV.")
 @settings_options
 @handle_errors
 def label_queue(model: str, budget: int, since: str | None, until: str | None, random_share: float, seed: int,
@@ -44,6 +45,8 @@ def label_queue(model: str, budget: int, since: str | None, until: str | None, r
     """
     from loopwatch.workspace import Workspace
 
+    if out_path is not None and fmt == "table":  # a file gets data, not a drawing of a table
+        fmt = "json" if out_path.suffix.lower() == ".json" else "csv"
     with Workspace(settings) as ws:
         items = ws.labelling_queue(model, budget=budget, since=parse_time(since, "--since"),
                                    until=parse_time(until, "--until"), random_share=random_share, seed=seed)

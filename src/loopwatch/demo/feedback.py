@@ -76,23 +76,29 @@ def evaluate(client: httpx.Client, scenario: Any) -> dict[str, Any]:
         f"/v1/models/{MODEL_NAME}/loops", params={"until": utc_iso(scenario.end), "fresh": "true"}, timeout=900.0
     )
     report = _check(answer, "evaluating the loops")
-    graded = grade_loops(scenario.timeline.to_dict(), report["incidents"], start=scenario.start,
-                         n_days=scenario.n_days)
+    timeline = scenario.timeline.to_dict()
+    graded = grade_loops(timeline, report["incidents"], start=scenario.start, n_days=scenario.n_days)
+    concept_day = min((int(i["day"]) for i in timeline["incidents"] if i["kind"] == "concept_drift"),
+                      default=scenario.n_days)
     return {
         "seconds": round(time.perf_counter() - started, 2),
         **graded,
         "recommendations": report["recommendations"],
         "labels": {k: v for k, v in report.get("labels", {}).items() if k != "windows"},
-        "performance": _performance_summary(report.get("performance", {}), scenario.start),
+        "performance": _performance_summary(report.get("performance", {}), scenario.start, concept_day),
         "business": report.get("business", {}),
         "windows": len(report.get("windows", [])),
     }
 
 
-def _performance_summary(performance: dict[str, Any], start: datetime) -> dict[str, Any]:
-    """Label-free estimate against realized performance per day, and the estimation error."""
+def _performance_summary(performance: dict[str, Any], start: datetime, concept_day: int) -> dict[str, Any]:
+    """Label-free estimate against realized performance per day, and the estimation error: over
+    all labelled days, and over the days the estimate is meant for (inputs may move, the
+    relation between inputs and outcome holds: before the concept drift, without a software
+    change sending broken inputs)."""
     days = []
     errors = []
+    stable_errors = []
     for entry in performance.get("windows", []):
         day = (datetime.fromisoformat(entry["start"]) - start).days
         realized = entry.get("realized")
@@ -105,10 +111,22 @@ def _performance_summary(performance: dict[str, Any], start: datetime) -> dict[s
         })
         if "estimation_error" in entry:
             errors.append(abs(entry["estimation_error"]))
-    errors.sort()
+            if day < concept_day and not entry["inputs_drifted"]:
+                stable_errors.append(abs(entry["estimation_error"]))
     return {
         "days": days,
         "versions": performance.get("versions", {}),
-        "mean_abs_estimation_error": round(sum(errors) / len(errors), 4) if errors else None,
-        "median_abs_estimation_error": round(errors[len(errors) // 2], 4) if errors else None,
+        "mean_abs_estimation_error": _mean(errors),
+        "median_abs_estimation_error": _median(errors),
+        "mean_abs_estimation_error_before_concept_drift": _mean(stable_errors),
+        "median_abs_estimation_error_before_concept_drift": _median(stable_errors),
     }
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def _median(values: list[float]) -> float | None:
+    ordered = sorted(values)
+    return round(ordered[len(ordered) // 2], 4) if ordered else None

@@ -9,8 +9,8 @@ comes with a confidence interval and a p-value. :func:`relation_changed`
 asks whether that relation is different after some period than before it.
 
 Periods where either series is missing (NaN) are dropped pair by pair. Series
-with a ``PeriodIndex`` or ``DatetimeIndex`` are aligned on their index and
-completed to a regular range first, so a lag always counts periods, never
+with a ``PeriodIndex``, a ``DatetimeIndex`` or integer periods are aligned on
+their index and completed to a regular range first, so a lag always counts periods, never
 rows: a day missing from both series is still a day.
 
 Statistics, each checked against scipy in the tests:
@@ -71,7 +71,7 @@ class LagCorrelation:
 
 
 def _regular_index(index: pd.Index) -> pd.Index:
-    """The index completed to a regular range of periods (PeriodIndex or DatetimeIndex)."""
+    """The index completed to a regular range of periods (PeriodIndex, DatetimeIndex or integers)."""
     if isinstance(index, pd.PeriodIndex):
         return pd.period_range(index.min(), index.max(), freq=index.freq)
     if isinstance(index, pd.DatetimeIndex) and len(index) > 1:
@@ -80,6 +80,8 @@ def _regular_index(index: pd.Index) -> pd.Index:
         if not index.isin(full).all():
             raise InvalidInput(f"the periods of the series are not on a regular grid of {step}")
         return full
+    if pd.api.types.is_integer_dtype(index) and len(index):
+        return pd.RangeIndex(int(index.min()), int(index.max()) + 1)  # integer periods: 3 follows 2
     return index
 
 
@@ -129,7 +131,8 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     sxx, syy = float(dx @ dx), float(dy @ dy)
     if len(x) < MIN_PAIRS or sxx <= 0 or syy <= 0:
         return math.nan
-    return float(np.clip((dx @ dy) / math.sqrt(sxx * syy), -1.0, 1.0))
+    # the product sxx * syy can underflow for tiny deviations where each root does not
+    return float(np.clip((dx @ dy) / (math.sqrt(sxx) * math.sqrt(syy)), -1.0, 1.0))
 
 
 def _p_value(r: float, n: int) -> float:

@@ -34,6 +34,7 @@ class PerformanceContext:
     higher_is_better: bool
     default_segment: str | None
     estimator: Any | None
+    reference: Any | None = None
 
     @classmethod
     def build(cls, registry: Registry, name: str, version: ModelVersion, config: MonitoringConfig) -> PerformanceContext:
@@ -46,13 +47,15 @@ class PerformanceContext:
             metric = "mae"
         holdout = version.metrics.get(metric)
         categorical = version.schema.categorical
+        reference, estimator = _estimator(registry, name, version)
         return cls(
             version=version,
             metric=metric,
             holdout=float(holdout) if isinstance(holdout, (int, float)) else None,
             higher_is_better=metric not in LOWER_IS_BETTER,
             default_segment=categorical[0] if categorical else None,
-            estimator=_estimator(registry, name, version),
+            estimator=estimator,
+            reference=reference,
         )
 
     @property
@@ -87,15 +90,31 @@ class PerformanceContext:
         return {"value": float(found.value), "ci_low": float(found.ci_low), "ci_high": float(found.ci_high)}
 
 
-def _estimator(registry: Registry, name: str, version: ModelVersion) -> Any | None:
-    try:
-        from loopwatch.performance import fit_estimator, performance_reference_of
-    except ImportError:
-        return None
+    def holdout_interval(self) -> dict[str, float] | None:
+        """The holdout's metric with a bootstrap interval: the holdout is a sample too."""
+        if self.reference is None:
+            return None
+        from loopwatch.performance import classification_metrics, regression_metrics
+
+        ref = self.reference
+        if self.version.task == "classification":
+            found = classification_metrics(ref.y_true, ref.y_pred, ref.y_proba, classes=self.classes,
+                                           n_boot=200, seed=0).get(self.metric)
+        else:
+            found = regression_metrics(ref.y_true, ref.y_pred, n_boot=200, seed=0).get(self.metric)
+        if found is None or not np.isfinite(found.value):
+            return None
+        return {"value": float(found.value), "ci_low": float(found.ci_low), "ci_high": float(found.ci_high)}
+
+
+def _estimator(registry: Registry, name: str, version: ModelVersion) -> tuple[Any | None, Any | None]:
+    """The version's holdout (from its reference profile) and an estimator fitted on it."""
+    from loopwatch.performance import fit_estimator, performance_reference_of
+
     reference = performance_reference_of(registry.profile(name, version.version))
     if reference is None:
-        return None
-    return fit_estimator(reference, task=version.task, classes=list(version.schema.classes), seed=0)
+        return None, None
+    return reference, fit_estimator(reference, task=version.task, classes=list(version.schema.classes), seed=0)
 
 
 def latency_of(rows: pd.DataFrame, percentile: float) -> float | None:

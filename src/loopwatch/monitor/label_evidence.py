@@ -21,11 +21,17 @@ from loopwatch.loops.config import MonitoringConfig
 from loopwatch.loops.diagnosis import diagnose_labels
 from loopwatch.loops.evidence import LabelEvidence
 from loopwatch.loops.report import Finding, Incident, Recommendation
+from loopwatch.monitor.outcomes import segment_performance, target_drift_of, window_value
 from loopwatch.monitor.windows import WindowSpec
 from loopwatch.stores.base import Store
 
 #: Bootstrap resamples for a window's realized metric.
 N_BOOT = 200
+#: Share of the drift alpha each label checkpoint of a window gets (labels of a window arrive
+#: over a few days, and it is tested each time).
+CONCEPT_ALPHA_SHARE = 0.25
+#: Earlier stable windows needed before a window is judged against their usual gap.
+BASELINE_WINDOWS = 5
 
 
 @dataclass
@@ -64,16 +70,24 @@ def label_findings(
     part.labels = _bookkeeping(frame, labelled, spec)
     if labelled.empty or spec.length is None:
         return part
-    z_crit = float(stats.norm.isf(config.drift_alpha))
+    # each window is tested at every checkpoint its labels reach: a share of the alpha each
+    z_crit = float(stats.norm.isf(config.drift_alpha * CONCEPT_ALPHA_SHARE))
     windows: list[dict[str, Any]] = []
-    for (start, number), rows in frame.groupby([frame["__timestamp"].map(spec.start_of), "__version"], sort=True):
+    history: dict[int, list[tuple[datetime, float]]] = {}
+    frame_starts = spec.starts_of(frame["__timestamp"])
+    label_starts = spec.starts_of(labelled["__timestamp"])
+    labelled_by = {key: rows for key, rows in labelled.groupby([label_starts, labelled["__version"]], sort=False)}
+    for (start, number), rows in frame.groupby([frame_starts, frame["__version"]], sort=True):
+        start = start.to_pydatetime()
         context = contexts[int(number)]
-        mine = labelled[(labelled["__timestamp"].map(spec.start_of) == start) & (labelled["__version"] == number)]
+        mine = labelled_by.get((pd.Timestamp(start), number), labelled.iloc[:0])
         estimated = context.estimate(rows)
         entry: dict[str, Any] = {"start": start.isoformat(), "model_version": int(number), "metric": context.metric,
                                  "predictions": int(len(rows)), "labels": int(len(mine)), "estimated": estimated,
                                  "realized": None, "inputs_drifted": start in drifted_windows}
         found = None
+        departure = None
+        testable = estimated is not None and start not in drifted_windows
         for checkpoint in _checkpoints(mine, spec):
             seen = mine[mine["label_time"] < checkpoint]
             if len(seen) < config.min_labels:
@@ -82,38 +96,92 @@ def label_findings(
             if realized is None:
                 continue
             entry["realized"] = realized
-            if estimated is None or start in drifted_windows or found is not None:
+            if not testable or found is not None:
                 continue
-            gap = estimated["value"] - realized["value"]
-            if not context.higher_is_better:
-                gap = -gap
-            se = np.hypot(_se(realized), _se(estimated))
-            if gap > config.performance_tolerance and se > 0 and gap / se > z_crit:
-                found = Finding(
-                    kind="concept_drift",
-                    window_start=start,
-                    window_end=start + spec.length,
-                    available_at=checkpoint,
-                    severity=gap,
-                    summary=(
-                        f"realized {context.metric} {realized['value']:.3f} on predictions of {start:%Y-%m-%d} "
-                        f"is below the label-free estimate {estimated['value']:.3f} (z = {gap / se:.1f}) while "
-                        "the inputs held: the relation between inputs and outcome changed"
-                    ),
-                    evidence={"metric": context.metric, "realized": realized, "estimated": estimated,
-                              "labels": int(len(seen)), "holdout": context.holdout, "z": round(gap / se, 2)},
-                )
+            departure = realized["value"] - estimated["value"]
+            departure = -departure if context.higher_is_better else departure
+            test = _departure_test(departure, realized, estimated, history.get(int(number), []), checkpoint)
+            entry["departure"] = test
+            if test["excess"] > config.performance_tolerance and test["z"] > z_crit:
+                found = _concept_finding(context, start, spec, checkpoint, realized, estimated, test, len(seen))
+        if testable and found is None and departure is not None:
+            # the usual gap between realized and estimated, against which later windows are judged
+            history.setdefault(int(number), []).append((_checkpoints(mine, spec)[-1], departure))
         if estimated is not None and entry["realized"] is not None:
             entry["estimation_error"] = round(estimated["value"] - entry["realized"]["value"], 4)
+        value = window_value(context, rows, mine, config)
+        if value:
+            entry["value"] = value
+        entry["target_drift"] = target_drift_of(context, mine, config)
         windows.append(entry)
         if found is not None:
             part.findings.append(found)
-    part.performance = {"windows": windows, **_overall(contexts, labelled, config)}
+    concept_windows = {f.window_start for f in part.findings}
+    stable = labelled[~label_starts.isin([pd.Timestamp(t) for t in drifted_windows | concept_windows])]
+    part.performance = {"windows": windows, **_overall(contexts, stable, config)}
+    counts = labelled["__version"].value_counts()
+    busiest = contexts[int(counts.idxmax())]
+    segments = segment_performance(
+        busiest, labelled[labelled["__version"] == busiest.version.version],
+        config.segment_feature or busiest.default_segment, _realized,
+    )
+    if segments:
+        part.performance["segments"] = segments
     stream = _stream_evidence(labelled, contexts, config, drifted_windows, spec)
     if stream is not None:
-        part.labels["concept_stream"] = stream.to_dict()
-        part.findings.extend(diagnose_labels(stream, tolerance=config.performance_tolerance))
+        # the stream corroborates; it does not name incidents on its own: in label-arrival order
+        # one detection mixes predictions of many days (and a burst of bad labels from one source
+        # looks the same), while the window tests say which predictions departed
+        part.labels["concept_stream"] = {
+            **stream.to_dict(),
+            "confirms_concept_drift": bool(diagnose_labels(stream, tolerance=config.performance_tolerance)),
+        }
     return part
+
+
+def _departure_test(
+    departure: float, realized: dict[str, float], estimated: dict[str, float],
+    history: list[tuple[datetime, float]], checkpoint: datetime,
+) -> dict[str, Any]:
+    """How much worse than estimated a window did, beyond the usual gap.
+
+    The estimate carries a bias of its own (its calibration saw one holdout), so a window is
+    judged against the gap of earlier stable windows whose labels were in by ``checkpoint``;
+    until there are enough of them, against the estimate and its interval alone.
+    """
+    known = [d for at, d in history if at <= checkpoint]
+    if len(known) >= BASELINE_WINDOWS:
+        usual = float(np.mean(known))
+        se = float(np.hypot(_se(realized), np.std(known, ddof=1) / np.sqrt(len(known))))
+        basis = "earlier stable windows"
+    else:
+        usual = 0.0
+        se = float(np.hypot(_se(realized), _se(estimated)))
+        basis = "the estimate's interval"
+    excess = departure - usual
+    return {"departure": round(departure, 4), "usual": round(usual, 4), "excess": round(excess, 4),
+            "z": round(excess / se, 2) if se > 0 else 0.0, "baseline_windows": len(known), "basis": basis}
+
+
+def _concept_finding(
+    context: Any, start: datetime, spec: WindowSpec, checkpoint: datetime,
+    realized: dict[str, float], estimated: dict[str, float], test: dict[str, Any], labels: int,
+) -> Finding:
+    assert spec.length is not None
+    return Finding(
+        kind="concept_drift",
+        window_start=start,
+        window_end=start + spec.length,
+        available_at=checkpoint,
+        severity=test["excess"],
+        summary=(
+            f"realized {context.metric} {realized['value']:.3f} on predictions of {start:%Y-%m-%d} falls "
+            f"{test['excess']:.3f} further below the label-free estimate {estimated['value']:.3f} than usual "
+            f"(z = {test['z']:.1f}) while the inputs held: the relation between inputs and outcome changed"
+        ),
+        evidence={"metric": context.metric, "realized": realized, "estimated": estimated, "labels": labels,
+                  "holdout": context.holdout, **test},
+    )
 
 
 def _checkpoints(rows: pd.DataFrame, spec: WindowSpec) -> list[datetime]:
@@ -121,7 +189,7 @@ def _checkpoints(rows: pd.DataFrame, spec: WindowSpec) -> list[datetime]:
     assert spec.length is not None
     if rows.empty:
         return []
-    return sorted({spec.start_of(t) + spec.length for t in rows["label_time"]})
+    return sorted({t.to_pydatetime() + spec.length for t in spec.starts_of(rows["label_time"]).unique()})
 
 
 def _se(interval: dict[str, float]) -> float:
@@ -160,10 +228,10 @@ def _bookkeeping(frame: pd.DataFrame, labelled: pd.DataFrame, spec: WindowSpec) 
     out["delay_hours"] = {f"p{q}": round(float(np.percentile(delay, q)), 2) for q in (10, 50, 90)}
     out["delay_hours"]["max"] = round(float(delay.max()), 2)
     if spec.length is not None:
-        by_window = frame.groupby(frame["__timestamp"].map(spec.start_of)).size()
-        lab = labelled.groupby(labelled["__timestamp"].map(spec.start_of)).size()
+        by_window = frame.groupby(spec.starts_of(frame["__timestamp"])).size()
+        lab = labelled.groupby(spec.starts_of(labelled["__timestamp"])).size()
         out["windows"] = [
-            {"start": start.isoformat(), "predictions": int(total), "labelled": int(lab.get(start, 0)),
+            {"start": start.to_pydatetime().isoformat(), "predictions": int(total), "labelled": int(lab.get(start, 0)),
              "coverage": round(int(lab.get(start, 0)) / int(total), 4)}
             for start, total in by_window.items()
         ]
@@ -176,19 +244,26 @@ def _bookkeeping(frame: pd.DataFrame, labelled: pd.DataFrame, spec: WindowSpec) 
 
 
 def _overall(contexts: dict[int, Any], labelled: pd.DataFrame, config: MonitoringConfig) -> dict[str, Any]:
+    """Realized performance of each version on its stable windows (no input drift, no concept
+    drift) against its holdout: an overfitting gap is a difference beyond both samples' noise."""
     out: dict[str, Any] = {}
+    z_crit = float(stats.norm.isf(config.drift_alpha))
     for number, context in contexts.items():
         rows = labelled[labelled["__version"] == number]
         if len(rows) < config.min_labels:
             continue
         realized = _realized(context, rows)
-        if realized is None or context.holdout is None:
+        holdout = context.holdout_interval()
+        if realized is None or holdout is None:
             continue
-        gap = context.holdout - realized["value"] if context.higher_is_better else realized["value"] - context.holdout
-        outside = not (realized["ci_low"] <= context.holdout <= realized["ci_high"])
+        gap = holdout["value"] - realized["value"]
+        if not context.higher_is_better:
+            gap = -gap
+        se = float(np.hypot(_se(realized), _se(holdout)))
         out.setdefault("versions", {})[str(number)] = {
-            "metric": context.metric, "holdout": context.holdout, "realized": realized,
-            "gap": round(gap, 4), "overfitting_gap": bool(outside and gap > config.performance_tolerance),
+            "metric": context.metric, "holdout": holdout, "realized": realized, "gap": round(gap, 4),
+            "z": round(gap / se, 2) if se > 0 else None,
+            "overfitting_gap": bool(se > 0 and gap > config.performance_tolerance and gap / se > z_crit),
         }
     return out
 
@@ -197,13 +272,23 @@ def _stream_evidence(
     labelled: pd.DataFrame, contexts: dict[int, Any], config: MonitoringConfig,
     drifted_windows: set[datetime], spec: WindowSpec,
 ) -> LabelEvidence | None:
-    """A river detector over the per-prediction loss, in label-arrival order."""
+    """A river detector over the per-prediction loss, in label-arrival order.
+
+    Predictions made in windows whose inputs drifted are left out of the stream: a loss
+    that rose there is explained by the inputs (that window has its own incident), and
+    since labels arrive out of prediction order, their rise would otherwise be dated on
+    neighbouring predictions whose inputs held. Every detection is weighed in turn (a
+    fall of the loss, or one the estimate explains, must not hide a later rise); the
+    first that is a concept drift is the evidence, else the first detection.
+    """
     try:
         from loopwatch.performance.concept import detect_concept_drift, per_prediction_loss
     except ImportError:
         return None
     context = contexts[max(contexts)]
     rows = labelled.sort_values("label_time", kind="stable")
+    if spec.length is not None and drifted_windows:
+        rows = rows[~rows["__timestamp"].map(spec.start_of).isin(drifted_windows)]
     if len(rows) < config.min_labels or context.version.task != "classification":
         return None
     proba = context.probabilities(rows)
@@ -214,26 +299,59 @@ def _stream_evidence(
                                       method=config.concept_detector)
     except Exception:  # the stream is evidence beside the window tests; without river it is left out
         return None
-    if not result.drift_indices:
-        return LabelEvidence(metric=context.metric, holdout=context.holdout, detector=config.concept_detector,
-                             n_labels=len(rows), higher_is_better=context.higher_is_better)
-    at = result.drift_indices[0]
-    before, after = rows.iloc[:at], rows.iloc[at:]
-    when = rows["__timestamp"].iloc[at]
+    losses = np.asarray(losses, dtype=np.float64)
+    cuts = [0, *result.drift_indices, len(rows)]
+    first: LabelEvidence | None = None
+    for k in range(1, len(cuts) - 1):
+        lo, at, hi = cuts[k - 1], cuts[k], cuts[k + 1]
+        if at <= lo or hi <= at:
+            continue
+        evidence = _detection(rows, losses, context, config, spec, drifted_windows, lo=lo, at=at, hi=hi)
+        if diagnose_labels(evidence, tolerance=config.performance_tolerance):
+            return evidence
+        first = first or evidence
+    return first or LabelEvidence(metric=context.metric, holdout=context.holdout, detector=config.concept_detector,
+                                  n_labels=len(rows), higher_is_better=context.higher_is_better)
+
+
+#: Least labels of a window, among those arrived between two detections, to date a change by it.
+MIN_WINDOW_LABELS = 20
+
+
+def _detection(
+    rows: pd.DataFrame, losses: np.ndarray, context: Any, config: MonitoringConfig, spec: WindowSpec,
+    drifted_windows: set[datetime], *, lo: int, at: int, hi: int,
+) -> LabelEvidence:
+    """The evidence of the detection at ``at``: the labels since the previous detection against
+    those up to the next one."""
+    before, after = float(np.mean(losses[lo:at])), float(np.mean(losses[at:hi]))
+    when = rows["__timestamp"].iloc[at].to_pydatetime()
+    if spec.length is not None:
+        # the detection's own prediction may predate the change (labels arrive out of order):
+        # the change is dated to the first window whose loss is nearer the new level than the old
+        segment = pd.DataFrame({"window": rows["__timestamp"].iloc[lo:hi].map(spec.start_of).to_numpy(),
+                                "loss": losses[lo:hi]})
+        grouped = segment.groupby("window")["loss"].agg(["mean", "size"]).sort_index()
+        grouped = grouped[grouped["size"] >= MIN_WINDOW_LABELS]
+        middle = (before + after) / 2
+        moved = grouped[grouped["mean"] > middle] if after > before else grouped[grouped["mean"] < middle]
+        if len(moved):
+            when = pd.Timestamp(moved.index[0]).to_pydatetime()
+    part = rows.iloc[at:hi]
     return LabelEvidence(
         metric=context.metric,
         holdout=context.holdout,
         concept_drift_at=rows["label_time"].iloc[at].to_pydatetime(),
-        concept_drift_prediction_time=when.to_pydatetime(),
+        concept_drift_prediction_time=when,
         detector=config.concept_detector,
-        loss_before=float(np.mean(losses[:at])) if at else None,
-        loss_after=float(np.mean(losses[at:])),
-        realized_after=_realized(context, after) if len(after) >= config.min_labels else None,
-        estimated_after=context.estimate(after),
-        inputs_drifted_then=spec.start_of(when.to_pydatetime()) in drifted_windows if spec.length else False,
+        loss_before=before,
+        loss_after=after,
+        realized_after=_realized(context, part) if len(part) >= config.min_labels else None,
+        estimated_after=context.estimate(part),
+        inputs_drifted_then=spec.start_of(when) in drifted_windows if spec.length else False,
         n_labels=len(rows),
         higher_is_better=context.higher_is_better,
-    ) if len(before) else None
+    )
 
 
 def signals_of(
@@ -255,13 +373,23 @@ def signals_of(
         if entry["overfitting_gap"]:
             out.append(Recommendation(
                 loop="model_selection", reason="overfitting_gap", incident_id=None,
-                action=(f"Version {number} performs below its holdout ({entry['metric']} {entry['holdout']:.3f} "
+                action=(f"Version {number} performs below its holdout ({entry['metric']} {entry['holdout']['value']:.3f} "
                         f"on holdout, {entry['realized']['value']:.3f} in production): revisit validation and "
                         "try a more regularised model or another estimator."),
                 evidence=entry,
             ))
-    business = _business(store, config, part, until=until)
+    performance_fell = any(
+        i.kind == "concept_drift" or i.evidence.get("estimate_dropped") for i in incidents
+    )
+    business = _business(store, config, part, until=until, performance_fell=performance_fell)
     part.business = business
+    if business.get("relation_changed"):
+        out.append(Recommendation(
+            loop="eda", reason="business_relation_changed", incident_id=None,
+            action=(f"The relation between the model's {business.get('performance_metric', 'performance')} and "
+                    f"{config.business_metric} changed: explore what else moves the business metric."),
+            evidence=business["relation"],
+        ))
     if business.get("decoupled"):
         out.append(Recommendation(
             loop="business", reason="business_decoupled", incident_id=None,
@@ -272,7 +400,9 @@ def signals_of(
     return out
 
 
-def _business(store: Store, config: MonitoringConfig, part: LabelPart, *, until: datetime) -> dict[str, Any]:
+def _business(
+    store: Store, config: MonitoringConfig, part: LabelPart, *, until: datetime, performance_fell: bool
+) -> dict[str, Any]:
     if config.business_metric is None:
         return {}
     observations = store.query_business_metrics(name=config.business_metric, until=until)
@@ -283,7 +413,7 @@ def _business(store: Store, config: MonitoringConfig, part: LabelPart, *, until:
     daily = series.resample("1D").sum()
     perf = {}
     for entry in part.performance.get("windows", []):
-        value = entry["realized"] or entry["estimated"]
+        value = entry["realized"]
         if value is not None:
             perf[pd.Timestamp(entry["start"]).normalize()] = value["value"]
     out: dict[str, Any] = {"metric": config.business_metric, "observations": len(total)}
@@ -295,14 +425,25 @@ def _business(store: Store, config: MonitoringConfig, part: LabelPart, *, until:
         lags = lagged_correlation(joined["performance"].to_numpy(), joined["business"].to_numpy(),
                                   max_lag=config.business_max_lag)
         out["lagged_correlation"] = [lag.to_dict() for lag in lags]
+        usable = joined.dropna()
+        if len(usable) >= 16:
+            from loopwatch.feedback.business import relation_changed
+
+            change = relation_changed(usable["performance"].to_numpy(), usable["business"].to_numpy(),
+                                      split_index=len(usable) // 2, alpha=config.drift_alpha)
+            out["relation"] = change.to_dict()
+            out["relation_changed"] = bool(change.changed)
     except ImportError:
         pass
     half = len(daily) // 2
     early, late = daily.iloc[:half].to_numpy(), daily.iloc[half:].to_numpy()
     test = stats.ttest_ind(late, early, equal_var=False, alternative="less")
     perf_values = performance.to_numpy()
-    held = perf_values.size < 4 or abs(np.mean(perf_values[len(perf_values) // 2:]) -
-                                       np.mean(perf_values[: len(perf_values) // 2])) <= config.performance_tolerance
+    held = not performance_fell and (
+        perf_values.size < 4
+        or abs(np.mean(perf_values[len(perf_values) // 2:]) - np.mean(perf_values[: len(perf_values) // 2]))
+        <= config.performance_tolerance
+    )
     out.update({"early_mean": float(np.mean(early)), "late_mean": float(np.mean(late)),
                 "p_value": float(test.pvalue), "performance_held": bool(held),
                 "decoupled": bool(held and test.pvalue < config.drift_alpha)})

@@ -36,6 +36,9 @@ from loopwatch.records import PredictionEvent
 from loopwatch.registry import Registry
 from loopwatch.stores.base import EventQuery, Store
 
+#: Incident kinds concluded from labels: they end when windows whose labels are in no longer show them.
+LABEL_KINDS = frozenset({"concept_drift"})
+
 
 def load_config(store: Store, name: str) -> tuple[MonitoringConfig, int | None]:
     """The model's latest monitoring configuration, or the defaults."""
@@ -153,15 +156,25 @@ def record_incidents(store: Store, report: LoopReport, *, now: datetime) -> list
     from loopwatch.records.incidents import IncidentRecord
 
     known = {i.incident_id for i in store.list_incidents(report.model)}
+    length = WindowSpec.parse(report.window).length
+    # an incident that two later windows no longer show has ended: it is resolved and no longer
+    # alerted (acknowledged ones move on to resolved too); a quiet period without traffic ends
+    # nothing. What labels show is judged on the windows whose labels are in: a window whose
+    # labels have not arrived cannot say that a concept drift is over.
+    traffic = [_utc(w["end"]) for w in report.windows]
+    labelled = [_utc(w["start"]) + length for w in report.performance.get("windows", [])
+                if length is not None and w.get("realized") is not None]
     new = []
     for incident in report.incidents:
+        ends = labelled if incident.kind in LABEL_KINDS else traffic
+        ended = length is not None and bool(ends) and incident.last_seen <= max(ends) - 2 * length
         stored = store.upsert_incident(
             IncidentRecord(
                 incident_id=incident.incident_id,
                 model_name=incident.model,
                 kind=incident.kind,
                 loop=incident.loop,
-                status="open",
+                status="resolved" if ended else "open",
                 first_seen=incident.first_seen,
                 last_seen=incident.last_seen,
                 detected_at=now,
@@ -174,6 +187,10 @@ def record_incidents(store: Store, report: LoopReport, *, now: datetime) -> list
         if incident.incident_id not in known:
             new.append(stored)
     return new
+
+
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def latency_budget(config: MonitoringConfig, latencies: Sequence[float | None]) -> float | None:
@@ -208,7 +225,7 @@ def _frame(store: Store, events: Sequence[PredictionEvent], versions: dict[int, 
 def _time_windows(frame: pd.DataFrame, spec: WindowSpec) -> list[tuple[datetime, pd.DataFrame]]:
     if spec.length is None:  # count windows: the monitor's own split decides
         return [(frame["__timestamp"].iloc[0], frame)]
-    starts = [spec.start_of(t) for t in frame["__timestamp"]]
+    starts = [t.to_pydatetime() for t in spec.starts_of(frame["__timestamp"])]
     out: list[tuple[datetime, pd.DataFrame]] = []
     lo = 0
     for i in range(1, len(starts) + 1):

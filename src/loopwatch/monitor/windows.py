@@ -50,6 +50,14 @@ class WindowSpec:
         steps = (moment - EPOCH_MONDAY) // self.length
         return EPOCH_MONDAY + steps * self.length
 
+    def starts_of(self, moments: pd.Series) -> pd.Series:
+        """:meth:`start_of` of every moment of a column of UTC timestamps, at once."""
+        assert self.length is not None
+        length = pd.Timedelta(self.length)
+        origin = pd.Timestamp(EPOCH_MONDAY)
+        moments = pd.to_datetime(moments, utc=True)
+        return origin + ((moments - origin) // length) * length
+
 
 @dataclass(frozen=True)
 class Window:
@@ -102,7 +110,7 @@ def split(frame: pd.DataFrame, spec: WindowSpec) -> Iterator[Window]:
             yield Window(part["__timestamp"].iloc[0], part["__timestamp"].iloc[-1], part)
         return
     assert spec.length is not None
-    starts = [spec.start_of(t) for t in frame["__timestamp"]]
+    starts = [t.to_pydatetime() for t in spec.starts_of(frame["__timestamp"])]
     # group on positions, not on the datetimes: pandas would drop their timezone
     boundaries = [0] + [i for i in range(1, len(starts)) if starts[i] != starts[i - 1]] + [len(starts)]
     for lo, hi in zip(boundaries, boundaries[1:]):

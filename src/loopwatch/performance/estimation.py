@@ -1,9 +1,10 @@
 """Performance without labels: what a window's metrics should be, before its labels arrive.
 
 :class:`ConfidenceBasedEstimator` (CBPE, classifiers). On the model's holdout
-outputs and labels it fits one isotonic calibrator per class (for two classes,
-one for the positive class). On a window it calibrates the model's
-probabilities; row ``i`` then has true class ``c`` with probability
+outputs and labels it fits one calibrator per class (for two classes, one for
+the positive class): isotonic, sigmoid (Platt) or none, by default whichever
+has the lowest cross-fitted log loss on the holdout (:mod:`~loopwatch.performance.calibration`).
+On a window it calibrates the model's probabilities; row ``i`` then has true class ``c`` with probability
 ``q[i, c]``, and the window's expected confusion matrix is
 ``E[cm][c, p] = sum of q[i, c] over the rows predicted p``. Accuracy is its
 trace over its total (exactly the expected accuracy); precision, recall and F1
@@ -20,12 +21,13 @@ is where the *realized* value should fall if the model is as calibrated as on
 the holdout. It is computed, not assumed: ``n_sim`` label vectors are drawn
 from the calibrated probabilities (seeded), the realized metrics of each draw
 are computed with the same kernels as realized metrics, and the interval is
-their central quantile range. For accuracy this is the exact Poisson-binomial
+their central quantile range. For accuracy this is the Poisson-binomial
 sampling distribution of ``sum of Bernoulli(q_i) / n``; for the other metrics
 it is the same idea without a closed form. It adapts to the window: its size,
-and how confident the model is on the rows it holds. It leaves out the
-calibrators' own estimation error, which is small when the holdout is large
-next to the window.
+and how confident the model is on the rows it holds. The calibrators' own
+error (they are fitted on a finite holdout) is in it too: draw ``j`` takes
+its probabilities from calibrators refitted on bootstrap resample ``j mod
+calibration_resamples`` of the holdout.
 
 Regressors: :class:`DirectLossEstimator` (DLE), in
 :mod:`loopwatch.performance.loss_estimation` and re-exported here.
@@ -72,9 +74,14 @@ class ConfidenceBasedEstimator:
     >>> p = rng.uniform(size=4000)
     >>> y = (rng.uniform(size=4000) < p).astype(int)
     >>> cbpe = ConfidenceBasedEstimator(classes=[0, 1]).fit(np.c_[1 - p, p], y)
+    >>> cbpe.calibration_  # the scores are calibrated already: cross-fitting keeps them as they are
+    'none'
+    >>> round(cbpe.reference_metrics_["accuracy"].value, 2)
+    0.74
     >>> window = rng.beta(5, 1, size=1000)  # the inputs moved to where the model is sure
-    >>> round(cbpe.estimate(np.c_[1 - window, window])["accuracy"].value, 2)
-    0.83
+    >>> accuracy = cbpe.estimate(np.c_[1 - window, window])["accuracy"]
+    >>> round(accuracy.value, 2), round(accuracy.ci_low, 2), round(accuracy.ci_high, 2)
+    (0.85, 0.82, 0.87)
     """
 
     def __init__(
@@ -109,8 +116,11 @@ class ConfidenceBasedEstimator:
         pos = positive_index(classes, self.positive) if len(classes) == 2 else None
         return classes, pos
 
-    def fit(self, y_proba_reference: Any, y_true_reference: Any) -> ConfidenceBasedEstimator:
-        """Fit on the model's holdout probabilities and the holdout's true labels."""
+    def fit(
+        self, y_proba_reference: Any, y_true_reference: Any, *, y_pred_reference: Any = None
+    ) -> ConfidenceBasedEstimator:
+        """Fit on the model's holdout probabilities and the holdout's true labels (and served
+        labels, as in :meth:`estimate`, for ``reference_metrics_``)."""
         classes, pos = self._check_params()
         truth = encode_labels(y_true_reference, classes, name="y_true_reference")
         proba = check_proba(y_proba_reference, n=len(truth), k=len(classes), name="y_proba_reference")
@@ -134,7 +144,7 @@ class ConfidenceBasedEstimator:
         ]
         labels = np.asarray(classes, dtype=object)
         self.reference_metrics_ = classification_metrics(
-            labels[truth], labels[self.predict_indices(proba)], proba, classes=classes,
+            labels[truth], labels[self._served(proba, y_pred_reference)], proba, classes=classes,
             positive=None if pos is None else classes[pos], n_boot=0,
         )
         self.n_reference_ = len(truth)
@@ -150,6 +160,14 @@ class ConfidenceBasedEstimator:
         if pos is not None and self.threshold is not None:
             return np.where(proba[:, pos] >= self.threshold, pos, 1 - pos)
         return proba.argmax(axis=1)
+
+    def _served(self, proba: np.ndarray, y_pred: Any) -> np.ndarray:
+        if y_pred is None:
+            return self.predict_indices(proba)
+        served = encode_labels(y_pred, self.classes_, name="y_pred")
+        if len(served) != len(proba):
+            raise InvalidInput(f"y_pred has {len(served)} labels, y_proba {len(proba)} rows")
+        return served
 
     def calibrate(self, y_proba: Any) -> np.ndarray:
         """Calibrated probabilities, one column per class, rows summing to one."""
@@ -168,8 +186,13 @@ class ConfidenceBasedEstimator:
         # a row every calibrator sends to zero keeps the model's own probabilities
         return np.where(total > 0, out / np.where(total > 0, total, 1.0), proba)
 
-    def estimate(self, y_proba: Any, *, confidence: float = 0.95) -> dict[str, MetricValue]:
-        """Expected metrics of a window, each with the interval its realized value should fall in."""
+    def estimate(self, y_proba: Any, *, y_pred: Any = None, confidence: float = 0.95) -> dict[str, MetricValue]:
+        """Expected metrics of a window, each with the interval its realized value should fall in.
+
+        ``y_pred``: the labels that were served, when they are known and need not be the most
+        probable class (a client-side threshold, rounded probabilities); by default derived
+        from ``y_proba`` as the estimator's ``threshold`` says.
+        """
         self._fitted()
         confidence = check_confidence(confidence)
         proba = check_proba(y_proba, n=len(y_proba), k=len(self.classes_))
@@ -178,7 +201,7 @@ class ConfidenceBasedEstimator:
             nan = float("nan")
             return {name: MetricValue(name, nan, nan, nan, 0) for name in ESTIMATED_CLASSIFICATION}
         calibrated = self.calibrate(proba)
-        predicted = self.predict_indices(proba)
+        predicted = self._served(proba, y_pred)
         expected_cm = calibrated.T @ np.eye(k)[predicted]  # [true, predicted]
         point = kernels.confusion_metrics(expected_cm[None], pos)
         ranked = [(c, *kernels.tie_groups(proba[:, c])) for c in ([pos] if pos is not None else range(k))]

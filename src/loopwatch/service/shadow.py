@@ -187,9 +187,16 @@ class ShadowScorer:
         future.add_done_callback(self._written)
 
     def _written(self, future: Future[RequestOutcome]) -> None:
-        failed = future.cancelled() or future.exception() is not None
+        # the writer answers "failed" (this request only) or "conflict" (a client already
+        # used "<id>:shadow" as its own request id) without raising: neither wrote anything.
+        # "duplicate" means this very shadow is stored already.
+        if future.cancelled() or future.exception() is not None:
+            failed, why = True, "cancelled" if future.cancelled() else str(future.exception())
+        else:
+            outcome = future.result()
+            failed, why = outcome.status in ("failed", "conflict"), f"{outcome.status} {outcome.error or ''}"
         if failed:
-            _log.error("could not log shadow predictions: %s", None if future.cancelled() else future.exception())
+            _log.error("could not log shadow predictions: %s", why)
         self._count("failed" if failed else "written")
         self._done()
 

@@ -9,10 +9,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from starlette.concurrency import run_in_threadpool
 
-from loopwatch.errors import InvalidInput, LoopwatchError
+from loopwatch.errors import InvalidInput
 from loopwatch.records.jsonutil import dumps
 from loopwatch.service.schemas import ERROR_RESPONSES, MAX_VERSION
 from loopwatch.service.state import ServiceState, get_state
@@ -22,8 +22,10 @@ router = APIRouter(tags=["model selection"], responses=ERROR_RESPONSES)
 #: Largest labelling budget one request may ask for.
 MAX_BUDGET = 100_000
 
+# strict: a flag that promotes a model must not be "yes", nor a count "1000" or 1000.0
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Version = Annotated[int, Field(strict=True, ge=1, le=MAX_VERSION)]
+Seed = Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]
 
 
 class _In(BaseModel):
@@ -33,10 +35,10 @@ class _In(BaseModel):
 class RetrainIn(_In):
     since: datetime | None = Field(None, description="Event time from (inclusive), with timezone.")
     until: datetime | None = Field(None, description="Event time to (exclusive), with timezone.")
-    include_reference: bool = Field(True, description="Also train on the production version's reference sample.")
+    include_reference: StrictBool = Field(True, description="Also train on the production version's reference sample.")
     estimator: str | None = Field(None, max_length=100, description="Production's estimator when absent.")
-    seed: int = Field(0, ge=0, le=2**32 - 1)
-    min_rows: int = Field(200, ge=10, le=10_000_000, description="Fewest usable labelled rows to train on.")
+    seed: Seed = 0
+    min_rows: StrictInt = Field(200, ge=10, le=10_000_000, description="Fewest usable labelled rows to train on.")
 
 
 class GateIn(_In):
@@ -49,9 +51,9 @@ class GateIn(_In):
     confidence: Number = Field(0.95, ge=0.5, lt=1)
     latency_budget_ms: Number | None = Field(None, gt=0, le=1e7, description="Most p95 milliseconds allowed.")
     candidate: Version | None = Field(None, description="The candidate alias when absent.")
-    n_boot: int = Field(1000, ge=50, le=20_000)
-    seed: int = Field(0, ge=0, le=2**32 - 1)
-    promote: bool = Field(False, description="Point production at the candidate when the gate passes.")
+    n_boot: StrictInt = Field(1000, ge=50, le=20_000)
+    seed: Seed = 0
+    promote: StrictBool = Field(False, description="Point production at the candidate when the gate passes.")
 
 
 def _utc(moment: datetime | None, what: str) -> datetime | None:
@@ -115,16 +117,11 @@ async def retrain(
     from loopwatch.retraining import retrain_candidate
 
     def run() -> dict[str, Any]:
-        try:
-            result = retrain_candidate(
-                state.store, state.registry, name, since=_utc(body.since, "since"), until=_utc(body.until, "until"),
-                include_reference=body.include_reference, estimator=body.estimator, seed=body.seed,
-                min_rows=body.min_rows,
-            )
-        except LoopwatchError:
-            raise
-        except (ValueError, TypeError) as exc:  # scikit-learn refusing the labelled data
-            raise InvalidInput(f"cannot train on the labelled window: {str(exc)[:300]}") from exc
+        result = retrain_candidate(
+            state.store, state.registry, name, since=_utc(body.since, "since"), until=_utc(body.until, "until"),
+            include_reference=body.include_reference, estimator=body.estimator, seed=body.seed,
+            min_rows=body.min_rows,
+        )
         return result.to_dict()
 
     return Response(dumps(await run_in_threadpool(run)), status_code=201, media_type="application/json")

@@ -1,0 +1,81 @@
+"""What a window's outcomes are worth and how they are distributed: business value (realized and
+expected), target drift of the labels, and realized performance per segment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from loopwatch.loops.config import MonitoringConfig
+
+#: Least labelled rows of a segment before its realized metric is reported.
+MIN_SEGMENT_LABELS = 100
+
+
+def window_value(context: Any, rows: pd.DataFrame, labelled: pd.DataFrame, config: MonitoringConfig) -> dict[str, Any]:
+    """The business value of a window's predictions: expected from the probabilities (known at
+    once) and realized on the labelled rows (known when labels arrive)."""
+    out: dict[str, Any] = {}
+    task = context.version.task
+    try:
+        if task == "classification" and config.value_matrix is not None:
+            from loopwatch.feedback.value import ValueMatrix, classification_value, expected_classification_value
+
+            matrix = ValueMatrix(values=config.value_matrix)
+            proba = context.probabilities(rows)
+            if proba is not None:
+                out["expected"] = expected_classification_value(
+                    proba, rows["prediction"].to_numpy(), matrix, classes=context.classes
+                ).to_dict()
+            if len(labelled):
+                out["realized"] = classification_value(
+                    labelled["label"].to_numpy(), labelled["prediction"].to_numpy(), matrix,
+                    classes=context.classes, n_boot=100, seed=0,
+                ).to_dict()
+        elif task == "regression" and config.cost_function is not None and len(labelled):
+            from loopwatch.feedback.value import CostFunction, regression_cost
+
+            cost = CostFunction(**config.cost_function)
+            out["realized"] = regression_cost(
+                labelled["label"].to_numpy(dtype=np.float64), labelled["prediction"].to_numpy(dtype=np.float64),
+                cost, n_boot=100, seed=0,
+            ).to_dict()
+    except Exception as exc:  # a value matrix that does not fit the classes is reported, not fatal
+        out["error"] = str(exc)[:300]
+    return out
+
+
+def target_drift_of(context: Any, labelled: pd.DataFrame, config: MonitoringConfig) -> dict[str, Any] | None:
+    """Whether the window's labels are distributed like the holdout's."""
+    reference = context.reference
+    if reference is None or len(labelled) < config.min_labels:
+        return None
+    from loopwatch.performance.concept import target_drift
+
+    try:
+        current = labelled["label"].to_numpy()
+        if context.version.task == "classification":
+            names = {str(c): c for c in context.classes}
+            current = np.asarray([names.get(str(v), v) for v in current], dtype=object)
+        result = target_drift(reference.y_true, current, task=context.version.task, alpha=config.drift_alpha)
+    except Exception:  # labels of the wrong kind make the test meaningless, not the evaluation fail
+        return None
+    return result.to_dict()
+
+
+def segment_performance(
+    context: Any, labelled: pd.DataFrame, segment: str | None, realized: Any
+) -> dict[str, Any]:
+    """Realized performance per value of the segment feature, with intervals."""
+    if segment is None or segment not in labelled.columns:
+        return {}
+    out: dict[str, Any] = {}
+    for value, rows in labelled.groupby(labelled[segment].astype(str), sort=True):
+        if len(rows) < MIN_SEGMENT_LABELS:
+            continue
+        found = realized(context, rows)
+        if found is not None:
+            out[str(value)] = found
+    return {"feature": segment, "metric": context.metric, "values": out} if out else {}
