@@ -8,6 +8,8 @@ from loopwatch.loops.config import MonitoringConfig
 from loopwatch.loops.diagnosis import diagnose_labels, diagnose_window
 from loopwatch.loops.engine import loop_of, merge_findings, recommendations
 from loopwatch.loops.evidence import LabelEvidence, SoftwareChange, WindowEvidence
+from loopwatch.loops.gate import GateDecision, promotion_gate
+from loopwatch.loops.labelling import QueueItem, select_for_labelling
 from loopwatch.loops.kinds import DEFAULT_LOOP, INCIDENT_KINDS, LOOP_TITLES, LOOPS, SIGNALS
 from loopwatch.loops.report import Finding, Incident, LoopReport, Recommendation
 
@@ -18,6 +20,8 @@ __all__ = [
     "LOOP_TITLES",
     "SIGNALS",
     "Finding",
+    "GateDecision",
+    "QueueItem",
     "Incident",
     "LabelEvidence",
     "LoopReport",
@@ -29,5 +33,7 @@ __all__ = [
     "diagnose_window",
     "loop_of",
     "merge_findings",
+    "promotion_gate",
     "recommendations",
+    "select_for_labelling",
 ]

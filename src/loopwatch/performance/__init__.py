@@ -16,6 +16,15 @@ fitted); nothing here touches a store, the service or the CLI.
 
 from __future__ import annotations
 
+from loopwatch.performance.concept import (
+    DETECTORS,
+    ConceptDriftDetector,
+    ConceptDriftResult,
+    TargetDriftResult,
+    detect_concept_drift,
+    per_prediction_loss,
+    target_drift,
+)
 from loopwatch.performance.estimation import (
     ConfidenceBasedEstimator,
     DirectLossEstimator,
@@ -37,6 +46,13 @@ from loopwatch.performance.reference import (
 )
 
 __all__ = [
+    "DETECTORS",
+    "ConceptDriftDetector",
+    "ConceptDriftResult",
+    "TargetDriftResult",
+    "detect_concept_drift",
+    "per_prediction_loss",
+    "target_drift",
     "ConfidenceBasedEstimator",
     "DirectLossEstimator",
     "MetricValue",
