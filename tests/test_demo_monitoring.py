@@ -22,6 +22,7 @@ EXPECTED = {
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("seed", SEEDS)
 def test_demo_closes_the_loop(tmp_path: Path, seed: int) -> None:
     env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path)}

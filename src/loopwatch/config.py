@@ -35,6 +35,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    #: API keys: ``auto`` (on whenever ``host`` is not a loopback address), ``on``, or
+    #: ``off`` (refused unless ``host`` is loopback). See docs/security.md.
+    auth: str = "auto"
     #: Largest request body accepted, in bytes (413 above it).
     max_body_bytes: int = 16 * 1024 * 1024
     #: Most rows in one predict request (413 above it).
@@ -61,6 +64,11 @@ class Settings:
     #: Longest pause of the scheduler between two looks at which models are due, in seconds
     #: (it looks more often when a model's schedule is shorter).
     schedule_tick_seconds: float = 30.0
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether requests need an API key; always when listening beyond loopback."""
+        return self.auth.lower() == "on" or not is_loopback(self.host)
 
     @property
     def database_url(self) -> str:
@@ -148,4 +156,23 @@ def _validated(settings: Settings) -> Settings:
         raise InvalidInput("setting port must be between 1 and 65535")
     if not 0 < settings.schedule_tick_seconds <= 3600:
         raise InvalidInput("setting schedule_tick_seconds must lie in (0, 3600]")
+    if settings.auth.lower() not in {"auto", "on", "off"}:
+        raise InvalidInput("setting auth must be auto, on or off")
+    if settings.auth.lower() == "off" and not is_loopback(settings.host):
+        raise InvalidInput(
+            f"setting auth cannot be off when the service listens beyond loopback (host {settings.host!r})"
+        )
     return settings
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine (``0.0.0.0`` does not)."""
+    import ipaddress
+
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False

@@ -8,10 +8,13 @@ and carries the HTTP status the service answers with and a short machine
     ├── InvalidInput (422, also ValueError)
     │   ├── SchemaViolation (422): rows do not fit a model's feature schema
     │   └── UnreadableData (422): a file or body that cannot be parsed
+    ├── Unauthorized (401): no valid API key (missing, unknown, expired or revoked)
+    ├── Forbidden (403): a valid key without the scope the route needs
     ├── NotFound (404, also LookupError)
     ├── Conflict (409): e.g. a request id reused with a different body
     ├── PayloadTooLarge (413)
     ├── UnsupportedMediaType (415)
+    ├── TooManyRequests (429): a key's rate limit or daily budget; carries retry_after
     ├── Overloaded (503): the log writer's queue is full; carries retry_after
     ├── IntegrityError (500): an artifact whose hash does not match
     ├── StoreError (500): the database failed
@@ -55,6 +58,16 @@ class UnreadableData(InvalidInput):
     code = "unreadable_data"
 
 
+class Unauthorized(LoopwatchError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(LoopwatchError):
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(LoopwatchError, LookupError):
     status = 404
     code = "not_found"
@@ -73,6 +86,15 @@ class PayloadTooLarge(LoopwatchError):
 class UnsupportedMediaType(LoopwatchError):
     status = 415
     code = "unsupported_media_type"
+
+
+class TooManyRequests(LoopwatchError):
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int = 1, detail: Any = None) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after = retry_after
 
 
 class Overloaded(LoopwatchError):

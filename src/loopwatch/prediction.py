@@ -69,6 +69,10 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
+#: Shadow scoring logs the candidate's answer under the served request's id plus this.
+SHADOW_SUFFIX = ":shadow"
+
+
 def check_request_id(request_id: str) -> str:
     if (
         not request_id
@@ -78,6 +82,13 @@ def check_request_id(request_id: str) -> str:
         raise InvalidInput(
             f"request id must be 1-{MAX_REQUEST_ID_LENGTH} characters of letters, digits, '-', '_', '.' or ':'"
         )
+    return request_id
+
+
+def check_client_request_id(request_id: str) -> str:
+    """A request id a client chose: valid, and not one shadow scoring keeps for itself."""
+    if check_request_id(request_id).endswith(SHADOW_SUFFIX):
+        raise InvalidInput(f"request ids ending in {SHADOW_SUFFIX!r} are kept for shadow scoring")
     return request_id
 
 

@@ -7,6 +7,7 @@ import click
 from loopwatch.cli import (
     commands_drift,
     commands_feedback,
+    commands_keys,
     commands_logs,
     commands_loops,
     commands_models,
@@ -43,6 +44,7 @@ cli.add_command(commands_loops.config)
 cli.add_command(commands_selection.label_queue)
 cli.add_command(commands_selection.retrain)
 cli.add_command(commands_selection.gate)
+cli.add_command(commands_keys.keys)
 
 
 @cli.command()

@@ -177,6 +177,9 @@ def run_demo(
                     estimator_params=dict(latency_spec.params), alias="candidate",
                 )
             )
+            # the slower version waits for its deployment day without an alias: as a candidate
+            # it would score all traffic in shadow mode, which this replay does not need
+            ws.registry.set_alias(MODEL_NAME, "candidate", None, reason="demo: deployed on its day")
     latencies: list[float] = []
     deployments: list[dict[str, Any]] = []
     rows_sent = 0

@@ -4,7 +4,7 @@ Retraining on production data closes a loop through the outside world: whoever
 can send predictions and labels can shape the next model. Every retrain
 therefore calls :func:`screen_training_data` and reports what it set aside.
 
-Today it applies only cheap checks whose verdict is certain:
+First the cheap checks whose verdict is certain:
 
 - ``label_missing``: the label is null;
 - ``label_not_a_class``: a classifier's label is not one of the model's classes
@@ -14,9 +14,16 @@ Today it applies only cheap checks whose verdict is certain:
   string where a number belongs, a non-finite number, a null in a feature that
   is not nullable).
 
-The security work (issue: poisoning) adds its screens here, reading
-``reference`` (the current version's training sample) and ``sources`` (who
-supplied each row's label); each screen appends its name to ``screened_by``.
+Then, on the rows that pass them and given a schema, the poisoning screens of
+:mod:`loopwatch.poisoning` (each at a stated false-positive rate on clean
+data): ``label_flip``, ``far_from_reference`` (reading ``reference``, the
+serving version's trusted training sample), ``source:<id>`` (reading
+``sources``, who supplied each row's label, and ``predictions``, the model's
+prediction of each row) and ``backdoor:<pattern>``. Each screen that ran
+appends its name to ``screened_by``; one that could not run (too few rows, no
+reference, a single source) says why in ``skipped``. A row set aside by a
+poisoning screen alone may be released (:mod:`loopwatch.quarantine`); a row
+failing a certain check never trains.
 """
 
 from __future__ import annotations
@@ -30,9 +37,12 @@ import pandas as pd
 
 from loopwatch.errors import InvalidInput
 from loopwatch.features.schema import FeatureSchema, category_label
+from loopwatch.poisoning.compose import POISONING_SCREENS, ScreenSettings, flagged_rows, run_screens
 
-#: The checks this module applies, in the order they run.
+#: The certain checks, in the order they run; the poisoning screens follow.
 SCREENS = ("labels", "schema")
+#: Every screen, in the order they run.
+ALL_SCREENS = SCREENS + POISONING_SCREENS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +55,10 @@ class ScreeningResult:
     screened_by: list[str] = field(default_factory=list)
     #: Labels as the model's class values (classification), aligned with the rows.
     labels: pd.Series | None = None
+    #: What each poisoning screen found (threshold, rate, flagged count, evidence).
+    screens: list[dict[str, Any]] = field(default_factory=list)
+    #: Poisoning screens that did not run, and why.
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_kept(self) -> int:
@@ -61,6 +75,8 @@ class ScreeningResult:
             "n_quarantined": len(self.quarantined),
             "reasons": reasons,
             "screened_by": list(self.screened_by),
+            "screens": list(self.screens),
+            "skipped": dict(self.skipped),
             "quarantined": [
                 {"index": _plain(index), "reasons": why} for index, why in self.quarantined[:max_rows]
             ],
@@ -74,13 +90,18 @@ def screen_training_data(
     schema: FeatureSchema | None = None,
     reference: pd.DataFrame | None = None,
     sources: Sequence[Any] | None = None,
+    predictions: Sequence[Any] | None = None,
+    settings: ScreenSettings | None = None,
 ) -> ScreeningResult:
     """Which rows of ``frame`` may be trained on, and why the others may not.
 
     ``schema`` is the serving version's feature schema (its classes, its task
     and its features); without one, the classes are those of ``reference``'s
-    ``label_column`` and features are not checked. ``sources`` (one per row)
-    is accepted for the poisoning screens to come.
+    ``label_column``, features are not checked and the poisoning screens do
+    not run. ``sources`` and ``predictions`` (one per row, ``None`` allowed)
+    feed the source screen; without predictions it compares the labels with
+    cross-validated ones. ``settings`` tunes the poisoning screens
+    (``ScreenSettings(screens=())`` turns them off).
     """
     if not isinstance(frame, pd.DataFrame):
         raise InvalidInput("training data must be a table")
@@ -88,6 +109,8 @@ def screen_training_data(
         raise InvalidInput(f"the label column {label_column!r} is not in the training data")
     if sources is not None and len(sources) != len(frame):
         raise InvalidInput(f"sources has {len(sources)} entries for {len(frame)} rows")
+    if predictions is not None and len(predictions) != len(frame):
+        raise InvalidInput(f"predictions has {len(predictions)} entries for {len(frame)} rows")
     problems: list[list[str]] = [[] for _ in range(len(frame))]
     task = schema.task if schema is not None else None
     classes: tuple[Any, ...] = schema.classes if schema is not None else ()
@@ -95,13 +118,41 @@ def screen_training_data(
         classes = tuple(pd.unique(reference[label_column].dropna()))
         task = "classification" if classes and not _numeric_target(reference[label_column]) else task
     labels = _check_labels(frame[label_column], task, classes, problems)
+    screened_by = list(SCREENS if schema is not None else SCREENS[:1])
+    screens: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
     if schema is not None:
         _check_features(frame, schema, problems)
+        rows = np.array([i for i, p in enumerate(problems) if not p], dtype=np.int64)
+        run = _poisoning(frame, rows, schema, labels, reference, sources, predictions, settings)
+        flagged, why = flagged_rows(run, rows.size)
+        for j in np.flatnonzero(flagged):
+            problems[int(rows[j])].extend(why[j])
+        screened_by += [result.name for result in run.results]
+        screens, skipped = [result.to_dict() for result in run.results], dict(run.skipped)
     kept = np.array([not p for p in problems], dtype=bool)
     quarantined = [(index, p) for index, p in zip(frame.index, problems) if p]
     return ScreeningResult(
-        kept=kept, quarantined=quarantined, screened_by=list(SCREENS if schema is not None else SCREENS[:1]),
-        labels=labels,
+        kept=kept, quarantined=quarantined, screened_by=screened_by, labels=labels, screens=screens,
+        skipped=skipped,
+    )
+
+
+def _poisoning(
+    frame: pd.DataFrame, rows: np.ndarray, schema: FeatureSchema, labels: pd.Series | None,
+    reference: pd.DataFrame | None, sources: Sequence[Any] | None, predictions: Sequence[Any] | None,
+    settings: ScreenSettings | None,
+) -> Any:
+    from loopwatch.models.training import prepare_features
+
+    features = prepare_features(frame.iloc[rows], schema)
+    trusted = prepare_features(reference.reindex(columns=schema.names), schema) if reference is not None else None
+    row_labels = None if labels is None else labels.iloc[rows].tolist()
+    return run_screens(
+        features, row_labels, numeric=schema.numeric, categorical=schema.categorical,
+        classification=schema.task == "classification", reference=trusted,
+        sources_of_rows=None if sources is None else [sources[i] for i in rows],
+        predictions=None if predictions is None else [predictions[i] for i in rows], settings=settings,
     )
 
 

@@ -13,10 +13,12 @@ from fastapi import Depends, FastAPI
 from loopwatch.config import Settings
 from loopwatch.prediction import Predictor
 from loopwatch.registry import Registry
+from loopwatch.service.auth import include_protected, install_auth
 from loopwatch.service.errors import install_error_handlers, refuse_nul_characters
 from loopwatch.service.metrics import ServiceMetrics
 from loopwatch.service.middleware import BodyLimitMiddleware, MetricsMiddleware
 from loopwatch.service.routers import feedback, health, logs, models, monitor, predict, selection, train
+from loopwatch.service.routers import keys as keys_router
 from loopwatch.service.routers import loops as loops_router
 from loopwatch.service.shadow import ShadowScorer
 from loopwatch.service.state import CLIENT_ID_HEADER, ServiceState, predict_model_name
@@ -85,13 +87,20 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         dependencies=[Depends(refuse_nul_characters)],
     )
     install_error_handlers(app)
-    for router in (predict.router, train.router, models.router, logs.router, monitor.router, health.router):
-        app.include_router(router, prefix="/v1")
+    # every router with the scope its routes need to read and to change (docs/security.md)
+    include_protected(app, predict.router, "predict")
+    include_protected(app, train.router, "admin")
+    include_protected(app, models.router, "read", write="admin")
+    include_protected(app, logs.router, "read", write="admin")
+    include_protected(app, monitor.router, "read")
+    # open: probes and scrapers carry no key, and these answer no data or model
+    app.include_router(health.router, prefix="/v1")
     app.include_router(health.metrics_router)
-    app.include_router(feedback.router, prefix="/v1")
-    app.include_router(feedback.read_router, prefix="/v1")
-    app.include_router(loops_router.router, prefix="/v1")
-    app.include_router(selection.router, prefix="/v1")
+    include_protected(app, feedback.router, "feedback")
+    include_protected(app, feedback.read_router, "read")
+    include_protected(app, loops_router.router, "read", write="admin")
+    include_protected(app, selection.router, "read", write="admin")
+    include_protected(app, keys_router.router, "admin")
 
     def on_too_large(scope: dict[str, Any], message: str) -> None:
         name = predict_model_name(scope.get("path", ""))
@@ -105,6 +114,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         state.reject(name, client, "payload_too_large", 413, message)
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_reject=on_too_large)
+    install_auth(app, settings)  # outside the body limit: no key, no body read
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

@@ -29,7 +29,7 @@ from dataclasses import replace
 from typing import Any, Sequence
 
 from loopwatch.errors import LoopwatchError, Overloaded
-from loopwatch.prediction import PredictCall, Predictor
+from loopwatch.prediction import SHADOW_SUFFIX, PredictCall, Predictor
 from loopwatch.records import LoggedRequest, RequestOutcome
 from loopwatch.records.jsonutil import dumps, loads
 from loopwatch.registry import Registry
@@ -38,7 +38,6 @@ from loopwatch.stores.writer import GroupCommitWriter
 _log = logging.getLogger("loopwatch.shadow")
 
 SHADOW_REQUEST_TYPE = "shadow"
-SHADOW_SUFFIX = ":shadow"
 _STOP = object()
 COUNTERS = ("submitted", "dropped", "skipped", "scored", "written", "failed")
 

@@ -238,6 +238,35 @@ MIGRATIONS: Final[list[tuple[int, str, list[str]]]] = [
             )""",
         ],
     ),
+    (
+        5,
+        "api keys and their usage",
+        [
+            # only the SHA-256 of a key's token is kept, never the token
+            """CREATE TABLE api_keys (
+                key_id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                token_sha256 TEXT NOT NULL,
+                scopes TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                created_by TEXT,
+                expires_at BIGINT,
+                revoked_at BIGINT,
+                rate_per_second BIGINT,
+                daily_budget BIGINT
+            )""",
+            # one row per key and kind ('second', 'day'): the current window and what was
+            # granted in it, so the table does not grow with time
+            """CREATE TABLE key_usage (
+                key_id TEXT NOT NULL REFERENCES api_keys(key_id),
+                kind TEXT NOT NULL,
+                window_start BIGINT NOT NULL,
+                granted BIGINT NOT NULL,
+                last_grant BIGINT NOT NULL,
+                PRIMARY KEY (key_id, kind)
+            )""",
+        ],
+    ),
 ]
 
 

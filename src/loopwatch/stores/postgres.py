@@ -8,6 +8,7 @@ from loopwatch.errors import require
 from loopwatch.stores.sql import ENTITY_EVENT_COLUMNS, EVENT_COLUMNS, SqlLogMixin
 from loopwatch.stores.sql_feedback import SqlFeedbackMixin
 from loopwatch.stores.sql_incidents import SqlIncidentsMixin
+from loopwatch.stores.sql_keys import SqlKeysMixin
 from loopwatch.stores.sql_records import SqlRecordsMixin
 from loopwatch.stores.sql_registry import SqlRegistryMixin
 
@@ -18,7 +19,9 @@ MIGRATION_LOCK_KEY = 7_274_231
 SERIALIZE_LOCK_SPACE = 7_274_232
 
 
-class PostgresStore(SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin, SqlFeedbackMixin, SqlIncidentsMixin):
+class PostgresStore(
+    SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin, SqlFeedbackMixin, SqlIncidentsMixin, SqlKeysMixin
+):
     dialect = "postgresql"
 
     def __init__(self, url: str, *, connect_timeout: int = 10) -> None:

@@ -17,11 +17,14 @@ from typing import Any
 from loopwatch.stores.sql import SqlLogMixin
 from loopwatch.stores.sql_feedback import SqlFeedbackMixin
 from loopwatch.stores.sql_incidents import SqlIncidentsMixin
+from loopwatch.stores.sql_keys import SqlKeysMixin
 from loopwatch.stores.sql_records import SqlRecordsMixin
 from loopwatch.stores.sql_registry import SqlRegistryMixin
 
 
-class SQLiteStore(SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin, SqlFeedbackMixin, SqlIncidentsMixin):
+class SQLiteStore(
+    SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin, SqlFeedbackMixin, SqlIncidentsMixin, SqlKeysMixin
+):
     dialect = "sqlite"
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:

@@ -13,6 +13,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from loopwatch.errors import InvalidInput, NotFound
+from loopwatch.prediction import MAX_REQUEST_ID_LENGTH, SHADOW_SUFFIX
 from loopwatch.stores.base import EventQuery
 from loopwatch.stores.export import ndjson_lines, write_parquet
 from loopwatch.service.schemas import (
@@ -51,7 +52,7 @@ def event_query(
     version: int | None = Query(None, ge=1, le=MAX_VERSION),
     since: datetime | None = Query(None, description="Event time from (inclusive), with timezone."),
     until: datetime | None = Query(None, description="Event time to (exclusive), with timezone."),
-    request_id: str | None = Query(None, max_length=128),
+    request_id: str | None = Query(None, max_length=MAX_REQUEST_ID_LENGTH + len(SHADOW_SUFFIX)),
     client_id: str | None = Query(None, max_length=200),
     request_type: str | None = Query(None, max_length=40),
     limit: int | None = Query(

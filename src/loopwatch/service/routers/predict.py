@@ -19,7 +19,7 @@ from loopwatch.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from loopwatch.prediction import PredictCall, check_request_id, new_request_id
+from loopwatch.prediction import PredictCall, check_client_request_id, new_request_id
 from loopwatch.service.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse
 from loopwatch.service.state import CLIENT_ID_HEADER, ServiceState, get_state
 
@@ -100,7 +100,7 @@ async def predict(
 ) -> Response:
     client_id = x_client_id[:200] if x_client_id else None
     try:
-        request_id = check_request_id(x_request_id) if x_request_id else new_request_id()
+        request_id = check_client_request_id(x_request_id) if x_request_id else new_request_id()
         call = PredictCall(
             model_name=name,
             rows=body.rows,

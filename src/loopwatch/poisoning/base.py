@@ -1,0 +1,152 @@
+"""What every poisoning screen shares: its result, the feature matrix, and thresholds.
+
+A screen scores each row of a training table for suspicion, sets a threshold
+with a stated false-positive rate on clean data, and flags the rows above it
+with a reason. Screens are pure functions of numpy arrays (and a table for
+the feature encoding); nothing here touches a store.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from loopwatch.drift.encoding import FeatureEncoder
+from loopwatch.errors import InvalidInput
+from loopwatch.features.schema import category_label
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScreenResult:
+    """One screen's verdict on every row of a table, in row order."""
+
+    #: The screen's name, as listed in ``screened_by``.
+    name: str
+    #: Suspicion per row; higher is more suspicious (NaN where the screen has no score).
+    scores: FloatArray
+    #: True for the rows the screen sets aside.
+    flagged: BoolArray
+    #: The reason of each flagged row (``None`` for the others).
+    reasons: tuple[str | None, ...]
+    #: Scores above this are flagged (``None`` for screens that flag by a test, not a score).
+    threshold: float | None = None
+    #: The false-positive rate the threshold is calibrated to on clean data (or the
+    #: family-wise error rate of a screen that flags by a test).
+    fpr: float | None = None
+    #: What the screen found besides the rows (tested sources, patterns, ...), JSON-ready.
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_flagged(self) -> int:
+        return int(self.flagged.sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "n_rows": int(self.flagged.size),
+            "n_flagged": self.n_flagged,
+            "threshold": self.threshold,
+            "fpr": self.fpr,
+            **self.details,
+        }
+
+
+def check_rate(value: float, name: str) -> float:
+    """A share in (0, 1), or InvalidInput."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0.0 < value < 1.0:
+        raise InvalidInput(f"{name} must be a share in (0, 1), got {value!r}")
+    return float(value)
+
+
+def encode_features(
+    frame: pd.DataFrame,
+    *,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    fit_on: pd.DataFrame | None = None,
+) -> tuple[FloatArray, FeatureEncoder]:
+    """``frame`` as a float matrix: numeric features standardised, categoricals one-hot.
+
+    The encoder is fitted on ``fit_on`` (the trusted reference, when there is
+    one) or else on ``frame`` itself; see :class:`loopwatch.drift.encoding.FeatureEncoder`.
+    """
+    if not numeric and not categorical:
+        raise InvalidInput("the screens need at least one feature")
+    encoder = FeatureEncoder.fit(fit_on if fit_on is not None else frame, numeric=numeric, categorical=categorical)
+    return encoder.transform(frame), encoder
+
+
+def class_codes(labels: Sequence[Any]) -> tuple[NDArray[np.int64], list[str]]:
+    """Labels as integer codes and the class names (labels by their text, sorted; ``1.0`` is ``"1"``)."""
+    texts = [category_label(v) for v in labels]
+    classes = sorted(set(texts))
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index[t] for t in texts], dtype=np.int64), classes
+
+
+def out_of_fold_probabilities(
+    x: FloatArray, codes: NDArray[np.int64], n_classes: int, *, n_folds: int = 5, seed: int = 0
+) -> FloatArray:
+    """Each row's class probabilities from a model that never saw the row.
+
+    A logistic regression on the encoded features, fitted ``n_folds`` times
+    (stratified, seeded). Rows of a class too small for the folds get the
+    class shares of the other rows. Logistic regression is chosen for its
+    calibration: the flip screen's threshold assumes the probabilities are
+    calibrated (see :func:`null_threshold`).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount(codes, minlength=n_classes)
+    folds = int(min(n_folds, counts[counts > 0].min()))
+    proba = np.tile(counts / counts.sum(), (len(codes), 1)).astype(np.float64)
+    if folds < 2 or (counts > 0).sum() < 2:
+        return proba
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fit_rows, held_out in splitter.split(x, codes):
+        model = LogisticRegression(max_iter=1000)
+        model.fit(x[fit_rows], codes[fit_rows])
+        proba[np.ix_(held_out, model.classes_)] = model.predict_proba(x[held_out])
+        missing = np.setdiff1d(np.arange(n_classes), model.classes_)
+        proba[np.ix_(held_out, missing)] = 0.0
+    return proba
+
+
+def null_threshold(candidate_scores: FloatArray, null_weights: FloatArray, fpr: float) -> float:
+    """The lowest threshold whose expected false-positive rate is at most ``fpr``.
+
+    ``candidate_scores[i, c]`` is the score row ``i`` would get were its label
+    ``c``; ``null_weights[i, c]`` the probability of that label on clean data.
+    The expected share of clean rows flagged at threshold ``t`` is
+    ``sum_ic w_ic [s_ic > t] / n``; it only falls as ``t`` rises.
+    """
+    scores = np.asarray(candidate_scores, dtype=np.float64).ravel()
+    weights = np.asarray(null_weights, dtype=np.float64).ravel()
+    n_rows = candidate_scores.shape[0]
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores, mass = scores[order], np.cumsum(weights[order]) / n_rows
+    # flagged mass at t = sorted_scores[j] counts only scores strictly above it
+    above = np.concatenate([[0.0], mass[:-1]])
+    distinct = np.concatenate([[True], sorted_scores[1:] != sorted_scores[:-1]])
+    # at ties the mass strictly above is the mass before the first of them
+    above = np.maximum.accumulate(np.where(distinct, above, 0.0))
+    ok = above <= fpr + 1e-12
+    last = int(np.flatnonzero(ok)[-1])
+    return float(sorted_scores[last])
+
+
+def quantile_threshold(clean_scores: FloatArray, fpr: float) -> float:
+    """The threshold above which a share ``fpr`` of ``clean_scores`` lies (at most)."""
+    scores = np.sort(np.asarray(clean_scores, dtype=np.float64))
+    n = scores.size
+    k = min(math.floor(fpr * n + 1e-9), n - 1)
+    return float(scores[n - 1 - k])

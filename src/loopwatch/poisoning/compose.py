@@ -1,0 +1,157 @@
+"""Run the poisoning screens on one training table: what each needs, and when it can run.
+
+:func:`run_screens` encodes the features once (an encoder fitted on the
+trusted reference when there is one), fits the out-of-fold model once, and
+hands each screen what it reads. A screen that cannot run on the table (too
+few rows, one class, no reference, one source) is skipped and says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from loopwatch.errors import InvalidInput
+from loopwatch.poisoning import backdoor, label_flips, reference_distance, sources
+from loopwatch.poisoning.base import ScreenResult, class_codes, encode_features, out_of_fold_probabilities
+
+#: The poisoning screens, in the order they run.
+POISONING_SCREENS = (label_flips.NAME, reference_distance.NAME, sources.NAME, backdoor.NAME)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScreenSettings:
+    """The knobs of the screens; the defaults are the ones retraining uses."""
+
+    #: False-positive rate on clean data of the score screens (flips, distance).
+    fpr: float = 0.01
+    #: Family-wise error rate of the test screens (sources, backdoor).
+    alpha: float = 0.01
+    #: Neighbours of the flip screen.
+    k: int = 10
+    #: Fewest labels of a source (and of the others together) to test it.
+    min_source_labels: int = 30
+    #: Fewest rows of a backdoor pattern, and the largest share of rows it may hold.
+    min_pattern_rows: int = 8
+    max_pattern_share: float = 0.05
+    #: The screens to run (``None``: all of :data:`POISONING_SCREENS`).
+    screens: tuple[str, ...] | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = set(self.screens or ()) - set(POISONING_SCREENS)
+        if unknown:
+            raise InvalidInput(f"unknown screens {sorted(unknown)}; the screens are {list(POISONING_SCREENS)}")
+
+    def wants(self, name: str) -> bool:
+        return self.screens is None or name in self.screens
+
+
+@dataclass(frozen=True)
+class ScreensRun:
+    results: list[ScreenResult] = field(default_factory=list)
+    #: Screens that did not run, with the reason.
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def run_screens(
+    features: pd.DataFrame,
+    labels: Sequence[Any] | None,
+    *,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    classification: bool,
+    reference: pd.DataFrame | None = None,
+    sources_of_rows: Sequence[Any] | None = None,
+    predictions: Sequence[Any] | None = None,
+    settings: ScreenSettings | None = None,
+) -> ScreensRun:
+    """Every poisoning screen that can run on ``features`` (rows that passed the certain checks).
+
+    ``labels`` are the rows' class values (classification) or targets;
+    ``reference`` the trusted sample (its feature columns are read);
+    ``sources_of_rows`` who supplied each label; ``predictions`` the model's
+    predicted class of each row (else the out-of-fold model's).
+    """
+    chosen = settings or ScreenSettings()
+    run = ScreensRun()
+    n = len(features)
+    names = [*numeric, *categorical]
+    trusted = None
+    if reference is not None and len(reference) >= reference_distance.MIN_REFERENCE_ROWS:
+        trusted = reference.reindex(columns=names)
+    x, encoder = encode_features(features[names], numeric=numeric, categorical=categorical, fit_on=trusted)
+    classes: list[str] = []
+    proba = None
+    if classification and labels is not None:
+        codes, classes = class_codes(labels)
+        if n >= label_flips.MIN_ROWS and len(classes) >= 2:
+            proba = out_of_fold_probabilities(x, codes, len(classes), seed=chosen.seed)
+
+    def skip(name: str, why: str) -> None:
+        if chosen.wants(name):
+            run.skipped[name] = why
+
+    if not chosen.wants(label_flips.NAME):
+        pass
+    elif proba is None:
+        skip(label_flips.NAME, _why_no_model(classification, n, classes))
+    else:
+        run.results.append(label_flips.label_flip_screen(
+            x, list(labels or ()), fpr=chosen.fpr, k=chosen.k, seed=chosen.seed, probabilities=proba))
+
+    if not chosen.wants(reference_distance.NAME):
+        pass
+    elif trusted is None:
+        skip(reference_distance.NAME, f"no reference of at least {reference_distance.MIN_REFERENCE_ROWS} rows")
+    elif n == 0:
+        skip(reference_distance.NAME, "no rows")
+    else:
+        run.results.append(reference_distance.reference_distance_screen(
+            x, encoder.transform(trusted), fpr=chosen.fpr, seed=chosen.seed))
+
+    if not chosen.wants(sources.NAME):
+        pass
+    elif not classification or labels is None:
+        skip(sources.NAME, "regression targets: disagreement needs classes")
+    elif sources_of_rows is None or len(set(map(str, sources_of_rows))) < 2:
+        skip(sources.NAME, "fewer than two feedback sources")
+    elif predictions is None and proba is None:
+        skip(sources.NAME, "no predictions to compare the labels with")
+    else:
+        predicted = list(predictions) if predictions is not None else [classes[i] for i in proba.argmax(axis=1)]  # type: ignore[union-attr]
+        run.results.append(sources.source_skew_screen(
+            list(labels), list(sources_of_rows), predicted, alpha=chosen.alpha,
+            min_labels=chosen.min_source_labels))
+
+    if not chosen.wants(backdoor.NAME):
+        pass
+    elif proba is None:
+        skip(backdoor.NAME, _why_no_model(classification, n, classes))
+    else:
+        run.results.append(backdoor.backdoor_screen(
+            features[names], list(labels or ()), proba, reference=trusted, alpha=chosen.alpha,
+            min_count=chosen.min_pattern_rows, max_share=chosen.max_pattern_share))
+    return run
+
+
+def _why_no_model(classification: bool, n: int, classes: list[str]) -> str:
+    if not classification:
+        return "regression targets: the screen needs classes"
+    if n < label_flips.MIN_ROWS:
+        return f"fewer than {label_flips.MIN_ROWS} rows"
+    return "fewer than two classes"
+
+
+def flagged_rows(run: ScreensRun, n_rows: int) -> tuple[np.ndarray, list[list[str]]]:
+    """Which rows any screen flagged, and every reason of each row."""
+    flagged = np.zeros(n_rows, dtype=bool)
+    reasons: list[list[str]] = [[] for _ in range(n_rows)]
+    for result in run.results:
+        flagged |= result.flagged
+        for i in np.flatnonzero(result.flagged):
+            reasons[i].append(result.reasons[i] or result.name)
+    return flagged, reasons
