@@ -99,10 +99,10 @@ def _recorded_status(
         {
             "loop": r.loop,
             "loop_title": LOOP_TITLES.get(r.loop, r.loop),
-            "reason": r.summary,
+            "reason": r.kind,
             "action": r.action,
             "incident_id": r.incident_id,
-            "evidence": {},
+            "evidence": {"summary": r.summary, "first_seen": r.first_seen.isoformat()},
             "incident_status": r.status,
         }
         for r in records

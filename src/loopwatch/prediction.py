@@ -19,11 +19,14 @@ import numpy as np
 
 from loopwatch.errors import InvalidInput
 from loopwatch.features import validate_rows
+from loopwatch.loops.config import MonitoringConfig
 from loopwatch.records import LoggedRequest, software_fingerprint
 from loopwatch.records.jsonutil import dumps
 from loopwatch.registry import Registry
 
 MAX_REQUEST_ID_LENGTH = 128
+#: Seconds a model's monitoring configuration (its response defences) is trusted per process.
+CONFIG_TTL_SECONDS = 1.0
 MAX_ENTITY_ID_LENGTH = 200
 
 
@@ -105,6 +108,7 @@ class Predictor:
     def __init__(self, registry: Registry, *, max_rows: int = 10_000) -> None:
         self.registry = registry
         self.max_rows = max_rows
+        self._configs: dict[str, tuple[float, MonitoringConfig]] = {}
 
     def predict(self, call: PredictCall) -> LoggedRequest:
         """Run the model on ``call``; the response is inside the returned record."""
@@ -140,7 +144,13 @@ class Predictor:
             "predictions": prediction_lists,
         }
         if probabilities is not None:
-            response["probabilities"] = probabilities
+            # extraction defences: the answer is coarsened or withheld, the event keeps it all
+            config = self._config(meta.name)
+            if not config.withhold_probabilities:
+                response["probabilities"] = (
+                    probabilities if config.probability_decimals is None
+                    else np.round(np.asarray(probabilities), config.probability_decimals).tolist()
+                )
             response["classes"] = list(meta.schema.classes)
         settings = self.registry.settings(meta.name)
         return LoggedRequest(
@@ -163,6 +173,17 @@ class Predictor:
             timestamps=timestamps,
             entity_ids=entity_ids,
         )
+
+    def _config(self, name: str) -> MonitoringConfig:
+        """The model's monitoring configuration, trusted for a second like its settings."""
+        now = time.monotonic()
+        cached = self._configs.get(name)
+        if cached is not None and now - cached[0] < CONFIG_TTL_SECONDS:
+            return cached[1]
+        stored = self.registry.store.get_monitor_config(name)
+        config = MonitoringConfig() if stored is None else MonitoringConfig.from_dict(stored.config)
+        self._configs[name] = (now, config)
+        return config
 
     @staticmethod
     def _timestamps(call: PredictCall, n_rows: int) -> list[datetime] | None:

@@ -37,6 +37,7 @@ from loopwatch.loops.labelling import (
 )
 from loopwatch.loops.screening import screen_training_data
 from loopwatch.models.training import train_model
+from loopwatch.poisoning.compose import ScreenSettings
 from loopwatch.records import AliasChange, ModelVersion, PredictionEvent
 from loopwatch.records.jsonutil import utc_iso
 from loopwatch.registry import Registry
@@ -45,7 +46,7 @@ from loopwatch.stores.base import EventQuery, Store
 #: Columns of a labelled window besides the input features.
 WINDOW_COLUMNS = (
     "request_id", "row_index", "entity_id", "timestamp", "model_version", "request_type",
-    "prediction", "probability", "runtime_ms", "has_data", "label", "label_time", "label_source",
+    "prediction", "probability", "runtime_ms", "has_data", "label", "label_time", "label_source", "label_revision",
 )
 #: One-row requests timed per model when no shadow runtimes exist.
 OFFLINE_TIMING_ROWS = 30
@@ -85,6 +86,7 @@ def labelled_window(
         row["label"] = label.label
         row["label_time"] = label.label_time
         row["label_source"] = label.client_id
+        row["label_revision"] = label.revision
         rows.append(row)
     if not rows:
         return pd.DataFrame(columns=list(WINDOW_COLUMNS))
@@ -236,6 +238,7 @@ class RetrainResult:
     until: str | None
     #: Labelled predictions in the window whose inputs were logged.
     rows_window: int
+    #: Window rows the screens set aside and training left out (released rows are not counted).
     rows_quarantined: int
     rows_reference: int
     #: Rows the candidate was fitted and measured on (kept window rows + reference rows).
@@ -243,6 +246,8 @@ class RetrainResult:
     screening: dict[str, Any]
     metrics: dict[str, Any]
     duration_ms: float
+    #: Window rows the screens set aside that a person released: trained on.
+    rows_released: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -259,14 +264,20 @@ def retrain_candidate(
     estimator: str | None = None,
     seed: int = 0,
     min_rows: int = 200,
+    screens: ScreenSettings | None = None,
 ) -> RetrainResult:
     """Train a candidate on the labelled window (screened), register it as ``candidate``.
 
     The training table is the window's logged inputs with their labels as the
     target, plus the production version's reference sample when
-    ``include_reference``. The candidate keeps production's task, categorical and
-    nullable features, and estimator unless another is named.
+    ``include_reference``. The window is screened first
+    (:func:`loopwatch.quarantine.screen_for_retraining`, tuned by ``screens``):
+    the rows set aside are quarantined and left out unless released. The
+    candidate keeps production's task, categorical and nullable features, and
+    estimator unless another is named.
     """
+    from loopwatch.quarantine import screen_for_retraining
+
     started = time.perf_counter()
     production = registry.resolve(name, "production")
     schema = production.schema
@@ -276,13 +287,12 @@ def retrain_candidate(
     training = window.reindex(columns=schema.names).copy()
     training[schema.target] = window["label"].to_numpy() if len(window) else []
     reference = registry.reference_sample(name, production.version)
-    screening = screen_training_data(
-        training, label_column=schema.target, schema=schema, reference=reference,
-        sources=window["label_source"].tolist() if len(window) else [],
-    )
-    kept = training[screening.kept].copy()
+    screened = screen_for_retraining(store, name, training, window, schema=schema, reference=reference,
+                                     settings=screens)
+    screening = screened.screening
+    kept = training[screened.usable].copy()
     if screening.labels is not None:
-        kept[schema.target] = screening.labels[screening.kept].tolist()
+        kept[schema.target] = screening.labels[screened.usable].tolist()
     if len(kept) < min_rows:
         raise InvalidInput(
             f"only {len(kept)} usable labelled rows from {_when(since, 'the start')} to {_when(until, 'now')}; "
@@ -316,7 +326,7 @@ def retrain_candidate(
     facts = {
         "from_version": production.version, "since": None if since is None else utc_iso(since),
         "until": None if until is None else utc_iso(until), "rows_window": int(len(window)),
-        "rows_quarantined": len(screening.quarantined), "rows_reference": n_reference,
+        "rows_quarantined": screened.n_left_out, "rows_released": screened.n_released, "rows_reference": n_reference,
     }
     trained = replace(trained, params={**trained.params, "retrained": {**facts, "screened_by": screening.screened_by}})
     version = registry.register(name, trained, alias="candidate")
@@ -367,7 +377,7 @@ def compare_on_window(
     inputs = window[[c for c in window.columns if c not in WINDOW_COLUMNS]]
     screened = [
         screen_training_data(inputs.reindex(columns=meta.schema.names).assign(__label=window["label"].to_numpy()),
-                             label_column="__label", schema=meta.schema)
+                             label_column="__label", schema=meta.schema, settings=ScreenSettings(screens=()))
         for meta in (prod, cand)
     ]
     valid = screened[0].kept & screened[1].kept

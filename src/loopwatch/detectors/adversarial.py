@@ -9,18 +9,26 @@ row of a table, and that need nothing but the training data and the model:
     squared residual off that subspace (each scaled to 1 on the fit rows).
     Large perturbations leave the data's correlation structure.
 ``instability``
-    How much the model's output moves under tiny changes of the numeric
-    features: a few fixed random sign vectors of ``perturbation`` training
-    standard deviations, and feature squeezing (rounding to a grid of
-    ``squeeze`` standard deviations). Minimal attacks stop just across the
-    decision boundary, where the output is at its most fragile.
+    How fragile the model's answer is to tiny changes of the numeric
+    features. Probes of ``perturbation`` training standard deviations (one per
+    numeric feature with a fixed random sign, or fixed random sign vectors
+    when there are more than ``n_perturbations`` features) estimate the
+    gradient of the answer's margin (its class probability minus the best
+    other one), and ``perturbation * |gradient| / margin`` is then about
+    ``perturbation`` over the row's distance to the decision boundary.
+    Feature squeezing (rounding to a grid of ``squeeze`` standard deviations)
+    is one more probe: its relative change of the margin counts when larger.
+    Minimal attacks stop just across the boundary, closer to it than almost
+    every genuine row. (For a regressor: the probes' change of the prediction
+    in units of the training predictions' spread.)
 ``surrogate_disagreement``
     How far the model's output lies from that of a shallow decision tree
     distilled from the model on the training rows. A perturbation crafted
     against the model rarely fools a surrogate of another family the same way.
 
 Each signal is turned into an empirical tail probability against its values on
-held-out reference rows (the *null* half of the calibration rows), and the
+held-out reference rows (the *null* half of the calibration rows; interpolated
+between them), and the
 score of a row is ``-log10`` of its smallest tail probability (with a linear
 extension past the largest null value, so that rows beyond every reference
 row still rank). The threshold is calibrated on the other half of the
@@ -53,6 +61,8 @@ from loopwatch.stats.rates import RateResult, rate_test
 SIGNALS = ("pca_distance", "instability", "surrogate_disagreement")
 #: Fewest calibration rows: half set the signals' nulls, half the threshold.
 MIN_CALIBRATION_ROWS = 20
+#: Added to a classifier's margin before dividing by it, so a tie gives a large, finite instability.
+MARGIN_FLOOR = 1e-3
 
 
 class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn ships no stubs
@@ -65,7 +75,8 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
     perturbation:
         Size of the instability probes, in training standard deviations per numeric feature.
     n_perturbations:
-        Random sign vectors probed (fixed at fit time, from ``random_state``).
+        Most gradient probes per row: with more numeric features than this, as
+        many random sign vectors (fixed at fit time, from ``random_state``).
     squeeze:
         Grid step of the squeezing probe, in training standard deviations.
     variance:
@@ -96,7 +107,7 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
         numeric: Sequence[str] = (),
         categorical: Sequence[str] = (),
         perturbation: float = 0.05,
-        n_perturbations: int = 4,
+        n_perturbations: int = 8,
         squeeze: float = 0.1,
         variance: float = 0.9,
         surrogate_depth: int = 6,
@@ -135,7 +146,7 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
         projected = (encoded - basis.mean) @ basis.components.T
         self.pca_variances_ = np.maximum(projected.var(axis=0), 1e-12)
         self.residual_scale_ = max(float(np.mean(self._residual_squares(encoded))), 1e-12)
-        self.directions_ = rng.choice([-1.0, 1.0], size=(self.n_perturbations, len(self.numeric_)))
+        self.directions_ = _probe_directions(len(self.numeric_), self.n_perturbations, rng)
         outputs = _outputs(model, fit_rows)
         self.probabilistic_ = bool(hasattr(model, "predict_proba"))
         self.output_scale_ = 1.0 if self.probabilistic_ else max(float(outputs.std()), 1e-12)
@@ -183,12 +194,13 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
             raise InvalidInput(f"{type(self).__name__} is not fitted: call fit first")
         rows = self._frame(x, "x")
         n = len(rows)
+        copies = len(self.directions_) + 2
         variants = _outputs(model, self._variants(rows))
-        if variants.shape[0] != n * (self.n_perturbations + 2):
+        if variants.shape[0] != n * copies:
             raise InvalidInput("the model returned a different number of outputs than rows")
-        blocks = variants.reshape(self.n_perturbations + 2, n, -1)
+        blocks = variants.reshape(copies, n, -1)
         original = blocks[0]
-        instability = np.max([self._distance(block, original) for block in blocks[1:]], axis=0)
+        instability = self._instability(blocks)
         encoded = self._encode(rows)
         centred = encoded - self.pca_mean_
         t2 = np.sum((centred @ self.pca_components_.T) ** 2 / self.pca_variances_, axis=1)
@@ -258,11 +270,30 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
     def _tail_score(self, name: str, values: FloatArray) -> FloatArray:
         null = self.null_[name]
         n = null.size
-        above = n - np.searchsorted(null, values, side="left")
-        score = -np.log10((above + 1.0) / (n + 1.0))
+        # the rank among the null values, interpolated between them, so that scores do not
+        # tie in steps of one null row (which would make thresholds jump between rates)
+        rank = np.interp(values, null, np.arange(n, dtype=np.float64))
+        score = -np.log10((n - rank) / (n + 1.0))
         # past the largest null value every row ties on the tail: rank them by how far past
         spread = max(float(null[-1] - null[n // 2]), 1e-12)
         return score + np.maximum(values - null[-1], 0.0) / spread
+
+    def _instability(self, blocks: np.ndarray) -> FloatArray:
+        """``perturbation`` over the estimated distance to the boundary (see the module doc)."""
+        if self.probabilistic_:
+            answer = blocks[0].argmax(axis=1)
+            margins = np.stack([_margin(block, answer) for block in blocks])
+            # a change of 0.05 means little at p = 0.9 and everything at p = 0.51
+            base = np.abs(margins[0]) + MARGIN_FLOOR
+        else:
+            margins = blocks[..., 0] / self.output_scale_
+            base = np.ones(margins.shape[1])
+        changes = margins[1:-1] - margins[0]
+        n_probes, n_features = self.directions_.shape
+        # E[(u . g)^2] = |g|^2 / n_features for a random unit sign vector u (exact for the coordinates)
+        gradient = np.sqrt(n_features / max(n_probes, 1) * np.sum(changes**2, axis=0))
+        squeezed = np.abs(margins[-1] - margins[0])
+        return np.asarray(np.maximum(gradient, squeezed) / base, dtype=np.float64)
 
     def _distance(self, a: FloatArray, b: FloatArray) -> FloatArray:
         if self.probabilistic_:
@@ -271,7 +302,7 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
 
     def _variants(self, rows: pd.DataFrame) -> pd.DataFrame:
         """The rows, then each probe of them, stacked: one model call scores them all."""
-        copies = self.n_perturbations + 2
+        copies = len(self.directions_) + 2
         columns: dict[str, Any] = {}
         for j, name in enumerate(self.numeric_):
             values = rows[name].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -321,6 +352,26 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
             if np.isinf(values).any():
                 raise InvalidInput(f"{what} column {name!r} holds infinite values")
         return x
+
+
+def _probe_directions(n_features: int, most: int, rng: np.random.Generator) -> FloatArray:
+    """Unit probe directions: each feature alone with a random sign, or random sign vectors."""
+    if n_features == 0:
+        return np.zeros((0, 0))
+    if n_features <= most:
+        return np.diag(rng.choice([-1.0, 1.0], size=n_features))
+    return rng.choice([-1.0, 1.0], size=(most, n_features)) / math.sqrt(n_features)
+
+
+def _margin(probabilities: FloatArray, answer: np.ndarray) -> FloatArray:
+    """The probability of ``answer`` minus the largest other class probability, per row."""
+    rows = np.arange(len(answer))
+    own = probabilities[rows, answer]
+    if probabilities.shape[1] == 1:
+        return own
+    others = probabilities.copy()
+    others[rows, answer] = -np.inf
+    return np.asarray(own - others.max(axis=1), dtype=np.float64)
 
 
 def _outputs(model: Any, frame: pd.DataFrame) -> FloatArray:

@@ -48,6 +48,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Self, Sequence
@@ -445,9 +446,15 @@ class ExtractionDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn s
 def _one_blas_thread() -> Any:
     """Nearest-neighbour products here are small: waking BLAS threads costs more than they
     save (measured: 23 ms against 7 ms for 500 rows on a busy 2-core machine)."""
-    from threadpoolctl import threadpool_limits
+    return _blas_controller().limit(limits=1, user_api="blas")
 
-    return threadpool_limits(limits=1, user_api="blas")
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    # inspecting the loaded libraries takes ~5 ms: done once per process, not per call
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def _median_nn(x: np.ndarray) -> float:

@@ -65,6 +65,10 @@ class MonitoringConfig:
     #: Where alerts go, and how long the same alert stays quiet after it was sent.
     webhooks: list[str] = field(default_factory=list)
     alert_cooldown_seconds: float = 3600.0
+    #: Extraction defences of the predict response: probabilities rounded to this many
+    #: decimals (``None``: full precision), or left out. Logged events keep the full values.
+    probability_decimals: int | None = None
+    withhold_probabilities: bool = False
 
     def __post_init__(self) -> None:
         _positive("schedule_seconds", self.schedule_seconds)
@@ -93,6 +97,8 @@ class MonitoringConfig:
             raise InvalidInput("labelling_random_share must lie in [0, 1]")
         if not 0 <= self.business_max_lag <= 60:
             raise InvalidInput("business_max_lag must lie in [0, 60]")
+        if self.probability_decimals is not None and not 0 <= self.probability_decimals <= 15:
+            raise InvalidInput("probability_decimals must lie in [0, 15]")
         for url in self.webhooks:
             if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 2000:
                 raise InvalidInput("webhooks must be http(s) URLs")
@@ -138,14 +144,19 @@ def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
 
 _FLOATS = {"schedule_seconds", "drift_alpha", "latency_percentile", "latency_budget_ms", "latency_budget_ratio",
            "performance_tolerance", "min_label_coverage", "labelling_random_share", "alert_cooldown_seconds"}
-_INTS = {"min_labels", "labelling_budget", "business_max_lag", "latency_baseline_windows"}
+_INTS = {"min_labels", "labelling_budget", "business_max_lag", "latency_baseline_windows", "probability_decimals"}
+_BOOLS = {"withhold_probabilities"}
 _STRINGS = {"window", "segment_feature", "metric", "concept_detector", "business_metric"}
 
 
 def _coerce(key: str, _type: Any, value: Any) -> Any:
     if value is None and key in {"latency_budget_ms", "latency_budget_ratio", "segment_feature", "metric", "value_matrix",
-                                 "cost_function", "business_metric"}:
+                                 "cost_function", "business_metric", "probability_decimals"}:
         return None
+    if key in _BOOLS:
+        if not isinstance(value, bool):
+            raise InvalidInput(f"{key} must be true or false")
+        return value
     if key in _FLOATS:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise InvalidInput(f"{key} must be a finite number")

@@ -31,7 +31,7 @@ class ScreenSettings:
     #: Family-wise error rate of the test screens (sources, backdoor).
     alpha: float = 0.01
     #: Neighbours of the flip screen.
-    k: int = 10
+    k: int = 20
     #: Fewest labels of a source (and of the others together) to test it.
     min_source_labels: int = 30
     #: Fewest rows of a backdoor pattern, and the largest share of rows it may hold.

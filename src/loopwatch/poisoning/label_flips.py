@@ -70,7 +70,7 @@ def label_flip_screen(
     labels: Sequence[Any],
     *,
     fpr: float = 0.01,
-    k: int = 10,
+    k: int = 20,
     n_folds: int = 5,
     seed: int = 0,
     probabilities: FloatArray | None = None,

@@ -15,6 +15,7 @@ from typing import Any, Iterator, Literal, Protocol, Sequence
 
 from loopwatch.auth.keys import ApiKey
 from loopwatch.errors import InvalidInput
+from loopwatch.poisoning.records import QuarantineEntry
 from loopwatch.records import (
     AliasChange,
     BusinessObservation,
@@ -230,3 +231,18 @@ class Store(Protocol):
     def revoke_api_key(self, key_id: str, *, at: datetime) -> ApiKey: ...
     def claim_key_usage(self, key_id: str, *, kind: str, window: int, want: int, limit: int) -> int: ...
     def key_usage(self, key_id: str, *, kind: str, window: int) -> int: ...
+
+    # quarantine of training rows the poisoning screens set aside (migration 6)
+    def quarantine_rows(self, entries: Sequence[QuarantineEntry]) -> int: ...
+    def list_quarantine(
+        self,
+        model_name: str,
+        *,
+        released: bool | None = None,
+        limit: int | None = 1000,
+        offset: int = 0,
+    ) -> list[QuarantineEntry]: ...
+    def count_quarantine(self, model_name: str) -> dict[str, int]: ...
+    def release_quarantine(
+        self, model_name: str, rows: Sequence[tuple[str, int]], *, by: str | None, at: datetime
+    ) -> list[QuarantineEntry]: ...

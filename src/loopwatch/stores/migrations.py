@@ -267,6 +267,27 @@ MIGRATIONS: Final[list[tuple[int, str, list[str]]]] = [
             )""",
         ],
     ),
+    (
+        6,
+        "quarantine of training rows the poisoning screens set aside",
+        [
+            # one row per labelled prediction row; a release holds for the label
+            # revision that was screened, so a corrected label is screened afresh
+            """CREATE TABLE quarantine (
+                model_name TEXT NOT NULL,
+                request_id TEXT NOT NULL,
+                row_index INTEGER NOT NULL,
+                label_revision INTEGER NOT NULL,
+                reasons TEXT NOT NULL,
+                source TEXT,
+                quarantined_at BIGINT NOT NULL,
+                released_at BIGINT,
+                released_by TEXT,
+                PRIMARY KEY (model_name, request_id, row_index)
+            )""",
+            "CREATE INDEX quarantine_by_time ON quarantine (model_name, quarantined_at, request_id, row_index)",
+        ],
+    ),
 ]
 
 
