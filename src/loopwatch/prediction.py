@@ -9,20 +9,26 @@ before it answers.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import IntegrityError, InvalidInput
 from loopwatch.features import validate_rows
 from loopwatch.loops.config import MonitoringConfig
-from loopwatch.records import LoggedRequest, software_fingerprint
+from loopwatch.models.artifacts import sha256_hex
+from loopwatch.models.defences import apply_defences
+from loopwatch.records import LoggedRequest, ModelVersion, software_fingerprint
 from loopwatch.records.jsonutil import dumps
 from loopwatch.registry import Registry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from loopwatch.detectors.adversarial import AdversarialDetector
 
 MAX_REQUEST_ID_LENGTH = 128
 #: Seconds a model's monitoring configuration (its response defences) is trusted per process.
@@ -109,6 +115,8 @@ class Predictor:
         self.registry = registry
         self.max_rows = max_rows
         self._configs: dict[str, tuple[float, MonitoringConfig]] = {}
+        self._detectors: dict[str, AdversarialDetector | None] = {}
+        self._detector_lock = threading.Lock()
 
     def predict(self, call: PredictCall) -> LoggedRequest:
         """Run the model on ``call``; the response is inside the returned record."""
@@ -121,6 +129,17 @@ class Predictor:
         timestamps = self._timestamps(call, validated.n_rows)
         entity_ids = check_entity_ids(call.entity_ids, validated.n_rows)
         probabilities = None
+        guard = self._config(meta.name)
+        # evasion defences change what the model sees; the log keeps what the client sent
+        model_input = validated.frame
+        if guard.defences:
+            model_input = apply_defences(validated.frame, meta.schema, guard.defences)
+        detector = self._adversarial_detector(meta)
+        model: Any = loaded.pipeline
+        if detector is not None:  # scores the raw rows (what the client sent) in the same model call
+            from loopwatch.detectors.adversarial_runtime import ProbedModel
+
+            model = ProbedModel(detector, loaded.pipeline, validated.frame, fpr=guard.adversarial_fpr)
         try:
             # extreme but finite inputs can overflow to infinity when scaled: no numpy
             # warning for that, scikit-learn's finiteness check refuses it (ValueError)
@@ -128,14 +147,17 @@ class Predictor:
                 if meta.task == "classification" and hasattr(loaded.pipeline, "predict_proba"):
                     # one pass through the pipeline: the label is the most probable class,
                     # which is what scikit-learn's classifiers predict
-                    proba = np.asarray(loaded.pipeline.predict_proba(validated.frame))
+                    proba = np.asarray(model.predict_proba(model_input))
                     predictions = np.asarray(loaded.pipeline.classes_)[proba.argmax(axis=1)]
                     probabilities = proba.tolist()
                 else:
-                    predictions = loaded.pipeline.predict(validated.frame)
+                    predictions = model.predict(model_input)
         except ValueError as exc:  # values the model cannot take are the caller's to fix
             raise InvalidInput(f"the model cannot score these rows: {str(exc)[:200]}") from exc
         prediction_lists = [_as_list(p) for p in np.asarray(predictions).tolist()]
+        row_summaries = validated.row_summaries()
+        if detector is not None:
+            row_summaries = [{**summary, **score.to_dict()} for summary, score in zip(row_summaries, model.scores())]
         runtime_ms = (time.perf_counter() - started) * 1000
         response: dict[str, Any] = {
             "request_id": request_id,
@@ -168,11 +190,29 @@ class Predictor:
             predictions=prediction_lists,
             probabilities=probabilities,
             request_summary=validated.request_summary(),
-            row_summaries=validated.row_summaries(),
+            row_summaries=row_summaries,
             data=validated.rows if settings.log_data else None,
             timestamps=timestamps,
             entity_ids=entity_ids,
         )
+
+    def _adversarial_detector(self, meta: ModelVersion) -> AdversarialDetector | None:
+        """The version's adversarial detector, from its training profile (loaded once per
+        process; a rebaseline moves the drift reference, not what the model was trained on)."""
+        sha = meta.profile_sha256
+        if sha is None:
+            return None
+        with self._detector_lock:
+            if sha not in self._detectors:
+                data = self.registry.store.get_artifact(sha)
+                if sha256_hex(data) != sha:
+                    raise IntegrityError("reference profile hash mismatch")
+                from loopwatch.drift.profile import ReferenceProfile
+
+                self._detectors[sha] = ReferenceProfile.from_bytes(data).adversarial
+                while len(self._detectors) > self.registry.cache_size:
+                    self._detectors.pop(next(iter(self._detectors)))
+            return self._detectors[sha]
 
     def _config(self, name: str) -> MonitoringConfig:
         """The model's monitoring configuration, trusted for a second like its settings."""

@@ -31,8 +31,8 @@ def test_the_daily_budget_is_429_until_midnight_utc(settings, trained) -> None:
     with secure_client(settings) as client:
         now = fixed_clock(client, NOON)
         codes = []
-        for second in range(6):
-            now[0] = NOON + second * 60
+        for minute in range(6):
+            now[0] = NOON + minute * 60
             codes.append(client.get("/v1/models", headers=key.headers).status_code)
         assert codes == [200, 200, 200, 200, 429, 429]
         refused = client.get("/v1/models", headers=key.headers)
@@ -132,3 +132,17 @@ def test_with_auth_off_on_loopback_nothing_changes(client, rows) -> None:
     assert response.status_code == 200
     page = client.get("/v1/logs", params={"client_id": "web"}).json()
     assert len(page["events"]) == 1
+
+
+def test_the_body_rows_and_page_limits_still_hold_behind_a_key(settings, trained, rows) -> None:
+    key = issue(trained.store, "admin")
+    with secure_client(settings, max_body_bytes=20_000, max_rows_per_request=3, max_page_size=2) as client:
+        headers = key.headers
+        assert_error(client.post(PREDICT, content=b"[" + b"1," * 20_000 + b"1]",
+                                 headers={**headers, "content-type": "application/json"}), 413)
+        assert_error(client.post(PREDICT, json={"rows": rows[:4]}, headers=headers), 413)
+        assert client.post(PREDICT, json={"rows": rows[:3]}, headers=headers).status_code == 200
+        labels = [{"entity_id": f"c{i}", "label": 1, "label_time": "2030-01-01T00:00:00Z"} for i in range(4)]
+        assert_error(client.post("/v1/feedback", json={"model": "churn", "labels": labels}, headers=headers), 413)
+        assert_error(client.get("/v1/logs", params={"limit": 3}, headers=headers), 422)
+        assert len(client.get("/v1/logs", params={"limit": 2}, headers=headers).json()["events"]) == 2

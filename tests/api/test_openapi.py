@@ -11,6 +11,7 @@ from typing import Any, Iterator
 import pandas as pd
 import pytest
 
+from loopwatch.auth.manage import issue_key
 from loopwatch.records.incidents import IncidentRecord
 from loopwatch.stores.base import EventQuery
 from tests.api.helpers import PREDICT
@@ -127,7 +128,8 @@ def test_every_documented_path_answers_with_a_documented_status(
         status="open", first_seen=now, last_seen=now, detected_at=now, summary="doc", evidence={},
     ))
     values = {"name": "churn", "version": "1", "request_id": "doc-req", "fingerprint_id": fingerprint,
-              "incident_id": "churn:covariate_shift:doc"}
+              "incident_id": "churn:covariate_shift:doc",
+              "key_id": issue_key(trained.store, name="doc", scopes=["read"], now=now)[0].key_id}
     bodies: dict[tuple[str, str], dict[str, Any]] = {
         ("post", "/v1/models/{name}/predict"): {"json": {"rows": rows[:1]}},
         ("post", "/v1/models/{name}/train"): {

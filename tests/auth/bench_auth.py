@@ -3,10 +3,13 @@
     .venv/bin/python tests/auth/bench_auth.py [--rounds 3] [--duration 6]
 
 1. In process: ``KeyGuard.admit`` for a cached key without and with limits (the work
-   every request does), a key lookup (a cache miss) and a usage claim (a store write).
+   every request does), a key lookup (a cache miss) and a usage claim (a store write);
+   and whole predict requests through the app (httpx's ASGI transport, logging off),
+   auth off vs on with a limited key.
 2. Over HTTP with wrk: three ``loopwatch serve`` processes on copies of one trained
    database, auth off, auth on with an unlimited key, auth on with a limited key
-   (2,000/s and 10,000,000 a day: leases of 200 and 100,000), durable logging on;
+   (2,000/s and 10,000,000 a day: leases of 200 and 100,000), durable logging on
+   (``--no-logging``: off, so that the cost of the keys is not hidden by the commits);
    rounds alternate the order so drift in machine load hits every side.
 """
 
@@ -66,7 +69,49 @@ def in_process(n: int = 20_000) -> dict[str, float]:
     return out
 
 
-def over_http(rounds: int, duration: int) -> dict[str, dict[str, float]]:
+def through_asgi(n: int = 1500, rounds: int = 3) -> dict[str, float]:
+    """Whole requests through the app in process (no network, logging off), auth off vs on:
+    the difference is what the middleware and the scope dependency cost per request."""
+    import httpx
+
+    from loopwatch.auth.manage import issue_key
+    from loopwatch.config import Settings
+    from loopwatch.service import create_app
+    from loopwatch.simulate import ChurnScenario
+    from loopwatch.workspace import Workspace
+
+    work = Path(tempfile.mkdtemp(prefix="bench-auth-asgi-"))
+    data = ChurnScenario(seed=1).training_data(n=2000)
+    row = {k: (v.item() if hasattr(v, "item") else v) for k, v in data.iloc[0].items() if k != "churned"}
+    base = Settings.from_env({}, home=work, logging_enabled=False, schedule_enabled=False)
+    with Workspace(base) as ws:
+        ws.train("churn", data, target="churned")
+        _, token = issue_key(ws.store, name="bench", scopes=["predict"], now=datetime.now(timezone.utc),
+                             rate_per_second=10**6, daily_budget=10**12)
+    sides = {"off": (base, {}), "on": (base.with_overrides(auth="on"), {"Authorization": f"Bearer {token}"})}
+
+    async def run(settings: Settings, headers: dict[str, str]) -> list[float]:
+        app = create_app(settings)
+        times = []
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+                for _ in range(100):  # warm up: the model is loaded, the key cached
+                    await client.post("/v1/models/churn/predict", json={"rows": [row]}, headers=headers)
+                for _ in range(rounds):
+                    started = time.perf_counter()
+                    for _ in range(n):
+                        answer = await client.post("/v1/models/churn/predict", json={"rows": [row]}, headers=headers)
+                        assert answer.status_code == 200, answer.text
+                    times.append((time.perf_counter() - started) / n * 1e6)
+        return times
+
+    out = {side: statistics.median(asyncio.run(run(*args))) for side, args in sides.items()}
+    shutil.rmtree(work, ignore_errors=True)
+    return {"asgi_request_us_auth_off": round(out["off"], 1), "asgi_request_us_auth_on_limited": round(out["on"], 1)}
+
+
+def over_http(rounds: int, duration: int, logging_enabled: bool = True) -> dict[str, dict[str, float]]:
     from _common import Service
 
     from loopwatch.auth.manage import issue_key
@@ -97,7 +142,7 @@ def over_http(rounds: int, duration: int) -> dict[str, dict[str, float]]:
             headers[side] = []
         env = {**env, "LOOPWATCH_SCHEDULE_ENABLED": "0"}
         services[side] = Service(str(database), home=work / f"home{i}", log_path=work / f"serve{i}.log",
-                                 extra_env=env)
+                                 extra_env=env, logging_enabled=logging_enabled)
         services[side].start()
     results: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
     try:
@@ -128,10 +173,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=6)
     parser.add_argument("--no-http", action="store_true")
+    parser.add_argument("--no-logging", action="store_true", help="Durable logging off: the auth cost stands out.")
     args = parser.parse_args()
-    print(json.dumps({"in_process": in_process()}, indent=2))
+    print(json.dumps({"in_process": in_process(), "asgi": through_asgi()}, indent=2))
     if not args.no_http:
-        print(json.dumps({"http_medians": over_http(args.rounds, args.duration)}, indent=2))
+        print(json.dumps({"http_medians": over_http(args.rounds, args.duration, not args.no_logging)}, indent=2))
 
 
 if __name__ == "__main__":

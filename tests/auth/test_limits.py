@@ -157,3 +157,35 @@ def test_bad_lease_shares_are_refused() -> None:
     for share in (0.0, -0.1, 1.5):
         with pytest.raises(ValueError):
             LeaseLimiter(claim=CountingStore().claim, rate_lease_share=share)
+
+
+def test_a_late_reading_of_the_clock_counts_in_the_later_window() -> None:
+    """Threads read the clock, then wait: a request stamped just before a second boundary can be
+    handled after one stamped just after it. It must count in the later window, not send the
+    worker back to a window the store has left (which grants nothing: a false 429)."""
+    store = CountingStore()
+    limiter = LeaseLimiter(claim=store.claim)
+    key = _key(rate=100)
+    assert limiter.take(key, T + 1.001).allowed  # type: ignore[union-attr]
+    late = [limiter.take(key, T + 0.999) for _ in range(30)]
+    assert all(v.allowed for v in late)  # type: ignore[union-attr]
+    assert sum(store.granted[(key.key_id, RATE, w)] for w in (window_of(RATE, T),)) == 0
+    # and the later window's limit covers them all
+    served = 31 + sum(limiter.take(key, T + 1.5).allowed for _ in range(200))  # type: ignore[union-attr]
+    assert served == 100
+
+
+def test_a_store_ahead_of_this_worker_grants_nothing_and_the_refusal_waits_for_the_next_window() -> None:
+    store = CountingStore()
+    ahead, behind = LeaseLimiter(claim=store.claim), LeaseLimiter(claim=store.claim)
+    key = _key(rate=10)
+
+    def claim_latest(key_id: str, kind: str, window: int, want: int, limit: int) -> int:
+        # the store keeps one window per key and kind: an older window grants nothing
+        latest = max((w for (k, kd, w) in store.granted if (k, kd) == (key_id, kind)), default=window)
+        return 0 if window < latest else store.claim(key_id, kind, window, want, limit)
+
+    ahead.claim = behind.claim = claim_latest
+    assert ahead.take(key, T + 5.2).allowed  # type: ignore[union-attr]
+    refused = behind.take(key, T + 4.9)  # a clock 0.3 s behind
+    assert refused is not None and not refused.allowed and refused.retry_after == 1

@@ -113,8 +113,15 @@ def test_latency_above_budget_is_a_latency_regression() -> None:
 
 
 def test_latency_and_input_drift_give_two_findings() -> None:
-    both = window(drifted_features={"spend": 0.3}, latency_ms=80.0, latency_budget_ms=50.0)
+    both = window(drifted_features={"spend": 0.3}, latency_ms=80.0, latency_budget_ms=50.0,
+                  latency_over_budget_before=True)
     assert kinds(both) == ["covariate_shift", "latency_regression"]
+
+
+def test_one_slow_window_without_a_deploy_is_a_spike_and_two_are_a_regression() -> None:
+    assert diagnose_window(window(latency_ms=80.0, latency_budget_ms=50.0)) == []
+    (finding,) = diagnose_window(window(latency_ms=80.0, latency_budget_ms=50.0, latency_over_budget_before=True))
+    assert finding.kind == "latency_regression" and finding.evidence["software_changes"] == []
 
 
 def test_every_finding_is_of_a_known_kind() -> None:

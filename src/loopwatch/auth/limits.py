@@ -84,6 +84,10 @@ def window_of(kind: str, now: float) -> int:
     return int(now // (1 if kind == RATE else SECONDS_PER_DAY))
 
 
+def _start(kind: str, window: int) -> float:
+    return float(window * (1 if kind == RATE else SECONDS_PER_DAY))
+
+
 def retry_after(kind: str, now: float) -> int:
     """Whole seconds until the window after ``now`` starts (at least 1)."""
     length = 1 if kind == RATE else SECONDS_PER_DAY
@@ -162,14 +166,17 @@ class LeaseLimiter:
         for kind, limit in self._limits(key):
             window = window_of(kind, now)
             pool = self._pools.get((key.key_id, kind))
-            if pool is None or pool.window != window:
+            # A pool's window only moves forward: a request whose time was read just before
+            # another's (threads, a wait for the thread pool) counts in the later window. Going
+            # back would claim a window the store has left, which grants nothing.
+            if pool is None or pool.window < window:
                 pool = self._pools[(key.key_id, kind)] = _Pool(window)
             if pool.tokens > 0:
                 pools.append(pool)
             elif pool.exhausted:
-                return Verdict(False, kind, retry_after(kind, now))
+                return Verdict(False, kind, retry_after(kind, max(now, _start(kind, pool.window))))
             else:
-                needs.append((kind, window, limit))
+                needs.append((kind, pool.window, limit))
         if needs:
             return needs
         for pool in pools:

@@ -76,11 +76,12 @@ def list_(as_json: bool, settings: Settings) -> None:
         click.echo(dumps(found).decode())
         return
     table = Table(title="API keys")
-    for column in ("key id", "name", "scopes", "state", "expires", "rate/s", "daily budget", "used today"):
+    table.add_column("key id", no_wrap=True, min_width=16)
+    for column in ("name", "scopes", "state", "expires", "rate/s", "daily budget", "used today"):
         table.add_column(column)
     for k in found:
         table.add_row(
-            k["key_id"], k["name"], ", ".join(k["scopes"]), k["state"], k["expires_at"] or "-",
+            k["key_id"], k["name"], ", ".join(k["scopes"]), k["state"], (k["expires_at"] or "-")[:10],
             _text(k["rate_per_second"]), _text(k["daily_budget"]), _text(k["budget_used_today"]),
         )
     out.print(table)

@@ -11,6 +11,7 @@ from loopwatch.cli import (
     commands_logs,
     commands_loops,
     commands_models,
+    commands_quarantine,
     commands_selection,
     commands_serve,
     commands_train,
@@ -45,6 +46,7 @@ cli.add_command(commands_selection.label_queue)
 cli.add_command(commands_selection.retrain)
 cli.add_command(commands_selection.gate)
 cli.add_command(commands_keys.keys)
+cli.add_command(commands_quarantine.quarantine)
 
 
 @cli.command()

@@ -190,32 +190,59 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
 
     def signal_scores(self, x: pd.DataFrame, *, model: Any, _nulls_ready: bool = True) -> dict[str, FloatArray]:
         """Each signal's raw value per row (higher = more suspicious), in :data:`SIGNALS` order."""
-        if not hasattr(self, "surrogate_") or (_nulls_ready and not hasattr(self, "null_")):
+        probes = self._variants(self._frame(x, "x"), None)
+        return self._signals(x, _outputs(model, probes), nulls_ready=_nulls_ready)
+
+    def score_samples(self, x: pd.DataFrame, *, model: Any) -> FloatArray:
+        """Adversarial score per row: ``-log10`` of the smallest signal tail probability."""
+        return self.scores_from_outputs(x, _outputs(model, self.probe_frame(x)))
+
+    def probe_frame(self, x: pd.DataFrame, *, head: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The rows ``x`` (first), then each probe of them, stacked: one model call serves all.
+
+        With :meth:`scores_from_outputs`, a caller that calls the model anyway can score
+        the probes in the same call (:mod:`loopwatch.detectors.adversarial_runtime` does);
+        ``head`` puts other rows of the same columns before them (the model's own rows,
+        when defences changed them), whose outputs the caller takes off again.
+        """
+        self._check_fitted(nulls_ready=False)
+        rows = self._frame(x, "x")
+        if head is not None and list(head.columns) != list(rows.columns):
+            raise InvalidInput("head must have the columns of x, in the same order")
+        return self._variants(rows, head)
+
+    def scores_from_outputs(self, x: pd.DataFrame, outputs: Any) -> FloatArray:
+        """The scores of ``x`` from the model's outputs on :meth:`probe_frame` of ``x``
+        (class probabilities for a classifier, predictions for a regressor)."""
+        signals = self._signals(x, np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1))
+        return np.max([self._tail_score(name, signals[name]) for name in SIGNALS], axis=0)
+
+    def _check_fitted(self, *, nulls_ready: bool = True) -> None:
+        if not hasattr(self, "surrogate_") or (nulls_ready and not hasattr(self, "null_")):
             raise InvalidInput(f"{type(self).__name__} is not fitted: call fit first")
+
+    def _signals(self, x: pd.DataFrame, variants: FloatArray, *, nulls_ready: bool = True) -> dict[str, FloatArray]:
+        self._check_fitted(nulls_ready=nulls_ready)
         rows = self._frame(x, "x")
         n = len(rows)
         copies = len(self.directions_) + 2
-        variants = _outputs(model, self._variants(rows))
         if variants.shape[0] != n * copies:
             raise InvalidInput("the model returned a different number of outputs than rows")
         blocks = variants.reshape(copies, n, -1)
         original = blocks[0]
-        instability = self._instability(blocks)
-        encoded = self._encode(rows)
-        centred = encoded - self.pca_mean_
-        t2 = np.sum((centred @ self.pca_components_.T) ** 2 / self.pca_variances_, axis=1)
-        q = self._residual_squares(encoded) / self.residual_scale_
-        surrogate = self.surrogate_.predict(encoded).reshape(n, -1)
+        with np.errstate(over="ignore", invalid="ignore"):  # extreme rows score infinite, not warn
+            encoded = self._encode(rows)
+            centred = encoded - self.pca_mean_
+            t2 = np.sum((centred @ self.pca_components_.T) ** 2 / self.pca_variances_, axis=1)
+            q = self._residual_squares(encoded) / self.residual_scale_
+        # the fitted tree itself: the estimator's input checks cost more than the lookup
+        surrogate = self.surrogate_.tree_.predict(np.ascontiguousarray(encoded, dtype=np.float32))
+        surrogate = surrogate.reshape(n, -1)
         return {
             "pca_distance": t2 / len(self.pca_variances_) + q,
-            "instability": instability,
+            "instability": self._instability(blocks),
             "surrogate_disagreement": self._distance(surrogate, original),
         }
-
-    def score_samples(self, x: pd.DataFrame, *, model: Any) -> FloatArray:
-        """Adversarial score per row: ``-log10`` of the smallest signal tail probability."""
-        signals = self.signal_scores(x, model=model)
-        return np.max([self._tail_score(name, signals[name]) for name in SIGNALS], axis=0)
 
     def predict(self, x: pd.DataFrame, *, model: Any, fpr: float | None = None) -> np.ndarray:
         """True for rows above the threshold (at ``fpr`` when given, else the calibrated one)."""
@@ -300,20 +327,25 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
             return 0.5 * np.abs(a - b).sum(axis=1)  # total variation between class distributions
         return np.abs(a - b).max(axis=1) / self.output_scale_
 
-    def _variants(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """The rows, then each probe of them, stacked: one model call scores them all."""
+    def _variants(self, rows: pd.DataFrame, head: pd.DataFrame | None) -> pd.DataFrame:
+        """``head`` (if any), the rows, then each probe of them, stacked."""
         copies = len(self.directions_) + 2
+        values = rows[self.numeric_].to_numpy(dtype=np.float64, na_value=np.nan)
+        steps = self.squeeze * self.scales_
+        blocks = [values[None]]
+        # an extreme value overflows to infinity here: the model then refuses it (a ValueError)
+        with np.errstate(over="ignore", invalid="ignore"):
+            blocks.append(values[None] + self.perturbation * self.scales_ * self.directions_[:, None, :])
+            blocks.append(np.round(values / steps)[None] * steps)
+        stacked = np.concatenate(blocks).reshape(copies * len(rows), len(self.numeric_))
         columns: dict[str, Any] = {}
         for j, name in enumerate(self.numeric_):
-            values = rows[name].to_numpy(dtype=np.float64, na_value=np.nan)
-            step = self.squeeze * self.scales_[j]
-            parts = [values]
-            parts += [values + self.perturbation * self.scales_[j] * d for d in self.directions_[:, j]]
-            parts.append(np.round(values / step) * step)
-            columns[name] = np.concatenate(parts)
+            own = stacked[:, j]
+            columns[name] = own if head is None else np.concatenate([_floats(head[name]), own])
         for name in rows.columns:
             if name not in columns:
-                columns[name] = np.tile(rows[name].to_numpy(dtype=object), copies)
+                own = np.tile(rows[name].to_numpy(dtype=object), copies)
+                columns[name] = own if head is None else np.concatenate([head[name].to_numpy(dtype=object), own])
         return pd.DataFrame(columns, columns=list(rows.columns))
 
     def _encode(self, frame: pd.DataFrame) -> FloatArray:
@@ -352,6 +384,10 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
             if np.isinf(values).any():
                 raise InvalidInput(f"{what} column {name!r} holds infinite values")
         return x
+
+
+def _floats(column: pd.Series) -> FloatArray:
+    return np.asarray(column.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
 
 
 def _probe_directions(n_features: int, most: int, rng: np.random.Generator) -> FloatArray:

@@ -53,15 +53,18 @@ def boundary_attack(
     *,
     step: float = 0.05,
     max_distance: float = 6.0,
-    overshoot: float = 0.02,
+    overshoot: float = 0.0,
     seed: int = 0,
 ) -> AttackResult:
     """Move each row of ``frame`` across ``pipeline``'s decision boundary, if it can.
 
     The walk doubles its length from ``step`` standard deviations until the
-    answer flips (or ``max_distance`` is passed), then bisects to the boundary
-    and goes ``overshoot`` standard deviations past it. A row that needs more
-    than ``max_distance`` keeps its last point and counts as a failure.
+    answer flips (or ``max_distance`` is passed), then bisects to the first
+    flipped point within ``2**-12`` of the boundary, and goes ``overshoot``
+    standard deviations further (an attacker's margin of safety, which also
+    takes the row away from where the instability signal sees it best). A row
+    that needs more than ``max_distance`` keeps its last point and counts as a
+    failure.
     """
     if schema.task != "classification" or not schema.classes:
         raise InvalidInput("the boundary attack needs a classifier")
@@ -80,7 +83,7 @@ def boundary_attack(
     directions = _directions(pipeline, schema, rows, original, seed=seed)
 
     def answers(distance: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
-        moved = _project(start + distance[:, None] * directions * scales, schema)
+        moved = valid_numeric(start + distance[:, None] * directions * scales, schema)
         candidate = rows.copy()
         candidate[numeric] = moved
         return candidate, _labels(pipeline, candidate) != original
@@ -180,7 +183,7 @@ def _directions(
     scales = np.where(scales > 0, scales, 1.0)
     probes = rows.iloc[rng.integers(0, len(rows), size=max(400, len(rows)))].reset_index(drop=True)
     cloud = means + scales * rng.standard_normal((len(probes), len(numeric)))
-    probes[numeric] = _project(cloud, schema)
+    probes[numeric] = valid_numeric(cloud, schema)
     sample = pd.concat([rows, probes], ignore_index=True)
     answers = np.concatenate([labels, _labels(pipeline, probes)])
     standard = sample[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -201,7 +204,7 @@ def _directions(
     return np.asarray(direction / np.where(norms > 0, norms, 1.0), dtype=np.float64)
 
 
-def _project(values: np.ndarray, schema: FeatureSchema) -> np.ndarray:
+def valid_numeric(values: np.ndarray, schema: FeatureSchema) -> np.ndarray:
     """Numeric values a client can send: within the training range, whole where integer."""
     out = values.copy()
     for j, name in enumerate(schema.numeric):

@@ -137,6 +137,10 @@ class ReferenceProfile:
     #: The holdout's labels and outputs, for performance estimation; ``None`` in profiles built
     #: without a model, and in those stored before loopwatch kept it.
     performance: PerformanceReference | None = None
+    #: The version's fitted adversarial-input detector
+    #: (:class:`loopwatch.detectors.adversarial.AdversarialDetector`); ``None`` in profiles
+    #: built without a model, and in those stored before loopwatch kept it.
+    adversarial: Any = None
 
     @property
     def n(self) -> int:
@@ -169,6 +173,8 @@ class ReferenceProfile:
                 "sample": joint.sample,
                 "detectors": joint.detectors,
             }
+        if self.adversarial is not None:
+            payload["adversarial"] = self.adversarial
         return sio.dumps(payload)
 
     @classmethod
@@ -202,6 +208,7 @@ class ReferenceProfile:
             outputs=None if light["outputs"] is None else UnivariateProfile.from_dict(light["outputs"]),
             config=light["config"],
             performance=performance,
+            adversarial=payload.get("adversarial"),  # absent from profiles stored before it existed
         )
 
 

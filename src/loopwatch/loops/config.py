@@ -69,6 +69,11 @@ class MonitoringConfig:
     #: decimals (``None``: full precision), or left out. Logged events keep the full values.
     probability_decimals: int | None = None
     withhold_probabilities: bool = False
+    #: Evasion defences applied to every row before the model sees it (``clip``: to the
+    #: training range, ``squeeze``: rounded to a grid); logged rows stay as sent.
+    defences: list[str] = field(default_factory=list)
+    #: False-positive rate on clean rows at which a row's adversarial score is flagged.
+    adversarial_fpr: float = 0.01
 
     def __post_init__(self) -> None:
         _positive("schedule_seconds", self.schedule_seconds)
@@ -99,8 +104,14 @@ class MonitoringConfig:
             raise InvalidInput("business_max_lag must lie in [0, 60]")
         if self.probability_decimals is not None and not 0 <= self.probability_decimals <= 15:
             raise InvalidInput("probability_decimals must lie in [0, 15]")
+        from loopwatch.models.defences import check_defences
+
+        check_defences(self.defences)
+        if not 0 < self.adversarial_fpr < 0.5:
+            raise InvalidInput("adversarial_fpr must lie in (0, 0.5)")
         for url in self.webhooks:
-            if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 2000:
+            if (not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 2000
+                    or "\x00" in url):
                 raise InvalidInput("webhooks must be http(s) URLs")
         if self.value_matrix is not None:
             for truth, row in self.value_matrix.items():
@@ -143,7 +154,8 @@ def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
 
 
 _FLOATS = {"schedule_seconds", "drift_alpha", "latency_percentile", "latency_budget_ms", "latency_budget_ratio",
-           "performance_tolerance", "min_label_coverage", "labelling_random_share", "alert_cooldown_seconds"}
+           "performance_tolerance", "min_label_coverage", "labelling_random_share", "alert_cooldown_seconds",
+           "adversarial_fpr"}
 _INTS = {"min_labels", "labelling_budget", "business_max_lag", "latency_baseline_windows", "probability_decimals"}
 _BOOLS = {"withhold_probabilities"}
 _STRINGS = {"window", "segment_feature", "metric", "concept_detector", "business_metric"}
@@ -166,17 +178,21 @@ def _coerce(key: str, _type: Any, value: Any) -> Any:
             raise InvalidInput(f"{key} must be an integer")
         return value
     if key in _STRINGS:
-        if not isinstance(value, str) or not value or len(value) > 200:
-            raise InvalidInput(f"{key} must be a non-empty string")
+        if not isinstance(value, str) or not value or len(value) > 200 or "\x00" in value:
+            raise InvalidInput(f"{key} must be a non-empty string without NUL")
         return value
     if key == "webhooks":
         if not isinstance(value, list) or len(value) > 20:
             raise InvalidInput("webhooks must be a list of at most 20 URLs")
         return list(value)
+    if key == "defences":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or len(value) > 10:
+            raise InvalidInput("defences must be a list of defence names")
+        return list(value)
     if key in {"value_matrix", "cost_function"}:
         if not isinstance(value, Mapping) or len(value) > 1000:
             raise InvalidInput(f"{key} must be a JSON object")
-        return {str(k): _plain(key, v, depth=1) for k, v in value.items()}
+        return {_name(key, k): _plain(key, v, depth=1) for k, v in value.items()}
     raise InvalidInput(f"{key}: unsupported value")  # pragma: no cover
 
 
@@ -186,7 +202,7 @@ def _plain(key: str, value: Any, *, depth: int) -> Any:
     if isinstance(value, Mapping):
         if depth > 2 or len(value) > 1000:
             raise InvalidInput(f"{key} nests too deep or too wide")
-        return {str(k): _plain(key, v, depth=depth + 1) for k, v in value.items()}
+        return {_name(key, k): _plain(key, v, depth=depth + 1) for k, v in value.items()}
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
@@ -197,6 +213,14 @@ def _plain(key: str, value: Any, *, depth: int) -> Any:
         if not math.isfinite(value):
             raise InvalidInput(f"{key} values must be finite numbers")
         return value
-    if isinstance(value, str) and len(value) <= 200:
+    if isinstance(value, str) and len(value) <= 200 and "\x00" not in value:
         return value
     raise InvalidInput(f"{key} holds a value that is not a number, a short string or an object")
+
+
+def _name(key: str, name: Any) -> str:
+    """A key of a nested setting: short text without NUL (PostgreSQL text cannot hold one)."""
+    text = str(name)
+    if len(text) > 200 or "\x00" in text:
+        raise InvalidInput(f"{key} has a key that is longer than 200 characters or holds NUL")
+    return text

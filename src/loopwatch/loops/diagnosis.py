@@ -9,7 +9,8 @@ The rules, in the order they are tried for a window whose inputs drifted:
 3. **data change (covariate shift)**: anything else the inputs show.
 
 Independently of the inputs, a window whose runtime percentile exceeds the
-model's budget is a **latency regression**. From the labels, a **concept drift**
+model's budget is a **latency regression** when it lines up with a new model version, or
+when the window before was over budget too (a single slow window is a spike). From the labels, a **concept drift**
 is a rise of the loss stream (a river detector, in label-arrival order) while
 the label-free estimate holds, that is when realized performance departs from
 what the inputs predicted.
@@ -37,6 +38,8 @@ def _latency(e: WindowEvidence) -> Finding | None:
     if e.latency_budget_ms is None or e.latency_ms is None or not e.latency_ms > e.latency_budget_ms:
         return None
     changes = [s.to_dict() for s in e.software_changes if s.what in ("model_version", "fingerprint")]
+    if not changes and not e.latency_over_budget_before:
+        return None  # one slow window on its own is a spike of the machine, not a regression
     lined_up = f", lined up with {changes[0]['what']} {changes[0]['value']}" if changes else ""
     return Finding(
         kind="latency_regression",

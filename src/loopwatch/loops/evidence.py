@@ -56,6 +56,8 @@ class WindowEvidence:
     latency_ms: float | None = None
     latency_budget_ms: float | None = None
     latency_percentile: float = 95.0
+    #: Whether the window before was over the budget too.
+    latency_over_budget_before: bool = False
     #: Label-free estimate of the model's metric on the window, with its interval, and the
     #: holdout value it is compared with.
     metric: str | None = None
@@ -109,6 +111,7 @@ class WindowEvidence:
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 2),
             "latency_budget_ms": self.latency_budget_ms,
             "latency_percentile": self.latency_percentile,
+            "latency_over_budget_before": self.latency_over_budget_before,
             "metric": self.metric,
             "estimated": self.estimated,
             "holdout": self.holdout,

@@ -47,7 +47,7 @@ SQUEEZE_SHARE = 0.1
 def check_defences(names: Iterable[str]) -> tuple[str, ...]:
     """The named defences in the order they are applied; unknown or repeated names are an error."""
     chosen = list(names)
-    unknown = [n for n in chosen if n not in DEFENCES]
+    unknown = [str(n)[:50] for n in chosen if n not in DEFENCES]  # echoed back: never at length
     if unknown:
         raise InvalidInput(f"unknown defences {unknown!r}; choose from {', '.join(DEFENCES)}")
     if len(set(chosen)) != len(chosen):
@@ -57,14 +57,7 @@ def check_defences(names: Iterable[str]) -> tuple[str, ...]:
 
 def clip_to_training_range(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
     """``frame`` with every numeric feature clipped to its training range (missing values kept)."""
-    out = frame.copy()
-    for feature in schema.features:
-        if feature.kind != "numeric" or feature.name not in out.columns:
-            continue
-        low = -np.inf if feature.minimum is None else feature.minimum
-        high = np.inf if feature.maximum is None else feature.maximum
-        out[feature.name] = np.clip(out[feature.name].to_numpy(dtype=np.float64, na_value=np.nan), low, high)
-    return out
+    return apply_defences(frame, schema, ["clip"])
 
 
 def squeeze_to_grid(frame: pd.DataFrame, schema: FeatureSchema, *, share: float = SQUEEZE_SHARE) -> pd.DataFrame:
@@ -73,26 +66,33 @@ def squeeze_to_grid(frame: pd.DataFrame, schema: FeatureSchema, *, share: float 
     The grid starts at the training minimum, so its points stay values the
     training data could hold; integer features use whole steps of at least one.
     """
+    return apply_defences(frame, schema, ["squeeze"], share=share)
+
+
+def apply_defences(
+    frame: pd.DataFrame, schema: FeatureSchema, defences: Iterable[str], *, share: float = SQUEEZE_SHARE
+) -> pd.DataFrame:
+    """``frame`` after each chosen defence (squeezing, then clipping); the input is not changed."""
+    chosen = check_defences(defences)
     if not 0 < share <= 1:
         raise InvalidInput(f"share must lie in (0, 1], got {share!r}")
-    out = frame.copy()
+    columns = {}
     for feature in schema.features:
-        if feature.kind != "numeric" or feature.name not in out.columns:
+        if feature.kind != "numeric" or feature.name not in frame.columns:
             continue
-        std = feature.std if feature.std and feature.std > 0 else 1.0
-        step = share * std
-        if feature.integer:
-            step = max(1.0, float(np.round(step)))
-        origin = feature.minimum or 0.0
-        values = out[feature.name].to_numpy(dtype=np.float64, na_value=np.nan)
-        # rounding of the float step can leave 12.000000000000002: keep grid points tidy
-        out[feature.name] = np.round(origin + np.round((values - origin) / step) * step, 10)
-    return out
-
-
-def apply_defences(frame: pd.DataFrame, schema: FeatureSchema, defences: Iterable[str]) -> pd.DataFrame:
-    """``frame`` after each chosen defence (squeezing, then clipping); the input is not changed."""
-    out = frame
-    for name in check_defences(defences):
-        out = clip_to_training_range(out, schema) if name == "clip" else squeeze_to_grid(out, schema)
+        values = frame[feature.name].to_numpy(dtype=np.float64, na_value=np.nan)
+        if "squeeze" in chosen:
+            std = feature.std if feature.std and feature.std > 0 else 1.0
+            step = max(1.0, float(np.round(share * std))) if feature.integer else share * std
+            origin = feature.minimum or 0.0
+            # rounding of the float step can leave 12.000000000000002: keep grid points tidy
+            values = np.round(origin + np.round((values - origin) / step) * step, 10)
+        if "clip" in chosen:
+            low = -np.inf if feature.minimum is None else feature.minimum
+            high = np.inf if feature.maximum is None else feature.maximum
+            values = np.clip(values, low, high)
+        columns[feature.name] = values
+    out = frame.copy(deep=False)  # the other columns are shared, never written
+    for name, values in columns.items():
+        out[name] = values
     return out

@@ -175,6 +175,12 @@ def train_model(
             seed=seed,
         )
         reference_profile.performance = performance_reference(outputs, x_test, y_test, schema, seed=seed)
+        from loopwatch.detectors.adversarial_runtime import fit_for_model
+
+        # kept in the profile: built from the same split, stored and verified with it
+        reference_profile.adversarial = fit_for_model(
+            pipeline, x_train, x_test, numeric=schema.numeric, categorical=schema.categorical, seed=seed
+        )
     rng = np.random.default_rng(seed)
     keep = min(len(frame), REFERENCE_SAMPLE_ROWS)
     sample_index = np.sort(rng.choice(len(frame), size=keep, replace=False))

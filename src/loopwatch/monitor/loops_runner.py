@@ -118,6 +118,7 @@ def evaluate_loops(
                 latency_budget_ms=budget if index >= config.latency_baseline_windows or
                 config.latency_budget_ms is not None else None,
                 latency_percentile=config.latency_percentile,
+                latency_over_budget_before=_over(latencies, index - 1, budget),
                 metric=context.metric,
                 estimated=context.estimate(part),
                 holdout=context.holdout,
@@ -191,6 +192,11 @@ def record_incidents(store: Store, report: LoopReport, *, now: datetime) -> list
 
 def _utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _over(latencies: Sequence[float | None], index: int, budget: float | None) -> bool:
+    value = latencies[index] if 0 <= index < len(latencies) else None
+    return budget is not None and value is not None and value > budget
 
 
 def latency_budget(config: MonitoringConfig, latencies: Sequence[float | None]) -> float | None:

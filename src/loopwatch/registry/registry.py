@@ -40,9 +40,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from loopwatch.drift.profile import ReferenceProfile
 
 event_logger = logging.getLogger("loopwatch.events")
+_log = logging.getLogger("loopwatch.registry")
 
 #: Seconds an alias lookup is trusted before the store is asked again.
 ALIAS_TTL_SECONDS = 1.0
+#: Seconds a version whose artifact failed its check stays refused before it is read again.
+REFUSAL_TTL_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class Registry:
         # keyed by the profile's hash too: a rebaseline gives the version a new profile
         self._profiles: dict[tuple[str, int, str], ReferenceProfile] = {}
         self._loading: dict[tuple[str, int], threading.Lock] = {}
+        self._refused: dict[tuple[str, int], tuple[float, IntegrityError]] = {}
         self._lock = threading.Lock()
 
     # --- registering ----------------------------------------------------------------
@@ -186,8 +190,43 @@ class Registry:
         return self.store.get_model_version(name, version)
 
     def load(self, name: str, version: int | str | None = None) -> LoadedModel:
+        """The model, verified. A production version whose artifact fails its check (changed
+        after registration, or holding untrusted types) is refused and the version production
+        held before it is served instead, with an integrity alarm in the log; a version asked
+        for by number or as ``candidate`` is refused outright."""
         number = self.resolve(name, version).version
+        try:
+            return self._load_verified(name, number)
+        except IntegrityError as exc:
+            if version not in (None, "production"):
+                raise
+            return self._last_good(name, number, exc)
+
+    def _last_good(self, name: str, refused: int, error: IntegrityError) -> LoadedModel:
+        _log.error(
+            "integrity alarm: model %r version %d was refused at load (%s); serving the last "
+            "production version that loads", name, refused, error.message,
+        )
+        tried = {refused}
+        for change in reversed(self.store.alias_history(name, "production")):
+            for number in (change.version, change.previous_version):
+                if number is None or number in tried:
+                    continue
+                tried.add(number)
+                try:
+                    loaded = self._load_verified(name, number)
+                except IntegrityError:
+                    continue
+                _log.error("integrity alarm: model %r is served by version %d instead of %d", name, number, refused)
+                return loaded
+        raise error
+
+    def _load_verified(self, name: str, number: int) -> LoadedModel:
         key = (name, number)
+        refused = self._refused.get(key)
+        if refused is not None and time.monotonic() - refused[0] < REFUSAL_TTL_SECONDS:
+            # not read and hashed again on every request; a fresh error, so tracebacks do not pile up
+            raise IntegrityError(refused[1].message, detail=refused[1].detail)
         with self._lock:
             cached = self._models.get(key)
             if cached is not None:
@@ -203,9 +242,14 @@ class Registry:
             if cached is not None:
                 return cached
             meta = self.store.get_model_version(name, number)
-            pipeline = load_model(
-                self.store.get_artifact(meta.artifact_sha256), expected_sha256=meta.artifact_sha256
-            )
+            try:
+                pipeline = load_model(
+                    self.store.get_artifact(meta.artifact_sha256), expected_sha256=meta.artifact_sha256
+                )
+            except IntegrityError as exc:
+                self._refused[key] = (time.monotonic(), exc)
+                raise
+            self._refused.pop(key, None)
             loaded = LoadedModel(meta, pipeline)
             with self._lock:
                 self._models[key] = loaded

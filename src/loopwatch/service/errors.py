@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from loopwatch.errors import InvalidInput, LoopwatchError, Overloaded
+from loopwatch.errors import InvalidInput, LoopwatchError
 from loopwatch.records.jsonutil import dumps
 
 _log = logging.getLogger("loopwatch.service")
@@ -49,8 +49,9 @@ def error_response(
 
 def from_loopwatch_error(exc: LoopwatchError) -> Response:
     headers = None
-    if isinstance(exc, Overloaded):
-        headers = {"Retry-After": str(exc.retry_after)}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:  # 503 when overloaded, 429 past a key's limit
+        headers = {"Retry-After": str(retry_after)}
     if exc.status >= 500:
         _log.error("%s: %s", exc.code, exc.message)
     return error_response(exc.status, exc.code, exc.message, exc.detail, headers)

@@ -1,4 +1,5 @@
-"""Data collection and model selection: the labelling queue, retraining, the promotion gate."""
+"""Data collection and model selection: the labelling queue, retraining, the quarantine of
+screened training rows, the promotion gate."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import io
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Header, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from starlette.concurrency import run_in_threadpool
@@ -21,6 +22,9 @@ router = APIRouter(tags=["model selection"], responses=ERROR_RESPONSES)
 
 #: Largest labelling budget one request may ask for.
 MAX_BUDGET = 100_000
+#: Most quarantined rows one page lists, and most ids one release names.
+MAX_QUARANTINE_PAGE = 10_000
+MAX_RELEASE_IDS = 10_000
 
 # strict: a flag that promotes a model must not be "yes", nor a count "1000" or 1000.0
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
@@ -54,6 +58,14 @@ class GateIn(_In):
     n_boot: StrictInt = Field(1000, ge=50, le=20_000)
     seed: Seed = 0
     promote: StrictBool = Field(False, description="Point production at the candidate when the gate passes.")
+
+
+class ReleaseIn(_In):
+    ids: list[Annotated[str, Field(min_length=3, max_length=220)]] = Field(
+        ..., min_length=1, max_length=MAX_RELEASE_IDS,
+        description="Quarantined rows to release, as REQUEST_ID:ROW_INDEX (all or none are released).",
+    )
+    by: str | None = Field(None, min_length=1, max_length=200, description="Who releases (else X-Client-ID).")
 
 
 def _utc(moment: datetime | None, what: str) -> datetime | None:
@@ -156,3 +168,52 @@ async def gate(
         return {"decision": decision.to_dict(), "promoted": None if change is None else change.to_dict()}
 
     return Response(dumps(await run_in_threadpool(run)), media_type="application/json")
+
+
+@router.get(
+    "/models/{name}/quarantine",
+    summary="Training rows the poisoning screens set aside, with their reasons",
+    description=(
+        "Rows of labelled windows that a retraining's screens quarantined (label flips, rows far "
+        "from the reference, a skewed feedback source, a backdoor pattern), oldest first. "
+        "`status=held` lists the rows training leaves out, `released` the ones put back, `all` both."
+    ),
+)
+async def list_quarantine(
+    name: str,
+    status: Literal["held", "released", "all"] = Query("held"),
+    limit: int = Query(1000, ge=1, le=MAX_QUARANTINE_PAGE, description="Rows per page."),
+    offset: int = Query(0, ge=0, le=2**31, description="Rows to skip."),
+    state: ServiceState = Depends(get_state),
+) -> Response:
+    from loopwatch import quarantine
+
+    released = {"held": False, "released": True, "all": None}[status]
+    body = await run_in_threadpool(
+        quarantine.list_quarantine, state.store, state.registry, name, released=released, limit=limit, offset=offset
+    )
+    return Response(dumps({**body, "status": status}), media_type="application/json")
+
+
+@router.post(
+    "/models/{name}/quarantine/release",
+    summary="Release quarantined rows: the next retraining trains on them again",
+    description=(
+        "All or none: an id that is not quarantined is a 404, and a row set aside by a certain "
+        "check (a label that is not a class, a value the schema refuses) a 422. A release holds "
+        "for the label the row has; a corrected label is screened afresh."
+    ),
+)
+async def release_quarantine(
+    name: str,
+    body: ReleaseIn,
+    x_client_id: str | None = Header(None, description="Who is calling (the releaser when by is absent)."),
+    state: ServiceState = Depends(get_state),
+) -> Response:
+    from loopwatch import quarantine
+
+    by = body.by or (x_client_id[:200] if x_client_id else None)
+    released = await run_in_threadpool(quarantine.release, state.store, state.registry, name, body.ids, by=by)
+    return Response(
+        dumps({"model": name, "released": [entry.to_dict() for entry in released]}), media_type="application/json"
+    )
