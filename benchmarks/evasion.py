@@ -15,12 +15,15 @@ For each seed (default 0, 1, 2):
    * ``boundary``: loopwatch's own black-box walk along a logistic surrogate's weights until
      the answer flips (overshoot 0, and 0.1 sd past the boundary), 300 rows;
    * ART's FGSM and PGD (L-inf budget 0.25 and 0.5 training sd, PGD 20 steps) on the
-     logistic regression through ``ScikitlearnLogisticRegression``, 300 rows;
+     logistic regression through ``ScikitlearnLogisticRegression``, 300 rows; and FGSM with
+     a budget of 1 sd allowed up to 3 sd past the training range (the API takes any finite
+     number: this is the attack clipping is for);
    * ART's HopSkipJump (L2, black box through ``SklearnClassifier``): 40 rows and 20
      iterations on the logistic regression, 20 rows and 10 iterations on the forest.
    Every attack moves the numeric features only (the one-hot categoricals are frozen by
-   ART's mask, so categories stay valid), within their training ranges, rounded where the
-   feature is integer; success is judged on those rows through the whole pipeline.
+   ART's mask, so categories stay valid), within their training ranges unless said
+   otherwise, rounded where the feature is integer; success is judged on those rows
+   through the whole pipeline.
 
 Per attack: success rate (share of the rows the model got right that it now gets wrong),
 detection rate at 1% and 5% FPR counted over the successful attacks only (thresholds from
@@ -79,6 +82,9 @@ def attacks_for(estimator: str) -> list[tuple[str, int, Callable[..., AttackResu
         for eps in (0.25, 0.5):
             plan.append((f"fgsm_eps{eps}", 300, lambda r, m, s, seed, e=eps: art_attack("fgsm", r, m, s, eps=e, seed=seed)))
             plan.append((f"pgd_eps{eps}", 300, lambda r, m, s, seed, e=eps: art_attack("pgd", r, m, s, eps=e, seed=seed)))
+        # the API takes any finite number: an attack that leaves the training range (up to 3 sd past it)
+        plan.append(("fgsm_eps1.0_out_of_range", 300, lambda r, m, s, seed: art_attack(
+            "fgsm", r, m, s, eps=1.0, seed=seed, beyond_sd=3.0)))
         plan.append(("hopskipjump", 40, lambda r, m, s, seed: art_attack(
             "hopskipjump", r, m, s, seed=seed, max_iter=20, max_eval=1000)))
     else:

@@ -22,11 +22,12 @@ Each poison is screened twice: ``anonymous`` (no feedback sources: flips, distan
 backdoor screens) and ``one_source`` (honest rows from "crm" and "app", the poisoned rows
 from "attacker", who also sends as many honest rows). Per screen and for all together:
 the detection rate (poisoned rows flagged) and the false-positive rate (other rows
-flagged). The ``clean`` scenario has no poison. Then a HistGradientBoosting pipeline is
-fitted on the clean window, on the poisoned one and on the poisoned one after screening
+flagged). The ``clean`` scenario has no poison. Then a random forest (100 trees;
+flexible enough to learn an exact-value trigger, which a linear model cannot) is fitted
+on the clean window, on the poisoned one and on the poisoned one after screening
 (anonymous), and scored on the holdout (accuracy, ROC-AUC for churn) and, for backdoors,
-by the attack's success: the share of holdout rows of another class that the trigger
-turns into the attacker's label.
+by the attack's success: of the holdout rows the model does not already give the
+attacker's label, the share that the trigger switches to it.
 
 Last, the demo's ``label_poisoning`` incident: the simulator's days 28 to 46 are replayed
 into a SQLite store at 1,000 predictions a day, and
@@ -161,11 +162,13 @@ def sources_for(poisoned: np.ndarray, rng: np.random.Generator) -> list[str]:
 
 
 def fitted(frame: pd.DataFrame, schema: FeatureSchema, seed: int) -> Any:
-    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.ensemble import RandomForestClassifier
 
     from loopwatch.models.training import build_pipeline, prepare_features
 
-    pipeline = build_pipeline(schema, HistGradientBoostingClassifier(random_state=seed))
+    # a flexible model: a linear one could not learn an exact-value trigger at all
+    forest = RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=1)
+    pipeline = build_pipeline(schema, forest)
     return pipeline.fit(prepare_features(frame, schema), frame[schema.target].to_numpy())
 
 
@@ -205,16 +208,18 @@ def model_effect(data: Dataset, schema: FeatureSchema, frame: pd.DataFrame, kept
     triggered = data.holdout.copy()
     for feature, value in data.trigger.items():
         triggered[feature] = value
-    other = truth != label if label is not None else None
     out: dict[str, Any] = {}
     for name, train in (("clean", data.window), ("poisoned", frame), ("screened", frame[kept])):
         model = fitted(train, schema, seed)
-        scores: dict[str, Any] = {"accuracy": float(accuracy_score(truth, model.predict(holdout_x)))}
+        predicted = model.predict(holdout_x)
+        scores: dict[str, Any] = {"accuracy": float(accuracy_score(truth, predicted))}
         if len(model.classes_) == 2:
             scores["roc_auc"] = float(roc_auc_score(truth, model.predict_proba(holdout_x)[:, 1]))
-        if label is not None and other is not None:
-            predicted = model.predict(prepare_features(triggered, schema))
-            scores["attack_success"] = float(np.mean(predicted[other] == label))
+        if label is not None:
+            # of the rows the model does not already give the attacker's label, the share the trigger turns
+            other = predicted != label
+            switched = model.predict(prepare_features(triggered, schema))[other] == label
+            scores["attack_success"] = float(switched.mean()) if other.any() else None
         out[name] = scores
     return out
 

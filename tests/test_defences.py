@@ -175,6 +175,24 @@ def test_a_version_without_a_detector_still_answers(trained, churn_training) -> 
     assert "adversarial_score" not in summary and summary["n_missing"] == 0
 
 
+def test_a_tampered_profile_leaves_the_model_answering_without_scores(
+    trained, settings, churn_training, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    sha = trained.registry.resolve("churn").profile_sha256
+    database = settings.database_url[len("sqlite:///"):]
+    with sqlite3.connect(database) as conn:
+        content = bytearray(conn.execute("SELECT content FROM artifacts WHERE sha256 = ?", (sha,)).fetchone()[0])
+        content[len(content) // 2] ^= 0x01
+        conn.execute("UPDATE artifacts SET content = ? WHERE sha256 = ?", (bytes(content), sha))
+    with caplog.at_level("ERROR", logger="loopwatch.prediction"):
+        answer = trained.predict("churn", churn_rows(churn_training, 2), request_id="tampered")
+    assert len(answer.predictions) == 2
+    assert "adversarial_score" not in _events(trained, "tampered")[0].input_data_summary
+    assert any("integrity alarm" in r.getMessage() and "reference profile" in r.getMessage() for r in caplog.records)
+
+
 # -- adversarial training data ----------------------------------------------------------------------
 
 def test_augmenting_adds_flipped_rows_with_their_true_labels(churn_training) -> None:  # type: ignore[no-untyped-def]

@@ -61,6 +61,9 @@ class Settings:
     #: Run the loop engine on each model's schedule inside ``loopwatch serve`` (every
     #: worker runs the scheduler; a claim in the store lets one of them evaluate a model).
     schedule_enabled: bool = True
+    #: Score live traffic with a model's candidate in shadow mode (off the request path; it
+    #: costs CPU on the same machine while a candidate exists).
+    shadow_enabled: bool = True
     #: Longest pause of the scheduler between two looks at which models are due, in seconds
     #: (it looks more often when a model's schedule is shorter).
     schedule_tick_seconds: float = 30.0

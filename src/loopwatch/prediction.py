@@ -9,6 +9,7 @@ before it answers.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 import uuid
@@ -29,6 +30,8 @@ from loopwatch.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from loopwatch.detectors.adversarial import AdversarialDetector
+
+_log = logging.getLogger("loopwatch.prediction")
 
 MAX_REQUEST_ID_LENGTH = 128
 #: Seconds a model's monitoring configuration (its response defences) is trusted per process.
@@ -204,12 +207,19 @@ class Predictor:
             return None
         with self._detector_lock:
             if sha not in self._detectors:
-                data = self.registry.store.get_artifact(sha)
-                if sha256_hex(data) != sha:
-                    raise IntegrityError("reference profile hash mismatch")
                 from loopwatch.drift.profile import ReferenceProfile
 
-                self._detectors[sha] = ReferenceProfile.from_bytes(data).adversarial
+                try:
+                    data = self.registry.store.get_artifact(sha)
+                    if sha256_hex(data) != sha:
+                        raise IntegrityError("reference profile hash mismatch")
+                    detector = ReferenceProfile.from_bytes(data).adversarial
+                except IntegrityError as exc:
+                    # the model answers as before; the missing scores show in the log and here
+                    _log.error("integrity alarm: the reference profile of model %r version %d was refused (%s); "
+                               "its predictions are logged without adversarial scores", meta.name, meta.version, exc)
+                    detector = None
+                self._detectors[sha] = detector
                 while len(self._detectors) > self.registry.cache_size:
                     self._detectors.pop(next(iter(self._detectors)))
             return self._detectors[sha]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -142,8 +143,9 @@ BODY_CASES: dict[str, Callable[[Endpoint, bytes], tuple[bytes, dict[str, str]]]]
     "null": lambda e, b: (b"null", {}),
     "a JSON string": lambda e, b: (b'"rows"', {}),
     "a top-level array of 10**6": lambda e, b: (MILLION.encode(), {}),
-    "10**6 elements in the main list": lambda e, b: (
-        json.dumps({**json.loads(b), e.list_key: [0] * 1_000_000}).encode(), {}
+    # 10**5, not 10**6: each element is validated today (see the test of the time it takes below)
+    "10**5 elements in the main list": lambda e, b: (
+        json.dumps({**json.loads(b), e.list_key: [0] * 100_000}).encode(), {}
     ),
     "a body over the size limit": lambda e, b: (b'{"x": "' + b"x" * (17 * 1024 * 1024) + b'"}', {}),
 }
@@ -160,7 +162,13 @@ CONFIG_MEDIA_GAP = pytest.mark.xfail(
     reason="PUT /monitoring-config parses the body whatever its content type (200 for text/plain or none). "
     "Fix in service/routers/loops.py put_monitoring_config: 415 unless the media type is application/json.",
 )
+TRAIN_MEDIA_GAP = pytest.mark.xfail(
+    strict=True,
+    reason="POST /train reads a body without a content type as JSON (its Header default). Fix in "
+    "service/routers/train.py: no default, 415 when the header is absent.",
+)
 GAPS = {
+    ("train", "no content type"): TRAIN_MEDIA_GAP,
     ("train", "the string 0.5 for a number"): TRAIN_GAP,
     ("train", "true for a number"): TRAIN_GAP,
     ("train", "false for a number"): TRAIN_GAP,
@@ -269,6 +277,15 @@ def test_the_templates_with_ordinary_values_are_accepted(endpoint_name: str, cli
     body = fill(endpoint, endpoint.template(rows, table.to_dict(orient="records")))
     response = client.request(endpoint.method, endpoint.path, content=body.encode(), headers={"content-type": JSON})
     assert 200 <= response.status_code < 300, response.text[:300]
+
+
+def test_a_long_list_is_refused_without_validating_each_element(service: Service) -> None:
+    body = json.dumps({"rows": [0] * 300_000}).encode()
+    started = time.perf_counter()
+    response = service.client.post(PREDICT, content=body, headers={"content-type": JSON})
+    elapsed = time.perf_counter() - started
+    assert response.status_code in (413, 422)
+    assert elapsed < 1.0, f"{elapsed:.2f} s"
 
 
 def test_duplicate_keys_are_read_once_the_last_one_wins(service: Service) -> None:

@@ -30,6 +30,12 @@ TOTAL = sum(n for n, _, _ in TRAFFIC.values())
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Shadow scoring off, so that the log holds exactly what the tests sent."""
+    return settings.with_overrides(shadow_enabled=False)
+
+
+@pytest.fixture
 def trained(settings: Settings, trained_template_with_candidate: Path) -> Iterator[Workspace]:
     """Here "churn" has v1 in production and v2 as the candidate (for the version filter)."""
     for ws in workspace_on_copy(trained_template_with_candidate, settings):

@@ -220,3 +220,12 @@ def test_unfitted_and_invalid_parameters_are_refused(churn_training: pd.DataFram
         ExtractionDetector().fit(churn_training.head(5))
     with pytest.raises(InvalidInput, match="one row per reference row"):
         ExtractionDetector().fit(churn_training, probabilities=np.zeros((3, 2)))
+
+
+def test_the_docstring_example_runs() -> None:
+    import doctest
+
+    import loopwatch.detectors.extraction as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0, result

@@ -18,7 +18,7 @@ def test_injected_rows_far_from_the_reference_are_caught() -> None:
     assert result.flagged[:8].all()
     assert result.flagged[8:].sum() <= 15
     assert set(result.reasons[:8]) == {"far_from_reference"}
-    assert result.details == {"n_reference": 1000}
+    assert result.details["n_reference"] == 1000 and set(result.details["thresholds"]) == {"isolation_forest", "pca_reconstruction"}
 
 
 @pytest.mark.parametrize("fpr", [0.01, 0.05])
@@ -28,9 +28,11 @@ def test_rows_like_the_reference_are_flagged_at_about_the_stated_rate(fpr: float
         rng = np.random.default_rng(100 + seed)
         reference, rows = rng.normal(size=(2000, 5)), rng.normal(size=(2000, 5))
         rates.append(reference_distance_screen(rows, reference, fpr=fpr, seed=seed).flagged.mean())
-    # the threshold is a quantile of 1000 held-out reference rows: its own error is about
-    # sqrt(fpr (1 - fpr) / 1000), and five seeds average it down
-    assert abs(np.mean(rates) - fpr) < 3 * np.sqrt(fpr * (1 - fpr) / 1000) / np.sqrt(5) + 0.002
+    # two detectors at fpr / 2 each: between fpr / 2 (they flag the same rows) and fpr (disjoint
+    # rows); each threshold is a quantile of 1000 held-out rows, with an error of about
+    # sqrt(fpr / 2 / 1000) that five seeds average down
+    slack = 3 * np.sqrt(fpr / 2 / 1000) / np.sqrt(5) + 0.002
+    assert fpr / 2 - slack < np.mean(rates) < fpr + slack
 
 
 def test_the_screen_is_deterministic_and_refuses_bad_input() -> None:

@@ -53,7 +53,7 @@ def test_a_database_written_at_version_3_is_upgraded_whole(tmp_path: Path) -> No
 
     store = open_store(f"sqlite:///{path}")
     try:
-        assert store.applied_migrations() == [1, 2, 3, 4]
+        assert store.applied_migrations() == [number for number, _, _ in MIGRATIONS]
         assert _dump(path) == before
         assert raw_rows(store, "SELECT COUNT(*) FROM events WHERE entity_id IS NOT NULL") == [(0,)]
         indexes = {r[0] for r in raw_rows(store, "SELECT name FROM sqlite_master WHERE type = 'index'")}
@@ -119,7 +119,7 @@ def test_migration_4_runs_alone_on_a_version_3_schema(
             ("old", 0, "churn", 1, 1_700_000_000_000_000, 1_700_000_000_000_000, 1.5, 1.5, '["a"]', None,
              "{}", '{"x": 1}', "api", None, "fp", 0),
         )
-        monkeypatch.undo()
+        monkeypatch.setattr(sql_module, "MIGRATIONS", MIGRATIONS[:4])
         assert store.migrate() == [4]
         assert store.applied_migrations() == [1, 2, 3, 4]
         (event,) = store.query_events(EventQuery()).events

@@ -54,7 +54,6 @@ from sklearn.tree import DecisionTreeRegressor
 
 from loopwatch.detectors.base import FloatArray, _check_rate
 from loopwatch.errors import InvalidInput
-from loopwatch.stats.multivariate import PcaBasis
 from loopwatch.stats.rates import RateResult, rate_test
 
 #: The signals, in the order of :meth:`AdversarialDetector.signal_scores`.
@@ -140,10 +139,8 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
         rng = np.random.default_rng(self.random_state)
         self._fit_encoder(fit_rows)
         encoded = self._encode(fit_rows)
-        basis = PcaBasis.fit(encoded, variance=self.variance)
-        # plain arrays, not the PcaBasis: a stored detector then holds only trusted types
-        self.pca_mean_, self.pca_components_ = basis.mean, basis.components
-        projected = (encoded - basis.mean) @ basis.components.T
+        self.pca_mean_, self.pca_components_ = _principal_subspace(encoded, self.variance)
+        projected = (encoded - self.pca_mean_) @ self.pca_components_.T
         self.pca_variances_ = np.maximum(projected.var(axis=0), 1e-12)
         self.residual_scale_ = max(float(np.mean(self._residual_squares(encoded))), 1e-12)
         self.directions_ = _probe_directions(len(self.numeric_), self.n_perturbations, rng)
@@ -167,6 +164,8 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
             1 <= self.n_perturbations <= 64
         ):
             raise InvalidInput(f"n_perturbations must be an integer in [1, 64], got {self.n_perturbations!r}")
+        if isinstance(self.variance, bool) or not isinstance(self.variance, (int, float)) or not 0 < self.variance <= 1:
+            raise InvalidInput(f"variance must be a share in (0, 1], got {self.variance!r}")
         if not self.numeric and not self.categorical:
             raise InvalidInput("the detector needs at least one numeric or categorical feature")
 
@@ -384,6 +383,24 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
             if np.isinf(values).any():
                 raise InvalidInput(f"{what} column {name!r} holds infinite values")
         return x
+
+
+def _principal_subspace(x: FloatArray, variance: float) -> tuple[FloatArray, FloatArray]:
+    """Mean and the fewest principal axes (as rows) explaining ``variance`` of the total.
+
+    From the eigenvectors of the small covariance matrix rather than an SVD of every row:
+    the same subspace, in a fraction of the time when rows far outnumber columns.
+    """
+    mean = x.mean(axis=0)
+    centred = x - mean
+    values, vectors = np.linalg.eigh(centred.T @ centred / len(x))
+    order = np.argsort(values)[::-1]
+    values, vectors = np.maximum(values[order], 0.0), vectors[:, order]
+    total = values.sum()
+    if total <= 0:
+        raise InvalidInput("the fit rows have no variance: every row is the same")
+    k = int(np.searchsorted(np.cumsum(values) / total, variance - 1e-12)) + 1
+    return mean, np.ascontiguousarray(vectors[:, : min(k, len(values))].T)
 
 
 def _floats(column: pd.Series) -> FloatArray:

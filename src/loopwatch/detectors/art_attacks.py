@@ -8,7 +8,9 @@ produce is decoded back into rows a client could send:
 * only the numeric features move: the one-hot columns are frozen by ART's
   ``mask``, so every category stays the valid category the row had;
 * each numeric feature stays within its training range (ART's ``clip_values``,
-  then an exact clip after decoding) and is rounded where the feature is integer;
+  then an exact clip after decoding; or a range widened by ``beyond_sd`` training
+  standard deviations, for attacks on the clipping defence) and is rounded where
+  the feature is integer;
 * a numeric feature the attack left alone keeps its value, a missing one included.
 
 Success is judged on the decoded rows through the whole pipeline, so a
@@ -60,9 +62,11 @@ class EncodedSpace:
     scales: np.ndarray
     #: Width of the encoded rows (numeric columns first).
     width: int
+    #: How far past its training range (in training sd) a numeric feature may be moved.
+    beyond_sd: float = 0.0
 
     @classmethod
-    def of(cls, pipeline: Any, schema: FeatureSchema) -> EncodedSpace:
+    def of(cls, pipeline: Any, schema: FeatureSchema, *, beyond_sd: float = 0.0) -> EncodedSpace:
         try:
             numeric = pipeline.named_steps["features"].named_transformers_["numeric"]
             imputer, scaler = numeric.named_steps["impute"], numeric.named_steps["scale"]
@@ -71,7 +75,7 @@ class EncodedSpace:
             raise InvalidInput("ART attacks need a pipeline built by loopwatch's training with numeric features") from exc
         return cls(schema=schema, medians=np.asarray(imputer.statistics_, dtype=np.float64),
                    means=np.asarray(scaler.mean_, dtype=np.float64),
-                   scales=np.asarray(scaler.scale_, dtype=np.float64), width=width)
+                   scales=np.asarray(scaler.scale_, dtype=np.float64), width=width, beyond_sd=beyond_sd)
 
     @property
     def n_numeric(self) -> int:
@@ -89,15 +93,17 @@ class EncodedSpace:
         for j, name in enumerate(self.schema.numeric):
             feature = self.schema.feature(name)
             # a feature never seen with a value has no range: ten standard deviations either way
-            low[j] = -10.0 if feature.minimum is None else (feature.minimum - self.means[j]) / self.scales[j]
-            high[j] = 10.0 if feature.maximum is None else (feature.maximum - self.means[j]) / self.scales[j]
+            margin = self.beyond_sd * (feature.std or 0.0)
+            low[j] = -10.0 if feature.minimum is None else (feature.minimum - margin - self.means[j]) / self.scales[j]
+            high[j] = 10.0 if feature.maximum is None else (feature.maximum + margin - self.means[j]) / self.scales[j]
         return low, high
 
     def decode(self, encoded: np.ndarray, rows: pd.DataFrame) -> pd.DataFrame:
         """``rows`` with the numeric features the attack moved set from ``encoded``."""
         numeric = self.schema.numeric
         original = rows[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
-        moved = valid_numeric(encoded[:, : self.n_numeric].astype(np.float64) * self.scales + self.means, self.schema)
+        moved = valid_numeric(encoded[:, : self.n_numeric].astype(np.float64) * self.scales + self.means, self.schema,
+                              beyond_sd=self.beyond_sd)
         filled = np.where(np.isnan(original), self.medians, original)
         changed = ~np.isclose(moved, filled, rtol=0.0, atol=1e-6 * self.scales)
         out = rows.copy()
@@ -115,12 +121,15 @@ def art_attack(
     seed: int = 0,
     max_iter: int = 20,
     max_eval: int = 1000,
+    beyond_sd: float = 0.0,
 ) -> AttackResult:
     """Run one ART attack on ``rows`` (untargeted: away from the pipeline's answers).
 
     ``eps`` is the L-infinity budget of FGSM and PGD, in training standard
     deviations per numeric feature; ``max_iter`` bounds PGD's and HopSkipJump's
     iterations and ``max_eval`` HopSkipJump's model calls per gradient estimate.
+    ``beyond_sd`` lets the attack take numeric features that many training standard
+    deviations past their training range (the API accepts any finite number).
     """
     if attack not in ATTACKS:
         raise InvalidInput(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
@@ -130,7 +139,7 @@ def art_attack(
     from art.estimators.classification.scikitlearn import ScikitlearnLogisticRegression
     from sklearn.linear_model import LogisticRegression
 
-    space = EncodedSpace.of(pipeline, schema)
+    space = EncodedSpace.of(pipeline, schema, beyond_sd=beyond_sd)
     features = rows.reset_index(drop=True)
     encoded = np.asarray(pipeline.named_steps["features"].transform(features), dtype=np.float32)
     estimator = pipeline.named_steps["model"]

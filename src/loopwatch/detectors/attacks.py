@@ -204,14 +204,17 @@ def _directions(
     return np.asarray(direction / np.where(norms > 0, norms, 1.0), dtype=np.float64)
 
 
-def valid_numeric(values: np.ndarray, schema: FeatureSchema) -> np.ndarray:
-    """Numeric values a client can send: within the training range, whole where integer."""
+def valid_numeric(values: np.ndarray, schema: FeatureSchema, *, beyond_sd: float = 0.0) -> np.ndarray:
+    """Numeric values a client can send: whole where the feature is integer, and within its
+    training range widened by ``beyond_sd`` training standard deviations on each side (the
+    API itself takes any finite number; an attack kept in range looks like real data)."""
     out = values.copy()
     for j, name in enumerate(schema.numeric):
         feature = schema.feature(name)
         if feature.integer:
             out[:, j] = np.round(out[:, j])
-        low = -np.inf if feature.minimum is None else feature.minimum
-        high = np.inf if feature.maximum is None else feature.maximum
+        margin = beyond_sd * (feature.std or 0.0)
+        low = -np.inf if feature.minimum is None else feature.minimum - margin
+        high = np.inf if feature.maximum is None else feature.maximum + margin
         out[:, j] = np.clip(out[:, j], low, high)
     return out

@@ -30,9 +30,9 @@ without probabilities, no ``grid`` or ``spread`` without logged inputs). The
 threshold is calibrated on the reference: clients drawn at random from the
 reference rows, of sizes between ``min_rows`` and the reference's, are scored,
 and ``threshold_`` is the ``1 - fpr`` quantile of their scores, never below
-``min_threshold``. The floor means at least two signals must be strong: one
-alone (a client resending the same few customers, a client whose traffic sits
-near the boundary after a drift) is not extraction.
+``min_threshold``. With all three signals computed, the floor means one alone
+(a client resending the same few customers, a client whose traffic sits near
+the boundary after a drift) is not extraction.
 
 >>> import numpy as np, pandas as pd
 >>> rng = np.random.default_rng(0)
@@ -408,6 +408,8 @@ class ExtractionDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn s
 
     def _spread_baseline(self, encoded: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         top = min(len(encoded), self.max_spread_rows)
+        if top < 2:  # a reference of one distinct row has no spacing to compare with
+            return np.array([2]), np.array([1.0])
         sizes = np.unique(np.geomspace(2, max(2, top), num=10).round().astype(int))
         distances = np.array([
             np.mean([_median_nn(encoded[rng.choice(len(encoded), size=s, replace=False)]) for _ in range(3)])

@@ -148,9 +148,12 @@ def _poisoning(
     features = prepare_features(frame.iloc[rows], schema)
     trusted = prepare_features(reference.reindex(columns=schema.names), schema) if reference is not None else None
     row_labels = None if labels is None else labels.iloc[rows].tolist()
+    reference_labels = None
+    if reference is not None and schema.target in reference.columns and reference[schema.target].notna().all():
+        reference_labels = reference[schema.target].tolist()
     return run_screens(
         features, row_labels, numeric=schema.numeric, categorical=schema.categorical,
-        classification=schema.task == "classification", reference=trusted,
+        classification=schema.task == "classification", reference=trusted, reference_labels=reference_labels,
         sources_of_rows=None if sources is None else [sources[i] for i in rows],
         predictions=None if predictions is None else [predictions[i] for i in rows], settings=settings,
     )

@@ -16,14 +16,30 @@ values aside) held by at least ``min_count`` rows and at most a share
    a reference).
 2. Do its rows carry one label far more often than a model that cannot see
    the pattern expects? For each class, the count of rows with that label
-   against the sum of their out-of-fold probabilities, with the binomial tail
-   at the mean probability as p-value (it bounds the exact Poisson-binomial
-   tail from above, so the test is conservative).
+   against their expected probabilities. The p-value is the binomial tail at
+   the mean probability, which bounds the exact Poisson-binomial tail from
+   above; for the :data:`EXACT_PATTERNS` most skewed patterns of at most
+   :data:`EXACT_MAX_ROWS` rows, the exact tail (far smaller when the rows'
+   probabilities differ: a trigger row the model is sure of counts for more).
+   The probabilities come from a
+   model of the reference when there is one (it never saw the trigger); else
+   from the out-of-fold model, which can learn a trigger it can encode (a
+   value in an otherwise constant feature) and then expects its label.
 
-With a reference, half of ``alpha`` goes to question 1 (Bonferroni over every
-pattern) and half to question 2 (Bonferroni over the over-represented ones);
-without one, all of ``alpha`` goes to question 2 over every pattern. The rows
-of a flagged pattern that carry its label are flagged, with the reason
+A pattern is flagged along either of two paths, each with half of ``alpha``:
+
+- *new and one-sided*: over-represented (question 1 at ``alpha / 2``,
+  Bonferroni over every pattern), and then skewed (question 2 at ``alpha / 2``,
+  Bonferroni over the over-represented patterns). This finds a trigger hiding
+  among ordinary values, labelled with the class its rows would mostly have
+  anyway (the hard case);
+- *one-sided beyond doubt*: skewed at ``alpha / 2`` with Bonferroni over every
+  pattern, confirmed by a model refitted without the pattern's rows (``refit``,
+  at most :data:`MAX_REFITS` patterns), which no trigger can have taught.
+  This finds a trigger the reference is too small to call new.
+
+Without a reference only the second path runs, with all of ``alpha``. The
+rows of a flagged pattern that carry its label are flagged, with the reason
 ``backdoor:<pattern>``.
 
 What it cannot see: a trigger that is not an exact value (a small region of
@@ -36,7 +52,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,6 +65,11 @@ from loopwatch.poisoning.base import FloatArray, ScreenResult, check_rate, class
 NAME = "backdoor"
 #: Most flagged patterns listed in the details.
 MAX_LISTED = 20
+#: Most patterns confirmed by a refit per screening (the most skewed first).
+MAX_REFITS = 20
+#: Most patterns whose exact tail is computed, and the most rows such a pattern may hold.
+EXACT_PATTERNS = 500
+EXACT_MAX_ROWS = 400
 
 
 @dataclass(frozen=True)
@@ -76,6 +97,7 @@ def backdoor_screen(
     probabilities: FloatArray,
     *,
     reference: pd.DataFrame | None = None,
+    refit: Callable[[np.ndarray], FloatArray] | None = None,
     alpha: float = 0.01,
     min_count: int = 8,
     max_share: float = 0.05,
@@ -84,9 +106,13 @@ def backdoor_screen(
     """Flag rows of rare, over-represented exact patterns that come with one label.
 
     ``features`` holds the raw feature columns, ``labels`` one class per row,
-    ``probabilities`` each row's out-of-fold class probabilities with columns
-    in the order of the sorted class texts (as the flip screen computes them).
+    ``probabilities`` each row's expected class probabilities from a model that
+    cannot see the patterns, with columns in the order of the sorted class
+    texts (see :mod:`loopwatch.poisoning.compose`).
     ``reference`` is the trusted sample (its feature columns are read).
+    ``refit(rows)`` returns the class probabilities of the rows of a boolean
+    mask from a model fitted without them (without it, a skewed pattern needs
+    no confirmation).
 
     >>> import numpy as np, pandas as pd
     >>> rng = np.random.default_rng(0)
@@ -115,18 +141,28 @@ def backdoor_screen(
     best = np.full(n, np.inf)
     found: list[dict[str, Any]] = []
     if candidates:
+        _sharpen(candidates, codes, proba)
         p_label = np.array([c["p_label"] for c in candidates])
+        p_over = np.full(len(candidates), np.nan)
+        path = np.full(len(candidates), "", dtype=object)
+        skew_budget = level
         if reference is not None and len(reference):
-            n_ref = len(reference)
+            skew_budget = level / 2
             k_w = np.array([c["count"] for c in candidates])
             k_r = np.array([c["reference_count"] for c in candidates])
-            p_over = stats.binom.sf(k_w - 1, k_w + k_r, n / (n + n_ref))
+            p_over = stats.binom.sf(k_w - 1, k_w + k_r, n / (n + len(reference)))
             over = p_over <= level / 2 / len(candidates)
-            cut = level / 2 / max(1, int(over.sum()))
-            hits = np.flatnonzero(over & (p_label <= cut))
-        else:
-            p_over = np.full(len(candidates), np.nan)
-            hits = np.flatnonzero(p_label <= level / len(candidates))
+            path[over & (p_label <= level / 2 / max(1, int(over.sum())))] = "new_and_one_sided"
+        skewed = np.flatnonzero((p_label <= skew_budget / len(candidates)) & (path == ""))
+        verdicts: dict[bytes, bool] = {}  # patterns holding the same rows share one refit
+        for i in skewed[np.argsort(p_label[skewed], kind="stable")][:MAX_REFITS]:
+            rows = candidates[i]["family"].window == candidates[i]["key"]
+            key = np.packbits(rows).tobytes() + bytes([candidates[i]["class"] % 256])
+            if key not in verdicts:
+                verdicts[key] = refit is None or _confirmed(candidates[i], codes, refit, skew_budget / len(candidates))
+            if verdicts[key]:
+                path[i] = "one_sided"
+        hits = np.flatnonzero(path != "")
         for i in hits[np.argsort(p_label[hits], kind="stable")]:
             candidate = candidates[i]
             rows = (candidate["family"].window == candidate["key"]) & (codes == candidate["class"])
@@ -141,6 +177,7 @@ def backdoor_screen(
                 "with_label": int(candidate["observed"]), "expected": round(float(candidate["expected"]), 3),
                 "reference_rows": candidate["reference_count"] if reference is not None else None,
                 "p_label": float(p_label[i]), "p_over_represented": None if np.isnan(p_over[i]) else float(p_over[i]),
+                "path": path[i],
             })
     return ScreenResult(
         name=NAME,
@@ -150,6 +187,44 @@ def backdoor_screen(
         fpr=level,
         details={"patterns_tested": len(candidates), "patterns": found[:MAX_LISTED]},
     )
+
+
+def _label_tail(observed: np.ndarray, counts: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """Upper binomial tail of ``observed`` of ``counts`` rows at the mean expected probability."""
+    mean = np.clip(expected / counts, 0.0, 1.0)
+    return np.asarray(stats.binom.sf(observed - 1, counts, mean), dtype=np.float64)
+
+
+def exact_tail(probabilities: np.ndarray, observed: int) -> float:
+    """``P(S >= observed)`` for ``S`` a sum of independent Bernoulli variables (Poisson-binomial)."""
+    distribution = np.ones(1)
+    for p in np.asarray(probabilities, dtype=np.float64):
+        distribution = np.convolve(distribution, [1.0 - p, p])
+    return float(min(1.0, distribution[int(observed):].sum()))
+
+
+def _sharpen(candidates: list[dict[str, Any]], codes: np.ndarray, proba: np.ndarray) -> None:
+    """Replace the bound by the exact tail for the most skewed small patterns."""
+    small = [i for i, c in enumerate(candidates) if c["count"] <= EXACT_MAX_ROWS]
+    small.sort(key=lambda i: candidates[i]["p_label"])
+    for i in small[:EXACT_PATTERNS]:
+        candidate = candidates[i]
+        rows = candidate["family"].window == candidate["key"]
+        tail = exact_tail(proba[rows, candidate["class"]], int(candidate["observed"]))
+        candidate["p_label"] = min(candidate["p_label"], tail * proba.shape[1])
+
+
+def _confirmed(candidate: dict[str, Any], codes: np.ndarray, refit: Callable[[np.ndarray], FloatArray],
+               cut: float) -> bool:
+    """Is the pattern still skewed against a model that never saw its rows?"""
+    rows = candidate["family"].window == candidate["key"]
+    proba = np.asarray(refit(rows), dtype=np.float64)
+    c = candidate["class"]
+    observed = np.array([candidate["observed"]])
+    tail = float(_label_tail(observed, np.array([int(rows.sum())]), np.array([proba[:, c].sum()]))[0])
+    if rows.sum() <= EXACT_MAX_ROWS:
+        tail = min(tail, exact_tail(proba[:, c], int(candidate["observed"])))
+    return bool(min(1.0, tail * proba.shape[1]) <= cut)
 
 
 def _keys(column: pd.Series, numeric: bool) -> list[str | None]:
@@ -199,6 +274,11 @@ def _candidates(
         return []
     unique, counts = np.unique(keys, return_counts=True)
     chosen = (counts >= min_count) & (counts <= max_count)
+    if family.parts:  # a pair holding exactly the rows of one of its values adds nothing to that value
+        first, second = family.parts
+        for part, of_key in ((first, unique // second.n_keys), (second, unique % second.n_keys)):
+            alone = np.bincount(part.window[part.window >= 0], minlength=part.n_keys)
+            chosen &= counts < alone[of_key]
     if not chosen.any():
         return []
     unique, counts = unique[chosen], counts[chosen]
@@ -215,8 +295,7 @@ def _candidates(
         ref_ok = (ref_pos < unique.size) & (unique[np.minimum(ref_pos, unique.size - 1)] == ref_keys)
         np.add.at(reference_counts, ref_pos[ref_ok], 1)
     # the upper binomial tail at the mean probability, per class; the smallest, times the classes
-    mean = np.clip(expected / counts[:, None], 0.0, 1.0)
-    tails = stats.binom.sf(observed - 1, counts[:, None], mean)
+    tails = _label_tail(observed, counts[:, None], expected)
     worst = tails.argmin(axis=1)
     p_label = np.minimum(1.0, tails.min(axis=1) * onehot.shape[1])
     out = []

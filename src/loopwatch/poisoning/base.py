@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from loopwatch.drift.encoding import FeatureEncoder
 from loopwatch.errors import InvalidInput
 from loopwatch.features.schema import category_label
+
+if TYPE_CHECKING:  # the drift package imports scikit-learn: only when encoding
+    from loopwatch.drift.encoding import FeatureEncoder
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -78,6 +80,8 @@ def encode_features(
     The encoder is fitted on ``fit_on`` (the trusted reference, when there is
     one) or else on ``frame`` itself; see :class:`loopwatch.drift.encoding.FeatureEncoder`.
     """
+    from loopwatch.drift.encoding import FeatureEncoder
+
     if not numeric and not categorical:
         raise InvalidInput("the screens need at least one feature")
     encoder = FeatureEncoder.fit(fit_on if fit_on is not None else frame, numeric=numeric, categorical=categorical)
@@ -119,6 +123,45 @@ def out_of_fold_probabilities(
         missing = np.setdiff1d(np.arange(n_classes), model.classes_)
         proba[np.ix_(held_out, missing)] = 0.0
     return proba
+
+
+def fitted_without(x: FloatArray, codes: NDArray[np.int64], n_classes: int, rows: NDArray[np.bool_]) -> FloatArray:
+    """Class probabilities of the rows of ``rows`` from a logistic regression fitted on all the others."""
+    from sklearn.linear_model import LogisticRegression
+
+    rest = ~rows
+    out = np.zeros((int(rows.sum()), n_classes), dtype=np.float64)
+    present = np.unique(codes[rest])
+    if present.size < 2:
+        out[:, present] = 1.0
+        return out
+    model = LogisticRegression(max_iter=1000).fit(x[rest], codes[rest])
+    out[:, model.classes_] = model.predict_proba(x[rows])
+    return out
+
+
+def reference_probabilities(
+    x_reference: FloatArray, reference_labels: Sequence[Any], x: FloatArray, classes: Sequence[str]
+) -> FloatArray | None:
+    """Class probabilities of ``x`` from a logistic regression fitted on the reference alone.
+
+    Columns follow ``classes`` (label texts); a class the reference lacks gets 0.
+    ``None`` when the reference holds fewer than two classes. The model never
+    saw the rows it scores, nor any pattern that only they hold.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    codes, reference_classes = class_codes(reference_labels)
+    if len(reference_classes) < 2:
+        return None
+    model = LogisticRegression(max_iter=1000).fit(x_reference, codes)
+    fitted = model.predict_proba(x)
+    out = np.zeros((x.shape[0], len(classes)), dtype=np.float64)
+    for column, code in enumerate(model.classes_):
+        name = reference_classes[int(code)]
+        if name in classes:
+            out[:, list(classes).index(name)] = fitted[:, column]
+    return out
 
 
 def null_threshold(candidate_scores: FloatArray, null_weights: FloatArray, fpr: float) -> float:

@@ -4,6 +4,8 @@
 trusted reference when there is one), fits the out-of-fold model once, and
 hands each screen what it reads. A screen that cannot run on the table (too
 few rows, one class, no reference, one source) is skipped and says why.
+The screens (scipy, scikit-learn) are imported when they first run, so that
+importing the screening hook stays cheap.
 """
 
 from __future__ import annotations
@@ -15,11 +17,10 @@ import numpy as np
 import pandas as pd
 
 from loopwatch.errors import InvalidInput
-from loopwatch.poisoning import backdoor, label_flips, reference_distance, sources
-from loopwatch.poisoning.base import ScreenResult, class_codes, encode_features, out_of_fold_probabilities
+from loopwatch.poisoning.base import ScreenResult
 
-#: The poisoning screens, in the order they run.
-POISONING_SCREENS = (label_flips.NAME, reference_distance.NAME, sources.NAME, backdoor.NAME)
+#: The poisoning screens, in the order they run (each module's ``NAME``).
+POISONING_SCREENS = ("label_flips", "reference_distance", "source_skew", "backdoor")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +66,7 @@ def run_screens(
     categorical: Sequence[str],
     classification: bool,
     reference: pd.DataFrame | None = None,
+    reference_labels: Sequence[Any] | None = None,
     sources_of_rows: Sequence[Any] | None = None,
     predictions: Sequence[Any] | None = None,
     settings: ScreenSettings | None = None,
@@ -72,10 +74,22 @@ def run_screens(
     """Every poisoning screen that can run on ``features`` (rows that passed the certain checks).
 
     ``labels`` are the rows' class values (classification) or targets;
-    ``reference`` the trusted sample (its feature columns are read);
-    ``sources_of_rows`` who supplied each label; ``predictions`` the model's
-    predicted class of each row (else the out-of-fold model's).
+    ``reference`` the trusted sample (its feature columns are read) and
+    ``reference_labels`` its labels; ``sources_of_rows`` who supplied each
+    label; ``predictions`` the model's predicted class of each row (else the
+    out-of-fold model's). The backdoor screen's expected labels come from a
+    model of the reference when there is one (it cannot have learnt a trigger
+    that only the table holds), else from the out-of-fold model.
     """
+    from loopwatch.poisoning import backdoor, label_flips, reference_distance, sources
+    from loopwatch.poisoning.base import (
+        class_codes,
+        encode_features,
+        fitted_without,
+        out_of_fold_probabilities,
+        reference_probabilities,
+    )
+
     chosen = settings or ScreenSettings()
     run = ScreensRun()
     n = len(features)
@@ -132,17 +146,26 @@ def run_screens(
     elif proba is None:
         skip(backdoor.NAME, _why_no_model(classification, n, classes))
     else:
+        expected = proba
+        if trusted is not None and reference_labels is not None and len(reference_labels) == len(trusted):
+            expected = reference_probabilities(encoder.transform(trusted), reference_labels, x, classes)
+            expected = proba if expected is None else expected
+        def refit(rows: np.ndarray) -> np.ndarray:
+            return fitted_without(x, codes, len(classes), rows)
+
         run.results.append(backdoor.backdoor_screen(
-            features[names], list(labels or ()), proba, reference=trusted, alpha=chosen.alpha,
+            features[names], list(labels or ()), expected, reference=trusted, refit=refit, alpha=chosen.alpha,
             min_count=chosen.min_pattern_rows, max_share=chosen.max_pattern_share))
     return run
 
 
 def _why_no_model(classification: bool, n: int, classes: list[str]) -> str:
+    from loopwatch.poisoning.label_flips import MIN_ROWS
+
     if not classification:
         return "regression targets: the screen needs classes"
-    if n < label_flips.MIN_ROWS:
-        return f"fewer than {label_flips.MIN_ROWS} rows"
+    if n < MIN_ROWS:
+        return f"fewer than {MIN_ROWS} rows"
     return "fewer than two classes"
 
 

@@ -1,13 +1,23 @@
-"""Rows far from the trusted reference: an isolation forest fitted on the reference.
+"""Rows far from the trusted reference: an isolation forest and a PCA subspace of the reference.
 
 The reference is the training sample of the version in production: rows the
-team trained on and trusts. Half of it fits an
-:class:`~loopwatch.detectors.isolation_forest.IsolationForestDetector`; the
-other half, which the forest never saw, sets the threshold so that a share
-``fpr`` of reference rows is flagged. Rows drawn from the reference's
-distribution are then flagged at rate ``fpr``; rows unlike anything the
-reference holds (injected rows with impossible value combinations, extreme
-values) score above it.
+team trained on and trusts. Half of it fits two detectors, which see
+different kinds of "far":
+
+- an :class:`~loopwatch.detectors.isolation_forest.IsolationForestDetector`:
+  rows in thinly populated parts of the space the reference spans (extreme
+  values, rare combinations);
+- a :class:`~loopwatch.stats.multivariate.PcaBasis` keeping 90% of the
+  variance: the distance of a row from the reference's principal subspace
+  (its reconstruction error). This sees what trees cannot: a value in a
+  feature that is constant in the reference (a pixel that is always blank),
+  or a broken correlation between features.
+
+The other half, which neither saw, sets each detector's threshold so that a
+share ``fpr / 2`` of reference rows exceeds it; a row is flagged when it
+exceeds either, so rows drawn from the reference's distribution are flagged
+at rate at most ``fpr``. A row's score is the larger of its two scores, each
+divided by its threshold (above 1: flagged).
 
 What it cannot tell apart: a genuine covariate shift also moves rows away from
 the reference. At a low ``fpr`` only the far tail is set aside, and the flagged
@@ -23,12 +33,15 @@ import numpy as np
 
 from loopwatch.detectors.isolation_forest import IsolationForestDetector
 from loopwatch.errors import InvalidInput
-from loopwatch.poisoning.base import ScreenResult, check_rate
+from loopwatch.poisoning.base import ScreenResult, check_rate, quantile_threshold
+from loopwatch.stats.multivariate import PcaBasis
 
 NAME = "reference_distance"
 REASON = "far_from_reference"
-#: Fewest reference rows: half fit the forest, half calibrate its threshold.
+#: Fewest reference rows: half fit the detectors, half calibrate their thresholds.
 MIN_REFERENCE_ROWS = 100
+#: Share of the reference's variance the PCA subspace keeps.
+PCA_VARIANCE = 0.9
 
 
 def reference_distance_screen(
@@ -39,17 +52,18 @@ def reference_distance_screen(
     n_estimators: int = 200,
     seed: int = 0,
 ) -> ScreenResult:
-    """Flag rows of ``x`` that an isolation forest of ``x_reference`` isolates too quickly.
+    """Flag rows of ``x`` far from ``x_reference`` (an isolation forest or the PCA subspace).
 
     Both matrices must be encoded alike (one encoder, fitted on the reference).
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
-    >>> reference = rng.normal(size=(1000, 3))
-    >>> rows = np.vstack([rng.normal(size=(200, 3)), [[8.0, -8.0, 8.0]]])
+    >>> reference = np.hstack([rng.normal(size=(1000, 3)), np.zeros((1000, 1))])
+    >>> rows = np.vstack([np.hstack([rng.normal(size=(200, 3)), np.zeros((200, 1))]),
+    ...                   [[8.0, -8.0, 8.0, 0.0], [0.0, 0.0, 0.0, 3.0]]])
     >>> result = reference_distance_screen(rows, reference, fpr=0.01, seed=0)
-    >>> bool(result.flagged[-1]), result.n_flagged < 10
-    (True, True)
+    >>> result.flagged[-2:].tolist(), result.n_flagged < 10
+    ([True, True], True)
     """
     level = check_rate(fpr, "fpr")
     rows = np.asarray(x, dtype=np.float64)
@@ -59,17 +73,35 @@ def reference_distance_screen(
     if rows.ndim != 2 or rows.shape[1] != reference.shape[1]:
         raise InvalidInput(f"x has shape {rows.shape}; the reference has {reference.shape[1]} columns")
     order = np.random.default_rng(seed).permutation(reference.shape[0])
-    half = reference.shape[0] // 2
-    detector = IsolationForestDetector(n_estimators=n_estimators, expected_rate=level, random_state=seed)
-    detector.fit(reference[order[:half]], reference[order[half:]])
-    scores = detector.score_samples(rows) if rows.shape[0] else np.zeros(0)
-    flagged = scores > detector.threshold_
+    fit_rows, calibration = reference[order[: reference.shape[0] // 2]], reference[order[reference.shape[0] // 2 :]]
+    forest = IsolationForestDetector(n_estimators=n_estimators, expected_rate=level / 2, random_state=seed)
+    forest.fit(fit_rows, calibration)
+    relative = [np.zeros(rows.shape[0]), np.zeros(rows.shape[0])]
+    thresholds = {"isolation_forest": float(forest.threshold_), "pca_reconstruction": None}
+    if rows.shape[0]:
+        relative[0] = _relative(forest.score_samples(rows), forest.threshold_)
+    if np.ptp(fit_rows, axis=0).any():  # a reference of identical rows has no subspace
+        basis = PcaBasis.fit(fit_rows, variance=PCA_VARIANCE)
+        limit = quantile_threshold(basis.reconstruction_error(calibration), level / 2)
+        thresholds["pca_reconstruction"] = limit
+        if rows.shape[0]:
+            relative[1] = _relative(basis.reconstruction_error(rows), limit)
+    scores = np.maximum(relative[0], relative[1])
+    flagged = scores > 1.0
     return ScreenResult(
         name=NAME,
         scores=scores,
         flagged=flagged,
         reasons=tuple(REASON if f else None for f in flagged),
-        threshold=float(detector.threshold_),
+        threshold=1.0,
         fpr=level,
-        details={"n_reference": int(reference.shape[0])},
+        details={"n_reference": int(reference.shape[0]), "thresholds": thresholds},
     )
+
+
+def _relative(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Scores as multiples of their threshold (both positive here), so 1 is the line."""
+    if threshold > 0:
+        return np.asarray(scores / threshold, dtype=np.float64)
+    # a threshold of 0 (every calibration row reconstructed exactly): anything above it is over the line
+    return np.where(scores > 1e-9, 2.0, 0.0)

@@ -54,7 +54,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             on_commit=lambda n, rows, seconds: metrics.commits.observe(seconds),
         ).start()
         # the candidate scores live traffic off the request path; never the caller's answer
-        shadow = ShadowScorer(registry, writer, max_queue=1000, max_rows=settings.max_rows_per_request)
+        shadow = (
+            ShadowScorer(registry, writer, max_queue=1000, max_rows=settings.max_rows_per_request)
+            if settings.shadow_enabled else None
+        )
         state = ServiceState(
             settings=settings,
             store=opened,
@@ -74,7 +77,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             retention.cancel()
             if scheduler is not None:
                 await asyncio.to_thread(scheduler.stop)
-            await asyncio.to_thread(shadow.close)
+            if shadow is not None:
+                await asyncio.to_thread(shadow.close)
             writer.close()
             if own_store:
                 opened.close()

@@ -20,7 +20,11 @@ from pydantic import (
 
 #: Version numbers are INTEGER columns; larger ones cannot even be bound as SQLite parameters.
 MAX_VERSION = 2**31 - 1
-VersionNumber = Annotated[int, Field(ge=1, le=MAX_VERSION)]
+VersionNumber = Annotated[StrictInt, Field(ge=1, le=MAX_VERSION)]
+#: Longest list any body may hold. The configured rows-per-request limit is checked after
+#: parsing; this cap makes pydantic refuse a huge list at once instead of validating every
+#: element of it first (a million elements would take seconds).
+MAX_LIST_LENGTH = 100_000
 EntityId = Annotated[str, Field(min_length=1, max_length=200)]
 
 ROW_SCHEMA = {
@@ -37,7 +41,8 @@ class _In(BaseModel):
 
 class PredictRequest(_In):
     rows: list[dict[str, Any]] = Field(
-        ..., min_length=1, json_schema_extra={"items": ROW_SCHEMA}, description="Rows to predict."
+        ..., min_length=1, max_length=MAX_LIST_LENGTH, json_schema_extra={"items": ROW_SCHEMA},
+        description="Rows to predict."
     )
     version: VersionNumber | Literal["production", "candidate"] | None = Field(
         None, description="A version number or alias; the production version when absent."
@@ -48,10 +53,11 @@ class PredictRequest(_In):
         "timezone). Such events are marked as replayed.",
     )
     timestamps: list[datetime] | None = Field(
-        None, description="Event time per row; overrides timestamp."
+        None, max_length=MAX_LIST_LENGTH, description="Event time per row; overrides timestamp."
     )
     entity_ids: list[EntityId | None] | None = Field(
         None,
+        max_length=MAX_LIST_LENGTH,
         description="The entity each row is about (a customer id, an order id), one per row "
         "(null for a row without one), so that labels can later name the prediction by entity.",
     )
@@ -156,7 +162,9 @@ class AliasChangeOut(BaseModel):
 
 
 class TrainJsonIn(_In):
-    rows: list[dict[str, Any]] = Field(..., min_length=10, json_schema_extra={"items": ROW_SCHEMA})
+    rows: list[dict[str, Any]] = Field(
+        ..., min_length=10, max_length=MAX_LIST_LENGTH, json_schema_extra={"items": ROW_SCHEMA}
+    )
 
 
 class TrainOut(BaseModel):
@@ -266,7 +274,9 @@ class LabelIn(_In):
 
 class FeedbackIn(_In):
     model: str = Field(..., min_length=1, max_length=100, description="The model the labels are for.")
-    labels: list[LabelIn] = Field(..., min_length=1, description="Labels, at most max_rows_per_request.")
+    labels: list[LabelIn] = Field(
+        ..., min_length=1, max_length=MAX_LIST_LENGTH, description="Labels, at most max_rows_per_request."
+    )
 
 
 class LabelOutcomeOut(BaseModel):
@@ -293,7 +303,7 @@ class ObservationIn(_In):
 
 
 class BusinessMetricsIn(_In):
-    observations: list[ObservationIn] = Field(..., min_length=1)
+    observations: list[ObservationIn] = Field(..., min_length=1, max_length=MAX_LIST_LENGTH)
 
 
 class WrittenOut(BaseModel):
