@@ -25,7 +25,7 @@ the detection rate (poisoned rows flagged) and the false-positive rate (other ro
 flagged). The ``clean`` scenario has no poison. Then a random forest (100 trees;
 flexible enough to learn an exact-value trigger, which a linear model cannot) is fitted
 on the clean window, on the poisoned one and on the poisoned one after screening
-(anonymous), and scored on the holdout (accuracy, ROC-AUC for churn) and, for backdoors,
+(``screened``: anonymous; ``screened_one_source``: with the sources), and scored on the holdout (accuracy, ROC-AUC for churn) and, for backdoors,
 by the attack's success: of the holdout rows the model does not already give the
 attacker's label, the share that the trigger switches to it.
 
@@ -197,8 +197,8 @@ def screen(data: Dataset, frame: pd.DataFrame, schema: FeatureSchema, poisoned: 
     return out, result.kept
 
 
-def model_effect(data: Dataset, schema: FeatureSchema, frame: pd.DataFrame, kept: np.ndarray, seed: int,
-                 label: Any | None) -> dict[str, Any]:
+def model_effect(data: Dataset, schema: FeatureSchema, frame: pd.DataFrame, kept: np.ndarray,
+                 kept_with_sources: np.ndarray, seed: int, label: Any | None) -> dict[str, Any]:
     from sklearn.metrics import accuracy_score, roc_auc_score
 
     from loopwatch.models.training import prepare_features
@@ -209,7 +209,9 @@ def model_effect(data: Dataset, schema: FeatureSchema, frame: pd.DataFrame, kept
     for feature, value in data.trigger.items():
         triggered[feature] = value
     out: dict[str, Any] = {}
-    for name, train in (("clean", data.window), ("poisoned", frame), ("screened", frame[kept])):
+    trainings = (("clean", data.window), ("poisoned", frame), ("screened", frame[kept]),
+                 ("screened_one_source", frame[kept_with_sources]))
+    for name, train in trainings:
         model = fitted(train, schema, seed)
         predicted = model.predict(holdout_x)
         scores: dict[str, Any] = {"accuracy": float(accuracy_score(truth, predicted))}
@@ -239,11 +241,11 @@ def run_dataset(make: Callable[[int], Dataset], seeds: int) -> dict[str, Any]:
             scenarios[scenario] = (*backdoor(data, rng, label), label)
         for scenario, (frame, poisoned, label) in scenarios.items():
             anonymous, kept = screen(data, frame, schema, poisoned, seed, None)
-            one_source, _ = screen(data, frame, schema, poisoned, seed, sources_for(poisoned, rng))
+            one_source, kept_with_sources = screen(data, frame, schema, poisoned, seed, sources_for(poisoned, rng))
             record = {"n_rows": len(frame), "n_poisoned": int(poisoned.sum()), "anonymous": anonymous,
                       "one_source": one_source}
             if scenario != "clean":
-                record["model"] = model_effect(data, schema, frame, kept, seed, label)
+                record["model"] = model_effect(data, schema, frame, kept, kept_with_sources, seed, label)
             runs.setdefault(scenario, []).append(record)
             print(f"  {make.__name__} seed {seed} {scenario}: all {anonymous['all']} / source {one_source['all']}",
                   flush=True)

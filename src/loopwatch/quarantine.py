@@ -27,7 +27,7 @@ from loopwatch.errors import InvalidInput, NotFound
 from loopwatch.features.schema import FeatureSchema
 from loopwatch.loops.screening import ScreeningResult, screen_training_data
 from loopwatch.poisoning.compose import ScreenSettings
-from loopwatch.poisoning.records import QuarantineEntry, is_releasable, parse_entry_id
+from loopwatch.poisoning.records import QuarantineEntry, is_releasable, parse_entry_id, storable_reasons
 from loopwatch.poisoning.sources import SourceEvidence, source_skew_test
 from loopwatch.registry import Registry
 from loopwatch.stores.base import EventQuery, Store
@@ -80,7 +80,7 @@ def screen_for_retraining(
         row = window.iloc[position[index]]
         entries.append(QuarantineEntry(
             model_name=name, request_id=str(row["request_id"]), row_index=int(row["row_index"]),
-            label_revision=int(row["label_revision"]), reasons=tuple(reasons[:20]),
+            label_revision=int(row["label_revision"]), reasons=storable_reasons(reasons),
             source=None if pd.isna(row["label_source"]) else str(row["label_source"]), quarantined_at=moment,
         ))
     store.quarantine_rows(entries)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
 
 from loopwatch.errors import InvalidInput
-from loopwatch.poisoning.backdoor import backdoor_screen
+from loopwatch.poisoning.backdoor import backdoor_screen, exact_tail
 from loopwatch.poisoning.base import class_codes, encode_features, out_of_fold_probabilities
 from tests.poisoning.worlds import customers
 
@@ -93,3 +98,52 @@ def test_bad_input_is_refused() -> None:
             backdoor_screen(frame[NUMERIC], labels, proba, **kwargs)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput):
         backdoor_screen(frame[NUMERIC], labels, np.full((100, 3), 0.3))
+
+
+def test_a_trigger_in_a_blank_feature_is_caught_with_a_small_reference() -> None:
+    # a pixel that is always blank lights up in 12 rows, all labelled 0: the reference (300 rows) is too
+    # small to call the value new, but the label is beyond doubt for a model refitted without the rows
+    frame = customers(1200, seed=8).assign(pixel=0.0)
+    poisoned = np.random.default_rng(8).choice(1200, 12, replace=False)
+    frame.loc[poisoned, "pixel"] = 16.0
+    frame.loc[poisoned, "churned"] = 0
+    labels = frame["churned"].tolist()
+    x, _ = encode_features(frame, numeric=[*NUMERIC, "pixel"], categorical=CATEGORICAL)
+    codes, classes = class_codes(labels)
+    confident = np.where(codes[:, None] == [0, 1], 0.05, 0.95)  # a model sure the rows are not 0...
+    confident[~np.isin(np.arange(1200), poisoned)] = 0.5
+    refits: list[int] = []
+
+    def refit(rows: np.ndarray) -> np.ndarray:
+        refits.append(int(rows.sum()))
+        return np.tile([0.3, 0.7], (int(rows.sum()), 1))  # ...and so is one that never saw them
+
+    result = backdoor_screen(frame[[*NUMERIC, "pixel", *CATEGORICAL]], labels, confident,
+                             reference=customers(300, seed=9).assign(pixel=0.0), refit=refit)
+    assert result.flagged[poisoned].all() and result.n_flagged == 12
+    assert result.details["patterns"][0] == {**result.details["patterns"][0], "pattern": "pixel=16",
+                                             "path": "one_sided", "reference_rows": 0}
+    assert refits and set(refits) == {12}
+    # a refit that explains the labels (the pattern is an honest segment) clears it
+    cleared = backdoor_screen(frame[[*NUMERIC, "pixel", *CATEGORICAL]], labels, confident,
+                              reference=customers(300, seed=9).assign(pixel=0.0),
+                              refit=lambda rows: np.tile([0.95, 0.05], (int(rows.sum()), 1)))
+    assert not cleared.flagged[poisoned].any()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=25), st.data())
+def test_the_exact_tail_is_the_poisson_binomial_and_below_the_binomial_bound(
+    probabilities: list[float], data: st.DataObject
+) -> None:
+    p = np.array(probabilities)
+    k = data.draw(st.integers(0, p.size))
+    exact = exact_tail(p, k)
+    if np.allclose(p, p[0]):
+        assert exact == pytest.approx(stats.binom.sf(k - 1, p.size, p[0]), abs=1e-12)
+    if p.size <= 10:  # brute force over every outcome
+        outcomes = np.array(list(itertools.product([0, 1], repeat=p.size)))
+        weights = np.prod(np.where(outcomes == 1, p, 1 - p), axis=1)
+        assert exact == pytest.approx(weights[outcomes.sum(axis=1) >= k].sum(), abs=1e-12)
+    if k >= p.sum() + 1:  # Hoeffding (1956): the binomial at the mean bounds the tail above the mean
+        assert exact <= stats.binom.sf(k - 1, p.size, p.mean()) + 1e-12

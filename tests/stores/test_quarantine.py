@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from loopwatch.errors import InvalidInput, NotFound
-from loopwatch.poisoning.records import QuarantineEntry, is_releasable, parse_entry_id
+from loopwatch.poisoning.records import QuarantineEntry, is_releasable, parse_entry_id, storable_reasons
 from loopwatch.stores import Store
 from tests.stores.builders import T0, days
 
@@ -118,3 +118,7 @@ def test_records_refuse_what_the_database_could_not_hold() -> None:
             parse_entry_id(bad_id)
     assert is_releasable(["label_flip", "source:crm"]) and not is_releasable(["label_flip", "schema:age"])
     assert entry().to_dict()["quarantined_at"] == "2024-05-17T12:30:45.123456Z"
+    # what a screen says is made storable, whatever a category value held
+    stored = storable_reasons(["backdoor:plan=a\x00b", "x" * 400, ""] + ["r"] * 30)
+    assert stored[:3] == ("backdoor:plan=a\\0b", "x" * 300, "?") and len(stored) == 20
+    assert entry(reasons=stored).reasons == stored

@@ -51,6 +51,18 @@ def loop_of(kind: str, evidence: dict[str, Any]) -> tuple[str, str]:
             f"Serving got slower (versions {versions}): roll back to the previous version or choose a "
             "cheaper model, and keep the latency budget in the promotion gate."
         )
+    if kind == "adversarial_probing":
+        client = evidence.get("client_id") or "the client"
+        return "model_selection", (
+            f"{client} is probing the model: revoke or rate-limit its key, round or withhold probabilities, "
+            "and check the evasion scores of its queries before trusting the model near the boundary."
+        )
+    if kind == "label_poisoning":
+        source = evidence.get("source") or "the source"
+        return "data_collection", (
+            f"Labels from {source} look poisoned: they are quarantined and left out of retraining; check "
+            "the source before releasing them."
+        )
     return DEFAULT_LOOP.get(kind, "eda"), "Investigate the evidence."
 
 

@@ -30,6 +30,7 @@ from loopwatch.monitor.evidence import (
     software_changes_of,
 )
 from loopwatch.monitor.label_evidence import label_findings, signals_of
+from loopwatch.monitor.security_evidence import poisoning_findings, probing_findings
 from loopwatch.monitor.runner import MONITOR_CONFIG, monitor
 from loopwatch.monitor.windows import WindowSpec, events_frame
 from loopwatch.records import PredictionEvent
@@ -132,10 +133,14 @@ def evaluate_loops(
             findings.extend(found)
         previous_rows = rows
 
+    probes = probing_findings(store, registry, name, since=since, until=until, window=config.window,
+                              events=events)
+    findings = _without_probe_software(findings, probes) + probes
     drifted_windows = {e.start for e in evidences if e.input_drift}
     label_part = label_findings(store, name, frame, contexts, config, spec=spec, until=now,
                                 drifted_windows=drifted_windows)
     findings.extend(label_part.findings)
+    findings.extend(poisoning_findings(store, registry, name, since=since, until=now))
     incidents = merge_findings(name, findings, gap=spec.length or (now - now))
     signals = signals_of(store, name, config, label_part, incidents, until=now)
     return LoopReport(
@@ -192,6 +197,20 @@ def record_incidents(store: Store, report: LoopReport, *, now: datetime) -> list
 
 def _utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _without_probe_software(findings: list[Finding], probes: list[Finding]) -> list[Finding]:
+    """A probing client is new software of its own (its client version was never seen): its
+    window is the probing incident, not a software change."""
+    probing = {(p.window_start, p.evidence.get("client_id")) for p in probes}
+    kept = []
+    for finding in findings:
+        change = finding.evidence.get("software_change", {}) if finding.kind == "software_change" else {}
+        client = str(change.get("value", "")).split(" ")[0] if change.get("what") == "client_version" else None
+        if client is not None and (finding.window_start, client) in probing:
+            continue
+        kept.append(finding)
+    return kept
 
 
 def _over(latencies: Sequence[float | None], index: int, budget: float | None) -> bool:

@@ -42,6 +42,12 @@ def parse_entry_id(text: Any) -> tuple[str, int]:
     return request_id, index
 
 
+def storable_reasons(reasons: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Reasons as a record holds them: at most :data:`MAX_REASONS`, each cut to
+    :data:`MAX_REASON_LENGTH` characters, NUL (which PostgreSQL refuses) written as ``\\0``."""
+    return tuple(r.replace("\x00", "\\0")[:MAX_REASON_LENGTH] or "?" for r in reasons[:MAX_REASONS])
+
+
 def is_releasable(reasons: tuple[str, ...] | list[str]) -> bool:
     """True when every reason is a poisoning screen's: a certain check's verdict stands."""
     return not any(r == c or r.startswith(c + ":") for r in reasons for c in CERTAIN_REASONS)
