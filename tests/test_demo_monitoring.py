@@ -1,6 +1,6 @@
 """The demo's whole loop, on three seeds chosen in advance: every graded incident is detected
-within its stated delay, diagnosed as its true kind and mapped to its loop, and nothing is
-raised outside the injected incidents."""
+within its stated delay, diagnosed as its true kind and mapped to its loop (the probing client
+and the poisoning source by name), and nothing is raised outside the injected incidents."""
 
 from __future__ import annotations
 
@@ -18,7 +18,11 @@ EXPECTED = {
     "software_change": "model_selection",
     "concept_drift": "model_selection",
     "latency_regression": "model_selection",
+    "adversarial_probing": "model_selection",
+    "label_poisoning": "data_collection",
 }
+#: Who each security incident must name.
+NAMED = {"adversarial_probing": "probe-7", "label_poisoning": "partner-feed"}
 
 
 @pytest.mark.slow
@@ -42,6 +46,8 @@ def test_demo_closes_the_loop(tmp_path: Path, seed: int) -> None:
         assert graded["diagnosis"] == kind, graded
         assert graded["loop"] == loop, graded
         assert graded["correct"], graded
+        if kind in NAMED:
+            assert graded["named"] == NAMED[kind], graded
     assert loops["false_alarms"] == [], loops["false_alarms"]
     # labels arrived late and were joined: most predictions old enough to be labelled have one
     assert summary["labels_sent"] > 0

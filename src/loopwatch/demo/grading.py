@@ -109,7 +109,11 @@ LOOP_GRADED: dict[str, str] = {
     "software_change": "model_selection",
     "concept_drift": "model_selection",
     "latency_regression": "model_selection",
+    "adversarial_probing": "model_selection",
+    "label_poisoning": "data_collection",
 }
+#: Kinds whose finding must also name who did it (the client, the feedback source).
+NAMED_KINDS = {"adversarial_probing": "client_id", "label_poisoning": "source"}
 #: What kind of finding each kind of incident may rightly cause, besides its own kind.
 LABEL_KINDS = ("concept_drift",)
 
@@ -135,10 +139,13 @@ def grade_loops(
         matching = [k for k, i in enumerate(raised) if i["_first"] in period]
         if truth["kind"] == "concept_drift":
             matching = [k for k in matching if raised[k]["kind"] in LABEL_KINDS]
+        elif truth["kind"] == "label_poisoning":
+            matching = [k for k in matching if raised[k]["kind"] == "label_poisoning"]
         elif truth["kind"] == "latency_regression":
             matching = [k for k in matching if raised[k]["kind"] == "latency_regression"]
         else:
-            matching = [k for k in matching if raised[k]["kind"] not in LABEL_KINDS + ("latency_regression",)]
+            matching = [k for k in matching
+                        if raised[k]["kind"] not in LABEL_KINDS + ("latency_regression", "label_poisoning")]
         explained.update(matching)
         if truth["kind"] not in LOOP_GRADED:
             continue
@@ -147,6 +154,9 @@ def grade_loops(
         pick = min(same_kind or matching, key=lambda k: raised[k]["_detected"], default=None)
         found = raised[pick] if pick is not None else None
         detected = None if found is None else found["_detected"]
+        who = NAMED_KINDS.get(truth["kind"])
+        named = None if found is None or who is None else (found.get("evidence") or {}).get(who)
+        named_right = who is None or named == (truth.get("touches") or {}).get(who)
         graded.append({
             "kind": truth["kind"],
             "injected_day": int(truth["day"]),
@@ -156,8 +166,9 @@ def grade_loops(
             "loop": None if found is None else found["loop"],
             "expected_loop": LOOP_GRADED[truth["kind"]],
             "in_time": detected is not None and detected <= deadline,
+            "named": named,
             "correct": found is not None and detected is not None and detected <= deadline
-            and found["kind"] == truth["kind"] and found["loop"] == LOOP_GRADED[truth["kind"]],
+            and found["kind"] == truth["kind"] and found["loop"] == LOOP_GRADED[truth["kind"]] and named_right,
             "incident_id": None if found is None else found["incident_id"],
             "summary": None if found is None else found["summary"],
         })

@@ -140,7 +140,7 @@ def evaluate_loops(
     label_part = label_findings(store, name, frame, contexts, config, spec=spec, until=now,
                                 drifted_windows=drifted_windows)
     findings.extend(label_part.findings)
-    findings.extend(poisoning_findings(store, registry, name, since=since, until=now))
+    findings.extend(poisoning_findings(store, registry, name, since=since, until=now, window=config.window))
     incidents = merge_findings(name, findings, gap=spec.length or (now - now))
     signals = signals_of(store, name, config, label_part, incidents, until=now)
     return LoopReport(

@@ -46,25 +46,45 @@ def probing_findings(
 
 
 def poisoning_findings(
-    store: Store, registry: Registry, name: str, *, since: datetime | None, until: datetime
+    store: Store, registry: Registry, name: str, *, since: datetime | None, until: datetime, window: str
 ) -> list[Finding]:
-    """One finding per feedback source whose labels skew against the others, dated by the arrival
-    of its last suspect label: before any retraining can use them."""
-    try:
-        from loopwatch.poisoning import screen_feedback
-    except ImportError:  # pragma: no cover - the screens ship with loopwatch; kept for partial installs
+    """One finding per feedback source and window of label arrival whose labels skew against the
+    other sources', dated by the end of that window: before any retraining can read them.
+
+    Every label as it was sent counts, corrected ones too: a poisoned label that an honest
+    source later corrects is no longer the row's current label, but it was sent.
+    """
+    from loopwatch.monitor.windows import WindowSpec
+    from loopwatch.poisoning.sources import source_skew_test
+    from loopwatch.quarantine import _served_predictions
+
+    spec = WindowSpec.parse(window)
+    sent = list(store.iter_label_revisions(name, since=since, until=until))
+    if not sent or spec.length is None or len({label.client_id for label in sent}) < 2:
         return []
+    served = _served_predictions(store, name, sent)
+    by_window: dict[datetime, list[Any]] = {}
+    for label in sent:
+        by_window.setdefault(spec.start_of(label.label_time), []).append(label)
     found = []
-    for suspect in screen_feedback(store, name, since=since, until=until):
-        data: dict[str, Any] = suspect.to_dict()
-        first, last = suspect.first_label_time, suspect.last_label_time
-        found.append(Finding(
-            kind="label_poisoning",
-            window_start=first,
-            window_end=last,
-            available_at=last,
-            severity=float(data.get("severity", data.get("score", 1.0)) or 1.0),
-            summary=f"labels from source {suspect.source} skew against the other sources: {suspect.reason}",
-            evidence={"source": suspect.source, **data},
-        ))
+    for start, labels in sorted(by_window.items()):
+        if len({label.client_id for label in labels}) < 2:
+            continue
+        evidence = source_skew_test(
+            [label.label for label in labels], [label.client_id for label in labels],
+            [served.get((label.request_id, label.row_index)) for label in labels],
+        )
+        end = start + spec.length
+        for suspect in (e for e in evidence if e.suspect):
+            found.append(Finding(
+                kind="label_poisoning",
+                window_start=start,
+                window_end=end,
+                available_at=min(end, until),
+                severity=1.0 - float(suspect.adjusted_p),
+                summary=(f"labels from source {suspect.source} disagree with the served predictions "
+                         f"{suspect.disagreement:.0%} of the time against {suspect.disagreement_others:.0%} "
+                         "for the other sources"),
+                evidence={"source": suspect.source, **suspect.to_dict()},
+            ))
     return found

@@ -175,6 +175,9 @@ class Store(Protocol):
         until: datetime | None = None,
         by: Literal["label_time", "prediction_time"] = "label_time",
     ) -> Iterator[StoredLabel]: ...
+    def iter_label_revisions(
+        self, model_name: str, *, since: datetime | None = None, until: datetime | None = None
+    ) -> Iterator[StoredLabel]: ...
     def label_history(self, model_name: str, request_id: str, row_index: int) -> list[StoredLabel]: ...
     def count_events_by_window(
         self,

@@ -194,6 +194,25 @@ class SqlFeedbackMixin(SqlStoreBase):
             time_index = 6 if by == "label_time" else 7
             position = (int(last[time_index]), int(last[9]), last[1], int(last[2]))
 
+    def iter_label_revisions(
+        self, model_name: str, *, since: datetime | None = None, until: datetime | None = None
+    ) -> Iterator[StoredLabel]:
+        """Every label as it was sent (corrected ones too), in label-time order; ``since``
+        inclusive, ``until`` exclusive. A source's labels that others later corrected are here."""
+        where, params = ["model_name = ?"], [model_name]
+        if since is not None:
+            where.append("label_time >= ?")
+            params.append(to_micros(since))
+        if until is not None:
+            where.append("label_time < ?")
+            params.append(to_micros(until))
+        found = self._fetchall(
+            f"SELECT {_LABEL_COLUMNS} FROM label_revisions WHERE {' AND '.join(where)} "
+            "ORDER BY label_time, received_at, request_id, row_index, revision",
+            tuple(params),
+        )
+        return iter([_label_from_row(row) for row in found])
+
     def label_history(self, model_name: str, request_id: str, row_index: int) -> list[StoredLabel]:
         """Every label the row has had, oldest first (empty when it has none)."""
         found = self._fetchall(
