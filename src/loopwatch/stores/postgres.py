@@ -9,6 +9,7 @@ from loopwatch.stores.sql import ENTITY_EVENT_COLUMNS, EVENT_COLUMNS, SqlLogMixi
 from loopwatch.stores.sql_feedback import SqlFeedbackMixin
 from loopwatch.stores.sql_incidents import SqlIncidentsMixin
 from loopwatch.stores.sql_keys import SqlKeysMixin
+from loopwatch.stores.sql_quarantine import SqlQuarantineMixin
 from loopwatch.stores.sql_records import SqlRecordsMixin
 from loopwatch.stores.sql_registry import SqlRegistryMixin
 
@@ -20,7 +21,8 @@ SERIALIZE_LOCK_SPACE = 7_274_232
 
 
 class PostgresStore(
-    SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin, SqlFeedbackMixin, SqlIncidentsMixin, SqlKeysMixin
+    SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin, SqlFeedbackMixin, SqlIncidentsMixin, SqlKeysMixin,
+    SqlQuarantineMixin,
 ):
     dialect = "postgresql"
 

@@ -18,12 +18,14 @@ from loopwatch.stores.sql import SqlLogMixin
 from loopwatch.stores.sql_feedback import SqlFeedbackMixin
 from loopwatch.stores.sql_incidents import SqlIncidentsMixin
 from loopwatch.stores.sql_keys import SqlKeysMixin
+from loopwatch.stores.sql_quarantine import SqlQuarantineMixin
 from loopwatch.stores.sql_records import SqlRecordsMixin
 from loopwatch.stores.sql_registry import SqlRegistryMixin
 
 
 class SQLiteStore(
-    SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin, SqlFeedbackMixin, SqlIncidentsMixin, SqlKeysMixin
+    SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin, SqlFeedbackMixin, SqlIncidentsMixin, SqlKeysMixin,
+    SqlQuarantineMixin,
 ):
     dialect = "sqlite"
 
