@@ -34,7 +34,7 @@ into a SQLite store at 1,000 predictions a day, and
 :func:`loopwatch.quarantine.screen_feedback` runs over the labels that arrived on each of
 days 43 to 46.
 
-Medians over ``--seeds`` seeds (5). Run from the repository root (about 6 minutes on 2 cores):
+Medians over ``--seeds`` seeds (5). Run from the repository root (about 5 minutes on 2 cores):
 
     .venv/bin/python benchmarks/poisoning_quality.py
     .venv/bin/python benchmarks/poisoning_quality.py --seeds 2 --demo-seeds 1 --out /tmp/p.json

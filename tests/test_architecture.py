@@ -15,7 +15,8 @@ from loopwatch import errors
 
 SRC = Path(loopwatch.__file__).parent
 EDGES = ("loopwatch.service", "loopwatch.cli", "loopwatch.demo")
-CORE = ("records", "features", "models", "stats", "detectors", "performance", "feedback", "loops",
+CORE = ("records", "features", "models", "stats", "detectors", "performance", "feedback", "loops", "poisoning",
+        "auth",
         "prediction.py", "config.py", "errors.py", "tables.py", "registry")
 
 

@@ -163,7 +163,9 @@ def test_label_retrain_shadow_gate_promote_and_roll_back(service: ServiceProcess
         assert retrain.status_code == 201, retrain.text
         result = retrain.json()
         assert result["from_version"] == 1 and result["rows_window"] == N_TRAIN_LABELLED
-        assert result["rows_used"] == N_TRAIN_LABELLED and result["rows_quarantined"] == 0
+        # the poisoning screens set aside a few honest rows on purpose (their false-positive rate)
+        assert result["rows_quarantined"] <= 0.05 * N_TRAIN_LABELLED
+        assert result["rows_used"] == N_TRAIN_LABELLED - result["rows_quarantined"]
         candidate = result["version"]
         assert aliases(http) == {"production": 1, "candidate": candidate}
 
