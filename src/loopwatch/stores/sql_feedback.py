@@ -163,14 +163,7 @@ class SqlFeedbackMixin(SqlStoreBase):
         """Current labels ordered by ``by`` time then ``received_at``; ``since`` <= time < ``until``."""
         if by not in ("label_time", "prediction_time"):
             raise InvalidInput("by must be label_time or prediction_time")
-        where: list[str] = ["model_name = ?"]
-        params: list[Any] = [model_name]
-        if since is not None:
-            where.append(f"{by} >= ?")
-            params.append(to_micros(since))
-        if until is not None:
-            where.append(f"{by} < ?")
-            params.append(to_micros(until))
+        where, params = _time_range(model_name, by, since, until)
         return self._label_pages(by, where, params)
 
     def _label_pages(self, by: str, where: list[str], params: list[Any]) -> Iterator[StoredLabel]:
@@ -199,13 +192,7 @@ class SqlFeedbackMixin(SqlStoreBase):
     ) -> Iterator[StoredLabel]:
         """Every label as it was sent (corrected ones too), in label-time order; ``since``
         inclusive, ``until`` exclusive. A source's labels that others later corrected are here."""
-        where, params = ["model_name = ?"], [model_name]
-        if since is not None:
-            where.append("label_time >= ?")
-            params.append(to_micros(since))
-        if until is not None:
-            where.append("label_time < ?")
-            params.append(to_micros(until))
+        where, params = _time_range(model_name, "label_time", since, until)
         found = self._fetchall(
             f"SELECT {_LABEL_COLUMNS} FROM label_revisions WHERE {' AND '.join(where)} "
             "ORDER BY label_time, received_at, request_id, row_index, revision",
@@ -341,3 +328,18 @@ def _label_from_row(r: Sequence[Any]) -> StoredLabel:
         received_at=from_micros(int(r[9])),
         revision=int(r[10]),
     )
+
+
+def _time_range(
+    model_name: str, column: str, since: datetime | None, until: datetime | None
+) -> tuple[list[str], list[Any]]:
+    """The WHERE terms of one model's rows with ``since <= column < until``."""
+    where: list[str] = ["model_name = ?"]
+    params: list[Any] = [model_name]
+    if since is not None:
+        where.append(f"{column} >= ?")
+        params.append(to_micros(since))
+    if until is not None:
+        where.append(f"{column} < ?")
+        params.append(to_micros(until))
+    return where, params
