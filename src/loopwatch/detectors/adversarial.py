@@ -235,7 +235,12 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
             t2 = np.sum((centred @ self.pca_components_.T) ** 2 / self.pca_variances_, axis=1)
             q = self._residual_squares(encoded) / self.residual_scale_
         # the fitted tree itself: the estimator's input checks cost more than the lookup
-        surrogate = self.surrogate_.tree_.predict(np.ascontiguousarray(encoded, dtype=np.float32))
+        # the tree reads float32: values beyond its range go to its largest finite value, where
+        # the tree sends them anyway, instead of overflowing to infinity
+        limit = np.finfo(np.float32).max
+        surrogate = self.surrogate_.tree_.predict(
+            np.ascontiguousarray(np.clip(encoded, -limit, limit), dtype=np.float32)
+        )
         surrogate = surrogate.reshape(n, -1)
         return {
             "pca_distance": t2 / len(self.pca_variances_) + q,
