@@ -150,34 +150,8 @@ BODY_CASES: dict[str, Callable[[Endpoint, bytes], tuple[bytes, dict[str, str]]]]
     "a body over the size limit": lambda e, b: (b'{"x": "' + b"x" * (17 * 1024 * 1024) + b'"}', {}),
 }
 
-TRAIN_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="training rows sent as JSON are not validated strictly: strings and booleans in a numeric "
-    "column, objects in a cell, NUL and category strings over 1000 characters are trained on (201, a new "
-    "version). Fix in service/routers/train.py _frame_from_body (or loopwatch.tables): hold JSON rows to "
-    "the rules features/validate.py holds predict rows to.",
-)
-CONFIG_MEDIA_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="PUT /monitoring-config parses the body whatever its content type (200 for text/plain or none). "
-    "Fix in service/routers/loops.py put_monitoring_config: 415 unless the media type is application/json.",
-)
-TRAIN_MEDIA_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="POST /train reads a body without a content type as JSON (its Header default). Fix in "
-    "service/routers/train.py: no default, 415 when the header is absent.",
-)
-GAPS = {
-    ("train", "no content type"): TRAIN_MEDIA_GAP,
-    ("train", "the string 0.5 for a number"): TRAIN_GAP,
-    ("train", "true for a number"): TRAIN_GAP,
-    ("train", "false for a number"): TRAIN_GAP,
-    ("train", "an object for a number"): TRAIN_GAP,
-    ("train", "an escaped NUL"): TRAIN_GAP,
-    ("train", "a 1 MB string"): TRAIN_GAP,
-    ("config", "text/plain"): CONFIG_MEDIA_GAP,
-    ("config", "no content type"): CONFIG_MEDIA_GAP,
-}
+#: Known gaps: (endpoint, case) -> an ``xfail(strict=True)`` mark naming the file where the fix belongs.
+GAPS: dict[tuple[str, str], Any] = {}
 
 
 def _bomb() -> bytes:

@@ -189,7 +189,13 @@ def test_train_refusals_are_4xx_and_register_nothing(client, trained, table) -> 
     # nested values in JSON rows, a seed numpy cannot take
     refused(train(client, "svc", params={"target": "plan", "task": "regression"}, **csv_body(table)), 422, "invalid_input")
     nested = [{**row, "churned": [row["churned"]]} for row in json_rows(table)]
-    refused(train(client, "svc", json={"rows": nested}), 422, "invalid_input")
+    nested_error = refused(train(client, "svc", json={"rows": nested}), 422, "schema_violation")
+    assert nested_error["detail"]["problems"][0] == {"row": 0, "column": "churned",
+                                                      "problem": "expected a number, a string or null, got array"}
+    mixed = [{**row, "watch_hours": "3.5"} if i == 4 else row for i, row in enumerate(json_rows(table))]
+    assert "row 4 holds a string among numbers" in refused(
+        train(client, "svc", json={"rows": mixed}), 422, "schema_violation")["message"]
+    refused(train(client, "svc", content=csv_body(table)["content"]), 415, "unsupported_media_type")
     refused(train(client, "svc", params={"seed": 2**33}, **csv_body(table)), 422, "invalid_input")
 
     assert [m["name"] for m in client.get("/v1/models").json()] == ["churn"]

@@ -137,7 +137,7 @@ class _TooMany(Exception):
 
 def _number(value: Any, row: int, name: str, problem: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        problem(row, name, f"expected a number, got {_json_type(value)}")
+        problem(row, name, f"expected a number, got {json_type(value)}")
         return None
     try:
         number = float(value)
@@ -154,7 +154,7 @@ def _category(value: Any, row: int, name: str, problem: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if not isinstance(value, str):
-        problem(row, name, f"expected a string category, got {_json_type(value)}")
+        problem(row, name, f"expected a string category, got {json_type(value)}")
         return None
     if len(value) > MAX_CATEGORY_LENGTH:
         problem(row, name, f"category longer than {MAX_CATEGORY_LENGTH} characters")
@@ -162,7 +162,7 @@ def _category(value: Any, row: int, name: str, problem: Any) -> str | None:
     return value
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, (int, float)):

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from loopwatch import loopstate
 from loopwatch.records.jsonutil import dumps, loads
+from loopwatch.service.routers.predict import require_json_media
 from loopwatch.service.schemas import ERROR_RESPONSES, MAX_VERSION
 from loopwatch.service.state import ServiceState, get_state
 
@@ -114,7 +115,7 @@ async def get_monitoring_config(
 @router.put(
     "/models/{name}/monitoring-config",
     summary="Change some monitoring settings: merged onto the latest version and stored as the next",
-    responses=_JSON,
+    responses={**_JSON, 415: ERROR_RESPONSES[422] | {"description": "Unsupported media type"}},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -132,6 +133,7 @@ async def put_monitoring_config(
     x_client_id: str | None = Header(None),
     state: ServiceState = Depends(get_state),
 ) -> Response:
+    require_json_media(request)
     changes = loads(await request.body() or b"null")
     saved = await run_in_threadpool(
         loopstate.change_monitoring_config, state.store, name, changes, at=_now(),

@@ -36,6 +36,13 @@ class _OrjsonRequest(Request):
         return self._json
 
 
+def require_json_media(request: Request) -> None:
+    """A 415 unless the body is declared JSON (``application/json`` or ``application/*+json``)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        raise UnsupportedMediaType(f"unsupported content type {media[:100]!r}: send application/json")
+
+
 class StrictJsonRoute(APIRoute):
     """Predict takes JSON only: another media type is a 415 (and a counted rejection)."""
 
@@ -46,13 +53,9 @@ class StrictJsonRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def strict(request: Request) -> Response:
-            media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if media != "application/json" and not (
-                media.startswith("application/") and media.endswith("+json")
-            ):
-                exc = UnsupportedMediaType(
-                    f"unsupported content type {media[:100]!r}: send application/json"
-                )
+            try:
+                require_json_media(request)
+            except UnsupportedMediaType as exc:
                 state: ServiceState | None = getattr(request.app.state, "loopwatch", None)
                 if state is not None and self.count_rejections:
                     state.reject(
@@ -62,7 +65,7 @@ class StrictJsonRoute(APIRoute):
                         exc.status,
                         exc.message,
                     )
-                raise exc
+                raise
             return await handler(_OrjsonRequest(request.scope, request.receive))
 
         return strict

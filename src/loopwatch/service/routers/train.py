@@ -8,7 +8,8 @@ import pandas as pd
 from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from loopwatch.errors import InvalidInput, LoopwatchError, UnreadableData, UnsupportedMediaType
+from loopwatch.errors import InvalidInput, LoopwatchError, UnsupportedMediaType
+from loopwatch.features.table_rows import validate_table_rows
 from loopwatch.models.training import train_model
 from loopwatch.records.jsonutil import loads
 from loopwatch.registry.registry import check_model_name
@@ -61,7 +62,7 @@ async def train(
     test_size: float = Query(0.2, gt=0, lt=1),
     seed: int = Query(0, ge=0),
     alias: Literal["production", "candidate"] | None = Query(None),
-    content_type: str = Header("application/json"),
+    content_type: str | None = Header(None),
     x_client_id: str | None = Header(None),
     state: ServiceState = Depends(get_state),
 ) -> dict[str, Any]:
@@ -93,8 +94,8 @@ async def train(
     return await run_in_threadpool(fit_and_register)
 
 
-def _frame_from_body(body: bytes, content_type: str) -> pd.DataFrame:
-    media = content_type.split(";")[0].strip().lower()
+def _frame_from_body(body: bytes, content_type: str | None) -> pd.DataFrame:
+    media = (content_type or "").split(";")[0].strip().lower()
     if media == "text/csv":
         return read_table(body, fmt="csv")
     if media in PARQUET_TYPES:
@@ -103,13 +104,7 @@ def _frame_from_body(body: bytes, content_type: str) -> pd.DataFrame:
         parsed = loads(body)
         if not isinstance(parsed, dict) or set(parsed) != {"rows"} or not isinstance(parsed["rows"], list):
             raise InvalidInput('the JSON body must be {"rows": [{...}, ...]}')
-        rows = parsed["rows"]
-        if len(rows) < 10 or not all(isinstance(r, dict) for r in rows):
-            raise InvalidInput("rows must be a list of at least 10 objects")
-        try:
-            return pd.DataFrame.from_records(rows)
-        except Exception as exc:
-            raise UnreadableData(f"rows do not form a table: {exc}") from exc
+        return validate_table_rows(parsed["rows"], min_rows=10)
     raise UnsupportedMediaType(
         f"unsupported content type {media!r}: send text/csv, {PARQUET_TYPES[0]} or application/json"
     )
