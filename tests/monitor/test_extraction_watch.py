@@ -120,3 +120,25 @@ def test_bad_arguments(settings: Settings) -> None:
             watch_clients(ws.store, ws.registry, "nope", since=None, until=None)
 
 
+
+
+def test_a_finding_names_the_probing_key_by_its_name_and_id(settings: Settings) -> None:
+    """With auth on a request's client id is its key's id; the finding also says the key's name."""
+    from dataclasses import replace
+
+    from loopwatch.auth.manage import issue_key
+    from loopwatch.monitor.security_evidence import probing_findings
+    from loopwatch.stores.base import EventQuery
+
+    with Workspace(settings) as ws:
+        key, _ = issue_key(ws.store, name="partner probe", scopes=["predict"], now=day_start(30))
+        events = [replace(e, client_id=key.key_id) if e.client_id == "probe-7" else e
+                  for e in ws.store.iter_events(EventQuery(model_name="churn", limit=10_000))]
+        keyed = probing_findings(ws.store, ws.registry, "churn", since=None, until=None, window="1d", events=events)
+        plain = probing_findings(ws.store, ws.registry, "churn", since=None, until=None, window="1d",
+                                 events=[e for e in events if e.client_id != key.key_id] + [
+                                     replace(e, client_id="probe-7") for e in events if e.client_id == key.key_id])
+    assert [(f.evidence["client_id"], f.evidence["client_name"]) for f in keyed] == [(key.key_id, "partner probe")]
+    assert f"key 'partner probe' ({key.key_id})" in keyed[0].summary
+    assert [(f.evidence["client_id"], f.evidence["client_name"]) for f in plain] == [("probe-7", "probe-7")]
+    assert "client probe-7 sent" in plain[0].summary

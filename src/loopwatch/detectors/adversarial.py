@@ -283,11 +283,16 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
         if values.ndim != 1 or values.size == 0 or not np.isfinite(values).all():
             raise InvalidInput("scores must be a non-empty list of finite numbers")
         threshold = self.threshold_for(fpr)
-        k_reference = int(np.count_nonzero(self.calibration_scores_ > threshold))
+        k_reference, n_reference = self.calibration_counts(fpr)
         return rate_test(
-            int(np.count_nonzero(values > threshold)), int(values.size), k_reference,
-            int(self.calibration_scores_.size), alpha=alpha,
+            int(np.count_nonzero(values > threshold)), int(values.size), k_reference, n_reference, alpha=alpha,
         )
+
+    def calibration_counts(self, fpr: float | None = None) -> tuple[int, int]:
+        """How many calibration rows lie above the threshold for ``fpr``, and how many there are:
+        the reference share that a window's flagged share is tested against."""
+        threshold = self.threshold_for(fpr)
+        return int(np.count_nonzero(self.calibration_scores_ > threshold)), int(self.calibration_scores_.size)
 
     def _threshold(self, fpr: float) -> tuple[float, int]:
         scores = self.calibration_scores_

@@ -52,13 +52,20 @@ def loop_of(kind: str, evidence: dict[str, Any]) -> tuple[str, str]:
             "cheaper model, and keep the latency budget in the promotion gate."
         )
     if kind == "adversarial_probing":
-        client = evidence.get("client_id") or "the client"
+        client = evidence.get("client_name") or evidence.get("client_id") or "the client"
         return "model_selection", (
             f"{client} is probing the model: revoke or rate-limit its key, round or withhold probabilities, "
             "and check the evasion scores of its queries before trusting the model near the boundary."
         )
+    if kind == "adversarial_evasion":
+        client = evidence.get("client_name") or evidence.get("client_id") or "a client"
+        return "model_selection", (
+            f"Inputs from {client} look crafted to evade the model: check them, turn on the clip or "
+            "squeeze defences in the monitoring configuration, and retrain with adversarial examples "
+            "(`loopwatch retrain --adversarial-share`) before trusting the model's answers to them."
+        )
     if kind == "label_poisoning":
-        source = evidence.get("source") or "the source"
+        source = evidence.get("source_name") or evidence.get("source") or "the source"
         return "data_collection", (
             f"Labels from {source} look poisoned: they are quarantined and left out of retraining; check "
             "the source before releasing them."

@@ -64,6 +64,9 @@ class WindowEvidence:
     estimated: dict[str, float] | None = None
     holdout: float | None = None
     higher_is_better: bool = True
+    #: The share of predictions the evasion score flagged, the calibration rows' share at the
+    #: same threshold, and the one-sided test of the one against the other.
+    evasion: dict[str, float] | None = None
 
     @property
     def input_drift(self) -> bool:
@@ -115,6 +118,7 @@ class WindowEvidence:
             "metric": self.metric,
             "estimated": self.estimated,
             "holdout": self.holdout,
+            "evasion": self.evasion,
         }
 
 

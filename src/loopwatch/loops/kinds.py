@@ -17,6 +17,7 @@ INCIDENT_KINDS: Final = (
     "software_change",
     "latency_regression",
     "adversarial_probing",
+    "adversarial_evasion",
     "label_poisoning",
 )
 
@@ -46,6 +47,7 @@ DEFAULT_LOOP: Final = {
     "software_change": "model_selection",
     "latency_regression": "model_selection",
     "adversarial_probing": "model_selection",
+    "adversarial_evasion": "model_selection",
     "label_poisoning": "data_collection",
     "business_decoupled": "business",
     "business_relation_changed": "eda",

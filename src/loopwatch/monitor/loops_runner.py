@@ -30,7 +30,12 @@ from loopwatch.monitor.evidence import (
     software_changes_of,
 )
 from loopwatch.monitor.label_evidence import label_findings, signals_of
-from loopwatch.monitor.security_evidence import poisoning_findings, probing_findings
+from loopwatch.monitor.security_evidence import (
+    evasion_findings,
+    poisoning_findings,
+    probing_findings,
+    window_evasion,
+)
 from loopwatch.monitor.runner import MONITOR_CONFIG, monitor
 from loopwatch.monitor.windows import WindowSpec, events_frame
 from loopwatch.records import PredictionEvent
@@ -124,6 +129,7 @@ def evaluate_loops(
                 estimated=context.estimate(part),
                 holdout=context.holdout,
                 higher_is_better=context.higher_is_better,
+                evasion=window_evasion(registry, name, number, part, fpr=config.adversarial_fpr),
             )
             evidences.append(evidence)
             found = diagnose_window(evidence, tolerance=config.performance_tolerance)
@@ -135,8 +141,11 @@ def evaluate_loops(
 
     probes = probing_findings(store, registry, name, since=since, until=until, window=config.window,
                               events=events)
-    findings = _without_probe_software(findings, probes) + probes
     drifted_windows = {e.start for e in evidences if e.input_drift}
+    evasions, probes = evasion_findings(store, registry, name, time_windows, length=spec.length,
+                                        drifted_windows=drifted_windows, fpr=config.adversarial_fpr,
+                                        probes=probes)
+    findings = _without_probe_software(findings, probes) + probes + evasions
     label_part = label_findings(store, name, frame, contexts, config, spec=spec, until=now,
                                 drifted_windows=drifted_windows)
     findings.extend(label_part.findings)

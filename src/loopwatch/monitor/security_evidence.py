@@ -3,9 +3,13 @@ and feedback sources whose labels look poisoned."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any, Sequence
 
+import pandas as pd
+
+from loopwatch.errors import LoopwatchError
 from loopwatch.loops.report import Finding
 from loopwatch.records import PredictionEvent
 from loopwatch.registry import Registry
@@ -25,6 +29,7 @@ def probing_findings(
     """One finding per client and window whose queries crowd the decision boundary or a grid."""
     from loopwatch.monitor.extraction_watch import watch_clients
 
+    names = key_names(store)
     found = []
     for alert in watch_clients(store, registry, name, since=since, until=until, window=window, events=events):
         if not alert.flagged:
@@ -36,13 +41,101 @@ def probing_findings(
             available_at=alert.window_end,
             severity=alert.score,
             summary=(
-                f"client {alert.client_id} sent {alert.n_rows} queries between {alert.first_seen:%H:%M} and "
+                f"client {_described(alert.client_id, names)} sent {alert.n_rows} queries between {alert.first_seen:%H:%M} and "
                 f"{alert.last_seen:%H:%M} that look like probing for the decision boundary "
                 f"({', '.join(alert.reasons)})"
             ),
-            evidence={"client_id": alert.client_id, **alert.to_dict()},
+            evidence={"client_id": alert.client_id, "client_name": names.get(alert.client_id, alert.client_id),
+                      **alert.to_dict()},
         ))
     return found
+
+
+def evasion_findings(
+    store: Store,
+    registry: Registry,
+    name: str,
+    time_windows: Sequence[tuple[datetime, pd.DataFrame]],
+    *,
+    length: timedelta | None,
+    drifted_windows: set[datetime],
+    fpr: float,
+    probes: Sequence[Finding],
+) -> tuple[list[Finding], list[Finding]]:
+    """Clients whose predictions the evasion score flags well above its calibrated rate, and
+    above the other clients' rate, in windows whose inputs held.
+
+    Returns the evasion findings and the probing findings, the latter with the evasion test
+    of their client and window added: a probing client is one incident, not two.
+    """
+    from loopwatch.detectors.evasion_rates import evasion_by_client
+
+    if length is None:
+        return [], list(probes)
+    names = key_names(store)
+    probing = {(p.window_start, p.evidence.get("client_id")): i for i, p in enumerate(probes)}
+    probes = list(probes)
+    found = []
+    for start, rows in time_windows:
+        if "__adversarial" not in rows:
+            continue
+        for number, part in rows[rows["__adversarial"].notna()].groupby("__version"):
+            detector = _detector(registry, name, int(number))
+            if detector is None or part.empty:
+                continue
+            k_calibration, n_calibration = detector.calibration_counts(fpr)
+            flags = {client: group["__adversarial"].astype(bool).tolist()
+                     for client, group in part.groupby(part["__client_id"].fillna(""))}
+            for client in evasion_by_client(flags, k_calibration=k_calibration, n_calibration=n_calibration):
+                client_id = client.client_id or None
+                if (start, client_id) in probing:
+                    at = probing[(start, client_id)]
+                    probes[at] = replace(probes[at], evidence={**probes[at].evidence, "evasion": client.to_dict()})
+                    continue
+                if not client.suspect or start in drifted_windows:
+                    continue
+                found.append(Finding(
+                    kind="adversarial_evasion",
+                    window_start=start,
+                    window_end=start + length,
+                    available_at=start + length,
+                    severity=min(1.0, client.rate),
+                    summary=(
+                        f"client {_described(client_id, names)}: {client.n_flagged} of {client.n_rows} inputs "
+                        f"({client.rate:.1%}) flagged as adversarial, against {client.calibrated_rate:.1%} on "
+                        f"clean reference rows and {_share(client.others_rate)} for the other clients"
+                    ),
+                    evidence={"client_id": client_id, "client_name": names.get(client_id or "", client_id),
+                              "model_version": int(number), **client.to_dict()},
+                ))
+    return found, probes
+
+
+def window_evasion(registry: Registry, name: str, version: int, rows: pd.DataFrame, *, fpr: float
+                   ) -> dict[str, float] | None:
+    """The window's flagged share against the calibration rows' (None when nothing was scored)."""
+    from loopwatch.stats.rates import rate_test
+
+    flags = rows["__adversarial"].dropna() if "__adversarial" in rows else rows.iloc[:0]
+    detector = _detector(registry, name, version) if len(flags) else None
+    if detector is None:
+        return None
+    k_calibration, n_calibration = detector.calibration_counts(fpr)
+    test = rate_test(int(flags.astype(bool).sum()), len(flags), k_calibration, n_calibration)
+    return {"n_scored": len(flags), "rate": test.rate, "calibrated_rate": test.expected_rate,
+            "p_value": test.p_value}
+
+
+def _detector(registry: Registry, name: str, version: int) -> Any:
+    try:
+        # the training profile's detector: the one that scored the predictions
+        return registry.profile(name, version, training=True).adversarial
+    except LoopwatchError:  # no profile, or one whose hash does not match (an integrity alarm elsewhere)
+        return None
+
+
+def _share(rate: float | None) -> str:
+    return "no other traffic" if rate is None else f"{rate:.1%}"
 
 
 def poisoning_findings(
@@ -63,6 +156,7 @@ def poisoning_findings(
     if not sent or spec.length is None or len({label.client_id for label in sent}) < 2:
         return []
     served = _served_predictions(store, name, sent)
+    names = key_names(store)
     by_window: dict[datetime, list[Any]] = {}
     for label in sent:
         by_window.setdefault(spec.start_of(label.label_time), []).append(label)
@@ -82,9 +176,21 @@ def poisoning_findings(
                 window_end=end,
                 available_at=min(end, until),
                 severity=1.0 - float(suspect.adjusted_p),
-                summary=(f"labels from source {suspect.source} disagree with the served predictions "
+                summary=(f"labels from source {_described(suspect.source, names)} disagree with the served predictions "
                          f"{suspect.disagreement:.0%} of the time against {suspect.disagreement_others:.0%} "
                          "for the other sources"),
-                evidence={"source": suspect.source, **suspect.to_dict()},
+                evidence={"source": suspect.source, "source_name": names.get(suspect.source, suspect.source),
+                          **suspect.to_dict()},
             ))
     return found
+
+
+def key_names(store: Store) -> dict[str, str]:
+    """Key id -> key name. With auth on, a request's client id is its key's id, which says
+    nothing to a person reading an incident; the name given at ``keys create`` does."""
+    return {key.key_id: key.name for key in store.list_api_keys()}
+
+
+def _described(client_id: str | None, names: dict[str, str]) -> str:
+    name = names.get(client_id or "")
+    return f"{client_id}" if name is None else f"key {name!r} ({client_id})"

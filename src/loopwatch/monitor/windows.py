@@ -90,6 +90,8 @@ def events_frame(events: Iterable[PredictionEvent], classes: Sequence[Any] = ())
         row["__row_index"] = e.row_index
         row["__request_type"] = e.request_type
         row["__has_data"] = e.data is not None
+        # the evasion score's flag (None when the version has no adversarial detector)
+        row["__adversarial"] = e.input_data_summary.get("adversarial")
         first = e.prediction[0] if e.prediction else None
         row["prediction"] = str(first) if classes and first is not None else first
         if e.probability is not None:

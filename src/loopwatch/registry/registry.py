@@ -264,13 +264,18 @@ class Registry:
             raise IntegrityError("reference sample hash mismatch")
         return decode_frame(data)
 
-    def profile(self, name: str, version: int | str | None = None) -> ReferenceProfile:
-        """The version's reference profile: its latest rebaseline's, else the training one.
+    def profile(
+        self, name: str, version: int | str | None = None, *, training: bool = False
+    ) -> ReferenceProfile:
+        """The version's reference profile: its latest rebaseline's, else (or when ``training``)
+        the one built at training, which holds what the model was trained on (its adversarial
+        detector among it).
 
         Checked against its hash when read from the store, cached per process by hash.
         """
         meta = self.resolve(name, version)
-        rebaselines = [r for r in self.store.list_rebaselines(name) if r.model_version == meta.version]
+        rebaselines = [] if training else [
+            r for r in self.store.list_rebaselines(name) if r.model_version == meta.version]
         sha = rebaselines[-1].profile_sha256 if rebaselines else meta.profile_sha256
         if sha is None:
             raise NotFound(f"model {name!r} version {meta.version} has no reference profile")

@@ -1,0 +1,111 @@
+"""Evasion monitored per window, on a real SQLite log: four quiet days of a churn model's
+ordinary clients, and on day 2 a client (with a key of its own) that sends rows walked
+across the decision boundary by the boundary attack. The loop engine must name that
+client in that window, and nothing else; without it, nothing at all."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from loopwatch.auth.manage import issue_key
+from loopwatch.config import Settings
+from loopwatch.detectors.attacks import boundary_attack
+from loopwatch.loops.report import LoopReport
+from loopwatch.monitor.loops_runner import evaluate_loops
+from loopwatch.prediction import PredictCall
+from loopwatch.simulate import ChurnScenario, Timeline
+from loopwatch.workspace import Workspace
+
+UTC = timezone.utc
+START = datetime(2026, 1, 5, tzinfo=UTC)
+DAYS, ATTACK_DAY, N_ATTACKS = 4, 2, 80
+
+
+def day(index: int) -> datetime:
+    return START + timedelta(days=index)
+
+
+def build_log(home: Path, *, attack: bool) -> tuple[Settings, str | None]:
+    settings = Settings.from_env({}, home=home, database=str(home / "evasion.db"))
+    world = ChurnScenario(seed=5, days=DAYS, predictions_per_day=400, timeline=Timeline(incidents=()))
+    key_id = None
+    with Workspace(settings) as ws:
+        training = world.training_data(n=3000)
+        ws.train("churn", training, target="churned", seed=0)
+        futures = []
+        for today in world.days():
+            for i, batch in enumerate(today.batches):
+                call = PredictCall(model_name="churn", rows=[dict(r) for r in batch.rows],
+                                   request_id=f"d{today.index}-{i}", client_id=batch.client_id,
+                                   client_version=batch.client_version, timestamps=list(batch.timestamps))
+                futures.append(ws.writer.submit(ws.predictor.predict(call)))
+        if attack:
+            key, _ = issue_key(ws.store, name="evader", scopes=["predict"], now=day(0))
+            key_id = key.key_id
+            loaded = ws.registry.load("churn")
+            seeds = training.drop(columns=["churned"]).sample(3 * N_ATTACKS, random_state=1).reset_index(drop=True)
+            walked = boundary_attack(seeds, loaded.pipeline, loaded.version.schema, seed=0)
+            crafted = walked.adversarial[walked.success].head(N_ATTACKS)
+            assert len(crafted) == N_ATTACKS
+            rows = crafted.astype(object).where(crafted.notna(), None).to_dict(orient="records")
+            at = day(ATTACK_DAY) + timedelta(hours=15)
+            times = [at + timedelta(seconds=20 * i) for i in range(len(rows))]
+            futures.append(ws.writer.submit(ws.predictor.predict(PredictCall(
+                model_name="churn", rows=rows, request_id="evader-1", client_id=key_id, timestamps=times))))
+        for future in futures:
+            future.result()
+    return settings, key_id
+
+
+def evaluate(settings: Settings) -> LoopReport:
+    with Workspace(settings) as ws:
+        return evaluate_loops(ws.store, ws.registry, "churn", until=day(DAYS))
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory: pytest.TempPathFactory) -> tuple[LoopReport, str]:
+    settings, key_id = build_log(tmp_path_factory.mktemp("evasion-attacked"), attack=True)
+    assert key_id is not None
+    return evaluate(settings), key_id
+
+
+def test_the_evading_client_is_named_in_its_window_and_nothing_else_is_raised(
+    attacked: tuple[LoopReport, str],
+) -> None:
+    report, key_id = attacked
+    assert [i.kind for i in report.incidents] == ["adversarial_evasion"]
+    (incident,) = report.incidents
+    assert incident.first_seen == day(ATTACK_DAY) and incident.loop == "model_selection"
+    evidence = incident.evidence
+    assert (evidence["client_id"], evidence["client_name"]) == (key_id, "evader")
+    assert evidence["n_rows"] == N_ATTACKS and evidence["suspect"]
+    # a boundary walk is caught most of the time at the 1% threshold (docs/security.md): far above 1%
+    assert evidence["rate"] > 0.3 > 0.05 > evidence["calibrated_rate"]
+    assert evidence["others_rate"] < 0.05
+    assert evidence["p_calibration"] < evidence["level"] and evidence["p_others"] < evidence["level"]
+    assert "'evader'" in incident.summary and "--adversarial-share" in incident.action
+
+
+def test_without_the_attack_no_client_is_suspected(tmp_path: Path) -> None:
+    """The ordinary clients, scored at the calibrated 1% rate, stay quiet over all four days."""
+    settings, _ = build_log(tmp_path, attack=False)
+    report = evaluate(settings)
+    assert report.incidents == []
+    with Workspace(settings) as ws:
+        events = ws.store.count_events()
+    assert events == DAYS * 400
+
+
+def test_the_window_evidence_carries_the_flagged_share(attacked: tuple[LoopReport, str]) -> None:
+    report, _ = attacked
+    by_start = {w["start"]: w for w in report.windows}
+    shares = {start: w["evasion"]["rate"] for start, w in by_start.items()}
+    attack_start = day(ATTACK_DAY).isoformat().replace("+00:00", "Z")
+    assert max(shares, key=shares.__getitem__) == attack_start
+    quiet = [share for start, share in shares.items() if start != attack_start]
+    assert all(share < 0.04 for share in quiet)
+    assert all(w["evasion"]["calibrated_rate"] == pytest.approx(0.01, abs=0.005) for w in report.windows)
+    assert by_start[attack_start]["evasion"]["p_value"] < 1e-6
