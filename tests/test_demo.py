@@ -27,6 +27,36 @@ def test_demo_json_summary(tmp_path: Path) -> None:
     assert summary["requests"] > 10
     assert 0 < summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"] <= summary["latency_ms"]["max"]
     assert summary["throughput"]["requests_per_second"] > 0
+    # the service ran with auth on: every request above carried a key, and the door was checked
+    assert summary["auth"]["enabled"] is True
+    assert all(check["ok"] for check in summary["auth"]["checks"]), summary["auth"]["checks"]
+    assert [k["scopes"] for k in summary["auth"]["keys"]["clients"]] == [["predict"]] * len(
+        summary["auth"]["keys"]["clients"])
+    assert summary["auth"]["keys"]["operator"]["scopes"] == ["admin"]
+    assert "lw_" not in done.stdout  # no token is printed
+    # with auth on, the log names each request's key, whatever X-Client-ID a client might send
+    from loopwatch import open_store
+    from loopwatch.stores.base import EventQuery
+
+    client_keys = {k["key_id"] for k in summary["auth"]["keys"]["clients"]}
+    store = open_store(f"sqlite:///{summary['database']}")
+    try:
+        logged = {event.client_id for event in store.iter_events(EventQuery(model_name="churn"))}
+    finally:
+        store.close()
+    assert logged and logged <= client_keys, (logged, client_keys)
+    # what a person sees without --json: the same facts as tables
+    from rich.console import Console
+
+    from loopwatch.cli.commands_demo import render
+
+    console = Console(record=True, width=160)
+    render(summary, console)
+    text = console.export_text()
+    assert f"{summary['events_logged']:,} (rows sent" in text
+    assert "POST /v1/models/churn/predict with no key: 401" in text
+    assert "with the predict key" in text and ": 403" in text
+    assert "what loopwatch found" in text
     incidents = summary["timeline"]["incidents"]
     assert summary["timeline"]["version"] == "1"
     assert {i["kind"] for i in incidents} <= set(INCIDENT_KINDS)

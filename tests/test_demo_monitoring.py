@@ -1,6 +1,7 @@
 """The demo's whole loop, on three seeds chosen in advance: every graded incident is detected
 within its stated delay, diagnosed as its true kind and mapped to its loop (the probing client
-and the poisoning source by name), and nothing is raised outside the injected incidents."""
+and the poisoning source by the names of their API keys), and nothing is raised outside the
+injected incidents. The demo's service runs with auth on and refuses what it should."""
 
 from __future__ import annotations
 
@@ -36,6 +37,10 @@ def test_demo_closes_the_loop(tmp_path: Path, seed: int) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
+    auth = summary["auth"]
+    assert auth["enabled"] is True
+    assert [(c["status"], c["error_code"]) for c in auth["checks"]] == [(401, "unauthorized"), (403, "forbidden")]
+    key_ids = {k["name"]: k["key_id"] for group in ("clients", "feedback_sources") for k in auth["keys"][group]}
     loops = summary["loops"]
     found = {d["kind"]: d for d in loops["incidents"]}
     assert set(found) == set(EXPECTED)
@@ -47,7 +52,9 @@ def test_demo_closes_the_loop(tmp_path: Path, seed: int) -> None:
         assert graded["loop"] == loop, graded
         assert graded["correct"], graded
         if kind in NAMED:
+            # named by its key's name, and logged under that key's id (not a header it chose)
             assert graded["named"] == NAMED[kind], graded
+            assert graded["named_id"] == key_ids[NAMED[kind]], graded
     assert loops["false_alarms"] == [], loops["false_alarms"]
     # labels arrived late and were joined: most predictions old enough to be labelled have one
     assert summary["labels_sent"] > 0

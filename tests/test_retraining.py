@@ -30,7 +30,8 @@ from loopwatch.records import Label
 from loopwatch.records.jsonutil import dumps, loads
 from loopwatch.service import create_app
 from loopwatch.service.routers import selection
-from loopwatch.retraining import WINDOW_COLUMNS, RetrainResult, labelled_window, labelling_candidates
+from loopwatch.labelling import labelling_candidates
+from loopwatch.retraining import WINDOW_COLUMNS, RetrainResult, labelled_window
 from loopwatch.stores.base import EventQuery
 from loopwatch.workspace import Workspace
 from tests.api.helpers import copy_database

@@ -1,7 +1,7 @@
 """Close the loops to data collection and model selection, over a store and its registry.
 
-- :func:`labelling_queue` chooses which unlabelled predictions to send for
-  labelling (:mod:`loopwatch.loops.labelling` ranks them).
+- :func:`labelled_window` gathers the labelled predictions of a period
+  (:mod:`loopwatch.labelling` chooses which unlabelled ones to label next).
 - :func:`retrain_candidate` trains a candidate on the recent labelled window,
   screened first (:mod:`loopwatch.loops.screening`), and registers it as the
   ``candidate``.
@@ -18,23 +18,15 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from loopwatch.errors import Conflict, InvalidInput, LoopwatchError, NotFound
+from loopwatch.errors import Conflict, InvalidInput, LoopwatchError
 from loopwatch.features import validate_rows
-from loopwatch.features.schema import category_label
+from loopwatch.features.schema import FeatureSchema, category_label
 from loopwatch.loops.gate import GateDecision, promotion_gate
-from loopwatch.loops.labelling import (
-    QueueItem,
-    novelty_percentiles,
-    over_represented_bins,
-    over_represented_categories,
-    select_for_labelling,
-    uncertainty_from_probabilities,
-)
 from loopwatch.loops.screening import screen_training_data
 from loopwatch.models.training import train_model
 from loopwatch.poisoning.compose import ScreenSettings
@@ -56,12 +48,7 @@ OFFLINE_TIMING_ROWS = 30
 
 
 def labelled_window(
-    store: Store,
-    registry: Registry,
-    name: str,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    store: Store, registry: Registry, name: str, *, since: datetime | None = None, until: datetime | None = None,
     version: int | None = None,
 ) -> pd.DataFrame:
     """Predictions made in ``[since, until)`` (event time) that have a label, one row each.
@@ -78,7 +65,7 @@ def labelled_window(
         if version is None or label.model_version == version
     }
     rows: list[dict[str, Any]] = []
-    for event in _events(store, name, since, until, version):
+    for event in logged_events(store, name, since, until, version):
         label = labels.get((event.request_id, event.row_index))
         if label is None:
             continue
@@ -95,7 +82,7 @@ def labelled_window(
     return frame[features + list(WINDOW_COLUMNS)]
 
 
-def _events(
+def logged_events(
     store: Store, name: str, since: datetime | None, until: datetime | None, version: int | None,
     request_type: str | None = None,
 ) -> list[PredictionEvent]:
@@ -121,110 +108,6 @@ def _event_row(event: PredictionEvent) -> dict[str, Any]:
     }
 
 
-# --- data collection: the labelling queue ----------------------------------------------
-
-
-def labelling_candidates(
-    store: Store,
-    registry: Registry,
-    name: str,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> pd.DataFrame:
-    """Unlabelled predictions of ``[since, until)`` with their informativeness signals.
-
-    Columns: ``request_id``, ``row_index``, ``entity_id``, ``timestamp``,
-    ``model_version``, ``uncertainty`` (from the probabilities; 0 for
-    regression), ``novelty`` (the outlier score's percentile among the
-    reference's held-out rows) and ``drifted_segment``. Rows whose inputs were
-    not logged get novelty 0 and no segment.
-    """
-    registry.resolve(name)
-    labelled = {(lab.request_id, lab.row_index) for lab in store.iter_labels(name, since=since, until=until,
-                                                                             by="prediction_time")}
-    events = [e for e in _events(store, name, since, until, None) if (e.request_id, e.row_index) not in labelled]
-    columns = ["request_id", "row_index", "entity_id", "timestamp", "model_version", "uncertainty", "novelty",
-               "drifted_segment"]
-    if not events:
-        return pd.DataFrame(columns=columns)
-    parts = []
-    for number in sorted({e.model_version for e in events}):
-        group = [e for e in events if e.model_version == number]
-        meta = registry.resolve(name, number)
-        frame = pd.DataFrame({
-            "request_id": [e.request_id for e in group],
-            "row_index": [e.row_index for e in group],
-            "entity_id": [e.entity_id for e in group],
-            "timestamp": [e.timestamp for e in group],
-            "model_version": number,
-            "uncertainty": _uncertainty(group),
-            "novelty": 0.0,
-            "drifted_segment": False,
-        })
-        with_data = np.array([e.data is not None for e in group])
-        if with_data.any():
-            inputs = pd.DataFrame([e.data for e in group if e.data is not None], columns=meta.schema.names)
-            novelty, drifted = _novelty_and_segments(registry, name, number, inputs)
-            frame.loc[with_data, "novelty"] = novelty
-            frame.loc[with_data, "drifted_segment"] = drifted
-        parts.append(frame)
-    return pd.concat(parts, ignore_index=True)[columns]
-
-
-def labelling_queue(
-    store: Store,
-    registry: Registry,
-    name: str,
-    *,
-    budget: int,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    random_share: float = 0.2,
-    seed: int = 0,
-    weights: Mapping[str, float] | None = None,
-) -> list[QueueItem]:
-    """The predictions of ``[since, until)`` to label next; see :func:`select_for_labelling`."""
-    candidates = labelling_candidates(store, registry, name, since=since, until=until)
-    return select_for_labelling(candidates, budget=budget, random_share=random_share, seed=seed, weights=weights)
-
-
-def _uncertainty(events: Sequence[PredictionEvent]) -> np.ndarray:
-    out = np.zeros(len(events))
-    with_proba = [i for i, e in enumerate(events) if e.probability is not None and len(e.probability) >= 2]
-    if with_proba:
-        out[with_proba] = uncertainty_from_probabilities([events[i].probability for i in with_proba])
-    return out
-
-
-def _novelty_and_segments(
-    registry: Registry, name: str, version: int, inputs: pd.DataFrame
-) -> tuple[np.ndarray, np.ndarray]:
-    from loopwatch.drift import compare
-
-    try:
-        profile = registry.profile(name, version)
-    except NotFound:  # a version registered without a profile: no novelty, no segments
-        return np.zeros(len(inputs)), np.zeros(len(inputs), dtype=bool)
-    novelty = np.zeros(len(inputs))
-    joint = profile.joint
-    if joint is not None and joint.detectors:
-        detector = joint.detectors.get("isolation_forest") or next(iter(joint.detectors.values()))
-        novelty = novelty_percentiles(
-            detector.score_samples(joint.pca.transform(joint.encoder.transform(inputs))),
-            detector.score_samples(joint.pca.transform(joint.sample)),
-        )
-    drifted = np.zeros(len(inputs), dtype=bool)
-    reference = profile.univariate
-    for feature in compare(profile, inputs[profile.features], multivariate=False, outliers=False).drifted_features:
-        if feature in reference.numeric:
-            drifted |= over_represented_bins(inputs[feature], reference.edges[feature], reference.bins[feature])
-        else:
-            labels = [None if v is None or v != v else category_label(v) for v in inputs[feature]]
-            drifted |= over_represented_categories(labels, reference.categorical[feature].counts)
-    return novelty, drifted
-
-
 # --- model selection: retrain, compare, promote ---------------------------------------------
 
 
@@ -241,13 +124,15 @@ class RetrainResult:
     #: Window rows the screens set aside and training left out (released rows are not counted).
     rows_quarantined: int
     rows_reference: int
-    #: Rows the candidate was fitted and measured on (kept window rows + reference rows).
+    #: Rows the candidate was fitted and measured on (kept window + reference + adversarial rows).
     rows_used: int
     screening: dict[str, Any]
     metrics: dict[str, Any]
     duration_ms: float
     #: Window rows the screens set aside that a person released: trained on.
     rows_released: int = 0
+    #: Adversarial examples added to the training rows (``adversarial_share``; 0 when off).
+    rows_adversarial: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -265,6 +150,7 @@ def retrain_candidate(
     seed: int = 0,
     min_rows: int = 200,
     screens: ScreenSettings | None = None,
+    adversarial_share: float = 0.0,
 ) -> RetrainResult:
     """Train a candidate on the labelled window (screened), register it as ``candidate``.
 
@@ -275,12 +161,21 @@ def retrain_candidate(
     the rows set aside are quarantined and left out unless released. The
     candidate keeps production's task, categorical and nullable features, and
     estimator unless another is named.
+
+    ``adversarial_share`` in (0, 0.5] turns on adversarial training (classifiers
+    with numeric features only): after screening, that share of the training
+    rows is attacked with :func:`loopwatch.detectors.attacks.boundary_attack`
+    against the *production* pipeline, the attacker's current target and the
+    only model there is before the candidate, and every flipped row is added
+    with its true label (seeded by ``seed``). The holdout is split from the
+    augmented table: its metrics are not comparable with a plain candidate's.
     """
     from loopwatch.quarantine import screen_for_retraining
 
     started = time.perf_counter()
     production = registry.resolve(name, "production")
     schema = production.schema
+    _check_adversarial(adversarial_share, schema)
     window = labelled_window(store, registry, name, since=since, until=until)
     n_unlogged = int((~window["has_data"].astype(bool)).sum()) if len(window) else 0
     window = window[window["has_data"].astype(bool)] if len(window) else window
@@ -306,6 +201,15 @@ def retrain_candidate(
         n_reference = len(extra)
         kept = pd.concat([kept, extra], ignore_index=True)
     kept[schema.target] = kept[schema.target].infer_objects()
+    adversarial = None
+    if adversarial_share:  # quarantined rows are gone by now: they never seed an adversarial example
+        from loopwatch.detectors.attacks import augment_with_adversarial
+
+        pipeline = registry.load(name, production.version).pipeline
+        augmented = augment_with_adversarial(kept, schema.target, pipeline, share=adversarial_share, seed=seed,
+                                             schema=schema)
+        adversarial = augmented.iloc[len(kept):].reset_index(drop=True)  # the added rows come last
+    n_adversarial = 0 if adversarial is None else len(adversarial)
     chosen = estimator or production.estimator
     params = production.params.get("estimator_params") if chosen == production.estimator else None
     try:
@@ -318,6 +222,7 @@ def retrain_candidate(
             nullable=[f.name for f in schema.features if f.nullable],
             seed=seed,
             estimator_params=params or None,
+            training_only=adversarial,
         )
     except LoopwatchError:
         raise
@@ -327,11 +232,12 @@ def retrain_candidate(
         "from_version": production.version, "since": None if since is None else utc_iso(since),
         "until": None if until is None else utc_iso(until), "rows_window": int(len(window)),
         "rows_quarantined": screened.n_left_out, "rows_released": screened.n_released, "rows_reference": n_reference,
+        "rows_adversarial": n_adversarial,
     }
     trained = replace(trained, params={**trained.params, "retrained": {**facts, "screened_by": screening.screened_by}})
     version = registry.register(name, trained, alias="candidate")
     return RetrainResult(
-        model=name, version=version.version, rows_used=int(len(kept)), screening=screening.to_dict(),
+        model=name, version=version.version, rows_used=int(len(kept)) + n_adversarial, screening=screening.to_dict(),
         metrics=dict(version.metrics), duration_ms=(time.perf_counter() - started) * 1000, **facts,
     )
 
@@ -417,6 +323,14 @@ def promote_if_passed(
     return decision, change
 
 
+def _check_adversarial(share: float, schema: FeatureSchema) -> None:
+    if isinstance(share, bool) or not 0 <= share <= 0.5:  # NaN fails the comparison too
+        raise InvalidInput(f"adversarial_share must lie in [0, 0.5], got {share!r}")
+    if share and (schema.task != "classification" or not schema.numeric):
+        raise InvalidInput("adversarial training needs a classifier with numeric features: the attack "
+                           f"moves numeric features across a decision boundary ({schema.task} model here)")
+
+
 def _refuse_training_overlap(candidate: ModelVersion, since: datetime | None, until: datetime | None) -> None:
     trained_on = candidate.params.get("retrained") if isinstance(candidate.params, dict) else None
     if not trained_on:
@@ -473,8 +387,8 @@ def _latencies(
     since: datetime | None, until: datetime | None, rows: list[list[dict[str, Any]]], budget: float | None,
 ) -> tuple[list[float] | None, list[float] | None, str | None]:
     prod, cand = versions
-    served = _request_runtimes(_events(store, name, since, until, prod.version)) or None
-    shadow = _request_runtimes(_events(store, name, since, until, cand.version, request_type="shadow"))
+    served = _request_runtimes(logged_events(store, name, since, until, prod.version)) or None
+    shadow = _request_runtimes(logged_events(store, name, since, until, cand.version, request_type="shadow"))
     if shadow:
         return served, shadow, "shadow"
     if budget is None:  # nothing to check: report what production served, time nothing

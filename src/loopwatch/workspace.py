@@ -162,7 +162,7 @@ class Workspace:
             if progress is not None:
                 progress(len(chunk))
 
-    # --- data collection and model selection (loopwatch.retraining) -------------------
+    # --- data collection and model selection (loopwatch.labelling, loopwatch.retraining) ---
     def labelling_queue(
         self,
         name: str,
@@ -175,7 +175,7 @@ class Workspace:
         weights: Mapping[str, float] | None = None,
     ) -> list[QueueItem]:
         """Unlabelled predictions to label next: a random share, then the most informative."""
-        from loopwatch.retraining import labelling_queue
+        from loopwatch.labelling import labelling_queue
 
         return labelling_queue(
             self.store, self.registry, name, budget=budget, since=since, until=until,
@@ -192,13 +192,16 @@ class Workspace:
         estimator: str | None = None,
         seed: int = 0,
         min_rows: int = 200,
+        adversarial_share: float = 0.0,
     ) -> RetrainResult:
-        """Train a candidate on the labelled predictions of ``[since, until)``, screened first."""
+        """Train a candidate on the labelled predictions of ``[since, until)``, screened first
+        (with adversarial examples added to its training rows when ``adversarial_share`` > 0)."""
         from loopwatch.retraining import retrain_candidate
 
         return retrain_candidate(
             self.store, self.registry, name, since=since, until=until,
             include_reference=include_reference, estimator=estimator, seed=seed, min_rows=min_rows,
+            adversarial_share=adversarial_share,
         )
 
     def gate(

@@ -52,6 +52,34 @@ def test_everyone_raised_together_is_not_one_client_standing_out() -> None:
     assert not any(c.suspect for c in found)
 
 
+def test_a_client_flagged_often_every_day_is_judged_against_its_own_history() -> None:
+    """A client whose customers differ from the training population is flagged at 5% every
+    day: above the calibration and the other clients, but that is its normal."""
+    rng = np.random.default_rng(3)
+    window = {"mobile": list(rng.random(400) < 0.06), "web": list(rng.random(600) < 0.01)}
+    history = {"mobile": (100, 2000), "web": (20, 2000)}
+    without = {c.client_id: c for c in evasion_by_client(window, k_calibration=10, n_calibration=1000,
+                                                         alpha=0.01)}
+    with_history = {c.client_id: c for c in evasion_by_client(window, k_calibration=10, n_calibration=1000,
+                                                              history=history, alpha=0.01)}
+    assert without["mobile"].suspect and without["mobile"].p_history is None
+    mobile = with_history["mobile"]
+    assert not mobile.suspect and mobile.history_rate == pytest.approx(0.05)
+    k = sum(window["mobile"])
+    expected = stats.binomtest(k, k + 100, 400 / 2400, alternative="greater").pvalue
+    assert mobile.p_history == pytest.approx(expected, rel=1e-12)
+    # the same client, attacked: far above its own history too
+    attacked = {**window, "mobile": window["mobile"][:300] + [True] * 100}
+    (first, *_) = evasion_by_client(attacked, k_calibration=10, n_calibration=1000, history=history)
+    assert first.client_id == "mobile" and first.suspect and first.p_history < first.level
+
+
+def test_a_short_history_is_not_used() -> None:
+    (found,) = evasion_by_client({"a": flags(20, 100)}, k_calibration=10, n_calibration=1000,
+                                 history={"a": (10, 50)}, min_history=100)
+    assert found.p_history is None and found.history_rate is None
+
+
 def test_a_client_alone_is_tested_against_the_calibration_only() -> None:
     (alone,) = evasion_by_client({"only": flags(30, 100)}, k_calibration=10, n_calibration=1000)
     assert alone.others_rate is None and alone.p_others is None and alone.suspect
@@ -61,7 +89,7 @@ def test_clients_with_too_few_rows_are_not_tested_but_count_as_others() -> None:
     found = evasion_by_client({"big": flags(4, 400), "small": flags(10, 10)}, k_calibration=10,
                               n_calibration=1000, min_rows=30)
     (big,) = found
-    assert big.client_id == "big" and big.level == 0.01 and big.others_rate is None
+    assert big.client_id == "big" and big.level == 0.001 and big.others_rate is None
     assert evasion_by_client({"small": flags(10, 10)}, k_calibration=10, n_calibration=1000) == []
 
 
@@ -105,7 +133,8 @@ def test_the_order_of_clients_and_rows_does_not_matter(clients: dict[str, list[b
     assert [c.to_dict() for c in forward] == [c.to_dict() for c in backward]
 
 
-@pytest.mark.parametrize("kwargs", [{"alpha": 0.0}, {"alpha": 1.0}, {"min_rows": 0}, {"min_rows": 2.5}])
+@pytest.mark.parametrize("kwargs", [{"alpha": 0.0}, {"alpha": 1.0}, {"min_rows": 0}, {"min_rows": 2.5},
+                                    {"min_history": 0}, {"min_history": True}])
 def test_bad_parameters_are_refused(kwargs: dict) -> None:
     with pytest.raises(InvalidInput):
         evasion_by_client({"a": flags(1, 40)}, k_calibration=1, n_calibration=100, **kwargs)

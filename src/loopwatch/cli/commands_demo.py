@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -29,6 +31,12 @@ def run(*, as_json: bool, seed: int, days: int, per_day: int, workdir: str | Non
     if as_json:
         click.echo(dumps(summary).decode())
         return
+    render(summary, out)
+
+
+def render(summary: dict[str, Any], console: Console) -> None:
+    """The demo's summary as tables, for a person."""
+    days, seed = summary["days"], summary["seed"]
     table = Table(title=f"loopwatch demo: {days} days of a churn model (seed {seed})", show_header=False)
     table.add_column(style="bold")
     table.add_column()
@@ -49,28 +57,36 @@ def run(*, as_json: bool, seed: int, days: int, per_day: int, workdir: str | Non
         )
     for d in summary["deployments"]:
         table.add_row("deployed", f"day {d['day']}: production v{d['previous_version']} -> v{d['version']}")
+    auth = summary.get("auth") or {}
+    if auth.get("enabled"):
+        keys = auth.get("keys", {})
+        table.add_row("API keys", f"{len(keys.get('clients', []))} prediction clients, "
+                                  f"{len(keys.get('feedback_sources', []))} feedback sources, an operator")
+        for check in auth.get("checks", []):
+            table.add_row("refused", f"{check['request']} with {check['key']}: {check['status']}"
+                                     + ("" if check["ok"] else f" [red](expected {check['expected_status']})[/]"))
     table.add_row("database", summary["database"])
-    out.print(table)
+    console.print(table)
     loops = summary.get("loops") or {}
     found = Table(title=f"what loopwatch found and which loop it recommends ({loops.get('seconds', '-')} s)")
-    for column in ("injected", "day", "detected", "diagnosis", "loop", "right"):
+    for column in ("injected", "day", "detected", "diagnosis", "loop", "names", "right"):
         found.add_column(column)
     for d in loops.get("incidents", []):
         found.add_row(
             d["kind"], str(d["injected_day"]),
             "-" if d["detected_day"] is None else f"day {d['detected_day']} (deadline {d['deadline_day']})",
-            d["diagnosis"] or "-", d["loop"] or "-", "yes" if d["correct"] else "[red]no[/]",
+            d["diagnosis"] or "-", d["loop"] or "-", d.get("named") or "", "yes" if d["correct"] else "[red]no[/]",
         )
-    out.print(found)
+    console.print(found)
     false = loops.get("false_alarms", [])
-    out.print(
+    console.print(
         "incidents raised outside every injected incident: "
         + ("none" if not false else ", ".join(f"day {f['day']}: {f['kind']}" for f in false))
     )
     perf = loops.get("performance", {})
     if perf.get("mean_abs_estimation_error") is not None:
-        out.print(f"label-free estimate vs realized performance: mean absolute error "
+        console.print(f"label-free estimate vs realized performance: mean absolute error "
                   f"{perf['mean_abs_estimation_error']}, median {perf['median_abs_estimation_error']}")
     for r in loops.get("recommendations", []):
         if r["incident_id"] is None:
-            out.print(f"[bold]{r['loop_title']}[/]: {r['action']}")
+            console.print(f"[bold]{r['loop_title']}[/]: {r['action']}")

@@ -85,11 +85,14 @@ def label_queue(model: str, budget: int, since: str | None, until: str | None, r
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--min-rows", type=click.IntRange(10), default=200, show_default=True,
               help="Fewest usable labelled rows to train on.")
+@click.option("--adversarial-share", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
+              help="Adversarial training: attack this share of the screened training rows against production "
+                   "and add the flipped rows with their true labels (classifiers; 0 is off).")
 @click.option("--json", "as_json", is_flag=True)
 @settings_options
 @handle_errors
 def retrain(model: str, since: str | None, until: str | None, reference: bool, estimator: str | None, seed: int,
-            min_rows: int, as_json: bool, settings: Settings) -> None:
+            min_rows: int, adversarial_share: float, as_json: bool, settings: Settings) -> None:
     """Train a candidate of MODEL on its labelled predictions, screened first.
 
     The new version becomes the candidate; compare it with `loopwatch gate`.
@@ -97,15 +100,20 @@ def retrain(model: str, since: str | None, until: str | None, reference: bool, e
     from loopwatch.workspace import Workspace
 
     with Workspace(settings) as ws:
-        result = ws.retrain(model, since=parse_time(since, "--since"), until=parse_time(until, "--until"),
-                            include_reference=reference, estimator=estimator, seed=seed, min_rows=min_rows)
+        result = ws.retrain(
+            model, since=parse_time(since, "--since"), until=parse_time(until, "--until"),
+            include_reference=reference, estimator=estimator, seed=seed, min_rows=min_rows,
+            adversarial_share=adversarial_share,
+        )
     if as_json:
         click.echo(dumps(result.to_dict()).decode())
         return
     metrics = ", ".join(f"{k}={v:.3f}" for k, v in result.metrics.items() if k != "n_holdout")
     out.print(f"{model} v{result.version} is the candidate (from v{result.from_version}): "
               f"{result.rows_window} labelled rows, {result.rows_quarantined} quarantined, "
-              f"{result.rows_reference} reference rows; holdout {metrics}")
+              f"{result.rows_reference} reference rows"
+              + (f", {result.rows_adversarial} adversarial rows" if adversarial_share else "")
+              + f"; holdout {metrics}")
 
 
 @click.command()

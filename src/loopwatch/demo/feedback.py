@@ -1,5 +1,6 @@
 """The demo's other traffic: the monitoring configuration, late labels, daily business metrics,
-and the loop evaluation at the end, all through the service's HTTP API as a team would send them."""
+and the loop evaluation at the end, all through the service's HTTP API as a team would send them,
+each party with its own API key (see :mod:`loopwatch.demo.keys`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from loopwatch.demo.keys import DemoKeys
 from loopwatch.errors import LoopwatchError
 from loopwatch.records.jsonutil import utc_iso
 
@@ -37,13 +39,15 @@ def _check(answer: httpx.Response, what: str) -> Any:
     return answer.json()
 
 
-def configure_monitoring(client: httpx.Client) -> dict[str, Any]:
-    answer = client.put(f"/v1/models/{MODEL_NAME}/monitoring-config", json=DEMO_MONITORING)
+def configure_monitoring(client: httpx.Client, keys: DemoKeys) -> dict[str, Any]:
+    answer = client.put(
+        f"/v1/models/{MODEL_NAME}/monitoring-config", json=DEMO_MONITORING, headers=keys.operator_headers()
+    )
     return dict(_check(answer, "configuring monitoring"))
 
 
-def send_feedback(client: httpx.Client, day: Any) -> int:
-    """The day's labels (from every feedback source, each under its own client id) and its
+def send_feedback(client: httpx.Client, day: Any, keys: DemoKeys) -> int:
+    """The day's labels (from every feedback source, each with its own key) and its
     business metrics; returns the labels sent."""
     by_source: dict[str, list[dict[str, Any]]] = {}
     for record in day.feedback:
@@ -55,7 +59,7 @@ def send_feedback(client: httpx.Client, day: Any) -> int:
         for lo in range(0, len(labels), FEEDBACK_CHUNK):
             chunk = labels[lo : lo + FEEDBACK_CHUNK]
             answer = client.post("/v1/feedback", json={"model": MODEL_NAME, "labels": chunk},
-                                 headers={"X-Client-ID": source})
+                                 headers=keys.source_headers(source))
             _check(answer, "sending labels")
             sent += len(chunk)
     if day.business_metrics:
@@ -63,17 +67,20 @@ def send_feedback(client: httpx.Client, day: Any) -> int:
             {"name": m.name, "timestamp": utc_iso(m.timestamp), "value": m.value, "segment": m.segment}
             for m in day.business_metrics
         ]
-        _check(client.post("/v1/business-metrics", json={"observations": observations}), "sending business metrics")
+        answer = client.post("/v1/business-metrics", json={"observations": observations},
+                             headers=keys.business_headers())
+        _check(answer, "sending business metrics")
     return sent
 
 
-def evaluate(client: httpx.Client, scenario: Any) -> dict[str, Any]:
+def evaluate(client: httpx.Client, scenario: Any, keys: DemoKeys) -> dict[str, Any]:
     """Ask the service for the model's loops as of the end of the period, and grade them."""
     from loopwatch.demo.grading import grade_loops
 
     started = time.perf_counter()
     answer = client.get(
-        f"/v1/models/{MODEL_NAME}/loops", params={"until": utc_iso(scenario.end), "fresh": "true"}, timeout=900.0
+        f"/v1/models/{MODEL_NAME}/loops", params={"until": utc_iso(scenario.end), "fresh": "true"},
+        headers=keys.operator_headers(), timeout=900.0,
     )
     report = _check(answer, "evaluating the loops")
     timeline = scenario.timeline.to_dict()

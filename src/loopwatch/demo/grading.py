@@ -112,8 +112,14 @@ LOOP_GRADED: dict[str, str] = {
     "adversarial_probing": "model_selection",
     "label_poisoning": "data_collection",
 }
-#: Kinds whose finding must also name who did it (the client, the feedback source).
-NAMED_KINDS = {"adversarial_probing": "client_id", "label_poisoning": "source"}
+#: Kinds whose finding must also name who did it (the client, the feedback source): the
+#: timeline's ``touches`` field, the finding's evidence field with the name, and the evidence
+#: field with the id it was logged under. With auth on, the id is the sender's key id and the
+#: name is that key's name; the name falls back to the id when a finding carries no name.
+NAMED_KINDS: dict[str, tuple[str, str, str]] = {
+    "adversarial_probing": ("client_id", "client_name", "client_id"),
+    "label_poisoning": ("source", "source_name", "source"),
+}
 #: What kind of finding each kind of incident may rightly cause, besides its own kind.
 LABEL_KINDS = ("concept_drift",)
 
@@ -154,9 +160,9 @@ def grade_loops(
         pick = min(same_kind or matching, key=lambda k: raised[k]["_detected"], default=None)
         found = raised[pick] if pick is not None else None
         detected = None if found is None else found["_detected"]
+        named, named_id = _named(truth["kind"], found)
         who = NAMED_KINDS.get(truth["kind"])
-        named = None if found is None or who is None else (found.get("evidence") or {}).get(who)
-        named_right = who is None or named == (truth.get("touches") or {}).get(who)
+        named_right = who is None or named == (truth.get("touches") or {}).get(who[0])
         graded.append({
             "kind": truth["kind"],
             "injected_day": int(truth["day"]),
@@ -167,6 +173,7 @@ def grade_loops(
             "expected_loop": LOOP_GRADED[truth["kind"]],
             "in_time": detected is not None and detected <= deadline,
             "named": named,
+            "named_id": named_id,
             "correct": found is not None and detected is not None and detected <= deadline
             and found["kind"] == truth["kind"] and found["loop"] == LOOP_GRADED[truth["kind"]] and named_right,
             "incident_id": None if found is None else found["incident_id"],
@@ -177,3 +184,16 @@ def grade_loops(
         for k, i in enumerate(raised) if k not in explained
     ]
     return {"incidents": graded, "false_alarms": false_alarms, "raised": len(raised)}
+
+
+def _named(kind: str, found: dict[str, Any] | None) -> tuple[Any, Any]:
+    """Who a finding names for an incident of ``kind``: the name and the id logged (None, None
+    for kinds that name nobody)."""
+    fields = NAMED_KINDS.get(kind)
+    if found is None or fields is None:
+        return None, None
+    _, name_field, id_field = fields
+    evidence = found.get("evidence") or {}
+    logged = evidence.get(id_field)
+    name = evidence.get(name_field)
+    return (logged if name is None else name), logged

@@ -1,7 +1,9 @@
 """The demo: a simulated production period of a churn model, replayed through the real service.
 
-It trains version 1 on the simulator's training data, starts ``loopwatch serve``
-as a separate process on loopback, replays every simulated day through the
+It trains version 1 on the simulator's training data, issues an API key to each
+party (see :mod:`loopwatch.demo.keys`), starts ``loopwatch serve`` with auth on
+as a separate process on loopback, checks that a request without a key and one
+beyond its key's scope are refused, replays every simulated day through the
 HTTP API in batches (with the rows' event times, so events are marked as
 replayed), deploys the slower version on the day the timeline says, and
 summarises what was logged. It is an edge: it drives the service from outside
@@ -17,6 +19,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,6 +30,7 @@ from loopwatch.config import Settings
 from loopwatch.errors import LoopwatchError
 from loopwatch.records.jsonutil import utc_iso
 from loopwatch.demo.feedback import MODEL_NAME, configure_monitoring, evaluate, send_feedback
+from loopwatch.demo.keys import check_auth, issue_demo_keys, scenario_parties
 from loopwatch.workspace import Workspace
 
 #: Concurrent client connections replaying traffic.
@@ -52,6 +56,8 @@ class DemoResult:
     retries_after_503: int
     labels_sent: int = 0
     loops: dict[str, Any] = field(default_factory=dict)
+    #: The keys issued (names, ids, scopes; never tokens) and the refusals checked.
+    auth: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(1)
@@ -78,6 +84,7 @@ class DemoResult:
             "timeline": self.timeline,
             "labels_sent": self.labels_sent,
             "loops": self.loops,
+            "auth": self.auth,
         }
 
 
@@ -88,14 +95,18 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    """``loopwatch serve`` in a child process on loopback."""
+    """``loopwatch serve`` in a child process on loopback; with ``auth=True`` it asks for API keys
+    as a service beyond loopback does (``LOOPWATCH_AUTH=on``)."""
 
-    def __init__(self, database: str, *, port: int = 0, workers: int = 1, log_path: Path | None = None) -> None:
+    def __init__(
+        self, database: str, *, port: int = 0, workers: int = 1, log_path: Path | None = None, auth: bool = False
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.database = database
         self.workers = workers
         self.log_path = log_path
+        self.auth = auth
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> ServiceProcess:
@@ -110,6 +121,8 @@ class ServiceProcess:
         # the demo replays past days in minutes: a wall-clock schedule would evaluate
         # half-replayed days, so the demo asks for its evaluation when the replay is done
         env["LOOPWATCH_SCHEDULE_ENABLED"] = "0"
+        if self.auth:
+            env["LOOPWATCH_AUTH"] = "on"
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
             self.process = subprocess.Popen(
@@ -180,12 +193,14 @@ def run_demo(
             # the slower version waits for its deployment day without an alias: as a candidate
             # it would score all traffic in shadow mode, which this replay does not need
             ws.registry.set_alias(MODEL_NAME, "candidate", None, reason="demo: deployed on its day")
+        clients, sources = scenario_parties(scenario)
+        keys = issue_demo_keys(ws.store, clients=clients, sources=sources, now=datetime.now(timezone.utc))
     latencies: list[float] = []
     deployments: list[dict[str, Any]] = []
     rows_sent = 0
     requests = 0
     retries = 0
-    with ServiceProcess(str(path), port=port, log_path=workdir / "service.log") as service, httpx.Client(
+    with ServiceProcess(str(path), port=port, log_path=workdir / "service.log", auth=True) as service, httpx.Client(
         base_url=service.url, timeout=60.0, limits=httpx.Limits(max_connections=REPLAY_CONCURRENCY)
     ) as client:
 
@@ -197,10 +212,11 @@ def run_demo(
                 "entity_ids": list(batch.entity_ids),
                 "request_type": batch.request_type,
             }
+            # the key says who sends: with auth on, the service logs its id as the client id
             headers = {
                 "X-Request-ID": f"demo-{seed}-{day_index}-{batch_index}",
-                "X-Client-ID": batch.client_id,
                 "X-Client-Version": batch.client_version,
+                **keys.client_headers(batch.client_id),
             }
             tries = 0
             while True:
@@ -217,14 +233,16 @@ def run_demo(
                     )
                 return elapsed, tries
 
-        configure_monitoring(client)
+        refusals = check_auth(client, keys, model=MODEL_NAME)
+        configure_monitoring(client, keys)
         labels_sent = 0
         started = time.perf_counter()
         with ThreadPoolExecutor(REPLAY_CONCURRENCY) as pool:
             for day in scenario.days():
                 if latency_spec is not None and day.index == latency_spec.deploy_day:
                     answer = client.post(
-                        f"/v1/models/{MODEL_NAME}/promote", json={"version": latency_spec.model_version}
+                        f"/v1/models/{MODEL_NAME}/promote", json={"version": latency_spec.model_version},
+                        headers=keys.operator_headers(),
                     )
                     if answer.status_code != 200:
                         raise LoopwatchError(f"could not deploy the slower version: {answer.text[:300]}")
@@ -235,11 +253,11 @@ def run_demo(
                     retries += tries
                 requests += len(items)
                 rows_sent += day.n_predictions
-                labels_sent += send_feedback(client, day)
+                labels_sent += send_feedback(client, day, keys)
                 if on_day is not None:
                     on_day(day.index, day.n_predictions)
         replay_seconds = time.perf_counter() - started
-        loops = evaluate(client, scenario)
+        loops = evaluate(client, scenario, keys)
     with Workspace(settings) as ws:
         events = ws.store.count_events(MODEL_NAME)
         version_list = [v.to_dict(with_schema=False) for v in ws.store.list_versions(MODEL_NAME)]
@@ -261,4 +279,5 @@ def run_demo(
         retries_after_503=retries,
         labels_sent=labels_sent,
         loops=loops,
+        auth={"enabled": service.auth, "keys": keys.to_dict(), "checks": refusals},
     )

@@ -6,13 +6,16 @@ rows). Over a window, a client's flagged share is tested twice, one-sided, with
 :func:`loopwatch.stats.rates.rate_test`: against the calibration rows' share at
 that threshold (is it above the stated false-positive rate?) and against the
 other clients' share in the same window (does it stand out, or is everyone's
-traffic moving?). A client is a suspect when both tests reject at ``alpha``
-divided by the number of clients tested (Bonferroni), so a window with many
-clients raises no more false suspects than a window with one.
+traffic moving?) and, once the client has one, against its own history (its share
+in earlier ordinary windows: a client whose customers differ from the training
+population is flagged more often than the calibration rows every day, and that is
+its normal, not an attack). A client is a suspect when every test it has rejects
+at ``alpha`` divided by the number of clients tested (Bonferroni), so a window
+with many clients raises no more false suspects than a window with one.
 
 A window whose inputs drifted raises every client's scores: the monitor calls
 this only where the inputs held. A client alone in its window has no others to
-stand out from; it is tested against the calibration only.
+stand out from; a new client has no history.
 
 >>> flags = {"web": [False] * 990 + [True] * 10, "probe": [False] * 60 + [True] * 40}
 >>> found = evasion_by_client(flags, k_calibration=10, n_calibration=1000)
@@ -41,6 +44,9 @@ class ClientEvasion:
     others_rate: float | None
     p_calibration: float
     p_others: float | None
+    #: The client's own flagged share in its earlier ordinary windows (None without enough history).
+    history_rate: float | None
+    p_history: float | None
     #: The level each test is held to: ``alpha`` over the number of clients tested.
     level: float
     suspect: bool
@@ -54,14 +60,22 @@ def evasion_by_client(
     *,
     k_calibration: int,
     n_calibration: int,
-    alpha: float = 0.01,
+    history: Mapping[str | None, tuple[int, int]] | None = None,
+    alpha: float = 0.001,
     min_rows: int = 30,
+    min_history: int = 100,
 ) -> list[ClientEvasion]:
-    """Each client with at least ``min_rows`` scored rows, most flagged share first."""
+    """Each client with at least ``min_rows`` scored rows, most flagged share first.
+
+    ``history`` maps a client to its flagged and scored rows in earlier ordinary
+    windows; with at least ``min_history`` of them, the client is also tested
+    against its own past.
+    """
     if not 0 < alpha < 1:
         raise InvalidInput("alpha must lie in (0, 1)")
-    if not isinstance(min_rows, int) or min_rows < 1:
-        raise InvalidInput("min_rows must be a positive integer")
+    for name, value in (("min_rows", min_rows), ("min_history", min_history)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InvalidInput(f"{name} must be a positive integer")
     counts = {client: (sum(bool(f) for f in values), len(values)) for client, values in flags.items()}
     tested = [client for client, (_, n) in counts.items() if n >= min_rows]
     if not tested:
@@ -77,6 +91,9 @@ def evasion_by_client(
         against_others = (
             rate_test(k, n, k_others, n_others, alpha=level) if n_others >= min_rows else None
         )
+        k_past, n_past = (history or {}).get(client, (0, 0))
+        against_history = rate_test(k, n, k_past, n_past, alpha=level) if n_past >= min_history else None
+        tests = [t for t in (against_calibration, against_others, against_history) if t is not None]
         found.append(ClientEvasion(
             client_id=client,
             n_rows=n,
@@ -86,8 +103,9 @@ def evasion_by_client(
             others_rate=None if against_others is None else against_others.expected_rate,
             p_calibration=against_calibration.p_value,
             p_others=None if against_others is None else against_others.p_value,
+            history_rate=None if against_history is None else against_history.expected_rate,
+            p_history=None if against_history is None else against_history.p_value,
             level=level,
-            suspect=against_calibration.p_value < level
-            and (against_others is None or against_others.p_value < level),
+            suspect=all(t.p_value < level for t in tests),
         ))
     return sorted(found, key=lambda c: (-c.rate, str(c.client_id)))

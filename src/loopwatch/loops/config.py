@@ -74,6 +74,10 @@ class MonitoringConfig:
     defences: list[str] = field(default_factory=list)
     #: False-positive rate on clean rows at which a row's adversarial score is flagged.
     adversarial_fpr: float = 0.01
+    #: Level of the per-window test that names a client whose inputs are flagged too often
+    #: (Bonferroni over the window's clients): the share of ordinary windows with a false
+    #: ``adversarial_evasion`` stays below it.
+    evasion_alpha: float = 0.001
 
     def __post_init__(self) -> None:
         _positive("schedule_seconds", self.schedule_seconds)
@@ -109,6 +113,8 @@ class MonitoringConfig:
         check_defences(self.defences)
         if not 0 < self.adversarial_fpr < 0.5:
             raise InvalidInput("adversarial_fpr must lie in (0, 0.5)")
+        if not 0 < self.evasion_alpha < 0.5:
+            raise InvalidInput("evasion_alpha must lie in (0, 0.5)")
         for url in self.webhooks:
             if (not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 2000
                     or "\x00" in url):
@@ -155,7 +161,7 @@ def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
 
 _FLOATS = {"schedule_seconds", "drift_alpha", "latency_percentile", "latency_budget_ms", "latency_budget_ratio",
            "performance_tolerance", "min_label_coverage", "labelling_random_share", "alert_cooldown_seconds",
-           "adversarial_fpr"}
+           "adversarial_fpr", "evasion_alpha"}
 _INTS = {"min_labels", "labelling_budget", "business_max_lag", "latency_baseline_windows", "probability_decimals"}
 _BOOLS = {"withhold_probabilities"}
 _STRINGS = {"window", "segment_feature", "metric", "concept_detector", "business_metric"}

@@ -117,10 +117,16 @@ def train_model(
     seed: int = 0,
     estimator_params: Mapping[str, Any] | None = None,
     profile: bool = True,
+    training_only: pd.DataFrame | None = None,
 ) -> TrainedModel:
     """Fit a pipeline on ``frame`` and measure it on a holdout split.
 
     ``estimator_params`` override the chosen estimator's defaults (``n_estimators``, say).
+    ``training_only`` rows (same columns) join the training split alone: the pipeline is
+    fitted on them, but the holdout, the reference profile, its detectors and the reference
+    sample are built from ``frame`` only. Adversarial examples go there, so that the holdout
+    measures the model on the data it will serve, and no crafted row teaches the evasion
+    detector what normal looks like.
     """
     from sklearn.model_selection import train_test_split
 
@@ -148,6 +154,10 @@ def train_model(
     x_train, x_test, y_train, y_test = train_test_split(
         features, y, test_size=test_size, random_state=seed, stratify=stratify
     )
+    x_fit, y_fit = x_train, y_train
+    if training_only is not None and len(training_only):
+        x_fit = pd.concat([x_train, prepare_features(training_only, schema)], ignore_index=True)
+        y_fit = np.concatenate([y_train, training_only[target].to_numpy()])
     model = _estimators()[schema.task][name](seed)
     if estimator_params:
         try:
@@ -155,7 +165,7 @@ def train_model(
         except ValueError as exc:
             raise InvalidInput(f"bad estimator parameters for {name}: {exc}") from exc
     pipeline = build_pipeline(schema, model)
-    pipeline.fit(x_train, y_train)
+    pipeline.fit(x_fit, y_fit)
     metrics = holdout_metrics(pipeline, x_test, y_test, schema.task)
     if schema.task == "classification":
         classes = tuple(c.item() if hasattr(c, "item") else c for c in pipeline.classes_)
@@ -191,7 +201,7 @@ def train_model(
         schema=schema,
         estimator=name,
         metrics=metrics,
-        data_summary=summarize_training_data(frame, schema, n_train=len(x_train), n_test=len(x_test)),
+        data_summary=summarize_training_data(frame, schema, n_train=len(x_fit), n_test=len(x_test)),
         params={
             "estimator": name,
             "test_size": test_size,

@@ -91,11 +91,18 @@ def evaluate_loops(
     seen_software: dict[str, dict[str, int]] | None = None
     previous_rows: pd.DataFrame | None = None
     time_windows = _time_windows(frame, spec)
+    probes = probing_findings(store, registry, name, since=since, until=until, window=config.window,
+                              events=events)
+    # a probing client is new software of its own (a client version never seen before): its rows
+    # are the probing incident's, so they never make a software suspect of it
+    probing = {(p.window_start, p.evidence.get("client_id")) for p in probes}
     latencies = [latency_of(rows, config.latency_percentile) for _, rows in time_windows]
     budget = latency_budget(config, latencies)
     for index, (start, rows) in enumerate(time_windows):
         end = start + spec.length if spec.length is not None else rows["__timestamp"].max()
-        changes, seen_software = software_changes_of(rows, previous_rows, seen_software, index=index)
+        probed = rows["__client_id"].map(lambda client: (start, client) in probing).to_numpy(dtype=bool)
+        software_rows = rows[~probed] if probed.any() else rows
+        changes, seen_software = software_changes_of(software_rows, previous_rows, seen_software, index=index)
         latency = latencies[index]
         for window in (w for w in drift.windows if w.start == start and w.segment is None):
             number = window.model_version
@@ -137,15 +144,13 @@ def evaluate_loops(
             if any(f.kind == "latency_regression" for f in findings if f.window_start == start):
                 found = [f for f in found if f.kind != "latency_regression"]
             findings.extend(found)
-        previous_rows = rows
-
-    probes = probing_findings(store, registry, name, since=since, until=until, window=config.window,
-                              events=events)
+        previous_rows = software_rows
     drifted_windows = {e.start for e in evidences if e.input_drift}
     evasions, probes = evasion_findings(store, registry, name, time_windows, length=spec.length,
                                         drifted_windows=drifted_windows, fpr=config.adversarial_fpr,
+                                        alpha=config.evasion_alpha,
                                         probes=probes)
-    findings = _without_probe_software(findings, probes) + probes + evasions
+    findings = findings + probes + evasions
     label_part = label_findings(store, name, frame, contexts, config, spec=spec, until=now,
                                 drifted_windows=drifted_windows)
     findings.extend(label_part.findings)
@@ -206,20 +211,6 @@ def record_incidents(store: Store, report: LoopReport, *, now: datetime) -> list
 
 def _utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _without_probe_software(findings: list[Finding], probes: list[Finding]) -> list[Finding]:
-    """A probing client is new software of its own (its client version was never seen): its
-    window is the probing incident, not a software change."""
-    probing = {(p.window_start, p.evidence.get("client_id")) for p in probes}
-    kept = []
-    for finding in findings:
-        change = finding.evidence.get("software_change", {}) if finding.kind == "software_change" else {}
-        client = str(change.get("value", "")).split(" ")[0] if change.get("what") == "client_version" else None
-        if client is not None and (finding.window_start, client) in probing:
-            continue
-        kept.append(finding)
-    return kept
 
 
 def _over(latencies: Sequence[float | None], index: int, budget: float | None) -> bool:

@@ -60,10 +60,14 @@ def evasion_findings(
     length: timedelta | None,
     drifted_windows: set[datetime],
     fpr: float,
+    alpha: float,
     probes: Sequence[Finding],
 ) -> tuple[list[Finding], list[Finding]]:
-    """Clients whose predictions the evasion score flags well above its calibrated rate, and
-    above the other clients' rate, in windows whose inputs held.
+    """Clients whose predictions the evasion score flags well above its calibrated rate, above
+    the other clients' rate and above their own history, in windows whose inputs held.
+
+    A client's history is its flags in the earlier windows of the range whose inputs held and
+    in which it was not a suspect, so an attack never becomes part of its normal.
 
     Returns the evasion findings and the probing findings, the latter with the evasion test
     of their client and window added: a probing client is one incident, not two.
@@ -76,6 +80,7 @@ def evasion_findings(
     probing = {(p.window_start, p.evidence.get("client_id")): i for i, p in enumerate(probes)}
     probes = list(probes)
     found = []
+    history: dict[tuple[int, str], tuple[int, int]] = {}
     for start, rows in time_windows:
         if "__adversarial" not in rows:
             continue
@@ -86,7 +91,16 @@ def evasion_findings(
             k_calibration, n_calibration = detector.calibration_counts(fpr)
             flags = {client: group["__adversarial"].astype(bool).tolist()
                      for client, group in part.groupby(part["__client_id"].fillna(""))}
-            for client in evasion_by_client(flags, k_calibration=k_calibration, n_calibration=n_calibration):
+            past = {client: history.get((int(number), client), (0, 0)) for client in flags}
+            tested = evasion_by_client(flags, k_calibration=k_calibration, n_calibration=n_calibration,
+                                       history=past, alpha=alpha)
+            suspects = {c.client_id for c in tested if c.suspect}
+            if start not in drifted_windows:
+                for client, values in flags.items():
+                    if client not in suspects:
+                        k, n = past[client]
+                        history[(int(number), client)] = (k + sum(values), n + len(values))
+            for client in tested:
                 client_id = client.client_id or None
                 if (start, client_id) in probing:
                     at = probing[(start, client_id)]

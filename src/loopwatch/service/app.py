@@ -55,7 +55,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         ).start()
         # the candidate scores live traffic off the request path; never the caller's answer
         shadow = (
-            ShadowScorer(registry, writer, max_queue=1000, max_rows=settings.max_rows_per_request)
+            ShadowScorer(registry, writer, max_queue=1000, max_rows=settings.max_rows_per_request,
+                         on_count=metrics.count_shadow)
             if settings.shadow_enabled else None
         )
         state = ServiceState(

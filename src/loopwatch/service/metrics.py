@@ -18,6 +18,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from loopwatch.service.shadow import COUNTERS as SHADOW_OUTCOMES
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -67,6 +69,19 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS,
             registry=own,
         )
+        self.shadow_requests = Counter(
+            "loopwatch_shadow_requests_total",
+            "Served requests handed to the candidate's shadow scoring, by outcome: submitted, dropped "
+            "(queue full, or the service stopping), skipped (no candidate), scored, written, failed.",
+            ["outcome"],
+            registry=own,
+        )
+        for outcome in SHADOW_OUTCOMES:  # every outcome shows, at 0 until it happens
+            self.shadow_requests.labels(outcome=outcome)
+
+    def count_shadow(self, outcome: str) -> None:
+        """Count one shadow outcome; the :class:`~loopwatch.service.shadow.ShadowScorer` hook."""
+        self.shadow_requests.labels(outcome=outcome).inc()
 
     def render(self) -> tuple[bytes, str]:
         if self.multiprocess:

@@ -15,7 +15,8 @@ request through the group-commit writer:
 
 The caller never sees the shadow's answer, and nothing the shadow does can
 slow or fail a request: a full queue drops the work (counted in ``dropped``),
-and a failure is counted and logged.
+and a failure is counted and logged. Each count is also handed to ``on_count``
+(the service's Prometheus counter ``loopwatch_shadow_requests_total``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import queue
 import threading
 from concurrent.futures import Future
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from loopwatch.errors import LoopwatchError, Overloaded
 from loopwatch.prediction import SHADOW_SUFFIX, PredictCall, Predictor
@@ -58,10 +59,15 @@ class ShadowScorer:
         Requests waiting to be shadowed; beyond it new ones are dropped.
     max_rows:
         The row limit of one request (the service's).
+    on_count:
+        Called with the outcome (one of :data:`COUNTERS`) each time one is counted,
+        under the scorer's lock (so it never lags :meth:`stats`): it must be quick
+        and must not call the scorer.
     """
 
     def __init__(
-        self, registry: Registry, writer: GroupCommitWriter, *, max_queue: int = 1000, max_rows: int = 10_000
+        self, registry: Registry, writer: GroupCommitWriter, *, max_queue: int = 1000, max_rows: int = 10_000,
+        on_count: Callable[[str], None] | None = None,
     ) -> None:
         if max_queue < 1:
             raise ValueError("max_queue must be at least 1")
@@ -74,6 +80,7 @@ class ShadowScorer:
         self._idle = threading.Condition(self._lock)
         self._pending = 0  # queued or being scored, plus shadow writes not yet committed
         self._counts = dict.fromkeys(COUNTERS, 0)
+        self._on_count = on_count
         self._closed = False
         self._thread.start()
 
@@ -89,17 +96,16 @@ class ShadowScorer:
         if logged.request_type == SHADOW_REQUEST_TYPE:
             return False
         with self._lock:
-            if self._closed:
-                self._counts["dropped"] += 1
-                return False
-            try:
-                self._queue.put_nowait((logged, rows, client_version))
-            except queue.Full:
-                self._counts["dropped"] += 1
-                return False
-            self._counts["submitted"] += 1
-            self._pending += 1
-        return True
+            outcome = "dropped"
+            if not self._closed:
+                try:
+                    self._queue.put_nowait((logged, rows, client_version))
+                    outcome = "submitted"
+                    self._pending += 1
+                except queue.Full:
+                    pass
+            self._count_locked(outcome)
+        return outcome == "submitted"
 
     # --- lifecycle -------------------------------------------------------------------
     @property
@@ -201,7 +207,16 @@ class ShadowScorer:
 
     def _count(self, name: str) -> None:
         with self._lock:
-            self._counts[name] += 1
+            self._count_locked(name)
+
+    def _count_locked(self, name: str) -> None:
+        self._counts[name] += 1
+        if self._on_count is None:
+            return
+        try:
+            self._on_count(name)
+        except Exception:  # a metrics hiccup must not fail a request or the scorer
+            _log.exception("shadow counter hook failed for %s", name)
 
     def _done(self) -> None:
         with self._idle:

@@ -43,6 +43,11 @@ class RetrainIn(_In):
     estimator: str | None = Field(None, max_length=100, description="Production's estimator when absent.")
     seed: Seed = 0
     min_rows: StrictInt = Field(200, ge=10, le=10_000_000, description="Fewest usable labelled rows to train on.")
+    adversarial_share: Number = Field(
+        0.0, ge=0, le=0.5,
+        description="Adversarial training: attack this share of the screened training rows against production and "
+                    "add the flipped rows with their true labels (classifiers with numeric features; 0 is off).",
+    )
 
 
 class GateIn(_In):
@@ -89,7 +94,7 @@ async def labelling_queue(
     format: Literal["json", "csv"] = Query("json"),
     state: ServiceState = Depends(get_state),
 ) -> Response:
-    from loopwatch.retraining import labelling_queue as build_queue
+    from loopwatch.labelling import labelling_queue as build_queue
 
     items = await run_in_threadpool(
         build_queue, state.store, state.registry, name, budget=budget, since=_utc(since, "since"),
@@ -132,7 +137,7 @@ async def retrain(
         result = retrain_candidate(
             state.store, state.registry, name, since=_utc(body.since, "since"), until=_utc(body.until, "until"),
             include_reference=body.include_reference, estimator=body.estimator, seed=body.seed,
-            min_rows=body.min_rows,
+            min_rows=body.min_rows, adversarial_share=body.adversarial_share,
         )
         return result.to_dict()
 
