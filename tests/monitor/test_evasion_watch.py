@@ -66,10 +66,34 @@ def evaluate(settings: Settings) -> LoopReport:
 
 
 @pytest.fixture(scope="module")
-def attacked(tmp_path_factory: pytest.TempPathFactory) -> tuple[LoopReport, str]:
+def attacked_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, str]:
     settings, key_id = build_log(tmp_path_factory.mktemp("evasion-attacked"), attack=True)
     assert key_id is not None
+    return settings, key_id
+
+
+@pytest.fixture(scope="module")
+def attacked(attacked_log: tuple[Settings, str]) -> tuple[LoopReport, str]:
+    settings, key_id = attacked_log
     return evaluate(settings), key_id
+
+
+def test_the_drift_monitor_alarms_on_the_window_of_the_attack(attacked_log: tuple[Settings, str]) -> None:
+    """``loopwatch monitor`` tests each window's flagged share like any other rate."""
+    from loopwatch.monitor.runner import monitor
+
+    settings, _ = attacked_log
+    with Workspace(settings) as ws:
+        report = monitor(ws.store, ws.registry, "churn", window="1d")
+        strict = monitor(ws.store, ws.registry, "churn", window="1d", adversarial_fpr=0.05)
+    alarmed = [w.start for w in report.windows if "evasion:rate" in w.alarms]
+    assert alarmed == [day(ATTACK_DAY)]
+    assert not any(w.alarm for w in report.windows if w.start != day(ATTACK_DAY))
+    attack_window = next(w for w in report.windows if w.start == day(ATTACK_DAY))
+    assert attack_window.to_dict(full=False)["evasion"]["n_scored"] == 480
+    # at another false-positive rate the calibration share moves with it
+    assert all(w.evasion is not None and w.evasion["calibrated_rate"] == pytest.approx(0.05, abs=0.01)
+               for w in strict.windows)
 
 
 def test_the_evading_client_is_named_in_its_window_and_nothing_else_is_raised(

@@ -30,12 +30,7 @@ from loopwatch.monitor.evidence import (
     software_changes_of,
 )
 from loopwatch.monitor.label_evidence import label_findings, signals_of
-from loopwatch.monitor.security_evidence import (
-    evasion_findings,
-    poisoning_findings,
-    probing_findings,
-    window_evasion,
-)
+from loopwatch.monitor.security_evidence import evasion_findings, poisoning_findings, probing_findings
 from loopwatch.monitor.runner import MONITOR_CONFIG, monitor
 from loopwatch.monitor.windows import WindowSpec, events_frame
 from loopwatch.records import PredictionEvent
@@ -79,6 +74,7 @@ def evaluate_loops(
     drift = monitor(
         store, registry, name, window=config.window, since=since, until=until, events=events,
         compare_previous=False, config=replace(MONITOR_CONFIG, alpha=config.drift_alpha),
+        adversarial_fpr=config.adversarial_fpr,
     )
     versions = {v.version: v for v in store.list_versions(name)}
     frame = _frame(store, events, versions)
@@ -136,7 +132,7 @@ def evaluate_loops(
                 estimated=context.estimate(part),
                 holdout=context.holdout,
                 higher_is_better=context.higher_is_better,
-                evasion=window_evasion(registry, name, number, part, fpr=config.adversarial_fpr),
+                evasion=window.evasion,
             )
             evidences.append(evidence)
             found = diagnose_window(evidence, tolerance=config.performance_tolerance)

@@ -22,6 +22,8 @@ from loopwatch.drift.compare import DriftConfig, compare, data_quality
 from loopwatch.drift.profile import ReferenceProfile, build_profile
 from loopwatch.drift.report import DriftReport
 from loopwatch.errors import InvalidInput
+from loopwatch.loops.config import MonitoringConfig
+from loopwatch.monitor.security_evidence import window_evasion
 from loopwatch.monitor.windows import Window, WindowSpec, events_frame, split
 from loopwatch.records import PredictionEvent
 from loopwatch.records.jsonutil import utc_iso
@@ -39,6 +41,8 @@ MONITOR_CONFIG = DriftConfig(
 #: Least share of a window's rows with a category or value never seen in training
 #: for a data-quality alarm (a single odd row is not an incident).
 QUALITY_SHARE = 0.02
+#: The evasion threshold's false-positive rate for a model with no monitoring configuration.
+DEFAULT_ADVERSARIAL_FPR = MonitoringConfig().adversarial_fpr
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,9 @@ class WindowReport:
     previous: DriftReport | None
     rejections: int
     alarms: list[str]
+    #: The share of the window's predictions the evasion score flagged against the calibration
+    #: rows' share (None for a segment, or a version without an adversarial detector).
+    evasion: dict[str, float] | None = None
 
     @property
     def alarm(self) -> bool:
@@ -68,6 +75,7 @@ class WindowReport:
             "alarms": self.alarms,
             "drifted_features": self.report.drifted_features,
             "rejections": self.rejections,
+            "evasion": self.evasion,
         }
         if full:
             out["report"] = self.report.to_dict()
@@ -111,14 +119,21 @@ def monitor(
     compare_previous: bool = True,
     config: DriftConfig | None = None,
     events: Sequence[PredictionEvent] | None = None,
+    adversarial_fpr: float | None = None,
 ) -> MonitorReport:
     """Compare every window of ``name``'s logged events with its version's reference.
 
     ``events`` are the already-loaded events of the range (the loop engine loads them
     once for everything it checks); shadow scoring is never part of what is monitored.
+    Each window's share of predictions flagged by the evasion score is tested against
+    the calibration rows' share at ``adversarial_fpr`` (the model's monitoring
+    configuration's when None), an ``evasion`` alarm when it is higher.
     """
     spec = WindowSpec.parse(window)
     config = config or MONITOR_CONFIG
+    if adversarial_fpr is None:
+        stored = store.get_monitor_config(name)
+        adversarial_fpr = float((stored.config if stored else {}).get("adversarial_fpr", DEFAULT_ADVERSARIAL_FPR))
     versions = {v.version: v for v in store.list_versions(name)}
     if version is not None and version not in versions:
         raise InvalidInput(f"model {name!r} has no version {version}")
@@ -163,6 +178,11 @@ def monitor(
                         ),
                     )
                 n_rejected = _count_between(rejections, part.start, part.end) if segment_value is None else 0
+                evasion = None if segment_value is not None else window_evasion(
+                    registry, name, number, rows, fpr=adversarial_fpr)
+                alarms = alarms_of(drift, n_rejected)
+                if evasion is not None and evasion["p_value"] < config.alpha:
+                    alarms.append("evasion:rate")
                 report.windows.append(
                     WindowReport(
                         start=part.start,
@@ -173,7 +193,8 @@ def monitor(
                         report=drift,
                         previous=before,
                         rejections=n_rejected,
-                        alarms=alarms_of(drift, n_rejected),
+                        alarms=alarms,
+                        evasion=evasion,
                     )
                 )
             previous = part.frame.drop(columns=[c for c in part.frame.columns if c.startswith("__")])
