@@ -20,7 +20,6 @@ import pandas as pd
 from loopwatch.config import Settings
 from loopwatch.errors import Conflict
 from loopwatch.features.schema import Task
-from loopwatch.models.training import train_model
 from loopwatch.prediction import PredictCall, Predictor
 from loopwatch.records import ModelVersion, RequestOutcome
 from loopwatch.records.jsonutil import loads
@@ -94,19 +93,18 @@ class Workspace:
         seed: int = 0,
         alias: str | None = None,
         estimator_params: dict[str, Any] | None = None,
+        screen: bool = False,
     ) -> ModelVersion:
+        """Train and register a version. ``screen`` screens the rows for poisoning first, as
+        ``loopwatch train`` and the service do (:mod:`loopwatch.table_training`); a library
+        caller training on data it trusts may leave it off."""
+        from loopwatch.table_training import train_from_table
+
         frame = data if isinstance(data, pd.DataFrame) else read_table(data)
-        trained = train_model(
-            frame,
-            target,
-            task=task,
-            estimator=estimator,
-            categorical=categorical,
-            test_size=test_size,
-            seed=seed,
-            estimator_params=estimator_params,
-        )
-        return self.registry.register(name, trained, alias=alias)
+        return train_from_table(
+            self.registry, name, frame, target=target, task=task, estimator=estimator, categorical=categorical,
+            test_size=test_size, seed=seed, alias=alias, estimator_params=estimator_params, screen=screen,
+        ).version
 
     def predict(
         self,

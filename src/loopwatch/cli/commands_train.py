@@ -31,23 +31,33 @@ from loopwatch.workspace import Workspace
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--alias", type=click.Choice(["production", "candidate"]), default=None,
               help="Alias for the new version (first version: production; later: candidate).")
-@click.option("--json", "as_json", is_flag=True, help="Print the new version as JSON.")
+@click.option("--screen/--no-screen", default=True, show_default=True,
+              help="Screen the rows for poisoning (label flips, backdoor patterns, rows far from production's "
+                   "reference) and leave out those set aside; --no-screen trains on every row.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new version (and the screening) as JSON.")
 @settings_options
 @handle_errors
 def train(data: Path, name: str, target: str, task: str | None, estimator: str | None,
-          categorical: str, test_size: float, seed: int, alias: str | None, as_json: bool,
+          categorical: str, test_size: float, seed: int, alias: str | None, screen: bool, as_json: bool,
           settings: Settings) -> None:
-    """Train a pipeline on DATA (CSV or Parquet) and register it as a new version."""
+    """Train a pipeline on DATA (CSV or Parquet) and register it as a new version.
+
+    The rows are screened for poisoning first; the rows set aside are listed (by their
+    place in DATA, from 0) and left out.
+    """
+    from loopwatch.table_training import train_from_table
+
     with Workspace(settings) as ws, Progress(transient=True, disable=as_json) as progress:
         progress.add_task(f"training {name} on {data.name}", total=None)
         frame = read_table(data)
-        version = ws.train(
-            name, frame, target=target, task=task, estimator=estimator,  # type: ignore[arg-type]
+        done = train_from_table(
+            ws.registry, name, frame, target=target, task=task, estimator=estimator,  # type: ignore[arg-type]
             categorical=[c for c in categorical.split(",") if c], test_size=test_size, seed=seed,
-            alias=alias,
+            alias=alias, screen=screen,
         )
+    version = done.version
     if as_json:
-        click.echo(dumps(version.to_dict()).decode())
+        click.echo(dumps({**version.to_dict(), "screening": done.screening}).decode())
         return
     table = Table(title=f"{name} v{version.version} ({version.estimator}, {version.task})")
     table.add_column("holdout metric")
@@ -56,6 +66,14 @@ def train(data: Path, name: str, target: str, task: str | None, estimator: str |
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     out.print(table)
     out.print(f"aliases: {', '.join(version.aliases) or '-'}   artifact sha256: {version.artifact_sha256[:16]}…")
+    if done.screening is not None:
+        screening = done.screening
+        reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(screening["reasons"].items()))
+        rows = ", ".join(str(r["index"]) for r in screening["quarantined"][:20])
+        more = " ..." if screening["n_quarantined"] > 20 else ""
+        out.print(f"screened: {screening['n_quarantined']} of {screening['n_rows']} rows left out"
+                  + (f" ({reasons}); rows {rows}{more}" if screening["n_quarantined"] else "")
+                  + (f"; not run: {', '.join(sorted(screening['skipped']))}" if screening["skipped"] else ""))
 
 
 @click.command()

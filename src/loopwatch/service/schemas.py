@@ -170,6 +170,9 @@ class TrainJsonIn(_In):
 class TrainOut(BaseModel):
     version: ModelVersionOut
     duration_ms: float
+    #: What the poisoning screens set aside: counts, reasons, and the rows (by their place in
+    #: the table) left out of training. Null when screening was off.
+    screening: dict[str, Any] | None = None
 
 
 class EventOut(BaseModel):

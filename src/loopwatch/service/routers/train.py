@@ -10,11 +10,11 @@ from starlette.concurrency import run_in_threadpool
 
 from loopwatch.errors import InvalidInput, LoopwatchError, UnsupportedMediaType
 from loopwatch.features.table_rows import validate_table_rows
-from loopwatch.models.training import train_model
 from loopwatch.records.jsonutil import loads
 from loopwatch.registry.registry import check_model_name
 from loopwatch.service.schemas import ERROR_RESPONSES, ROW_SCHEMA, TrainOut
 from loopwatch.service.state import ServiceState, get_state
+from loopwatch.table_training import train_from_table
 from loopwatch.tables import read_table
 
 router = APIRouter(tags=["train"])
@@ -62,6 +62,8 @@ async def train(
     test_size: float = Query(0.2, gt=0, lt=1),
     seed: int = Query(0, ge=0),
     alias: Literal["production", "candidate"] | None = Query(None),
+    screen: bool = Query(True, description="Screen the rows for poisoning first and leave out those set aside "
+                         "(listed in the answer's `screening`); false trains on every row."),
     content_type: str | None = Header(None),
     x_client_id: str | None = Header(None),
     state: ServiceState = Depends(get_state),
@@ -73,14 +75,10 @@ async def train(
 
     def fit_and_register() -> dict[str, Any]:
         try:
-            trained = train_model(
-                frame,
-                target,
-                task=task,
-                estimator=estimator,
-                categorical=categorical_columns,
-                test_size=test_size,
-                seed=seed,
+            done = train_from_table(
+                state.registry, name, frame, target=target, task=task, estimator=estimator,
+                categorical=categorical_columns, test_size=test_size, seed=seed, alias=alias,
+                client_id=x_client_id, screen=screen,
             )
         except LoopwatchError:
             raise
@@ -88,8 +86,7 @@ async def train(
             # scikit-learn, pandas or numpy refusing the table or a parameter (a text
             # target for regression, lists in a JSON target column, a seed past 2**32-1)
             raise InvalidInput(f"cannot train on this data: {str(exc)[:300]}") from exc
-        version = state.registry.register(name, trained, client_id=x_client_id, alias=alias)
-        return {"version": version.to_dict(), "duration_ms": trained.duration_ms}
+        return done.to_dict()
 
     return await run_in_threadpool(fit_and_register)
 
