@@ -70,7 +70,7 @@ def render(summary: dict[str, Any], console: Console) -> None:
     loops = summary.get("loops") or {}
     found = Table(title=f"what loopwatch found and which loop it recommends ({loops.get('seconds', '-')} s)")
     for column in ("injected", "day", "detected", "diagnosis", "loop", "names", "right"):
-        found.add_column(column)
+        found.add_column(column, overflow="fold")  # a narrow terminal wraps names, never cuts them
     for d in loops.get("incidents", []):
         found.add_row(
             d["kind"], str(d["injected_day"]),
