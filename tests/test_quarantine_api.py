@@ -19,13 +19,13 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from loopwatch.cli.main import cli
-from loopwatch.config import Settings
 from loopwatch.prediction import PredictCall
 from loopwatch.quarantine import screen_feedback
 from loopwatch.records import Label
 from loopwatch.records.jsonutil import loads
 from loopwatch.service import create_app
 from loopwatch.workspace import Workspace
+from tests.conftest import fast_settings
 from tests.api.helpers import copy_database
 from tests.poisoning.worlds import customers
 
@@ -36,15 +36,12 @@ N_ROWS = 1500
 N_NOT_A_CLASS = 4
 
 
-def settings_for(path: Path) -> Settings:
-    return Settings.from_env({}, home=path.parent, database=str(path), sqlite_synchronous="NORMAL")
-
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("quarantine") / "loopwatch.db"
     rng = np.random.default_rng(0)
-    with Workspace(settings_for(path)) as ws:
+    with Workspace(fast_settings(path)) as ws:
         ws.train("m", customers(2000, seed=0), target="churned")
         frame = customers(N_ROWS, seed=1)
         truth = frame.pop("churned").to_numpy()
@@ -74,7 +71,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ws(template: Path, tmp_path: Path) -> Iterator[Workspace]:
     path = tmp_path / "loopwatch.db"
     copy_database(template, path)
-    with Workspace(settings_for(path)) as workspace:
+    with Workspace(fast_settings(path)) as workspace:
         yield workspace
 
 

@@ -21,7 +21,6 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from loopwatch.cli import commands_selection
-from loopwatch.config import Settings
 from loopwatch.detectors.attacks import boundary_attack
 from loopwatch.errors import InvalidInput
 from loopwatch.models.training import prepare_features
@@ -32,6 +31,7 @@ from loopwatch.retraining import RetrainResult, retrain_candidate
 from loopwatch.service import create_app
 from loopwatch.simulate import ChurnScenario
 from loopwatch.workspace import Workspace
+from tests.conftest import fast_settings
 from tests.api.helpers import assert_error, copy_database
 
 UTC = timezone.utc
@@ -68,14 +68,11 @@ def log_labelled(ws: Workspace, frame: pd.DataFrame) -> None:
     assert {o.status for o in ws.store.write_labels(labels)} == {"stored"}
 
 
-def settings_for(path: Path) -> Settings:
-    return Settings.from_env({}, home=path.parent, database=str(path), sqlite_synchronous="NORMAL")
-
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("adversarial-retraining") / "loopwatch.db"
-    with Workspace(settings_for(path)) as ws:
+    with Workspace(fast_settings(path)) as ws:
         ws.train("churn", churn(0, 1500), target="churned")
         log_labelled(ws, churn(100, 1200))
         rng = np.random.default_rng(0)
@@ -87,7 +84,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def on_copy(template: Path, target: Path) -> Workspace:
     copy_database(template, target / "loopwatch.db")
-    return Workspace(settings_for(target / "loopwatch.db"))
+    return Workspace(fast_settings(target / "loopwatch.db"))
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +177,7 @@ def test_the_command_takes_the_share(template: Path, tmp_path: Path) -> None:
 @pytest.fixture
 def http(template: Path, tmp_path: Path) -> Iterator[TestClient]:
     copy_database(template, tmp_path / "loopwatch.db")
-    with TestClient(create_app(settings_for(tmp_path / "loopwatch.db")), raise_server_exceptions=False) as client:
+    with TestClient(create_app(fast_settings(tmp_path / "loopwatch.db")), raise_server_exceptions=False) as client:
         yield client
 
 

@@ -21,7 +21,6 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from loopwatch.cli import commands_selection
-from loopwatch.config import Settings
 from loopwatch.errors import Conflict, InvalidInput, NotFound
 from loopwatch.prediction import PredictCall
 from loopwatch.features.schema import Feature, FeatureSchema
@@ -34,6 +33,7 @@ from loopwatch.labelling import labelling_candidates
 from loopwatch.retraining import WINDOW_COLUMNS, RetrainResult, labelled_window
 from loopwatch.stores.base import EventQuery
 from loopwatch.workspace import Workspace
+from tests.conftest import fast_settings
 from tests.api.helpers import copy_database
 
 UTC = timezone.utc
@@ -73,15 +73,11 @@ def log_period(ws: Workspace, frame: pd.DataFrame, start: datetime, days: int, *
         assert {o.status for o in outcomes} == {"stored"}
 
 
-def settings_for(path: Path) -> Settings:
-    # the tests need no crash safety: NORMAL saves an fsync per logged request
-    return Settings.from_env({}, home=path.parent, database=str(path), sqlite_synchronous="NORMAL")
-
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("retraining") / "loopwatch.db"
-    with Workspace(settings_for(path)) as ws:
+    with Workspace(fast_settings(path)) as ws:
         ws.train("m", world(1500, seed=0, concept="old"), target="y")
         log_period(ws, world(1500, seed=1, concept="new"), TRAIN[0], 5, label=True, tag="train")
         wrong = [Label(model_name="m", label="maybe", label_time=TRAIN[0] + timedelta(days=6),
@@ -100,7 +96,7 @@ def retrained(template: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     """The template plus v2, the candidate retrained on the new concept's labelled week."""
     path = tmp_path_factory.mktemp("retrained") / "loopwatch.db"
     copy_database(template, path)
-    with Workspace(settings_for(path)) as ws:
+    with Workspace(fast_settings(path)) as ws:
         result = ws.retrain("m", since=TRAIN[0], until=TRAIN[1], include_reference=False)
     return path, result
 
@@ -108,7 +104,7 @@ def retrained(template: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
 def opened(template: Path, tmp_path: Path) -> Iterator[Workspace]:
     path = tmp_path / "loopwatch.db"
     copy_database(template, path)
-    with Workspace(settings_for(path)) as workspace:
+    with Workspace(fast_settings(path)) as workspace:
         yield workspace
 
 
