@@ -57,6 +57,17 @@ def read_frame(path: str):  # -> pandas.DataFrame
     return pq.read_table(path).to_pandas()
 
 
+def timed_repeats(run: Callable[[], Any], repeats: int) -> tuple[Any, list[float], list[float]]:
+    """``run()`` ``repeats`` times: its last result, and the wall and process CPU seconds of each."""
+    walls, cpus, out = [], [], None
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = run()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return out, walls, cpus
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 

@@ -27,9 +27,10 @@ import json
 import os
 import platform
 import sys
-import time
 import warnings
 from pathlib import Path
+
+from peers_common import timed_repeats  # noqa: E402
 
 os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")
 
@@ -55,16 +56,6 @@ def _chunks(result, metrics: list[str]) -> list[dict]:
     return rows
 
 
-def _timed(run, repeats: int):
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        out = run()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return out, walls, cpus
-
-
 def main() -> None:
     warnings.filterwarnings("ignore")
     import nannyml as nml
@@ -84,7 +75,7 @@ def main() -> None:
         )
         return estimator.fit(reference).estimate(analysis)
 
-    result, wall, cpu = _timed(cbpe, repeats)
+    result, wall, cpu = timed_repeats(cbpe, repeats)
     car_loan = {"chunks": _chunks(result, CLASSIFICATION_METRICS), "seconds": wall, "cpu_seconds": cpu,
                 "rows": {"reference": len(reference), "analysis": len(analysis)}}
 
@@ -100,7 +91,7 @@ def main() -> None:
         )
         return estimator.fit(reference).estimate(analysis)
 
-    result, wall, cpu = _timed(dle, repeats)
+    result, wall, cpu = timed_repeats(dle, repeats)
     car_price = {"chunks": _chunks(result, REGRESSION_METRICS), "seconds": wall, "cpu_seconds": cpu,
                  "features": features, "rows": {"reference": len(reference), "analysis": len(analysis)}}
 

@@ -33,9 +33,8 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +42,7 @@ from sklearn import metrics as skm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
+from peers_common import timed_repeats  # noqa: E402
 
 from loopwatch.performance import ConfidenceBasedEstimator, DirectLossEstimator  # noqa: E402
 
@@ -62,16 +62,6 @@ def run_peer(repeats: int) -> dict[str, Any]:
     if proc.returncode != 0:
         raise SystemExit(f"the NannyML runner failed:\n{proc.stderr[-4000:]}")
     return json.loads((WORK / "nannyml_performance.json").read_text())
-
-
-def _timed(run: Callable[[], Any], repeats: int) -> tuple[Any, list[float], list[float]]:
-    walls, cpus, out = [], [], None
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        out = run()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return out, walls, cpus
 
 
 def _chunks(frame: pd.DataFrame, peer_chunks: list[dict]) -> list[pd.DataFrame]:
@@ -135,7 +125,7 @@ def car_loan(peer: dict, repeats: int) -> dict[str, Any]:
                      y_pred_reference=reference["y_pred"].to_numpy())
             return cbpe, [cbpe.estimate(proba(c), y_pred=c["y_pred"].to_numpy()) for c in chunks]
 
-        (cbpe, estimates), walls, cpus = _timed(run, repeats)
+        (cbpe, estimates), walls, cpus = timed_repeats(run, repeats)
         ours[variant] = {"estimates": estimates, "seconds": walls, "cpu_seconds": cpus,
                          "calibration": cbpe.calibration_, "calibration_scores": cbpe.calibration_scores_}
 
@@ -176,7 +166,7 @@ def car_price(peer: dict, repeats: int) -> dict[str, Any]:
         dle = DirectLossEstimator(seed=0).fit(reference[features], reference["y_pred"], reference["y_true"])
         return dle, [dle.estimate(c[features], c["y_pred"]) for c in chunks]
 
-    (dle, estimates), walls, cpus = _timed(run, repeats)
+    (dle, estimates), walls, cpus = timed_repeats(run, repeats)
     rows = []
     for i, chunk in enumerate(chunks):
         y, pred = chunk["y_true"].to_numpy(dtype=np.float64), chunk["y_pred"].to_numpy(dtype=np.float64)
