@@ -22,7 +22,6 @@ import numpy as np
 from loopwatch.errors import IntegrityError, InvalidInput
 from loopwatch.features import validate_rows
 from loopwatch.loops.config import MonitoringConfig
-from loopwatch.models.artifacts import sha256_hex
 from loopwatch.models.defences import apply_defences
 from loopwatch.records import LoggedRequest, ModelVersion, software_fingerprint
 from loopwatch.records.jsonutil import dumps
@@ -207,13 +206,8 @@ class Predictor:
             return None
         with self._detector_lock:
             if sha not in self._detectors:
-                from loopwatch.drift.profile import ReferenceProfile
-
                 try:
-                    data = self.registry.store.get_artifact(sha)
-                    if sha256_hex(data) != sha:
-                        raise IntegrityError("reference profile hash mismatch")
-                    detector = ReferenceProfile.from_bytes(data).adversarial
+                    detector = self.registry.profile(meta.name, meta.version, training=True).adversarial
                 except IntegrityError as exc:
                     # the model answers as before; the missing scores show in the log and here
                     _log.error("integrity alarm: the reference profile of model %r version %d was refused (%s); "
