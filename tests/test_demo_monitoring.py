@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-SEEDS = (7, 11, 23)
+#: The three seeds the detectors were developed on.
+KNOWN_SEEDS = (7, 11, 23)
+#: Drawn at random (secrets.randbelow) on 2026-12-07 and committed before any detector change
+#: of the real-data work, so that no detector is tuned on them. The hardening work grades on
+#: them too.
+UNSEEN_SEEDS = (55434, 81736, 22823)
+SEEDS = KNOWN_SEEDS + UNSEEN_SEEDS
 EXPECTED = {
     "covariate_shift": "eda",
     "selection_bias": "data_collection",
