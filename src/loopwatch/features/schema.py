@@ -18,6 +18,11 @@ from loopwatch.errors import InvalidInput
 
 Kind = Literal["numeric", "categorical"]
 Task = Literal["classification", "regression"]
+#: The type of a categorical feature's values as the training table held them. A category is
+#: known everywhere inside loopwatch by its label (:func:`category_label`: ``3`` and ``"3"``
+#: are one category); the type says how to give values back (exports) and what a client may
+#: send (a number for integer codes, a boolean for flags, and always the label as a string).
+CategoryType = Literal["string", "integer", "boolean"]
 
 #: A numeric target with at most this many distinct integer values is taken as
 #: class labels unless the task is named.
@@ -31,8 +36,11 @@ class Feature:
     nullable: bool = False
     #: Integer-valued in training (counts, say); still sent as JSON numbers.
     integer: bool = False
-    #: Categories seen in training (categorical features only).
+    #: Categories seen in training (categorical features only), as labels.
     categories: tuple[str, ...] = ()
+    #: How the training table held the categories (categorical features only; ``None`` for
+    #: numeric features and for schemas stored before the type was recorded: strings).
+    category_type: CategoryType | None = None
     #: Training range and moments (numeric features only).
     minimum: float | None = None
     maximum: float | None = None
@@ -185,6 +193,38 @@ def category_label(value: Any) -> str:
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def category_type_of(column: pd.Series) -> CategoryType:
+    """How ``column`` holds its categories: integer codes, booleans or strings."""
+    values = column.dropna()
+    if pd.api.types.is_bool_dtype(column) or (
+        len(values) and all(isinstance(v, (bool, np.bool_)) for v in values)
+    ):
+        return "boolean"
+    if pd.api.types.is_numeric_dtype(column):
+        numbers = values.to_numpy(dtype=float)
+        if np.all(np.isfinite(numbers)) and np.all(np.mod(numbers, 1) == 0):
+            return "integer"
+    return "string"
+
+
+def category_value(label: str | None, category_type: CategoryType | None) -> Any:
+    """A category label given back in the feature's own type (the inverse of :func:`category_label`).
+
+    >>> category_value("3", "integer"), category_value("true", "boolean"), category_value("3", "string")
+    (3, True, '3')
+    """
+    if label is None:
+        return None
+    if category_type == "integer":
+        try:
+            return int(label)
+        except ValueError:
+            return label
+    if category_type == "boolean" and label in ("true", "false"):
+        return label == "true"
+    return label
 
 
 def _plain(value: Any) -> Any:
