@@ -187,3 +187,29 @@ def test_the_gate_reads_the_candidates_latency_from_its_shadow(
     assert decision.latency_source == "shadow" and decision.n == 200
     assert decision.latency_ms_candidate == pytest.approx(np.percentile(shadow_runtimes, 95))
     assert decision.candidate_version == 2 and decision.production_version == 1
+
+
+def test_label_coverage_counts_the_served_predictions_not_their_shadows(
+    settings: Settings, trained_template_with_candidate: Path, churn_training: pd.DataFrame
+) -> None:
+    """Every served prediction labelled is full coverage, whatever the candidate scored beside it."""
+    from fastapi.testclient import TestClient
+
+    from loopwatch.service import create_app
+    from tests.api.helpers import PREDICT
+
+    for ws in workspace_on_copy(trained_template_with_candidate, settings):
+        assert ws.store.get_aliases("churn")["candidate"] == 2
+    rows = churn_rows(churn_training, 4)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as http:
+        for i in range(3):
+            assert http.post(PREDICT, json={"rows": rows}, headers={"X-Request-ID": f"cov-{i}"}).status_code == 200
+        assert http.app.state.loopwatch.shadow.flush(10)  # type: ignore[attr-defined]
+        shadows = http.get("/v1/logs", params={"request_type": "shadow"}).json()["events"]
+        assert len(shadows) == 12  # the candidate did score every row
+        labels = [{"request_id": f"cov-{i}", "row_index": r, "label": 1,
+                   "label_time": datetime.now(timezone.utc).isoformat()} for i in range(3) for r in range(4)]
+        stored = http.post("/v1/feedback", json={"model": "churn", "labels": labels})
+        assert stored.status_code == 200 and stored.json()["stored"] == 12, stored.text
+        coverage = http.get("/v1/models/churn/labels/coverage", params={"window": "1d"}).json()
+    assert (coverage["predictions"], coverage["labelled"], coverage["coverage"]) == (12, 12, 1.0)

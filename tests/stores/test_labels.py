@@ -269,3 +269,17 @@ def _check_windows(store: Store, moments: list[datetime], length: timedelta) -> 
             inside[window_start(m, length)] = inside.get(window_start(m, length), 0) + 2
     assert store.count_events_by_window("churn", length=length, since=since, until=until) == sorted(inside.items())
     assert store.count_events_by_window("iris", length=length) == []
+
+
+def test_predictions_per_window_leave_out_the_candidates_shadow_events(store: Store) -> None:
+    # a served request of four rows and the candidate's shadow of it, with the same event times
+    store.write_requests([
+        make_request("served", n_rows=4, model_name="churn", received_at=T0),
+        make_request("served:shadow", n_rows=4, model_name="churn", model_version=2, request_type="shadow",
+                     received_at=T0),
+        make_request("batch", n_rows=2, model_name="churn", request_type="batch", received_at=T0 + days(1)),
+    ])
+    length = timedelta(days=1)
+    assert store.count_events_by_window("churn", length=length) == [
+        (window_start(T0, length), 4), (window_start(T0 + days(1), length), 2)
+    ]

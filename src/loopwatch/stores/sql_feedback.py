@@ -15,6 +15,7 @@ from typing import Any, Iterator, Literal, Sequence
 
 from loopwatch.errors import InvalidInput, StoreError
 from loopwatch.records import BusinessObservation, Label, LabelOutcome, StoredLabel
+from loopwatch.records.events import SHADOW_REQUEST_TYPE
 from loopwatch.records.feedback import same_label
 from loopwatch.records.jsonutil import dumps, loads
 from loopwatch.stores.base import from_micros, to_micros
@@ -217,10 +218,13 @@ class SqlFeedbackMixin(SqlStoreBase):
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[tuple[datetime, int]]:
-        """Predictions per window of event time: (window start, count), in time order.
+        """Served predictions per window of event time: (window start, count), in time order.
 
         Windows are ``length`` long and aligned like monitoring windows (on the
         first Monday after the epoch). Counted in the database: no event is read.
+        A candidate's shadow events are not counted: they answered no one, no label
+        is ever meant for them, and counting them would halve a fully labelled
+        model's coverage.
         """
         step = length // timedelta(microseconds=1)
         if step < 1:
@@ -228,7 +232,7 @@ class SqlFeedbackMixin(SqlStoreBase):
         # an origin far enough back that every offset is positive: SQL integer
         # division truncates toward zero, and we want the floor
         origin = EPOCH_MONDAY_MICROS - step * math.ceil(_ORIGIN_SPAN_MICROS / step)
-        where, params = ["model_name = ?"], [model_name]
+        where, params = ["model_name = ?", "request_type <> ?"], [model_name, SHADOW_REQUEST_TYPE]
         if since is not None:
             where.append("ts >= ?")
             params.append(to_micros(since))
