@@ -14,7 +14,7 @@ from loopwatch.feedback.bookkeeping import window_start
 from loopwatch.records import Label, LabelOutcome, ModelSettings
 from loopwatch.stores import EventQuery, Store
 from loopwatch.stores.export import write_ndjson, write_parquet
-from tests.stores.builders import T0, days, make_request, version_kwargs
+from tests.stores.builders import T0, days, make_request, version_kwargs, write_logged_at
 from tests.stores.rawsql import table_count
 
 pytest_plugins = ["tests.postgres_fixtures"]
@@ -212,8 +212,10 @@ def test_erasing_a_request_erases_its_labels_and_their_history(logged: Store) ->
 def test_retention_removes_the_labels_of_removed_predictions(store: Store) -> None:
     store.create_model_version(**version_kwargs("churn"))
     store.set_model_settings("churn", ModelSettings(retention_days=10))
-    store.write_requests([make_request("old", n_rows=1, model_name="churn", received_at=T0),
-                          make_request("new", n_rows=1, model_name="churn", received_at=T0 + days(20))])
+    # "new" replays an event older than "old"'s: the day each was logged is what counts
+    write_logged_at(store, T0, [make_request("old", n_rows=1, model_name="churn", received_at=T0)])
+    write_logged_at(store, T0 + days(20), [make_request("new", n_rows=1, model_name="churn",
+                                                        received_at=T0 - days(9), replayed=True)])
     store.write_labels([by_row(1, "old"), by_row(2, "new"), by_row(3, "old")])
     assert store.apply_retention(T0 + days(25)) == {"churn": 1}
     assert [c.request_id for c in store.iter_labels("churn")] == ["new"]

@@ -93,7 +93,10 @@ def delete(request_id: str, settings: Settings) -> None:
 @settings_options
 @handle_errors
 def purge(settings: Settings) -> None:
-    """Delete events older than each model's retention period."""
+    """Delete events logged longer ago than each model's retention period.
+
+    Age counts from when the store logged an event, not from its event time: replayed
+    history is kept for the whole period after it was backfilled."""
     with Workspace(settings) as ws:
         removed = ws.store.apply_retention(datetime.now(timezone.utc))
     if not removed:

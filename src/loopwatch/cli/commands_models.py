@@ -96,7 +96,8 @@ def rollback(name: str, settings: Settings) -> None:
 @click.argument("name")
 @click.option("--log-data/--no-log-data", default=None, help="Log input features with each event.")
 @click.option("--retention-days", type=click.IntRange(0, 36500), default=None,
-              help="Days events are kept (0: keep until deleted).")
+              help="Days events are kept, counted from when they were logged, not from their event time, "
+                   "so backfilled history is kept as long as live traffic (0: keep until deleted).")
 @settings_options
 @handle_errors
 def model_settings(name: str, log_data: bool | None, retention_days: int | None, settings: Settings) -> None:
