@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Literal
+from typing import Iterable, Literal, Sequence
 
 import pandas as pd
 
@@ -46,3 +46,36 @@ def read_table(source: str | Path | bytes, *, fmt: TableFormat | None = None) ->
     if frame.empty:
         raise UnreadableData("the table has no rows")
     return frame
+
+
+def split_names(values: Iterable[str]) -> list[str]:
+    """Column names from repeated options that may each hold a comma-separated list, in order,
+    once each: ``("a,b", "c")`` gives ``["a", "b", "c"]``."""
+    names: list[str] = []
+    for value in values:
+        for name in value.split(","):
+            name = name.strip()
+            if name and name not in names:
+                names.append(name)
+    return names
+
+
+def select_columns(
+    reference: Sequence[str], current: Sequence[str], *, include: Sequence[str] = (), exclude: Sequence[str] = (),
+) -> list[str]:
+    """The columns of two tables to compare: ``include`` (all when empty) less ``exclude``.
+
+    A name in neither table is refused, naming it: a misspelt ``--exclude`` would
+    otherwise leave an id column to be tested as a feature and raise a false alarm.
+    A name in only one table is fine; the comparison reports the missing column.
+    """
+    known = list(dict.fromkeys([*reference, *current]))
+    unknown = [name for name in (*include, *exclude) if name not in known]
+    if unknown:
+        listed = ", ".join(repr(n) for n in dict.fromkeys(unknown))
+        raise InvalidInput(f"no column named {listed} in either table; the columns are: {', '.join(known)}")
+    chosen = [c for c in known if c in include] if include else known
+    left = [c for c in chosen if c not in exclude]
+    if not left:
+        raise InvalidInput("no column is left to compare once --columns and --exclude are applied")
+    return left
