@@ -6,9 +6,11 @@ import sys
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from loopwatch.cli.common import handle_errors, out, parse_time, settings_options
+from loopwatch.cli.layout import Column, print_rows
 from loopwatch.config import Settings
 from loopwatch.records.jsonutil import dumps
 
@@ -123,11 +125,11 @@ def monitor(model: str, window: str, since: str | None, until: str | None, versi
     if as_json:
         click.echo(dumps(data).decode())
     else:
-        table = Table(title=f"{model}: {len(result.windows)} windows of {window}")
-        for column in ("window", "version", "segment", "events", "alarms"):
-            table.add_column(column)
-        for w in result.windows:
-            table.add_row(w.start.isoformat()[:16], str(w.model_version), w.segment or "-", str(w.n_events),
-                          "[red]" + ", ".join(w.alarms) + "[/]" if w.alarms else "-")
-        out.print(table)
+        print_rows(
+            out, title=f"{model}: {len(result.windows)} windows of {window}",
+            columns=[Column("window"), Column("version"), Column("segment"), Column("events", justify="right"),
+                     Column("alarms", wrap=True)],
+            rows=[[w.start.isoformat()[:16], str(w.model_version), escape(w.segment or "-"), str(w.n_events),
+                   "[red]" + escape(", ".join(w.alarms)) + "[/]" if w.alarms else "-"] for w in result.windows],
+        )
     sys.exit(EXIT_DRIFT if result.alarm else 0)
