@@ -94,16 +94,20 @@ def test_no_candidate_or_the_candidate_serving_means_no_shadow(
     ws: Workspace, scorer: ShadowScorer, churn_training: pd.DataFrame
 ) -> None:
     rows = churn_rows(churn_training, 2)
-    ws.registry.set_alias("churn", "production", 2, reason="test")
+    ws.registry.set_alias("churn", "candidate", 1, reason="test")  # the candidate is the version serving
     time.sleep(0.01)
-    logged = served(ws, rows, "by-v2")
-    assert logged.model_version == 2
+    logged = served(ws, rows, "by-v1")
+    assert logged.model_version == 1
     scorer.submit(logged, rows)
-    ws.registry.set_alias("churn", "production", 1, reason="test")
-    ws.registry.set_alias("churn", "candidate", None, reason="test")
+    assert scorer.flush(10)
+    # promoting the candidate clears the alias: production's answers are not shadowed by themselves
+    ws.registry.set_alias("churn", "candidate", 2, reason="test")
+    ws.registry.promote("churn")
+    assert ws.registry.aliases("churn", fresh=True) == {"production": 2}
+    time.sleep(0.01)
     scorer.submit(served(ws, rows, "no-candidate"), rows)
     assert scorer.flush(10)
-    assert events(ws, "by-v2:shadow") == [] and events(ws, "no-candidate:shadow") == []
+    assert events(ws, "by-v1:shadow") == [] and events(ws, "no-candidate:shadow") == []
     assert scorer.stats()["skipped"] == 2 and scorer.stats()["written"] == 0
 
 
