@@ -285,3 +285,7 @@ def test_predictions_per_window_leave_out_the_candidates_shadow_events(store: St
     assert store.count_events_by_window("churn", length=length) == [
         (window_start(T0, length), 4), (window_start(T0 + days(1), length), 2)
     ]
+    # a label is for the served prediction: one naming the shadow is unmatched, and says why
+    (outcome,) = store.write_labels([by_row(1, "served:shadow", 0)])
+    assert outcome.status == "unmatched" and "shadow" in (outcome.error or "")
+    assert [o.status for o in store.write_labels([by_row(1, "served", 0)])] == ["stored"]

@@ -69,7 +69,7 @@ class SqlFeedbackMixin(SqlStoreBase):
         if label.entity_id is None:
             cur.execute(
                 self._sql(
-                    "SELECT model_name, model_version, ts, entity_id FROM events "
+                    "SELECT model_name, model_version, ts, entity_id, request_type FROM events "
                     "WHERE request_id = ? AND row_index = ?"
                 ),
                 (label.request_id, label.row_index),
@@ -80,6 +80,9 @@ class SqlFeedbackMixin(SqlStoreBase):
                     f"no prediction of model {label.model_name!r} with request id "
                     f"{label.request_id!r} and row {label.row_index}"
                 )
+            if found[4] == SHADOW_REQUEST_TYPE:  # the outcome belongs to the served prediction
+                return (f"request {label.request_id!r} is a candidate's shadow, which answered no one: "
+                        "label the served request it shadows")
             return (str(label.request_id), int(label.row_index or 0), int(found[1]), int(found[2]), found[3])
         latest = (
             "SELECT request_id, row_index, model_version, ts FROM events "
