@@ -86,12 +86,16 @@ def test_models_commands(runner: CliRunner, training_csv: Path) -> None:
     _ok(result)
     (model,) = json.loads(result.output)
     assert model["aliases"] == {"production": 1, "candidate": 2}
-    _ok(runner.invoke(cli, ["models", "promote", "churn"]))
+    result = runner.invoke(cli, ["models", "promote", "churn"])
+    _ok(result)
+    assert "production is now v2 (was v1); candidate none" in result.output
     result = runner.invoke(cli, ["models", "show", "churn", "--json"])
-    assert [v["aliases"] for v in json.loads(result.output)] == [[], ["candidate", "production"]]
+    assert [v["aliases"] for v in json.loads(result.output)] == [[], ["production"]]
     result = runner.invoke(cli, ["models", "rollback", "churn"])
     _ok(result)
-    assert "v1" in result.output
+    assert "rolled back to v1 (was v2); candidate v2" in result.output
+    result = runner.invoke(cli, ["models", "show", "churn", "--json"])
+    assert [v["aliases"] for v in json.loads(result.output)] == [["production"], ["candidate"]]
     result = runner.invoke(cli, ["models", "settings", "churn", "--no-log-data", "--retention-days", "30"])
     _ok(result)
     assert json.loads(result.output) == {"log_data": False, "retention_days": 30}

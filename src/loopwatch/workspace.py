@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 import pandas as pd
 
 from loopwatch.config import Settings
-from loopwatch.errors import Conflict
+from loopwatch.errors import Conflict, InvalidInput
 from loopwatch.features.schema import Task
 from loopwatch.prediction import PredictCall, Predictor
 from loopwatch.records import ModelVersion, RequestOutcome
@@ -116,9 +116,12 @@ class Workspace:
         request_type: str = "cli",
         client_id: str | None = None,
         entity_ids: Sequence[str | None] | None = None,
+        timestamps: Sequence[datetime] | None = None,
     ) -> Prediction:
         """Predict and log durably; returns once the events are committed. ``entity_ids`` name
-        the entity of each row, so that labels arriving later can find the prediction by it."""
+        the entity of each row, so that labels arriving later can find the prediction by it;
+        ``timestamps`` give each row's event time (with a timezone), and mark the events
+        replayed, as the HTTP API does for times a client sends."""
         logged = self.predictor.predict(
             PredictCall(
                 model_name=name,
@@ -128,6 +131,7 @@ class Workspace:
                 client_id=client_id,
                 request_type=request_type,
                 entity_ids=entity_ids,
+                timestamps=timestamps,
             )
         )
         outcome: RequestOutcome = self.writer.write(logged)
@@ -151,12 +155,24 @@ class Workspace:
         version: int | str | None = None,
         batch_rows: int = 1000,
         progress: Callable[[int], None] | None = None,
+        client_id: str | None = None,
+        entity_ids: Sequence[str | None] | None = None,
+        timestamps: Sequence[datetime] | None = None,
     ) -> Iterable[Prediction]:
-        """Predict a whole table in requests of ``batch_rows``, each logged as ``batch``."""
+        """Predict a whole table in requests of ``batch_rows``, each logged as ``cli``;
+        ``entity_ids`` and ``timestamps`` hold one entry per row of ``frame``."""
         records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+        for what, values in (("entity_ids", entity_ids), ("timestamps", timestamps)):
+            if values is not None and len(values) != len(records):
+                raise InvalidInput(f"{what} has {len(values)} entries for {len(records)} rows")
         for start in range(0, len(records), batch_rows):
-            chunk = records[start : start + batch_rows]
-            yield self.predict(name, chunk, version=version, request_type="cli")
+            end = start + batch_rows
+            chunk = records[start:end]
+            yield self.predict(
+                name, chunk, version=version, request_type="cli", client_id=client_id,
+                entity_ids=None if entity_ids is None else entity_ids[start:end],
+                timestamps=None if timestamps is None else timestamps[start:end],
+            )
             if progress is not None:
                 progress(len(chunk))
 

@@ -89,14 +89,15 @@ def test_promote_the_candidate_then_roll_back(client, trained, table) -> None:
     change = promoted.json()
     assert (change["name"], change["alias"], change["version"], change["previous_version"]) == ("churn", "production", 2, 1)
     assert change["reason"] == "promote"
-    assert trained.store.get_aliases("churn")["production"] == 2
+    assert trained.store.get_aliases("churn") == {"production": 2}  # the candidate alias is cleared
+    assert client.get("/v1/models/churn").json()["aliases"] == {"production": 2}
     rows = churn_rows(table, 1)
     assert client.post("/v1/models/churn/predict", json={"rows": rows}).json()["version"] == 2
 
     rolled = client.post("/v1/models/churn/rollback")
     assert rolled.status_code == 200, rolled.text
     assert (rolled.json()["version"], rolled.json()["previous_version"], rolled.json()["reason"]) == (1, 2, "rollback")
-    assert client.get("/v1/models/churn").json()["aliases"]["production"] == 1
+    assert client.get("/v1/models/churn").json()["aliases"] == {"production": 1, "candidate": 2}
     assert client.post("/v1/models/churn/predict", json={"rows": rows}).json()["version"] == 1
 
     # a named version and alias

@@ -94,16 +94,20 @@ def test_no_candidate_or_the_candidate_serving_means_no_shadow(
     ws: Workspace, scorer: ShadowScorer, churn_training: pd.DataFrame
 ) -> None:
     rows = churn_rows(churn_training, 2)
-    ws.registry.set_alias("churn", "production", 2, reason="test")
+    ws.registry.set_alias("churn", "candidate", 1, reason="test")  # the candidate is the version serving
     time.sleep(0.01)
-    logged = served(ws, rows, "by-v2")
-    assert logged.model_version == 2
+    logged = served(ws, rows, "by-v1")
+    assert logged.model_version == 1
     scorer.submit(logged, rows)
-    ws.registry.set_alias("churn", "production", 1, reason="test")
-    ws.registry.set_alias("churn", "candidate", None, reason="test")
+    assert scorer.flush(10)
+    # promoting the candidate clears the alias: production's answers are not shadowed by themselves
+    ws.registry.set_alias("churn", "candidate", 2, reason="test")
+    ws.registry.promote("churn")
+    assert ws.registry.aliases("churn", fresh=True) == {"production": 2}
+    time.sleep(0.01)
     scorer.submit(served(ws, rows, "no-candidate"), rows)
     assert scorer.flush(10)
-    assert events(ws, "by-v2:shadow") == [] and events(ws, "no-candidate:shadow") == []
+    assert events(ws, "by-v1:shadow") == [] and events(ws, "no-candidate:shadow") == []
     assert scorer.stats()["skipped"] == 2 and scorer.stats()["written"] == 0
 
 
@@ -187,3 +191,29 @@ def test_the_gate_reads_the_candidates_latency_from_its_shadow(
     assert decision.latency_source == "shadow" and decision.n == 200
     assert decision.latency_ms_candidate == pytest.approx(np.percentile(shadow_runtimes, 95))
     assert decision.candidate_version == 2 and decision.production_version == 1
+
+
+def test_label_coverage_counts_the_served_predictions_not_their_shadows(
+    settings: Settings, trained_template_with_candidate: Path, churn_training: pd.DataFrame
+) -> None:
+    """Every served prediction labelled is full coverage, whatever the candidate scored beside it."""
+    from fastapi.testclient import TestClient
+
+    from loopwatch.service import create_app
+    from tests.api.helpers import PREDICT
+
+    for ws in workspace_on_copy(trained_template_with_candidate, settings):
+        assert ws.store.get_aliases("churn")["candidate"] == 2
+    rows = churn_rows(churn_training, 4)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as http:
+        for i in range(3):
+            assert http.post(PREDICT, json={"rows": rows}, headers={"X-Request-ID": f"cov-{i}"}).status_code == 200
+        assert http.app.state.loopwatch.shadow.flush(10)  # type: ignore[attr-defined]
+        shadows = http.get("/v1/logs", params={"request_type": "shadow"}).json()["events"]
+        assert len(shadows) == 12  # the candidate did score every row
+        labels = [{"request_id": f"cov-{i}", "row_index": r, "label": 1,
+                   "label_time": datetime.now(timezone.utc).isoformat()} for i in range(3) for r in range(4)]
+        stored = http.post("/v1/feedback", json={"model": "churn", "labels": labels})
+        assert stored.status_code == 200 and stored.json()["stored"] == 12, stored.text
+        coverage = http.get("/v1/models/churn/labels/coverage", params={"window": "1d"}).json()
+    assert (coverage["predictions"], coverage["labelled"], coverage["coverage"]) == (12, 12, 1.0)

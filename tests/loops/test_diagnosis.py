@@ -108,7 +108,7 @@ def test_latency_above_budget_is_a_latency_regression() -> None:
     assert finding.kind == "latency_regression"
     assert finding.severity == pytest.approx(120.0 / 50.0)
     assert finding.available_at == T0 + DAY
-    assert "p99" in finding.summary and "model_version 4" in finding.summary
+    assert "p99" in finding.summary and "lined up with model v4" in finding.summary
     assert finding.evidence["software_changes"] == [model_change.to_dict()]
 
 

@@ -83,7 +83,11 @@ def test_the_loop_of_each_kind(kind: str, loop: str) -> None:
 
 def test_the_action_names_the_software_and_the_versions() -> None:
     change = {"what": "client_version", "value": "2.4.0", "share": 0.3, "features": ["tenure"]}
-    assert "client_version 2.4.0" in loop_of("software_change", {"software_change": change})[1]
+    # evidence recorded before the client was kept apart still reads as one quoted name
+    assert 'client version "2.4.0"' in loop_of("software_change", {"software_change": change})[1]
+    without_version = {**change, "value": "batch-job -", "client": "batch-job", "client_version": None}
+    action = loop_of("software_change", {"software_change": without_version})[1]
+    assert 'client "batch-job", which sends no client version' in action and "-" not in action.split("batch-job")[1]
     assert "[3, 4]" in loop_of("latency_regression", {"model_versions": [3, 4]})[1]
 
 

@@ -28,11 +28,36 @@ def test_promote_and_roll_back(trained, churn_training) -> None:  # type: ignore
     trained.train("churn", churn_training, target="churned", seed=1)
     trained.train("churn", churn_training, target="churned", seed=2)
     assert registry.promote("churn").version == 3  # the candidate
+    # production serves the candidate now: the candidate alias is cleared, and that is recorded
+    assert registry.aliases("churn", fresh=True) == {"production": 3}
+    cleared = trained.store.alias_history("churn", "candidate")[-1]
+    assert (cleared.version, cleared.previous_version, cleared.reason) == (None, 3, "promote: production now serves it")
+    with pytest.raises(Conflict, match="no candidate"):
+        registry.promote("churn")  # nothing left to promote, instead of a silent no-op
     assert registry.promote("churn", 2).version == 2
     change = registry.rollback("churn")
     assert (change.version, change.previous_version) == (3, 2)
+    assert registry.aliases("churn", fresh=True) == {"production": 3}  # 2 was never the candidate
     history = trained.store.alias_history("churn", "production")
     assert [h.reason for h in history][:3] == ["registered", "promote", "promote"]
+
+
+def test_a_rollback_undoes_the_whole_promotion(trained, churn_training) -> None:  # type: ignore[no-untyped-def]
+    registry = trained.registry
+    trained.train("churn", churn_training, target="churned", seed=1)  # v2, the candidate
+    registry.promote("churn")
+    assert registry.aliases("churn", fresh=True) == {"production": 2}
+    registry.rollback("churn")
+    assert registry.aliases("churn", fresh=True) == {"production": 1, "candidate": 2}
+    assert [(h.version, h.previous_version, h.reason) for h in trained.store.alias_history("churn", "candidate")] == [
+        (2, None, "registered"), (None, 2, "promote: production now serves it"), (2, None, "rollback")]
+    # the gate's promotion (and any other way production takes the candidate) clears it too
+    registry.set_alias("churn", "production", 2, reason="gate")
+    assert registry.aliases("churn", fresh=True) == {"production": 2}
+    # production moved to a version that is not the candidate: the candidate stays
+    trained.train("churn", churn_training, target="churned", seed=2)  # v3
+    registry.promote("churn", 1)
+    assert registry.aliases("churn", fresh=True) == {"production": 1, "candidate": 3}
 
 
 def test_loading_checks_the_hash_every_time(trained) -> None:  # type: ignore[no-untyped-def]

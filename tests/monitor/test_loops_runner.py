@@ -194,6 +194,8 @@ def test_a_new_client_version_that_multiplies_a_feature_is_a_software_change(rep
     assert incident.loop == "model_selection"
     change = incident.evidence["software_change"]
     assert (change["what"], change["value"]) == ("client_version", "mobile-app 3.0.0")
+    assert (change["client"], change["client_version"]) == ("mobile-app", "3.0.0")
+    assert 'from client "mobile-app" at version "3.0.0",' in incident.summary
     assert change["features"] == ["watch_hours"]
     # and the world's drift of the same feature a week earlier was not blamed on software
     assert by_kind(report, "covariate_shift")[0].first_seen < incident.first_seen

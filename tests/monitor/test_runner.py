@@ -289,6 +289,12 @@ def test_cli_exit_1_when_a_window_alarms(log: Log) -> None:
     assert "feature:watch_hours" in data["windows"][0]["alarms"] and data["alarm"] is True
 
 
+def test_cli_prints_windows_for_a_person_without_breaking_alarm_names(log: Log) -> None:
+    result = _monitor_cli(log, "--since", "2026-01-11", "--until", "2026-01-12T00:00:00Z")
+    assert result.exit_code == 1, result.output
+    assert "2026-01-11T00:00" in result.stdout and "feature:watch_hours" in result.stdout
+
+
 def test_cli_exit_0_on_stable_days(log: Log, tmp_path: Path) -> None:
     page = tmp_path / "monitor.html"
     # only stable days in the period asked for

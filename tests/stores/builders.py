@@ -28,6 +28,19 @@ def fingerprint(artifact_sha256: str = "a" * 64, client_version: str | None = No
     )
 
 
+def write_logged_at(store: Any, moment: datetime, requests: Sequence[LoggedRequest]) -> None:
+    """Write ``requests`` as if the store's clock read ``moment`` when it committed them
+    (their ``logged_at``); their event times are their own."""
+    import loopwatch.stores.sql as sql
+
+    original = sql.utcnow
+    sql.utcnow = lambda: moment
+    try:
+        assert {o.status for o in store.write_requests(requests)} == {"stored"}
+    finally:
+        sql.utcnow = original
+
+
 def body_sha(body: Any) -> str:
     return hashlib.sha256(dumps(body)).hexdigest()
 

@@ -14,7 +14,7 @@ from loopwatch.feedback.bookkeeping import window_start
 from loopwatch.records import Label, LabelOutcome, ModelSettings
 from loopwatch.stores import EventQuery, Store
 from loopwatch.stores.export import write_ndjson, write_parquet
-from tests.stores.builders import T0, days, make_request, version_kwargs
+from tests.stores.builders import T0, days, make_request, version_kwargs, write_logged_at
 from tests.stores.rawsql import table_count
 
 pytest_plugins = ["tests.postgres_fixtures"]
@@ -212,8 +212,10 @@ def test_erasing_a_request_erases_its_labels_and_their_history(logged: Store) ->
 def test_retention_removes_the_labels_of_removed_predictions(store: Store) -> None:
     store.create_model_version(**version_kwargs("churn"))
     store.set_model_settings("churn", ModelSettings(retention_days=10))
-    store.write_requests([make_request("old", n_rows=1, model_name="churn", received_at=T0),
-                          make_request("new", n_rows=1, model_name="churn", received_at=T0 + days(20))])
+    # "new" replays an event older than "old"'s: the day each was logged is what counts
+    write_logged_at(store, T0, [make_request("old", n_rows=1, model_name="churn", received_at=T0)])
+    write_logged_at(store, T0 + days(20), [make_request("new", n_rows=1, model_name="churn",
+                                                        received_at=T0 - days(9), replayed=True)])
     store.write_labels([by_row(1, "old"), by_row(2, "new"), by_row(3, "old")])
     assert store.apply_retention(T0 + days(25)) == {"churn": 1}
     assert [c.request_id for c in store.iter_labels("churn")] == ["new"]
@@ -269,3 +271,21 @@ def _check_windows(store: Store, moments: list[datetime], length: timedelta) -> 
             inside[window_start(m, length)] = inside.get(window_start(m, length), 0) + 2
     assert store.count_events_by_window("churn", length=length, since=since, until=until) == sorted(inside.items())
     assert store.count_events_by_window("iris", length=length) == []
+
+
+def test_predictions_per_window_leave_out_the_candidates_shadow_events(store: Store) -> None:
+    # a served request of four rows and the candidate's shadow of it, with the same event times
+    store.write_requests([
+        make_request("served", n_rows=4, model_name="churn", received_at=T0),
+        make_request("served:shadow", n_rows=4, model_name="churn", model_version=2, request_type="shadow",
+                     received_at=T0),
+        make_request("batch", n_rows=2, model_name="churn", request_type="batch", received_at=T0 + days(1)),
+    ])
+    length = timedelta(days=1)
+    assert store.count_events_by_window("churn", length=length) == [
+        (window_start(T0, length), 4), (window_start(T0 + days(1), length), 2)
+    ]
+    # a label is for the served prediction: one naming the shadow is unmatched, and says why
+    (outcome,) = store.write_labels([by_row(1, "served:shadow", 0)])
+    assert outcome.status == "unmatched" and "shadow" in (outcome.error or "")
+    assert [o.status for o in store.write_labels([by_row(1, "served", 0)])] == ["stored"]

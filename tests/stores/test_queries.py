@@ -11,7 +11,7 @@ from loopwatch.errors import InvalidInput
 from loopwatch.records import ModelSettings, PredictionEvent
 from loopwatch.stores import EventQuery, Store
 from loopwatch.stores.base import encode_cursor
-from tests.stores.builders import T0, event_dict, expected_events, make_request, version_kwargs
+from tests.stores.builders import T0, event_dict, expected_events, make_request, version_kwargs, write_logged_at
 from tests.stores.rawsql import table_count
 
 pytest_plugins = ["tests.postgres_fixtures"]
@@ -260,45 +260,48 @@ def test_retention_deletes_only_old_events_of_models_that_set_it(store: Store) -
     store.set_model_settings("long", ModelSettings(retention_days=365))
     cutoff = now - timedelta(days=7)
     tick = timedelta(microseconds=1)
-    store.write_requests(
-        [
-            make_request("short-old", n_rows=3, model_name="short", received_at=now - timedelta(days=30)),
-            make_request("short-just-old", n_rows=1, model_name="short", received_at=cutoff - tick),
-            make_request("short-at-cutoff", n_rows=1, model_name="short", received_at=cutoff),
-            make_request("short-new", n_rows=2, model_name="short", received_at=now - timedelta(days=1)),
-            # a replay whose rows straddle the cutoff: old rows go, the request stays
-            make_request(
-                "short-mixed",
-                n_rows=3,
-                model_name="short",
-                received_at=now,
-                timestamps=[now - timedelta(days=9), now - timedelta(days=8), now - timedelta(days=2)],
-            ),
-            make_request(
-                "forever-old", n_rows=4, model_name="forever", received_at=now - timedelta(days=3000)
-            ),
-            make_request("long-old", n_rows=2, model_name="long", received_at=now - timedelta(days=100)),
-            # events of a model the registry does not know are left alone
-            make_request("ghost-old", n_rows=1, model_name="ghost", received_at=now - timedelta(days=3000)),
-        ]
-    )
+    # the age that counts is when the store logged a request, whatever its event times
+    write_logged_at(store, now - timedelta(days=30), [
+        make_request("short-old", n_rows=3, model_name="short", received_at=now - timedelta(days=30)),
+        make_request("forever-old", n_rows=4, model_name="forever", received_at=now - timedelta(days=3000)),
+        # events of a model the registry does not know are left alone
+        make_request("ghost-old", n_rows=1, model_name="ghost", received_at=now - timedelta(days=3000)),
+        # a client whose clock ran ahead: young event times, logged long ago
+        make_request("short-old-ahead", n_rows=1, model_name="short", received_at=now),
+    ])
+    write_logged_at(store, cutoff - tick, [
+        make_request("short-just-old", n_rows=1, model_name="short", received_at=cutoff - tick)])
+    write_logged_at(store, cutoff, [
+        make_request("short-at-cutoff", n_rows=1, model_name="short", received_at=cutoff)])
+    write_logged_at(store, now - timedelta(days=1), [
+        make_request("short-new", n_rows=2, model_name="short", received_at=now - timedelta(days=1)),
+        # a backfill: last year's events replayed yesterday are as young as the day they were logged
+        make_request(
+            "short-backfill", n_rows=3, model_name="short", received_at=now - timedelta(days=1),
+            timestamps=[now - timedelta(days=400), now - timedelta(days=300), now - timedelta(days=8)],
+            replayed=True,
+        ),
+        make_request("long-backfill", n_rows=2, model_name="long", received_at=now - timedelta(days=1),
+                     timestamps=[now - timedelta(days=900)] * 2, replayed=True),
+    ])
     total = store.count_events()
 
     counts = store.apply_retention(now)
-    assert counts == {"short": 3 + 1 + 2, "long": 0}
-    assert store.count_events() == total - 6
+    assert counts == {"short": 3 + 1 + 1, "long": 0}
+    assert store.count_events() == total - 5
     assert store.count_events("forever") == 4 and store.count_events("long") == 2
     assert store.count_events("ghost") == 1
     remaining = {(e.request_id, e.row_index) for e in store.iter_events(EventQuery(model_name="short"))}
-    assert remaining == {("short-at-cutoff", 0), ("short-new", 0), ("short-new", 1), ("short-mixed", 2)}
-    # requests left without events are gone; the others stay
-    assert store.get_request("short-old") is None and store.get_request("short-just-old") is None
-    assert store.get_request("short-mixed") is not None and store.get_request("short-new") is not None
-    assert store.get_request("forever-old") is not None
+    assert remaining == {("short-at-cutoff", 0), ("short-new", 0), ("short-new", 1),
+                         ("short-backfill", 0), ("short-backfill", 1), ("short-backfill", 2)}
+    # a request goes with its events; the others stay
+    for gone in ("short-old", "short-just-old", "short-old-ahead"):
+        assert store.get_request(gone) is None, gone
+    for kept in ("short-backfill", "short-new", "short-at-cutoff", "forever-old", "long-backfill"):
+        assert store.get_request(kept) is not None, kept
 
     # a second run finds nothing more to delete
     assert store.apply_retention(now) == {"short": 0, "long": 0}
-    # a later "now" catches up
-    assert (
-        store.apply_retention(now + timedelta(days=7))["short"] == 4
-    )  # at-cutoff, both new rows, mixed row 2
+    # a later "now" catches up: at-cutoff, both new rows and the three backfilled ones
+    assert store.apply_retention(now + timedelta(days=7))["short"] == 6
+    assert store.count_events("short") == 0 and table_count(store, "requests", "model_name = ?", ("short",)) == 0

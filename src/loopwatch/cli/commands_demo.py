@@ -8,9 +8,11 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 
 from loopwatch.cli.common import err, handle_errors, out
+from loopwatch.cli.layout import Column, print_rows
 from loopwatch.config import Settings
 from loopwatch.records.jsonutil import dumps
 
@@ -68,16 +70,16 @@ def render(summary: dict[str, Any], console: Console) -> None:
     table.add_row("database", summary["database"])
     console.print(table)
     loops = summary.get("loops") or {}
-    found = Table(title=f"what loopwatch found and which loop it recommends ({loops.get('seconds', '-')} s)")
-    for column in ("injected", "day", "detected", "diagnosis", "loop", "names", "right"):
-        found.add_column(column, overflow="fold")  # a narrow terminal wraps names, never cuts them
-    for d in loops.get("incidents", []):
-        found.add_row(
-            d["kind"], str(d["injected_day"]),
-            "-" if d["detected_day"] is None else f"day {d['detected_day']} (deadline {d['deadline_day']})",
-            d["diagnosis"] or "-", d["loop"] or "-", d.get("named") or "", "yes" if d["correct"] else "[red]no[/]",
-        )
-    console.print(found)
+    # a narrow terminal gets one block per incident rather than names broken inside words
+    print_rows(
+        console, title=f"what loopwatch found and which loop it recommends ({loops.get('seconds', '-')} s)",
+        columns=[Column("injected"), Column("day"), Column("detected", wrap=True), Column("diagnosis"),
+                 Column("loop"), Column("names"), Column("right")],
+        rows=[[d["kind"], str(d["injected_day"]),
+               "-" if d["detected_day"] is None else f"day {d['detected_day']} (deadline {d['deadline_day']})",
+               d["diagnosis"] or "-", d["loop"] or "-", escape(str(d.get("named") or "-")),
+               "yes" if d["correct"] else "[red]no[/]"] for d in loops.get("incidents", [])],
+    )
     false = loops.get("false_alarms", [])
     console.print(
         "incidents raised outside every injected incident: "

@@ -6,9 +6,11 @@ import sys
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from loopwatch.cli.common import handle_errors, out, parse_time, settings_options
+from loopwatch.cli.layout import Column, print_rows
 from loopwatch.config import Settings
 from loopwatch.records.jsonutil import dumps
 
@@ -18,6 +20,10 @@ EXIT_DRIFT = 1
 @click.command()
 @click.argument("reference", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("current", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--columns", "include", multiple=True, metavar="A,B",
+              help="Compare only these columns (repeatable or comma-separated; default: all).")
+@click.option("--exclude", multiple=True, metavar="ID,TARGET",
+              help="Leave these columns out, e.g. ids and targets (repeatable or comma-separated).")
 @click.option("--categorical", default="", help="Comma-separated numeric columns to treat as categories.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
               show_default=True, help="False-alarm rate of the whole report.")
@@ -33,20 +39,25 @@ EXIT_DRIFT = 1
 @click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write an HTML report with plots (aggregates only).")
 @handle_errors
-def drift(reference: Path, current: Path, categorical: str, alpha: float, numeric_test: str,
-          categorical_test: str, multivariate: bool, outliers: bool, seed: int, as_json: bool,
-          html_out: Path | None) -> None:
+def drift(reference: Path, current: Path, include: tuple[str, ...], exclude: tuple[str, ...], categorical: str,
+          alpha: float, numeric_test: str, categorical_test: str, multivariate: bool, outliers: bool, seed: int,
+          as_json: bool, html_out: Path | None) -> None:
     """Compare CURRENT with REFERENCE (CSV or Parquet files); no service or database needed.
 
     Exit code 0 when nothing drifted, 1 when something did, 2 for a usage or input error.
     """
     from loopwatch.drift import compare
     from loopwatch.drift.html import render_drift
-    from loopwatch.tables import read_table
+    from loopwatch.tables import read_table, select_columns, split_names
 
+    before, after = read_table(reference), read_table(current)
+    # ids and targets are not features: testing them raises alarms about nothing
+    kept = select_columns(before.columns, after.columns, include=split_names(include), exclude=split_names(exclude))
     report = compare(
-        read_table(reference), read_table(current),
-        categorical=[c for c in categorical.split(",") if c], alpha=alpha, numeric_test=numeric_test,
+        before[[c for c in kept if c in before.columns]], after[[c for c in kept if c in after.columns]],
+        # a categorical column left out is dropped; an unknown one still gets compare()'s error
+        categorical=[c for c in split_names([categorical]) if c in kept or c not in {*before, *after}],
+        alpha=alpha, numeric_test=numeric_test,
         categorical_test=categorical_test, multivariate=multivariate, outliers=outliers, seed=seed,
     )
     data = report.to_dict()
@@ -114,11 +125,11 @@ def monitor(model: str, window: str, since: str | None, until: str | None, versi
     if as_json:
         click.echo(dumps(data).decode())
     else:
-        table = Table(title=f"{model}: {len(result.windows)} windows of {window}")
-        for column in ("window", "version", "segment", "events", "alarms"):
-            table.add_column(column)
-        for w in result.windows:
-            table.add_row(w.start.isoformat()[:16], str(w.model_version), w.segment or "-", str(w.n_events),
-                          "[red]" + ", ".join(w.alarms) + "[/]" if w.alarms else "-")
-        out.print(table)
+        print_rows(
+            out, title=f"{model}: {len(result.windows)} windows of {window}",
+            columns=[Column("window"), Column("version"), Column("segment"), Column("events", justify="right"),
+                     Column("alarms", wrap=True)],
+            rows=[[w.start.isoformat()[:16], str(w.model_version), escape(w.segment or "-"), str(w.n_events),
+                   "[red]" + escape(", ".join(w.alarms)) + "[/]" if w.alarms else "-"] for w in result.windows],
+        )
     sys.exit(EXIT_DRIFT if result.alarm else 0)

@@ -13,7 +13,7 @@ from loopwatch.config import Settings
 from loopwatch.errors import InvalidInput, NotFound
 from loopwatch.records.jsonutil import dumps
 from loopwatch.stores.base import EventQuery
-from loopwatch.stores.export import write_ndjson, write_parquet
+from loopwatch.stores.export import export_schemas, write_ndjson, write_parquet
 from loopwatch.workspace import Workspace
 
 
@@ -30,14 +30,21 @@ from loopwatch.workspace import Workspace
               show_default=True)
 @click.option("--out", "output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write here instead of stdout (required for parquet).")
+@click.option("--include-shadow", is_flag=True,
+              help="Parquet: keep the candidate's shadow events (left out by default; NDJSON and JSON keep them).")
 @settings_options
 @handle_errors
 @click.pass_context
 def logs(ctx: click.Context, model: str | None, version: int | None, since: str | None,
          until: str | None, request_id: str | None, client_id: str | None,
          request_type: str | None, limit: int | None, fmt: str, output: Path | None,
-         settings: Settings) -> None:
-    """Print or export logged prediction events, filtered."""
+         include_shadow: bool, settings: Settings) -> None:
+    """Print or export logged prediction events, filtered.
+
+    Parquet has a typed column per feature, per output and per class probability, and
+    leaves the candidate's shadow events out unless --include-shadow (or --request-type
+    shadow) asks for them.
+    """
     if ctx.invoked_subcommand is not None:
         return
     if fmt == "parquet" and output is None:
@@ -53,7 +60,16 @@ def logs(ctx: click.Context, model: str | None, version: int | None, since: str 
             events = (e for i, e in zip(range(limit), events))
         if fmt == "parquet":
             assert output is not None
-            count = write_parquet(events, output)
+            written = write_parquet(
+                events, output, schemas=export_schemas(ws.store, model_name=model, model_version=version),
+                include_shadow=include_shadow or request_type == "shadow",
+            )
+            count = written.events
+            if written.shadow_left_out:
+                err.print(f"{written.shadow_left_out} shadow events left out (--include-shadow keeps them)")
+            if written.unfit_values:
+                err.print(f"{written.unfit_values} values did not fit their column's type and were written as "
+                          "null; the NDJSON export keeps every value as it was logged")
         elif fmt == "json":
             body = dumps([e.to_dict() for e in events])
             count = body.count(b'"request_id"')
@@ -93,7 +109,10 @@ def delete(request_id: str, settings: Settings) -> None:
 @settings_options
 @handle_errors
 def purge(settings: Settings) -> None:
-    """Delete events older than each model's retention period."""
+    """Delete events logged longer ago than each model's retention period.
+
+    Age counts from when the store logged an event, not from its event time: replayed
+    history is kept for the whole period after it was backfilled."""
     with Workspace(settings) as ws:
         removed = ws.store.apply_retention(datetime.now(timezone.utc))
     if not removed:

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
+from rich.markup import escape
 
 from loopwatch.cli.common import err, handle_errors, out, parse_time, settings_options
+from loopwatch.cli.layout import Column, print_rows
 from loopwatch.config import Settings
 from loopwatch.errors import InvalidInput, UnreadableData
 from loopwatch.records.jsonutil import dumps, loads
@@ -75,27 +76,21 @@ def _print_loops(data: dict[str, Any]) -> None:
     if data["incidents"]:
         _print_incidents(data["incidents"], title="incidents")
     if data["recommendations"]:
-        table = Table(title="open recommendations")
-        for column in ("loop", "why", "what to do"):
-            table.add_column(column, overflow="fold")
-        for r in data["recommendations"]:
-            table.add_row(r["loop_title"], r["reason"], r["action"])
-        out.print(table)
+        print_rows(out, title="open recommendations",
+                   columns=[Column("loop", wrap=True), Column("why"), Column("what to do", wrap=True)],
+                   rows=[[escape(r["loop_title"]), escape(r["reason"]), escape(r["action"])]
+                         for r in data["recommendations"]])
     elif not data["incidents"]:
         out.print("nothing to act on")
 
 
 def _print_incidents(incidents: list[dict[str, Any]], *, title: str) -> None:
-    table = Table(title=title)
-    # the id is what ``loopwatch ack`` takes: never broken over lines
-    table.add_column("incident", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("since", no_wrap=True)
-    table.add_column("summary", overflow="fold")
     style = {"open": "[red]open[/]", "acknowledged": "[yellow]acknowledged[/]", "resolved": "resolved"}
-    for i in incidents:
-        table.add_row(i["incident_id"], style.get(i["status"], i["status"]), i["first_seen"][:10], i["summary"])
-    out.print(table)
+    # the id is what ``loopwatch ack`` takes: never broken over lines, nor the words of the summary
+    print_rows(out, title=title,
+               columns=[Column("incident"), Column("status"), Column("since"), Column("summary", wrap=True)],
+               rows=[[escape(i["incident_id"]), style.get(i["status"], escape(i["status"])), i["first_seen"][:10],
+                      escape(i["summary"])] for i in incidents])
 
 
 @click.command()

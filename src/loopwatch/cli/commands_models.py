@@ -75,10 +75,16 @@ def show(name: str, as_json: bool, settings: Settings) -> None:
 @settings_options
 @handle_errors
 def promote(name: str, version: int | None, alias: str, settings: Settings) -> None:
-    """Point an alias at a version (by default: production at the candidate)."""
+    """Point an alias at a version (by default: production at the candidate).
+
+    When production takes the candidate's version, the candidate alias is cleared; a
+    rollback makes that version the candidate again.
+    """
     with Workspace(settings) as ws:
         change = ws.registry.promote(name, version, alias=alias)
-    out.print(f"{name}: {alias} is now v{change.version} (was {_v(change.previous_version)})")
+        candidate = ws.registry.aliases(name, fresh=True).get("candidate")
+    out.print(f"{name}: {alias} is now v{change.version} (was {_v(change.previous_version)}); "
+              f"candidate {_v(candidate)}", highlight=False)
 
 
 @models.command()
@@ -89,14 +95,17 @@ def rollback(name: str, settings: Settings) -> None:
     """Return production to the version it held before its latest change."""
     with Workspace(settings) as ws:
         change = ws.registry.rollback(name)
-    out.print(f"{name}: production rolled back to v{change.version} (was {_v(change.previous_version)})")
+        candidate = ws.registry.aliases(name, fresh=True).get("candidate")
+    out.print(f"{name}: production rolled back to v{change.version} (was {_v(change.previous_version)}); "
+              f"candidate {_v(candidate)}", highlight=False)
 
 
 @models.command("settings")
 @click.argument("name")
 @click.option("--log-data/--no-log-data", default=None, help="Log input features with each event.")
 @click.option("--retention-days", type=click.IntRange(0, 36500), default=None,
-              help="Days events are kept (0: keep until deleted).")
+              help="Days events are kept, counted from when they were logged, not from their event time, "
+                   "so backfilled history is kept as long as live traffic (0: keep until deleted).")
 @settings_options
 @handle_errors
 def model_settings(name: str, log_data: bool | None, retention_days: int | None, settings: Settings) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
+from rich.markup import escape
 
 from loopwatch.cli.common import handle_errors, out, settings_options
+from loopwatch.cli.layout import Column, print_rows
 from loopwatch.config import Settings
 from loopwatch.records.jsonutil import dumps
 
@@ -47,11 +48,11 @@ def quarantine(model: str, release_ids: tuple[str, ...], by: str | None, status:
         click.echo(dumps({**page, "status": status}).decode())
         return
     counts = page["counts"]
-    table = Table(title=f"{model}: {counts['quarantined']} rows held out of training, {counts['released']} released")
-    for column in ("id", "source", "reasons", "quarantined at", "released"):
-        table.add_column(column)
+    rows = []
     for row in page["rows"]:
         released_text = "-" if row["released_at"] is None else f"{row['released_at']} by {row['released_by'] or '?'}"
-        table.add_row(row["id"], row["source"] or "-", ", ".join(row["reasons"]), row["quarantined_at"],
-                      released_text)
-    out.print(table)
+        rows.append([escape(row["id"]), escape(row["source"] or "-"), escape(", ".join(row["reasons"])),
+                     row["quarantined_at"], escape(released_text)])
+    print_rows(out, title=f"{model}: {counts['quarantined']} rows held out of training, {counts['released']} released",
+               columns=[Column("id"), Column("source"), Column("reasons", wrap=True), Column("quarantined at"),
+                        Column("released", wrap=True)], rows=rows)

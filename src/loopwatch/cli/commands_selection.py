@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import click
-from rich.table import Table
+from rich.markup import escape
 
 from loopwatch.cli.common import handle_errors, out, parse_time, settings_options
+from loopwatch.cli.layout import Column, print_rows
 from loopwatch.config import Settings
 from loopwatch.records.jsonutil import dumps
 
@@ -61,13 +62,13 @@ def label_queue(model: str, budget: int, since: str | None, until: str | None, r
                              str(item.random).lower(), ";".join(item.reasons)])
         text = buffer.getvalue()
     else:
-        table = Table(title=f"{model}: {len(items)} predictions to label")
-        for column in ("request id", "row", "entity", "score", "why"):
-            table.add_column(column)
-        for item in items:
-            table.add_row(item.request_id, str(item.row_index), item.entity_id or "-", f"{item.score:.3f}",
-                          ", ".join(item.reasons))
-        out.print(table)
+        print_rows(
+            out, title=f"{model}: {len(items)} predictions to label",
+            columns=[Column("request id"), Column("row", justify="right"), Column("entity"),
+                     Column("score", justify="right"), Column("why", wrap=True)],
+            rows=[[escape(item.request_id), str(item.row_index), escape(item.entity_id or "-"), f"{item.score:.3f}",
+                   escape(", ".join(item.reasons))] for item in items],
+        )
         return
     if out_path is not None:
         out_path.write_text(text)

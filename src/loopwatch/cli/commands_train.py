@@ -9,10 +9,14 @@ import click
 from rich.progress import Progress
 from rich.table import Table
 
-from loopwatch.cli.common import handle_errors, out, settings_options
+from loopwatch.cli.common import err, handle_errors, out, settings_options
 from loopwatch.config import Settings
+from loopwatch.errors import InvalidInput
 from loopwatch.records.jsonutil import dumps
 from loopwatch.tables import read_table
+
+#: Longest client id, as the HTTP API keeps of X-Client-ID.
+MAX_CLIENT_ID_LENGTH = 200
 from loopwatch.workspace import Workspace
 
 
@@ -47,7 +51,8 @@ def train(data: Path, name: str, target: str, task: str | None, estimator: str |
     """
     from loopwatch.table_training import train_from_table
 
-    with Workspace(settings) as ws, Progress(transient=True, disable=as_json) as progress:
+    # progress goes to stderr: stdout holds only the result
+    with Workspace(settings) as ws, Progress(console=err, transient=True, disable=as_json) as progress:
         progress.add_task(f"training {name} on {data.name}", total=None)
         frame = read_table(data)
         done = train_from_table(
@@ -84,25 +89,51 @@ def train(data: Path, name: str, target: str, task: str | None, estimator: str |
               help="Rows per logged request.")
 @click.option("--out", "output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write rows with their predictions here (.csv or .parquet); default: CSV to stdout.")
+@click.option("--timestamp-column", default=None, metavar="COL",
+              help="Each row's event time (ISO-8601, UTC when no zone): the events are logged at those "
+                   "times and marked replayed, as a backfill.")
+@click.option("--entity-column", default=None, metavar="COL",
+              help="Each row's entity id (a customer, an order), so labels sent later by entity_id find it.")
+@click.option("--client", "client_id", default=None, help="The client id logged with each event.")
 @settings_options
 @handle_errors
 def predict(data: Path, name: str, version: str | None, batch_rows: int, output: Path | None,
+            timestamp_column: str | None, entity_column: str | None, client_id: str | None,
             settings: Settings) -> None:
     """Predict the rows of DATA (CSV or Parquet) and log them, as request type "cli".
 
-    Columns the model does not know (ids, the target) are kept in the output but not sent.
+    Columns the model does not know (ids, the target) are kept in the output but not sent;
+    nor are the timestamp and entity columns.
     """
-    frame = read_table(data)
+    from loopwatch.tables import column_ids, column_times
+
+    if client_id is not None and not (0 < len(client_id) <= MAX_CLIENT_ID_LENGTH and "\x00" not in client_id):
+        raise InvalidInput(f"--client must be 1-{MAX_CLIENT_ID_LENGTH} characters without NUL")
+    named = {"--timestamp-column": timestamp_column, "--entity-column": entity_column}
+    frame = read_table(data, text_columns=[c for c in (entity_column,) if c])
+    for option, column in named.items():
+        if column is not None and column not in frame.columns:
+            raise InvalidInput(f"{option} {column!r}: {data.name} has no such column; its columns are: "
+                               + ", ".join(map(str, frame.columns)))
     predictions: list[object] = []
     probabilities: list[list[float] | None] = []
     classes = None
-    with Workspace(settings) as ws, Progress(transient=True) as progress:
+    # progress goes to stderr: stdout holds only the scored rows
+    with Workspace(settings) as ws, Progress(console=err, transient=True) as progress:
         task = progress.add_task("predicting", total=len(frame))
         schema = ws.registry.resolve(name, version).schema
+        for option, column in named.items():
+            if column is not None and column in schema.names:
+                raise InvalidInput(f"{option} {column!r} is a feature of model {name!r}: "
+                                   "a column cannot be both an input and the event's time or entity")
+        timestamps = None if timestamp_column is None else column_times(frame[timestamp_column],
+                                                                        name=timestamp_column)
+        entity_ids = None if entity_column is None else column_ids(frame[entity_column])
         # other columns (ids, the target) stay in the output but are not sent
         features = frame[[c for c in frame.columns if c in set(schema.names)]]
         for result in ws.predict_table(name, features, version=version, batch_rows=batch_rows,
-                                       progress=lambda n: progress.advance(task, n)):
+                                       progress=lambda n: progress.advance(task, n), client_id=client_id,
+                                       entity_ids=entity_ids, timestamps=timestamps):
             predictions.extend(p[0] if len(p) == 1 else p for p in result.predictions)
             probabilities.extend(result.probabilities or [None] * len(result.predictions))
             classes = result.classes

@@ -18,7 +18,7 @@ what the inputs predicted.
 
 from __future__ import annotations
 
-from loopwatch.loops.evidence import LabelEvidence, WindowEvidence
+from loopwatch.loops.evidence import LabelEvidence, WindowEvidence, describe_software
 from loopwatch.loops.report import Finding
 
 
@@ -40,7 +40,7 @@ def _latency(e: WindowEvidence) -> Finding | None:
     changes = [s.to_dict() for s in e.software_changes if s.what in ("model_version", "fingerprint")]
     if not changes and not e.latency_over_budget_before:
         return None  # one slow window on its own is a spike of the machine, not a regression
-    lined_up = f", lined up with {changes[0]['what']} {changes[0]['value']}" if changes else ""
+    lined_up = f", lined up with {describe_software(changes[0])}" if changes else ""
     return Finding(
         kind="latency_regression",
         window_start=e.start,
@@ -82,7 +82,8 @@ def _input_finding(e: WindowEvidence, tolerance: float) -> Finding:
             severity=max(severity, culprit.share),
             summary=(
                 f"{', '.join(culprit.features)} changed in the {culprit.share:.0%} of events from "
-                f"{culprit.what} {culprit.value}, {_first_seen(culprit.windows_since_first)}, and not in the rest"
+                f"{describe_software(culprit.to_dict())}, {_first_seen(culprit.windows_since_first)}, "
+                "and not in the rest"
             ),
             evidence={**common, "software_change": culprit.to_dict()},
         )

@@ -11,6 +11,7 @@ from datetime import timedelta, timezone
 from typing import Any, Iterable
 
 from loopwatch.errors import InvalidInput
+from loopwatch.loops.evidence import describe_software
 from loopwatch.loops.kinds import DEFAULT_LOOP
 from loopwatch.loops.report import Finding, Incident, Recommendation
 
@@ -37,7 +38,7 @@ def loop_of(kind: str, evidence: dict[str, Any]) -> tuple[str, str]:
     if kind == "software_change":
         change = evidence.get("software_change", {})
         return "model_selection", (
-            f"Inputs from {change.get('what', 'new software')} {change.get('value', '')} differ from the rest: "
+            f"Inputs from {describe_software(change) if change else 'new software'} differ from the rest: "
             "fix or roll back that client's pipeline, or roll the model back, then confirm the drift clears."
         )
     if kind == "concept_drift":

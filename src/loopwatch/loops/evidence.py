@@ -7,9 +7,10 @@ evidence without a store or a model.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Mapping
 
 from loopwatch.records.jsonutil import utc_iso
 
@@ -28,10 +29,45 @@ class SoftwareChange:
     features: list[str] = field(default_factory=list)
     #: Windows since it was first seen (0: it appeared in this window).
     windows_since_first: int = 0
+    #: For a client version: the client and the version it sent (``None`` when it sent none),
+    #: which ``value`` holds joined as the key the monitor tracks.
+    client: str | None = None
+    client_version: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"what": self.what, "value": self.value, "share": round(self.share, 4), "features": self.features,
-                "windows_since_first": self.windows_since_first}
+        out = {"what": self.what, "value": self.value, "share": round(self.share, 4), "features": self.features,
+               "windows_since_first": self.windows_since_first}
+        if self.what == "client_version":
+            out |= {"client": self.client, "client_version": self.client_version}
+        return out
+
+
+def _quoted(value: Any) -> str:
+    # quoted (and escaped) so that a value with spaces, dashes or nothing at all reads as one name
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def describe_software(change: Mapping[str, Any]) -> str:
+    """A software change (``SoftwareChange.to_dict()``) in words, for summaries and actions:
+    ``client "batch-job", which sends no client version``, ``model v4``.
+
+    Built from the fields one by one, never from the tracked key, so a missing value reads as
+    missing instead of as a placeholder glued to a name.
+    """
+    what, value = str(change.get("what") or "software"), change.get("value")
+    if what == "client_version":
+        client, version = change.get("client"), change.get("client_version")
+        if client is None and version is None:  # recorded before the client was kept apart, or built by hand
+            return f"client version {_quoted(value)}" if value not in (None, "", "- -") else \
+                "a client without an id or a client version"
+        who = f"client {_quoted(client)}" if client not in (None, "") else "a client without an id"
+        return f"{who} at version {_quoted(version)}" if version not in (None, "") else \
+            f"{who}, which sends no client version"
+    if value in (None, ""):
+        return f"an unnamed {what.replace('_', ' ')}"
+    if what == "model_version":
+        return f"model v{value}"
+    return f"{what.replace('_', ' ')} {_quoted(value)}"
 
 
 @dataclass(frozen=True, kw_only=True)

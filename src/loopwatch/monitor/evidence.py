@@ -177,8 +177,20 @@ def software_changes_of(
             baseline = rows[~mask] if share < 0.95 else previous
             differing = [] if baseline is None else _differing(rows[mask], baseline, features)
             changes.append(SoftwareChange(what=what, value=value, share=share, features=differing,
-                                          windows_since_first=index - updated[what][value]))
+                                          windows_since_first=index - updated[what][value],
+                                          **_client_of(rows[mask], what)))
     return changes, updated
+
+
+def _client_of(rows: pd.DataFrame, what: str) -> dict[str, str | None]:
+    """The client and client version of a client version's rows, each as it was logged
+    (``None`` when missing), not as the placeholder-joined key that groups them."""
+    if what != "client_version" or rows.empty:
+        return {}
+    first = rows.iloc[0]
+    client, version = first.get("__client_id"), first.get("__client_version")
+    return {"client": None if pd.isna(client) else str(client),
+            "client_version": None if version is None or pd.isna(version) else str(version)}
 
 
 def _differing(new: pd.DataFrame, old: pd.DataFrame, features: list[str]) -> list[str]:

@@ -21,6 +21,8 @@ from loopwatch.records.jsonutil import utc_iso
 
 #: Request types loopwatch itself produces; clients may name others.
 REQUEST_TYPES = ("api", "batch", "cli", "replay", "shadow")
+#: The request type of a candidate's shadow predictions: logged, but served to no one.
+SHADOW_REQUEST_TYPE = "shadow"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -46,6 +46,9 @@ _log = logging.getLogger("loopwatch.registry")
 ALIAS_TTL_SECONDS = 1.0
 #: Seconds a version whose artifact failed its check stays refused before it is read again.
 REFUSAL_TTL_SECONDS = 30.0
+#: How the alias history records the candidate cleared because production took its version
+#: (after the reason of that change: ``promote``, ``gate``...).
+CANDIDATE_PROMOTED = ": production now serves it"
 
 
 @dataclass(frozen=True)
@@ -143,11 +146,25 @@ class Registry:
         return found
 
     def set_alias(self, name: str, alias: str, version: int | None, *, reason: str) -> AliasChange:
+        """Point ``alias`` at ``version`` (``None`` removes it), recorded in the alias history.
+
+        When production takes the version the candidate names, the candidate alias is
+        cleared (and that is recorded too): the candidate is what is being evaluated
+        against production, and a version cannot be evaluated against itself. Left in
+        place it would keep the promoted version listed as a candidate, and the next
+        ``promote`` would silently do nothing.
+        """
         if alias not in ALIASES:
             raise InvalidInput(f"alias must be one of: {', '.join(ALIASES)}")
         change = self.store.set_alias(
             name, alias, version, reason=reason, at=datetime.now(timezone.utc)
         )
+        if alias == "production" and version is not None and self.store.get_aliases(name).get("candidate") == version:
+            try:
+                self.store.set_alias(name, "candidate", None, reason=reason + CANDIDATE_PROMOTED,
+                                     at=datetime.now(timezone.utc))
+            except Conflict:  # another worker cleared it first
+                pass
         self._aliases.pop(name, None)
         return change
 
@@ -169,8 +186,22 @@ class Registry:
             raise Conflict(f"model {name!r} has no production version")
         for change in reversed(self.store.alias_history(name, "production")):
             if change.version == current and change.previous_version not in (None, current):
-                return self.set_alias(name, "production", change.previous_version, reason="rollback")
+                back = self.set_alias(name, "production", change.previous_version, reason="rollback")
+                self._restore_candidate(name, current)
+                return back
         raise Conflict(f"model {name!r} has no earlier production version to roll back to")
+
+    def _restore_candidate(self, name: str, rolled_back: int) -> None:
+        """A rollback undoes the whole promotion: the version it took out of production is the
+        candidate again (so it is shadowed and can pass the gate later), when its promotion
+        cleared the candidate alias and nothing has been made candidate since."""
+        if "candidate" in self.store.get_aliases(name):
+            return
+        history = self.store.alias_history(name, "candidate")
+        last = history[-1] if history else None
+        if last is not None and last.version is None and last.previous_version == rolled_back \
+                and last.reason.endswith(CANDIDATE_PROMOTED):
+            self.set_alias(name, "candidate", rolled_back, reason="rollback")
 
     # --- loading --------------------------------------------------------------------
     def resolve(self, name: str, version: int | str | None = None) -> ModelVersion:

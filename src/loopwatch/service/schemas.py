@@ -126,7 +126,7 @@ class ModelVersionOut(BaseModel):
 
 class SettingsModel(BaseModel):
     log_data: bool = Field(True, description="Log the input features with each event.")
-    retention_days: int | None = Field(None, ge=1, le=36500, description="Days events are kept.")
+    retention_days: int | None = Field(None, ge=1, le=36500, description="Days a request's events are kept after they were logged (not after their event time: backfilled history is kept as long as live traffic).")
 
 
 class SettingsIn(SettingsModel, _In):

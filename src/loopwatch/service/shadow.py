@@ -32,13 +32,13 @@ from typing import Any, Callable, Sequence
 from loopwatch.errors import LoopwatchError, Overloaded
 from loopwatch.prediction import SHADOW_SUFFIX, PredictCall, Predictor
 from loopwatch.records import LoggedRequest, RequestOutcome
+from loopwatch.records.events import SHADOW_REQUEST_TYPE
 from loopwatch.records.jsonutil import dumps, loads
 from loopwatch.registry import Registry
 from loopwatch.stores.writer import GroupCommitWriter
 
 _log = logging.getLogger("loopwatch.shadow")
 
-SHADOW_REQUEST_TYPE = "shadow"
 _STOP = object()
 COUNTERS = ("submitted", "dropped", "skipped", "scored", "written", "failed")
 

@@ -288,6 +288,15 @@ MIGRATIONS: Final[list[tuple[int, str, list[str]]]] = [
             "CREATE INDEX quarantine_by_time ON quarantine (model_name, quarantined_at, request_id, row_index)",
         ],
     ),
+    (
+        7,
+        "retention counts from when a request was logged",
+        [
+            # retention deletes by logged_at, not by event time: a backfill of old
+            # events is as young as the day it was logged
+            "CREATE INDEX requests_by_model_logged_at ON requests (model_name, logged_at)",
+        ],
+    ),
 ]
 
 

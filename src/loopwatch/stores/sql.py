@@ -359,31 +359,27 @@ class SqlLogMixin(SqlStoreBase):
             return deleted
 
     def apply_retention(self, now: datetime) -> dict[str, int]:
-        """Delete events older than each model's retention period; return counts."""
+        """Delete the requests each model logged longer ago than its retention period,
+        with their events and labels; return the deleted events per model.
+
+        Age is counted from ``logged_at`` (when the store committed the request), not
+        from the event time: a backfill of last year's traffic replayed today is data
+        the user just brought in, and is kept for the whole period like any other.
+        """
         out: dict[str, int] = {}
         models = self._fetchall(
             "SELECT name, retention_days FROM models WHERE retention_days IS NOT NULL"
         )
+        expired = "SELECT request_id FROM requests WHERE model_name = ? AND logged_at < ?"
         for name, days in models:
             cutoff = to_micros(now) - int(days) * 86_400_000_000
             with self._transaction() as cur:
-                cur.execute(
-                    self._sql("DELETE FROM events WHERE model_name = ? AND ts < ?"), (name, cutoff)
-                )
-                out[name] = int(cur.rowcount or 0)
                 # a label whose prediction is gone goes with it
                 for table in ("labels", "label_revisions"):
-                    cur.execute(
-                        self._sql(f"DELETE FROM {table} WHERE model_name = ? AND prediction_time < ?"),
-                        (name, cutoff),
-                    )
-                cur.execute(
-                    self._sql(
-                        "DELETE FROM requests WHERE model_name = ? AND ts < ? AND NOT EXISTS "
-                        "(SELECT 1 FROM events e WHERE e.request_id = requests.request_id)"
-                    ),
-                    (name, cutoff),
-                )
+                    cur.execute(self._sql(f"DELETE FROM {table} WHERE request_id IN ({expired})"), (name, cutoff))
+                cur.execute(self._sql(f"DELETE FROM events WHERE request_id IN ({expired})"), (name, cutoff))
+                out[name] = int(cur.rowcount or 0)
+                cur.execute(self._sql("DELETE FROM requests WHERE model_name = ? AND logged_at < ?"), (name, cutoff))
         return out
 
     def get_fingerprint(self, fingerprint_id: str) -> Fingerprint | None:

@@ -15,6 +15,7 @@ from typing import Any, Iterator, Literal, Sequence
 
 from loopwatch.errors import InvalidInput, StoreError
 from loopwatch.records import BusinessObservation, Label, LabelOutcome, StoredLabel
+from loopwatch.records.events import SHADOW_REQUEST_TYPE
 from loopwatch.records.feedback import same_label
 from loopwatch.records.jsonutil import dumps, loads
 from loopwatch.stores.base import from_micros, to_micros
@@ -68,7 +69,7 @@ class SqlFeedbackMixin(SqlStoreBase):
         if label.entity_id is None:
             cur.execute(
                 self._sql(
-                    "SELECT model_name, model_version, ts, entity_id FROM events "
+                    "SELECT model_name, model_version, ts, entity_id, request_type FROM events "
                     "WHERE request_id = ? AND row_index = ?"
                 ),
                 (label.request_id, label.row_index),
@@ -79,6 +80,9 @@ class SqlFeedbackMixin(SqlStoreBase):
                     f"no prediction of model {label.model_name!r} with request id "
                     f"{label.request_id!r} and row {label.row_index}"
                 )
+            if found[4] == SHADOW_REQUEST_TYPE:  # the outcome belongs to the served prediction
+                return (f"request {label.request_id!r} is a candidate's shadow, which answered no one: "
+                        "label the served request it shadows")
             return (str(label.request_id), int(label.row_index or 0), int(found[1]), int(found[2]), found[3])
         latest = (
             "SELECT request_id, row_index, model_version, ts FROM events "
@@ -217,10 +221,13 @@ class SqlFeedbackMixin(SqlStoreBase):
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[tuple[datetime, int]]:
-        """Predictions per window of event time: (window start, count), in time order.
+        """Served predictions per window of event time: (window start, count), in time order.
 
         Windows are ``length`` long and aligned like monitoring windows (on the
         first Monday after the epoch). Counted in the database: no event is read.
+        A candidate's shadow events are not counted: they answered no one, no label
+        is ever meant for them, and counting them would halve a fully labelled
+        model's coverage.
         """
         step = length // timedelta(microseconds=1)
         if step < 1:
@@ -228,7 +235,7 @@ class SqlFeedbackMixin(SqlStoreBase):
         # an origin far enough back that every offset is positive: SQL integer
         # division truncates toward zero, and we want the floor
         origin = EPOCH_MONDAY_MICROS - step * math.ceil(_ORIGIN_SPAN_MICROS / step)
-        where, params = ["model_name = ?"], [model_name]
+        where, params = ["model_name = ?", "request_type <> ?"], [model_name, SHADOW_REQUEST_TYPE]
         if since is not None:
             where.append("ts >= ?")
             params.append(to_micros(since))

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from loopwatch.errors import InvalidInput, NotFound
 from loopwatch.prediction import MAX_REQUEST_ID_LENGTH, SHADOW_SUFFIX
 from loopwatch.stores.base import EventQuery
-from loopwatch.stores.export import ndjson_lines, write_parquet
+from loopwatch.stores.export import export_schemas, ndjson_lines, write_parquet
 from loopwatch.service.schemas import (
     ERROR_RESPONSES,
     MAX_VERSION,
@@ -85,11 +85,14 @@ async def query_logs(
 
 @router.get(
     "/logs/export",
-    summary="Export matching events as NDJSON (streamed) or Parquet",
+    summary="Export matching events as NDJSON (streamed, as logged) or typed Parquet (shadows left out by default)",
     responses={200: {"content": {"application/x-ndjson": {}, "application/vnd.apache.parquet": {}}}},
 )
 async def export_logs(
     format: Literal["ndjson", "parquet"] = Query("ndjson"),
+    include_shadow: bool = Query(
+        False, description="Parquet: keep the candidate's shadow events (left out by default; NDJSON keeps them)."
+    ),
     query: EventQuery = Depends(event_query),
     state: ServiceState = Depends(get_state),
 ) -> Any:
@@ -98,7 +101,17 @@ async def export_logs(
         handle = tempfile.NamedTemporaryFile(suffix=".parquet", delete=False)
         handle.close()
         path = Path(handle.name)
-        await run_in_threadpool(write_parquet, state.store.iter_events(full), path)
+
+        def write() -> None:
+            schemas = export_schemas(state.store, model_name=query.model_name, model_version=query.model_version)
+            write_parquet(state.store.iter_events(full), path, schemas=schemas,
+                          include_shadow=include_shadow or query.request_type == "shadow")
+
+        try:
+            await run_in_threadpool(write)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         return FileResponse(
             path,
             media_type="application/vnd.apache.parquet",
