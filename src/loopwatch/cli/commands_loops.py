@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from loopwatch.cli.common import err, handle_errors, out, parse_time, settings_options
@@ -83,6 +84,13 @@ def _print_loops(data: dict[str, Any]) -> None:
         out.print(table)
     elif not data["incidents"]:
         out.print("nothing to act on")
+    schedule = data.get("scheduled_evaluations") or {}
+    if schedule.get("failing"):
+        latest = (schedule.get("recent_failures") or [{}])[0]
+        out.print(f"[red]scheduled evaluations are failing[/]: {schedule['failures']} failed, the last at "
+                  f"{schedule['last_failure_at']} ({escape(str(latest.get('cause')))}: {escape(str(latest.get('message')))}); "
+                  "last success "
+                  f"{schedule['last_success_at'] or 'never'}", highlight=False)
 
 
 def _print_incidents(incidents: list[dict[str, Any]], *, title: str) -> None:
