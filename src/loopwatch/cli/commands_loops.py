@@ -154,7 +154,7 @@ def _print_runs(runs: list[Any], *, as_json: bool) -> None:
             continue
         when = run.ran_at.isoformat()[:19]
         if not run.ok:
-            out.print(f"{when} {run.model}: [red]failed[/]: {run.error}", highlight=False)
+            out.print(f"{when} {escape(run.model)}: [red]failed[/]: {escape(str(run.error))}", highlight=False)
             continue
         sent = sum(1 for d in run.deliveries if d.sent)
         failed = [d for d in run.deliveries if d.outcome == "failed"]
