@@ -79,3 +79,26 @@ def test_a_column_of_nulls_is_skipped_with_no_values(profile: ReferenceProfile) 
 def test_an_unknown_reason_is_refused() -> None:
     with pytest.raises(InvalidInput):
         SkippedTest(test="multivariate:mmd", reason="bad luck", n=1)
+
+
+def test_a_window_compare_refuses_is_reported_as_refused_and_renders(profile: ReferenceProfile) -> None:
+    """The last guard: a window compare() refuses whole (here: none of the model's columns) is
+    a report that says so, and the monitor's HTML page still renders."""
+    from datetime import datetime, timezone
+
+    from loopwatch.drift.html import render_monitor
+    from loopwatch.monitor.runner import MONITOR_CONFIG, MonitorReport, WindowReport, _compare_window
+
+    start = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    current = pd.DataFrame({"other": [1.0, 2.0, 3.0]})
+    report = _compare_window(profile, current, outputs=(), config=MONITOR_CONFIG, where=("m", start))
+    (refused,) = report.skipped
+    assert (refused.test, refused.reason, refused.n) == ("window", "refused", 3)
+    assert "no feature column" in (refused.detail or "")
+    assert report.features == {} and not report.dataset_drift
+    window = WindowReport(start=start, end=start, n_events=3, model_version=1, segment=None, report=report,
+                          previous=None, rejections=0, alarms=[], skipped=list(report.skipped))
+    data = MonitorReport(model="m", window="1d", since=None, until=None, windows=[window]).to_dict()
+    assert data["windows"][0]["skipped"][0]["detail"] == refused.detail
+    page = render_monitor(json.loads(json.dumps(data, allow_nan=False)))
+    assert "tests left out" in page and "window (refused)" in page
