@@ -165,11 +165,10 @@ def compare(
             outliers = _outliers(joint, encoded, config)
     predictions = _outputs(profile, current, outputs, config)
     skipped = _skipped_features(features, "feature") + _skipped_features(predictions, "prediction")
-    if (config.multivariate or config.outliers) and joint is not None and not quality.missing_columns:
+    if config.multivariate and joint is not None and not quality.missing_columns:
         skipped += [
             SkippedTest(test=f"multivariate:{name}", reason="too_few_rows", n=len(current), minimum=least)
-            for name, least in MULTIVARIATE_MIN_ROWS.items()
-            if config.multivariate and len(current) < least
+            for name, least in MULTIVARIATE_MIN_ROWS.items() if len(current) < least
         ]
     dataset_drift = (
         any(f.drift for f in features.values())
