@@ -87,7 +87,18 @@ def loop_status(
     ]
     data["fresh"] = True
     data["open_incidents"] = sum(1 for i in data["incidents"] if i["status"] == "open")
+    data["scheduled_evaluations"] = scheduled_evaluations(store, name)
     return data
+
+
+def scheduled_evaluations(store: Any, name: str, *, failures: int = 5) -> dict[str, Any]:
+    """The schedule's record of the model: last success, last failure, how many failed, and the
+    latest failures with their cause (a schedule that keeps failing must not look quiet)."""
+    found = store.evaluation_status(name)
+    status = found[0].to_dict() if found else {"last_success_at": None, "last_failure_at": None,
+                                                "failures": 0, "failing": False}
+    status["recent_failures"] = [f.to_dict() for f in store.list_evaluation_failures(name, limit=failures)]
+    return status
 
 
 def _recorded_status(
@@ -116,6 +127,7 @@ def _recorded_status(
         "incidents": incidents,
         "recommendations": recommendations,
         "open_incidents": sum(1 for r in records if r.status == "open"),
+        "scheduled_evaluations": scheduled_evaluations(store, name),
     }
 
 

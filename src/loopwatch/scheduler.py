@@ -115,10 +115,12 @@ def evaluate_and_alert(
         for incident in store.list_incidents(model, status="open"):
             candidates[incident.incident_id] = incident
         deliveries = deliver_alerts(store, candidates.values(), config, now=now, client=client)
-    except Exception as exc:  # one model's failure is logged and reported, never raised
+    except Exception as exc:  # one model's failure is logged, recorded and reported, never raised
         _log.exception("scheduled evaluation of %s failed", model)
+        record_outcome(store, model, now=now, error=exc)
         return ScheduledRun(model=model, ran_at=now, config_version=config_version,
                             error=f"{type(exc).__name__}: {exc}")
+    record_outcome(store, model, now=now, error=None)
     return ScheduledRun(
         model=model,
         ran_at=now,
@@ -128,6 +130,19 @@ def evaluate_and_alert(
         recommendations=len(report.recommendations),
         deliveries=tuple(deliveries),
     )
+
+
+def record_outcome(store: Any, model: str, *, now: datetime, error: BaseException | None) -> None:
+    """Record an evaluation in the store (a failure with its cause), so that ``/metrics`` and
+    the model's loop status show a schedule that keeps failing. A store that cannot take the
+    record either (it is down) leaves it to the log: the schedule goes on."""
+    try:
+        if error is None:
+            store.record_evaluation(model, at=now)
+        else:
+            store.record_evaluation(model, at=now, cause=type(error).__name__, message=str(error))
+    except Exception as exc:
+        _log.error("could not record the evaluation of %s: %s", model, exc)
 
 
 def _run_due(
@@ -150,6 +165,7 @@ def _run_due(
                 continue
         except Exception as exc:
             _log.error("could not schedule %s: %s", name, exc)
+            record_outcome(store, name, now=now, error=exc)
             runs.append(ScheduledRun(model=name, ran_at=now, config_version=None,
                                      error=f"{type(exc).__name__}: {exc}"))
             continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.markup import escape
@@ -92,6 +93,24 @@ def _fmt(value: object) -> str:
     return "-" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
+def _print_skipped(windows: list[Any]) -> None:
+    """Which tests each window was too small or too odd for, so a quiet window is not mistaken
+    for a clean one."""
+    lines = []
+    for w in windows:
+        if not w.skipped:
+            continue
+        why = "; ".join(
+            f"{t.test} {t.reason} ({t.n}" + (f", needs {t.minimum})" if t.minimum is not None else ")")
+            for t in w.skipped
+        )
+        lines.append(f"  {w.start.isoformat()[:16]} v{w.model_version}{'' if w.segment is None else ' ' + w.segment}: {why}")
+    if lines:
+        out.print("Tests left out:", highlight=False)
+        for line in lines:
+            out.print(line, highlight=False, markup=False)
+
+
 @click.command()
 @click.argument("model")
 @click.option("--window", default="1d", show_default=True, help="1h, 1d, 7d, 1w or count:N.")
@@ -132,4 +151,5 @@ def monitor(model: str, window: str, since: str | None, until: str | None, versi
             rows=[[w.start.isoformat()[:16], str(w.model_version), escape(w.segment or "-"), str(w.n_events),
                    "[red]" + escape(", ".join(w.alarms)) + "[/]" if w.alarms else "-"] for w in result.windows],
         )
+        _print_skipped(result.windows)
     sys.exit(EXIT_DRIFT if result.alarm else 0)

@@ -82,6 +82,13 @@ def _print_loops(data: dict[str, Any]) -> None:
                          for r in data["recommendations"]])
     elif not data["incidents"]:
         out.print("nothing to act on")
+    schedule = data.get("scheduled_evaluations") or {}
+    if schedule.get("failing"):
+        latest = (schedule.get("recent_failures") or [{}])[0]
+        out.print(f"[red]scheduled evaluations are failing[/]: {schedule['failures']} failed, the last at "
+                  f"{schedule['last_failure_at']} ({escape(str(latest.get('cause')))}: {escape(str(latest.get('message')))}); "
+                  "last success "
+                  f"{schedule['last_success_at'] or 'never'}", highlight=False)
 
 
 def _print_incidents(incidents: list[dict[str, Any]], *, title: str) -> None:
@@ -141,7 +148,7 @@ def _print_runs(runs: list[Any], *, as_json: bool) -> None:
             continue
         when = run.ran_at.isoformat()[:19]
         if not run.ok:
-            out.print(f"{when} {run.model}: [red]failed[/]: {run.error}", highlight=False)
+            out.print(f"{when} {escape(run.model)}: [red]failed[/]: {escape(str(run.error))}", highlight=False)
             continue
         sent = sum(1 for d in run.deliveries if d.sent)
         failed = [d for d in run.deliveries if d.outcome == "failed"]

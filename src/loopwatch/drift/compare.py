@@ -34,13 +34,17 @@ from loopwatch.drift.report import (
     FeatureDrift,
     MultivariateDrift,
     OutlierRate,
+    SkippedTest,
     TestStatistic,
 )
 from loopwatch.errors import InvalidInput
 from loopwatch.stats.binned import align_categories, bin_counts, hellinger, js_distance, kl_divergence, psi
 from loopwatch.stats.multitest import benjamini_hochberg, bonferroni
-from loopwatch.stats.domain import domain_classifier_test
+from loopwatch.stats.domain import DOMAIN_MIN_ROWS, domain_classifier_test
 from loopwatch.stats.multivariate import (
+    MMD_MIN_ROWS,
+    PCA_KS_MIN_ROWS,
+    PCA_RECONSTRUCTION_MIN_ROWS,
     mmd_test,
     pca_ks_test,
     pca_reconstruction_test,
@@ -53,6 +57,14 @@ NUMERIC_TESTS = ("ks", "wasserstein", "wasserstein_normed", "kl_divergence", "js
 CATEGORICAL_TESTS = ("chi2", "kl_divergence", "js_distance", "psi", "hellinger")
 DISTANCES = ("wasserstein", "wasserstein_normed", "kl_divergence", "js_distance", "psi", "hellinger")
 MULTIVARIATE_TESTS = ("pca_reconstruction", "pca_ks", "mmd", "domain_classifier")
+#: Least current rows of each multivariate test, as each declares it beside its code: a
+#: smaller window leaves the test out (reported in ``DriftReport.skipped``) instead of failing.
+MULTIVARIATE_MIN_ROWS = {
+    "pca_reconstruction": PCA_RECONSTRUCTION_MIN_ROWS,
+    "pca_ks": PCA_KS_MIN_ROWS,
+    "mmd": MMD_MIN_ROWS,
+    "domain_classifier": DOMAIN_MIN_ROWS,
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,6 +164,12 @@ def compare(
         if config.outliers:
             outliers = _outliers(joint, encoded, config)
     predictions = _outputs(profile, current, outputs, config)
+    skipped = _skipped_features(features, "feature") + _skipped_features(predictions, "prediction")
+    if config.multivariate and joint is not None and not quality.missing_columns:
+        skipped += [
+            SkippedTest(test=f"multivariate:{name}", reason="too_few_rows", n=len(current), minimum=least)
+            for name, least in MULTIVARIATE_MIN_ROWS.items() if len(current) < least
+        ]
     dataset_drift = (
         any(f.drift for f in features.values())
         or any(m.drift for m in multivariate.values())
@@ -168,7 +186,16 @@ def compare(
         data_quality=quality,
         predictions=predictions,
         config=config.to_dict(),
+        skipped=skipped,
     )
+
+
+def _skipped_features(found: dict[str, FeatureDrift], family: str) -> list[SkippedTest]:
+    """A column of the window with no value at all (every row null) has nothing to test."""
+    return [
+        SkippedTest(test=f"{family}:{name}", reason="no_values", n=0, minimum=1)
+        for name, f in found.items() if f.n_current == 0
+    ]
 
 
 def _features(
@@ -221,11 +248,12 @@ def _numeric_statistics(profile: UnivariateProfile, name: str, values: np.ndarra
 
 def _categorical_statistics(profile: UnivariateProfile, name: str, values: list[str | None]) -> dict[str, Any]:
     summary = profile.categorical[name]
-    current = CategoricalSummary.from_values(values)
-    out: dict[str, Any] = {"kind": "categorical", "n_current": current.n, "n_reference": summary.n}
-    if current.n == 0:
+    out: dict[str, Any] = {"kind": "categorical", "n_current": 0, "n_reference": summary.n}
+    if all(v is None for v in values):  # a summary needs a value; a column of nulls has none to test
         out["empty"] = True
         return out
+    current = CategoricalSummary.from_values(values)
+    out["n_current"] = current.n
     labels, ref_vec, cur_vec = align_categories(summary.counts, current.counts)
     out["tests"] = {"chi2": chi2_test(summary.counts, current.counts)}
     out["distances"] = {
@@ -298,20 +326,22 @@ def _multivariate(
     alpha = config.family_alpha["multivariate"] / len(MULTIVARIATE_TESTS)
     reduced = profile.pca.transform(encoded)
     reference_reduced = profile.pca.transform(profile.sample)
-    results = {
-        "pca_reconstruction": pca_reconstruction_test(
+    runs = {
+        "pca_reconstruction": lambda: pca_reconstruction_test(
             profile.holdout_errors, profile.pca.reconstruction_error(encoded), alpha=alpha
         ),
-        "pca_ks": pca_ks_test(profile.holdout_projections, reduced, alpha=alpha),
-        "mmd": mmd_test(
+        "pca_ks": lambda: pca_ks_test(profile.holdout_projections, reduced, alpha=alpha),
+        "mmd": lambda: mmd_test(
             reference_reduced, reduced, n_permutations=config.mmd_permutations,
             max_samples=config.mmd_max_samples, alpha=alpha, rng=rng,
         ),
-        "domain_classifier": domain_classifier_test(
+        "domain_classifier": lambda: domain_classifier_test(
             profile.sample, encoded, max_samples=config.domain_max_samples, max_iter=config.domain_iterations,
             alpha=alpha, rng=rng,
         ),
     }
+    # a test the window is too small for is left out (compare() reports it as skipped)
+    results = {name: run() for name, run in runs.items() if len(encoded) >= MULTIVARIATE_MIN_ROWS[name]}
     return {
         name: MultivariateDrift(
             name=name,

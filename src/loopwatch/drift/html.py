@@ -154,9 +154,12 @@ def render_monitor(monitor: dict[str, Any]) -> str:
             )
             cells.append(f"<td class=\"{'drift' if feat.get('drift') else 'ok'}\">{_fmt(effect)}</td>")
         alarms = ", ".join(w["alarms"]) or "-"
+        # a quiet window may only be a small one: say which tests it was too small for
+        left_out = ", ".join(f"{t['test']} ({t['reason']})" for t in w.get("skipped", [])) or "-"
         body.append(
             f"<tr><th>{_e(w['start'][:16])}</th><td>v{w['model_version']}</td><td>{w['n_events']}</td>"
-            + "".join(cells) + f"<td style=\"text-align:left\">{_e(alarms)}</td></tr>"
+            + "".join(cells) + f"<td style=\"text-align:left\">{_e(alarms)}</td>"
+            f"<td style=\"text-align:left\">{_e(left_out)}</td></tr>"
         )
     labels = [w["start"][:10] for w in windows]
     detectors = list(windows[0]["report"]["outliers"])
@@ -169,7 +172,7 @@ def render_monitor(monitor: dict[str, Any]) -> str:
         f"<h1>{_e(title)} {badge}</h1>"
         "<h2>Drift per feature across windows</h2><p>Cells show the effect (Wasserstein in reference "
         "standard deviations, or Jensen-Shannon distance); red cells drifted.</p>"
-        f"<table><tr><th>window</th><th>version</th><th>events</th>{header}<th>alarms</th></tr>"
+        f"<table><tr><th>window</th><th>version</th><th>events</th>{header}<th>alarms</th><th>tests left out</th></tr>"
         + "".join(body) + "</table>"
         + ("<h2>Outlier and novelty rates over time</h2>" + line_chart("share of rows flagged", series, labels) if series else "")
         + f"<h2>Distributions in the last window ({_e(last['start'][:16])})</h2>"

@@ -34,6 +34,8 @@ HOLDOUT_SHARE = 0.3
 MAX_FIT_ROWS = 5_000
 #: Fewest fitting rows for outlier and novelty detectors.
 MIN_DETECTOR_ROWS = 100
+#: Least rows a table needs to be a reference (its bins and bootstrap nulls need a sample).
+MIN_REFERENCE_ROWS = 20
 PROFILE_FORMAT = 1
 #: Sample size of the bootstrap behind distance thresholds; thresholds for other
 #: sizes are rescaled by each distance's known scaling law (stats/calibration.py).
@@ -277,8 +279,8 @@ def build_profile(
     reference rows, one column each, for prediction drift. ``joint=False``
     skips what only the multivariate tests and detectors need.
     """
-    if len(frame) < 20:
-        raise InvalidInput(f"a reference needs at least 20 rows, got {len(frame)}")
+    if len(frame) < MIN_REFERENCE_ROWS:
+        raise InvalidInput(f"a reference needs at least {MIN_REFERENCE_ROWS} rows, got {len(frame)}")
     if not numeric and not categorical:
         raise InvalidInput("the reference has no feature columns")
     rng = np.random.default_rng(seed)

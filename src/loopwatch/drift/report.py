@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from loopwatch.errors import InvalidInput
+
 
 def _num(value: float | None) -> float | None:
     if value is None:
@@ -126,6 +128,37 @@ class DataQuality:
         }
 
 
+#: Why a test did not run on a window: fewer rows (or labels) than it needs, a column with no
+#: value, or an input it refused. The other tests of the window still run.
+SKIP_REASONS = ("too_few_rows", "too_few_labels", "no_values", "refused")
+
+
+@dataclass(frozen=True)
+class SkippedTest:
+    """A test left out of a window, with the sizes that decided it.
+
+    ``test`` names it as the alarms do (``multivariate:mmd``, ``feature:z``,
+    ``previous``); ``n`` is what the window had (rows, labels or values) and
+    ``minimum`` what the test declares it needs (None when no size would do).
+    """
+
+    test: str
+    reason: str
+    n: int
+    minimum: int | None = None
+    detail: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.reason not in SKIP_REASONS:
+            raise InvalidInput(f"unknown skip reason {self.reason!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"test": self.test, "reason": self.reason, "n": self.n, "minimum": self.minimum}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
 @dataclass(frozen=True)
 class DriftReport:
     dataset_drift: bool
@@ -139,6 +172,8 @@ class DriftReport:
     #: Drift of the model's outputs, when the tables carry them.
     predictions: dict[str, FeatureDrift] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    #: Tests the current table was too small or too odd for (see :class:`SkippedTest`).
+    skipped: list[SkippedTest] = field(default_factory=list)
 
     @property
     def drifted_features(self) -> list[str]:
@@ -164,4 +199,5 @@ class DriftReport:
             "predictions": {name: p.to_dict() for name, p in self.predictions.items()},
             "prediction_drift": self.prediction_drift,
             "config": self.config,
+            "skipped": [t.to_dict() for t in self.skipped],
         }

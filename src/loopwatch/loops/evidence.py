@@ -103,6 +103,10 @@ class WindowEvidence:
     #: The share of predictions the evasion score flagged, the calibration rows' share at the
     #: same threshold, and the one-sided test of the one against the other.
     evasion: dict[str, float] | None = None
+    #: Why ``estimated`` is null (too few rows, no estimator, ...), with the sizes.
+    estimated_missing: dict[str, Any] | None = None
+    #: The drift tests the window was too small or too odd for, with reasons and sizes.
+    skipped: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def input_drift(self) -> bool:
@@ -153,8 +157,10 @@ class WindowEvidence:
             "latency_over_budget_before": self.latency_over_budget_before,
             "metric": self.metric,
             "estimated": self.estimated,
+            "estimated_missing": self.estimated_missing,
             "holdout": self.holdout,
             "evasion": self.evasion,
+            "skipped": self.skipped,
         }
 
 

@@ -4,7 +4,7 @@ label-free estimate of performance."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -17,11 +17,17 @@ from loopwatch.monitor.runner import QUALITY_SHARE
 from loopwatch.records import ModelVersion
 from loopwatch.registry import Registry
 
+if TYPE_CHECKING:
+    from loopwatch.performance.unmeasured import Unmeasured
+
 #: Per-feature significance for attributing a drift to the events of new software.
 SOFTWARE_ALPHA = 1e-4
 #: Least share of a window's events for new software to count (a single request is not a deploy).
 SOFTWARE_MIN_SHARE = 0.02
 LOWER_IS_BETTER = frozenset({"mae", "rmse", "mape", "log_loss", "brier", "ece"})
+#: Least predictions of a window for a label-free estimate: the estimate's interval comes from
+#: a bootstrap over the window's rows, which means little on fewer.
+MIN_ESTIMATE_ROWS = 50
 
 
 @dataclass
@@ -71,24 +77,34 @@ class PerformanceContext:
 
     def estimate(self, rows: pd.DataFrame) -> dict[str, float] | None:
         """The label-free estimate of the metric on ``rows``, with its interval."""
-        if self.estimator is None or len(rows) < 50:
-            return None
+        return self.estimate_or_why(rows)[0]
+
+    def estimate_or_why(self, rows: pd.DataFrame) -> tuple[dict[str, float] | None, Unmeasured | None]:
+        """:meth:`estimate`, or why there is none (too few rows, no estimator, no probabilities)."""
+        from loopwatch.performance.unmeasured import Unmeasured
+
+        def none(reason: str, minimum: int | None = None) -> tuple[None, Unmeasured]:
+            return None, Unmeasured(metric=self.metric, reason=reason, counted="rows", n=len(rows), minimum=minimum)
+
+        if self.estimator is None:
+            return none("no_estimator")
+        if len(rows) < MIN_ESTIMATE_ROWS:
+            return none("too_few_rows", MIN_ESTIMATE_ROWS)
         try:
             if self.version.task == "classification":
                 proba = self.probabilities(rows)
                 if proba is None:
-                    return None
+                    return none("no_probabilities")
                 values = self.estimator.estimate(proba)
             else:
                 features = self.version.schema.names
                 values = self.estimator.estimate(rows[features], rows["prediction"].to_numpy(dtype=np.float64))
         except Exception:  # an estimate is evidence, not a requirement: a window without one still counts
-            return None
+            return none("undefined")
         found = values.get(self.metric)
         if found is None or not np.isfinite(found.value):
-            return None
-        return {"value": float(found.value), "ci_low": float(found.ci_low), "ci_high": float(found.ci_high)}
-
+            return none("undefined")
+        return {"value": float(found.value), "ci_low": float(found.ci_low), "ci_high": float(found.ci_high)}, None
 
     def holdout_interval(self) -> dict[str, float] | None:
         """The holdout's metric with a bootstrap interval: the holdout is a sample too."""

@@ -81,10 +81,12 @@ def label_findings(
         start = start.to_pydatetime()
         context = contexts[int(number)]
         mine = labelled_by.get((pd.Timestamp(start), number), labelled.iloc[:0])
-        estimated = context.estimate(rows)
+        estimated, no_estimate = context.estimate_or_why(rows)
         entry: dict[str, Any] = {"start": start.isoformat(), "model_version": int(number), "metric": context.metric,
                                  "predictions": int(len(rows)), "labels": int(len(mine)), "estimated": estimated,
                                  "realized": None, "inputs_drifted": start in drifted_windows}
+        if no_estimate is not None:
+            entry["estimated_missing"] = no_estimate.to_dict()
         found = None
         departure = None
         testable = estimated is not None and start not in drifted_windows
@@ -107,6 +109,8 @@ def label_findings(
         if testable and found is None and departure is not None:
             # the usual gap between realized and estimated, against which later windows are judged
             history.setdefault(int(number), []).append((_checkpoints(mine, spec)[-1], departure))
+        if entry["realized"] is None:  # a null metric says why: too few labels, one class, ...
+            entry["realized_missing"] = _unrealized(context, mine, config.min_labels).to_dict()
         if estimated is not None and entry["realized"] is not None:
             entry["estimation_error"] = round(estimated["value"] - entry["realized"]["value"], 4)
         value = window_value(context, rows, mine, config)
@@ -217,6 +221,14 @@ def _realized(context: Any, rows: pd.DataFrame) -> dict[str, float] | None:
             "n": int(value.n)}
 
 
+def _unrealized(context: Any, rows: pd.DataFrame, min_labels: int) -> Any:
+    from loopwatch.performance.unmeasured import unrealized
+
+    labels = rows["label"].tolist() if "label" in rows.columns else []
+    return unrealized(metric=context.metric, labels=labels, min_labels=min_labels,
+                      classification=context.version.task == "classification")
+
+
 def _bookkeeping(frame: pd.DataFrame, labelled: pd.DataFrame, spec: WindowSpec) -> dict[str, Any]:
     """Coverage (share of predictions labelled) and label delay, overall and per window."""
     n = len(frame)
@@ -250,11 +262,15 @@ def _overall(contexts: dict[int, Any], labelled: pd.DataFrame, config: Monitorin
     z_crit = float(stats.norm.isf(config.drift_alpha))
     for number, context in contexts.items():
         rows = labelled[labelled["__version"] == number]
-        if len(rows) < config.min_labels:
+        realized = _realized(context, rows) if len(rows) >= config.min_labels else None
+        if realized is None:
+            out.setdefault("versions", {})[str(number)] = {
+                "metric": context.metric, "realized": None, "overfitting_gap": False,
+                "realized_missing": _unrealized(context, rows, config.min_labels).to_dict(),
+            }
             continue
-        realized = _realized(context, rows)
         holdout = context.holdout_interval()
-        if realized is None or holdout is None:
+        if holdout is None:
             continue
         gap = holdout["value"] - realized["value"]
         if not context.higher_is_better:

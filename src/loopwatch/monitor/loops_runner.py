@@ -105,6 +105,7 @@ def evaluate_loops(
             part = rows[rows["__version"] == number]
             context = contexts[number]
             drifted = {n: f.effect for n, f in window.report.features.items() if f.drift}
+            estimated, no_estimate = context.estimate_or_why(part)
             segment = config.segment_feature or context.default_segment
             evidence = WindowEvidence(
                 start=start,
@@ -129,10 +130,12 @@ def evaluate_loops(
                 latency_percentile=config.latency_percentile,
                 latency_over_budget_before=_over(latencies, index - 1, budget),
                 metric=context.metric,
-                estimated=context.estimate(part),
+                estimated=estimated,
+                estimated_missing=None if no_estimate is None else no_estimate.to_dict(),
                 holdout=context.holdout,
                 higher_is_better=context.higher_is_better,
                 evasion=window.evasion,
+                skipped=[t.to_dict() for t in window.skipped],
             )
             evidences.append(evidence)
             found = diagnose_window(evidence, tolerance=config.performance_tolerance)

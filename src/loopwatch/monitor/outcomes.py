@@ -71,11 +71,19 @@ def segment_performance(
     """Realized performance per value of the segment feature, with intervals."""
     if segment is None or segment not in labelled.columns:
         return {}
+    from loopwatch.performance.unmeasured import unrealized
+
     out: dict[str, Any] = {}
+    missing: dict[str, Any] = {}
     for value, rows in labelled.groupby(labelled[segment].astype(str), sort=True):
-        if len(rows) < MIN_SEGMENT_LABELS:
-            continue
-        found = realized(context, rows)
+        found = realized(context, rows) if len(rows) >= MIN_SEGMENT_LABELS else None
         if found is not None:
             out[str(value)] = found
-    return {"feature": segment, "metric": context.metric, "values": out} if out else {}
+        else:  # a segment without a value says why (most often: too few labels yet)
+            missing[str(value)] = unrealized(
+                metric=context.metric, labels=rows["label"].tolist(), min_labels=MIN_SEGMENT_LABELS,
+                classification=context.version.task == "classification",
+            ).to_dict()
+    if not out:
+        return {}
+    return {"feature": segment, "metric": context.metric, "values": out, "missing": missing}

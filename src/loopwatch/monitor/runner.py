@@ -11,6 +11,7 @@ broke down (unseen categories, values out of the training range, rejections).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Sequence
@@ -19,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from loopwatch.drift.compare import DriftConfig, compare, data_quality
-from loopwatch.drift.profile import ReferenceProfile, build_profile
-from loopwatch.drift.report import DriftReport
-from loopwatch.errors import InvalidInput
+from loopwatch.drift.profile import MIN_REFERENCE_ROWS, ReferenceProfile, build_profile
+from loopwatch.drift.report import DataQuality, DriftReport, SkippedTest
+from loopwatch.errors import InvalidInput, LoopwatchError
 from loopwatch.loops.config import MonitoringConfig
 from loopwatch.monitor.security_evidence import window_evasion
 from loopwatch.monitor.windows import Window, WindowSpec, events_frame, split
@@ -44,6 +45,8 @@ QUALITY_SHARE = 0.02
 #: The evasion threshold's false-positive rate for a model with no monitoring configuration.
 DEFAULT_ADVERSARIAL_FPR = MonitoringConfig().adversarial_fpr
 
+logger = logging.getLogger("loopwatch.monitor")
+
 
 @dataclass(frozen=True)
 class WindowReport:
@@ -59,6 +62,9 @@ class WindowReport:
     #: The share of the window's predictions the evasion score flagged against the calibration
     #: rows' share (None for a segment, or a version without an adversarial detector).
     evasion: dict[str, float] | None = None
+    #: Tests the window was too small or too odd for, the comparison with the window before
+    #: included: each with its reason, the window's size and the size the test needs.
+    skipped: list[SkippedTest] = field(default_factory=list)
 
     @property
     def alarm(self) -> bool:
@@ -76,6 +82,7 @@ class WindowReport:
             "drifted_features": self.report.drifted_features,
             "rejections": self.rejections,
             "evasion": self.evasion,
+            "skipped": [t.to_dict() for t in self.skipped],
         }
         if full:
             out["report"] = self.report.to_dict()
@@ -164,19 +171,15 @@ def monitor(
                 if reference is None:
                     continue
                 current = rows.drop(columns=[c for c in rows.columns if c.startswith("__")])
-                drift = compare(reference, current, outputs=outputs, config=config)
-                if segment_value is not None:
+                drift = _compare_window(reference, current, outputs=outputs, config=config, where=(name, part.start))
+                if segment_value is not None and not _refused(drift):
                     # data quality is judged against the training data, as for the whole
                     # window: a segment's own sample has a narrower range and fewer categories
                     drift = replace(drift, data_quality=data_quality(profile, current, outputs=outputs))
-                before = None
+                before, skipped = None, list(drift.skipped)
                 if compare_previous and previous is not None and segment_value is None:
-                    before = compare(
-                        previous[profile.features], current[profile.features],
-                        categorical=profile.univariate.categorical, config=DriftConfig(
-                            alpha=config.alpha, multivariate=False, outliers=False, seed=config.seed
-                        ),
-                    )
+                    before, not_before = _against_previous(profile, previous, current, config)
+                    skipped += not_before
                 n_rejected = _count_between(rejections, part.start, part.end) if segment_value is None else 0
                 evasion = None if segment_value is not None else window_evasion(
                     registry, name, number, rows, fpr=adversarial_fpr)
@@ -195,11 +198,64 @@ def monitor(
                         rejections=n_rejected,
                         alarms=alarms,
                         evasion=evasion,
+                        skipped=skipped,
                     )
                 )
             previous = part.frame.drop(columns=[c for c in part.frame.columns if c.startswith("__")])
     report.windows.sort(key=lambda w: (w.start, w.model_version, w.segment or ""))
     return report
+
+
+def _compare_window(
+    reference: ReferenceProfile, current: pd.DataFrame, *, outputs: Sequence[str], config: DriftConfig,
+    where: tuple[str, datetime],
+) -> DriftReport:
+    """compare() for one window; a window it refuses is reported as refused, and the others go on.
+
+    The tests guard their own minimum sizes, so a refusal here is an input nobody foresaw:
+    it is logged, and the window shows it instead of the monitor failing as a whole.
+    """
+    try:
+        return compare(reference, current, outputs=outputs, config=config)
+    except (LoopwatchError, ValueError, ArithmeticError) as exc:
+        logger.warning("monitor: window %s of %r left out: %s", utc_iso(where[1]), where[0], exc)
+        return DriftReport(
+            dataset_drift=False, n_reference=reference.n, n_current=len(current), alpha=config.alpha,
+            features={}, multivariate={}, outliers={},
+            data_quality=DataQuality([], [], {}, {}, {}, {}), config=config.to_dict(),
+            skipped=[SkippedTest(test="window", reason="refused", n=len(current), detail=str(exc))],
+        )
+
+
+def _refused(report: DriftReport) -> bool:
+    return any(t.test == "window" for t in report.skipped)
+
+
+def _against_previous(
+    profile: ReferenceProfile, previous: pd.DataFrame, current: pd.DataFrame, config: DriftConfig
+) -> tuple[DriftReport | None, list[SkippedTest]]:
+    """The window against the window before it (univariate only), or why it could not be.
+
+    The window before is a reference built on the spot, so it needs as many rows as any
+    reference and at least one value in each column it compares.
+    """
+    if len(previous) < MIN_REFERENCE_ROWS:
+        return None, [SkippedTest(test="previous", reason="too_few_rows", n=len(previous), minimum=MIN_REFERENCE_ROWS)]
+    names = [f for f in profile.features if f in previous.columns and f in current.columns]
+    empty = [f for f in names if previous[f].isna().all()]
+    skipped = [SkippedTest(test=f"previous:feature:{f}", reason="no_values", n=0, minimum=1) for f in empty]
+    names = [f for f in names if f not in empty]
+    if not names:
+        return None, skipped + [SkippedTest(test="previous", reason="no_values", n=len(previous), minimum=1)]
+    try:
+        before = compare(
+            previous[names], current[names],
+            categorical=[c for c in profile.univariate.categorical if c in names],
+            config=DriftConfig(alpha=config.alpha, multivariate=False, outliers=False, seed=config.seed),
+        )
+    except (LoopwatchError, ValueError, ArithmeticError) as exc:
+        return None, skipped + [SkippedTest(test="previous", reason="refused", n=len(previous), detail=str(exc))]
+    return before, skipped + [replace(t, test=f"previous:{t.test}") for t in before.skipped]
 
 
 def alarms_of(report: DriftReport, rejections: int = 0) -> list[str]:

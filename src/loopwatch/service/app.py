@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         )
         app.state.loopwatch = state
         holder["state"] = state
+        metrics.watch_evaluations(opened)
         retention = asyncio.create_task(_retention_loop(opened))
         scheduler = _start_scheduler(settings, opened, registry)
         try:

@@ -25,6 +25,11 @@ def _split(x: FloatArray, n_fit: int, gen: np.random.Generator) -> tuple[FloatAr
     return x[order[:n_fit]], x[order[n_fit:]]
 
 
+#: Least rows on each side: half of the smaller side fits the classifier, the rest are scored,
+#: and both need a row of each side.
+DOMAIN_MIN_ROWS = 4
+
+
 def domain_classifier_test(
     reference: ArrayLike,
     current: ArrayLike,
@@ -70,8 +75,8 @@ def domain_classifier_test(
     from sklearn.ensemble import HistGradientBoostingClassifier
     from threadpoolctl import threadpool_limits
 
-    x = _array(reference, "reference", min_rows=4)
-    y = _array(current, "current", min_rows=4)
+    x = _array(reference, "reference", min_rows=DOMAIN_MIN_ROWS)
+    y = _array(current, "current", min_rows=DOMAIN_MIN_ROWS)
     _same_columns(x, y)
     level = _alpha(alpha)
     if max_samples < 4:

@@ -206,6 +206,13 @@ class PcaBasis:
 # --------------------------------------------------------------------------- PCA tests
 
 
+#: Least current rows each test runs on (the monitor checks them before calling it): a mean
+#: error and a projection exist for one row; the permutation test needs two to permute.
+PCA_RECONSTRUCTION_MIN_ROWS = 1
+PCA_KS_MIN_ROWS = 1
+MMD_MIN_ROWS = 2
+
+
 def pca_reconstruction_test(
     reference_errors: ArrayLike,
     current_errors: ArrayLike,
@@ -241,7 +248,7 @@ def pca_reconstruction_test(
     (False, True)
     """
     ref = _array(reference_errors, "reference_errors", ndim=1, min_rows=2)
-    cur = _array(current_errors, "current_errors", ndim=1)
+    cur = _array(current_errors, "current_errors", ndim=1, min_rows=PCA_RECONSTRUCTION_MIN_ROWS)
     level = _alpha(alpha)
     if min_chunks < 2:
         raise InvalidInput("min_chunks must be at least 2")
@@ -297,7 +304,7 @@ def pca_ks_test(
     if isinstance(ref, np.ndarray):
         ref = list(_array(ref, "reference_projections_sorted").T)
     ref_cols = [_array(c, "reference projection", ndim=1) for c in ref]
-    cur = _array(current_projections, "current_projections")
+    cur = _array(current_projections, "current_projections", min_rows=PCA_KS_MIN_ROWS)
     level = _alpha(alpha)
     if len(ref_cols) != cur.shape[1]:
         raise InvalidInput(f"reference has {len(ref_cols)} components but current has {cur.shape[1]}")
@@ -349,7 +356,7 @@ def mmd_test(
     True
     """
     x = _array(reference, "reference", min_rows=2)
-    y = _array(current, "current", min_rows=2)
+    y = _array(current, "current", min_rows=MMD_MIN_ROWS)
     _same_columns(x, y)
     level = _alpha(alpha)
     if n_permutations < 1 or max_samples < 2:

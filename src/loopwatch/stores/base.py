@@ -16,6 +16,7 @@ from typing import Any, Iterator, Literal, Protocol, Sequence
 from loopwatch.auth.keys import ApiKey
 from loopwatch.errors import InvalidInput
 from loopwatch.poisoning.records import QuarantineEntry
+from loopwatch.records.evaluations import EvaluationFailure, EvaluationStatus
 from loopwatch.records import (
     AliasChange,
     BusinessObservation,
@@ -250,3 +251,10 @@ class Store(Protocol):
     def release_quarantine(
         self, model_name: str, rows: Sequence[tuple[str, int]], *, by: str | None, at: datetime
     ) -> list[QuarantineEntry]: ...
+
+    # scheduled evaluations: failures with their cause, each model's last success (migration 7)
+    def record_evaluation(
+        self, model_name: str, *, at: datetime, cause: str | None = None, message: str = ""
+    ) -> EvaluationStatus: ...
+    def evaluation_status(self, model_name: str | None = None) -> list[EvaluationStatus]: ...
+    def list_evaluation_failures(self, model_name: str, *, limit: int = 20) -> list[EvaluationFailure]: ...

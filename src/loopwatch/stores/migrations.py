@@ -297,6 +297,27 @@ MIGRATIONS: Final[list[tuple[int, str, list[str]]]] = [
             "CREATE INDEX requests_by_model_logged_at ON requests (model_name, logged_at)",
         ],
     ),
+    (
+        8,
+        "scheduled evaluations: failures with their cause, and each model's last success",
+        [
+            """CREATE TABLE evaluation_failures (
+                id {serial},
+                model_name TEXT NOT NULL,
+                failed_at BIGINT NOT NULL,
+                cause TEXT NOT NULL,
+                message TEXT NOT NULL
+            )""",
+            "CREATE INDEX evaluation_failures_by_time ON evaluation_failures (model_name, failed_at)",
+            # one row per model, so that a success every few minutes does not grow a table
+            """CREATE TABLE evaluation_status (
+                model_name TEXT PRIMARY KEY,
+                last_success_at BIGINT,
+                last_failure_at BIGINT,
+                failures BIGINT NOT NULL
+            )""",
+        ],
+    ),
 ]
 
 

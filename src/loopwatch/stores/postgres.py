@@ -6,6 +6,7 @@ from typing import Any
 
 from loopwatch.errors import require
 from loopwatch.stores.sql import ENTITY_EVENT_COLUMNS, EVENT_COLUMNS, SqlLogMixin
+from loopwatch.stores.sql_evaluations import SqlEvaluationsMixin
 from loopwatch.stores.sql_feedback import SqlFeedbackMixin
 from loopwatch.stores.sql_incidents import SqlIncidentsMixin
 from loopwatch.stores.sql_keys import SqlKeysMixin
@@ -22,7 +23,7 @@ SERIALIZE_LOCK_SPACE = 7_274_232
 
 class PostgresStore(
     SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin, SqlFeedbackMixin, SqlIncidentsMixin, SqlKeysMixin,
-    SqlQuarantineMixin,
+    SqlQuarantineMixin, SqlEvaluationsMixin,
 ):
     dialect = "postgresql"
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from loopwatch.stores.sql import SqlLogMixin
+from loopwatch.stores.sql_evaluations import SqlEvaluationsMixin
 from loopwatch.stores.sql_feedback import SqlFeedbackMixin
 from loopwatch.stores.sql_incidents import SqlIncidentsMixin
 from loopwatch.stores.sql_keys import SqlKeysMixin
@@ -25,7 +26,7 @@ from loopwatch.stores.sql_registry import SqlRegistryMixin
 
 class SQLiteStore(
     SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin, SqlFeedbackMixin, SqlIncidentsMixin, SqlKeysMixin,
-    SqlQuarantineMixin,
+    SqlQuarantineMixin, SqlEvaluationsMixin,
 ):
     dialect = "sqlite"
 

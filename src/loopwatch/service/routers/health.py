@@ -48,5 +48,6 @@ metrics_router = APIRouter(tags=["health"])
 )
 async def metrics(state: ServiceState = Depends(get_state)) -> Response:
     state.metrics.queue_depth.set(state.writer.depth)
-    body, content_type = state.metrics.render()
+    # the scheduled evaluations are read from the store: off the event loop
+    body, content_type = await run_in_threadpool(state.metrics.render)
     return Response(body, media_type=content_type)
