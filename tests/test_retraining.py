@@ -199,6 +199,35 @@ def test_the_gate_refuses_windows_it_cannot_judge(ws2: Workspace) -> None:
         ws2.gate("m", since=LATER[0], until=LATER[1], candidate=1)
 
 
+def test_an_overlapping_gate_window_names_both_windows_and_the_way_out(ws2: Workspace) -> None:
+    """The README once retrained from a day on and gated from a later day: the gate would have
+    scored the candidate on its own training rows. It is refused, and the message says how to
+    choose a window that is not."""
+    trained = f"{_iso(TRAIN[0])} to {_iso(TRAIN[1])}"
+    with pytest.raises(InvalidInput) as refused:
+        ws2.gate("m", since=TRAIN[0] + timedelta(days=4))
+    message = str(refused.value)
+    assert f"the gate window ({_iso(TRAIN[0] + timedelta(days=4))} to the end)" in message
+    assert f"version 2 was trained on ({trained})" in message
+    assert f"since {_iso(TRAIN[1])} or later" in message
+    assert refused.value.detail["training_window"] == {"since": _iso(TRAIN[0]), "until": _iso(TRAIN[1])}
+    with pytest.raises(InvalidInput, match=r"\(the start to .*\) overlaps"):
+        ws2.gate("m", until=TRAIN[0] + timedelta(seconds=1))
+    # the window right after the training window shares no prediction with it: judged, not refused
+    assert ws2.gate("m", since=TRAIN[1], until=LATER[1], n_boot=100)[0].candidate_version == 2
+    where = ["--home", str(ws2.settings.home), "--database", ws2.settings.database_url]
+    cli = CliRunner().invoke(commands_selection.gate, ["m", "--since", _iso(TRAIN[0]), *where])
+    assert cli.exit_code == 2 and "overlaps" in cli.output and "Traceback" not in cli.output
+
+
+def test_an_open_ended_training_window_leaves_no_gate_window_and_says_so(ws: Workspace) -> None:
+    ws.retrain("m", since=LATER[0], include_reference=False)  # to the end: every later label is training
+    with pytest.raises(InvalidInput, match=r"to the end\): .*retrain with an end \(until T\)"):
+        ws.gate("m", since=REVERTED[0])
+    # before the training window is fine: those predictions were not trained on
+    assert ws.gate("m", since=TRAIN[0], until=LATER[0], n_boot=100)[0].candidate_version == 2
+
+
 def test_the_labelling_queue_picks_unlabelled_novel_and_drifted_rows(ws: Workspace) -> None:
     candidates = labelling_candidates(ws.store, ws.registry, "m")
     # every unlabelled prediction and only those: the periods before were labelled in full

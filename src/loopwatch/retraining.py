@@ -332,6 +332,12 @@ def _check_adversarial(share: float, schema: FeatureSchema) -> None:
 
 
 def _refuse_training_overlap(candidate: ModelVersion, since: datetime | None, until: datetime | None) -> None:
+    """Refuse a gate window that shares predictions with the candidate's training window.
+
+    Scored on the rows it learned from, a candidate looks better than it is, so the gate
+    would pass for the wrong reason. Refused rather than trimmed: a trimmed window would
+    silently measure something other than what was asked for.
+    """
     trained_on = candidate.params.get("retrained") if isinstance(candidate.params, dict) else None
     if not trained_on:
         return
@@ -339,12 +345,26 @@ def _refuse_training_overlap(candidate: ModelVersion, since: datetime | None, un
     t_until = _parse(trained_on.get("until"))
     starts_before = t_until is None or since is None or since < t_until
     ends_after = t_since is None or until is None or until > t_since
-    if starts_before and ends_after:
-        raise InvalidInput(
-            f"the gate window overlaps the window version {candidate.version} was trained on "
-            f"({trained_on.get('since') or 'the start'} to {trained_on.get('until') or 'the end'}); "
-            "compare on later labelled predictions",
-        )
+    if not (starts_before and ends_after):
+        return
+    gate_window = f"{_when(since, 'the start')} to {_when(until, 'the end')}"
+    training_window = f"{trained_on.get('since') or 'the start'} to {trained_on.get('until') or 'the end'}"
+    if t_until is not None:
+        fix = f"gate on the labelled predictions from {utc_iso(t_until)} on (since {utc_iso(t_until)} or later)"
+    else:
+        fix = ("retrain with an end (until T) that leaves later labelled predictions, "
+               "then gate from T on (since T or later)")
+    raise InvalidInput(
+        f"the gate window ({gate_window}) overlaps the window version {candidate.version} was trained on "
+        f"({training_window}): scored on rows it learned from, a candidate looks better than it is; {fix}",
+        detail={"gate_window": {"since": _iso_or_none(since), "until": _iso_or_none(until)},
+                "training_window": {"since": trained_on.get("since"), "until": trained_on.get("until")},
+                "candidate_version": candidate.version},
+    )
+
+
+def _iso_or_none(moment: datetime | None) -> str | None:
+    return None if moment is None else utc_iso(moment)
 
 
 def _parse(value: str | None) -> datetime | None:

@@ -68,6 +68,8 @@ def render(summary: dict[str, Any], console: Console) -> None:
             table.add_row("refused", f"{check['request']} with {check['key']}: {check['status']}"
                                      + ("" if check["ok"] else f" [red](expected {check['expected_status']})[/]"))
     table.add_row("database", summary["database"])
+    if summary.get("files"):  # for trying the README's commands on the demo's world
+        table.add_row("files", ", ".join(Path(p).name for p in summary["files"].values()))
     console.print(table)
     loops = summary.get("loops") or {}
     # a narrow terminal gets one block per incident rather than names broken inside words

@@ -30,6 +30,7 @@ from loopwatch.config import Settings
 from loopwatch.errors import LoopwatchError
 from loopwatch.records.jsonutil import utc_iso
 from loopwatch.demo.feedback import MODEL_NAME, configure_monitoring, evaluate, send_feedback
+from loopwatch.demo.files import RECENT_DAYS, write_demo_files
 from loopwatch.demo.keys import check_auth, issue_demo_keys, scenario_parties
 from loopwatch.workspace import Workspace
 
@@ -58,6 +59,8 @@ class DemoResult:
     loops: dict[str, Any] = field(default_factory=dict)
     #: The keys issued (names, ids, scopes; never tokens) and the refusals checked.
     auth: dict[str, Any] = field(default_factory=dict)
+    #: The files left next to the database for trying the documented commands (name -> path).
+    files: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(1)
@@ -85,6 +88,7 @@ class DemoResult:
             "labels_sent": self.labels_sent,
             "loops": self.loops,
             "auth": self.auth,
+            "files": self.files,
         }
 
 
@@ -236,6 +240,8 @@ def run_demo(
         refusals = check_auth(client, keys, model=MODEL_NAME)
         configure_monitoring(client, keys)
         labels_sent = 0
+        revenue: list[Any] = []
+        recent_rows: list[dict[str, Any]] = []
         started = time.perf_counter()
         with ThreadPoolExecutor(REPLAY_CONCURRENCY) as pool:
             for day in scenario.days():
@@ -254,10 +260,14 @@ def run_demo(
                 requests += len(items)
                 rows_sent += day.n_predictions
                 labels_sent += send_feedback(client, day, keys)
+                revenue.extend(day.business_metrics)
+                if day.index >= days - RECENT_DAYS:
+                    recent_rows.extend(row for batch in day.batches for row in batch.rows)
                 if on_day is not None:
                     on_day(day.index, day.n_predictions)
         replay_seconds = time.perf_counter() - started
         loops = evaluate(client, scenario, keys)
+    files = write_demo_files(workdir, scenario=scenario, training=training, revenue=revenue, recent_rows=recent_rows)
     with Workspace(settings) as ws:
         events = ws.store.count_events(MODEL_NAME)
         version_list = [v.to_dict(with_schema=False) for v in ws.store.list_versions(MODEL_NAME)]
@@ -280,4 +290,5 @@ def run_demo(
         labels_sent=labels_sent,
         loops=loops,
         auth={"enabled": service.auth, "keys": keys.to_dict(), "checks": refusals},
+        files=files,
     )
