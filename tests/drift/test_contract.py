@@ -158,7 +158,7 @@ def test_config_states_the_split_of_alpha(report: dict[str, Any]) -> None:
     assert config["alpha"] == 0.05
     assert config["family_alpha"] == {"features": 0.025, "multivariate": 0.0125, "outliers": 0.0125}
     assert config["numeric_test"] == "ks" and config["categorical_test"] == "chi2"
-    assert config["min_effect_numeric"] == 0.05 and config["min_effect_categorical"] == 0.02
+    assert config["practical_thresholds"] == {} and config["practical_band_rows"] == 1000
 
 
 def test_every_key_of_the_documented_example_is_present(report: dict[str, Any]) -> None:

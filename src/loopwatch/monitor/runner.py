@@ -28,6 +28,7 @@ from loopwatch.monitor.windows import Window, WindowSpec, events_frame, split
 from loopwatch.records import PredictionEvent
 from loopwatch.records.jsonutil import utc_iso
 from loopwatch.registry import Registry
+from loopwatch.stats.practical import practical, rate_band
 from loopwatch.stores.base import EventQuery, Store
 
 #: Per-window false-alarm rate of the monitor's drift decision. A monitor looks
@@ -130,10 +131,13 @@ def monitor(
     configuration's when None), an ``evasion`` alarm when it is higher.
     """
     spec = WindowSpec.parse(window)
-    config = config or MONITOR_CONFIG
-    if adversarial_fpr is None:
+    if config is None or adversarial_fpr is None:
         stored = store.get_monitor_config(name)
-        adversarial_fpr = float((stored.config if stored else {}).get("adversarial_fpr", DEFAULT_ADVERSARIAL_FPR))
+        settings = MonitoringConfig.from_dict(stored.config) if stored else MonitoringConfig()
+        # the model's own practical thresholds, unless the caller configured the comparison
+        config = config or replace(MONITOR_CONFIG, practical_thresholds=settings.practical_thresholds,
+                                   practical_band_rows=settings.practical_band_rows)
+        adversarial_fpr = settings.adversarial_fpr if adversarial_fpr is None else adversarial_fpr
     versions = {v.version: v for v in store.list_versions(name)}
     if version is not None and version not in versions:
         raise InvalidInput(f"model {name!r} has no version {version}")
@@ -174,15 +178,19 @@ def monitor(
                     before = compare(
                         previous[profile.features], current[profile.features],
                         categorical=profile.univariate.categorical, config=DriftConfig(
-                            alpha=config.alpha, multivariate=False, outliers=False, seed=config.seed
+                            alpha=config.alpha, multivariate=False, outliers=False, seed=config.seed,
+                            practical_thresholds=config.practical_thresholds,
+                            practical_band_rows=config.practical_band_rows,
                         ),
                     )
                 n_rejected = _count_between(rejections, part.start, part.end) if segment_value is None else 0
                 evasion = None if segment_value is not None else window_evasion(
                     registry, name, number, rows, fpr=adversarial_fpr)
                 alarms = alarms_of(drift, n_rejected)
-                if evasion is not None and evasion["p_value"] < config.alpha:
-                    alarms.append("evasion:rate")
+                if evasion is not None:
+                    evasion = evasion | evasion_threshold(evasion, config)
+                    if evasion["p_value"] < config.alpha and evasion["effect"] >= evasion["practical_threshold"]:
+                        alarms.append("evasion:rate")
                 report.windows.append(
                     WindowReport(
                         start=part.start,
@@ -221,6 +229,19 @@ def alarms_of(report: DriftReport, rejections: int = 0) -> list[str]:
     if rejections and rejections / (n + rejections) >= QUALITY_SHARE:
         alarms.append("quality:rejections")
     return alarms
+
+
+def evasion_threshold(evasion: dict[str, Any], config: DriftConfig) -> dict[str, Any]:
+    """The flagged share's excess over the calibrated share, and the practical threshold it must
+    reach (max(floor, band at min(n, N0) rows), or the configured ``evasion_rate``)."""
+    rows = config.practical_band_rows
+    threshold = practical(
+        "evasion_rate", evasion["rate"] - evasion["calibrated_rate"],
+        band=rate_band(evasion["calibrated_rate"], int(evasion["n_scored"]), int(evasion["n_calibration"]),
+                       band_rows=rows),
+        band_rows=rows, overrides=config.practical_thresholds,
+    )
+    return {"effect": threshold.effect, "practical_threshold": threshold.threshold, "practical": threshold.to_dict()}
 
 
 def _segments(window: Window, segment: str | None) -> list[tuple[str | None, pd.DataFrame]]:
