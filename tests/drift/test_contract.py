@@ -333,3 +333,15 @@ def test_html_with_every_family(files: dict[str, Path], tmp_path: Path) -> None:
     for name in ("Multivariate", "Outliers and novelty", "pca_reconstruction", "isolation_forest", "watch_hours"):
         assert name in text
     assert "drift" in text and "<svg" in text
+
+
+def test_the_practical_threshold_example_in_the_docs_holds() -> None:
+    import doctest
+
+    text = (ROOT / "docs" / "drift.md").read_text()
+    block = re.search(r"## Practical thresholds.*?```python\n(.*?)```", text, re.S)
+    assert block, "docs/drift.md lost its practical-threshold example"
+    test = doctest.DocTestParser().get_doctest(block.group(1), {}, "drift.md", "docs/drift.md", 0)
+    runner = doctest.DocTestRunner()
+    runner.run(test)
+    assert runner.summarize(verbose=False) == (0, 10)
