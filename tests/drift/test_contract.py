@@ -345,3 +345,16 @@ def test_the_practical_threshold_example_in_the_docs_holds() -> None:
     runner = doctest.DocTestRunner()
     runner.run(test)
     assert runner.summarize(verbose=False) == (0, 10)
+
+
+def test_cli_practical_threshold_options(files: dict[str, Path]) -> None:
+    result = run(str(files["reference"]), str(files["shifted"]), "--no-multivariate", "--no-outliers", "--json",
+                 "--practical-threshold", "wasserstein_normed=5", "--practical-band-rows", "2000")
+    data = strict_json(result.stdout)
+    assert data["config"]["practical_thresholds"] == {"wasserstein_normed": 5.0}
+    assert data["config"]["practical_band_rows"] == 2000
+    shifted = data["features"]["watch_hours"]
+    assert shifted["significant"] and shifted["practical"]["source"] == "configured" and not shifted["drift"]
+    _error(run(str(files["reference"]), str(files["shifted"]), "--practical-threshold", "js_distance"),
+           "STATISTIC=NUMBER")
+    _error(run(str(files["reference"]), str(files["shifted"]), "--practical-threshold", "psi=0.1"), "psi")
