@@ -42,7 +42,7 @@ NULL_SEEDS = (11, 12, 13, 14, 15)
 FERTILITY_SEEDS = (21, 22, 23)
 SIZE_SEEDS = (31, 32)
 SELECTED_SEEDS = (41, 42, 43, 44, 45)
-SIZES = {1000: 10, 10_000: 10, 50_000: 5}
+SIZES = {1000: 10, 10_000: 5, 50_000: 3}
 VARIANTS: dict[str, dict[str, Any]] = {
     "practical": {},
     "p_value_alone": {"practical_thresholds": dict.fromkeys(
