@@ -40,10 +40,18 @@ def rows_of(frame: pd.DataFrame) -> list[dict[str, object]]:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> LoopReport:
-    home: Path = tmp_path_factory.mktemp("practical-null")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("practical-null")
+
+
+def workspace(home: Path) -> Workspace:
+    return Workspace(Settings.from_env({}, home=home, database=str(home / "flights.db")))
+
+
+@pytest.fixture(scope="module")
+def report(home: Path) -> LoopReport:
     training, windows = cases.null_windows(seed=SEED)
-    with Workspace(Settings.from_env({}, home=home, database=str(home / "flights.db"))) as ws:
+    with workspace(home) as ws:
         ws.train("flights", labelled(training)[[*cases.FLIGHTS_FEATURES, "late"]], target="late", seed=0)
         futures = []
         for day, window in enumerate(windows):
@@ -70,3 +78,17 @@ def test_at_most_a_tenth_of_the_windows_alarm_on_their_inputs(report: LoopReport
 def test_the_loops_raise_no_drift_incident(report: LoopReport) -> None:
     kinds = [i.kind for i in report.incidents]
     assert not {"covariate_shift", "selection_bias"} & set(kinds), kinds
+
+
+def test_the_monitor_reads_the_models_practical_settings(report: LoopReport, home: Path) -> None:
+    from loopwatch.monitor.runner import monitor
+
+    with workspace(home) as ws:
+        ws.store.put_monitor_config("flights", {"practical_thresholds": {"js_distance": 0.5},
+                                                "practical_band_rows": 2000}, at=START)
+        found = monitor(ws.store, ws.registry, "flights", since=START, until=START + timedelta(days=2))
+    assert len(found.windows) == 2
+    for window in found.windows:
+        assert window.report.config["practical_band_rows"] == 2000
+        carrier = window.report.features["carrier"].practical
+        assert carrier is not None and (carrier.threshold, carrier.source) == (0.5, "configured")
