@@ -8,8 +8,10 @@ alpha = 0.05:
 * loopwatch ``compare`` on one numeric feature, univariate only
   (``multivariate=False, outliers=False``, so the whole alpha goes to the
   feature), decided by ``ks``, ``wasserstein_normed`` or ``psi``; every
-  loopwatch decision includes the effect-size gate (Wasserstein >= 0.05 sd);
-* loopwatch ``ks`` with the gate switched off (``min_effect_numeric=0``);
+  loopwatch decision includes the practical threshold (Wasserstein of at
+  least max(0.1 sd, the reference band at 1,000 rows));
+* loopwatch ``ks`` with the practical threshold switched off
+  (``practical_thresholds={"wasserstein_normed": 0}``);
 * ``scipy.stats.ks_2samp`` (p < 0.05);
 * ``scipy.stats.anderson_ksamp`` (p < 0.05; scipy caps its p-value to
   [0.001, 0.25], which does not matter at 0.05).
@@ -58,7 +60,7 @@ def one(task: tuple[int, float, int]) -> dict[str, bool | None]:
         profile = build_profile(pd.DataFrame({"x": ref}), numeric=["x"], categorical=[], joint=False, seed=rep)
         current = pd.DataFrame({"x": cur})
         runs = {d: {"numeric_test": d} for d in ("ks", "wasserstein_normed", "psi")}
-        runs["ks_no_gate"] = {"min_effect_numeric": 0.0}
+        runs["ks_no_gate"] = {"practical_thresholds": {"wasserstein_normed": 0.0}}
         for method, options in runs.items():
             try:
                 report = compare(profile, current, multivariate=False, outliers=False, alpha=ALPHA, **options)

@@ -158,7 +158,7 @@ def test_config_states_the_split_of_alpha(report: dict[str, Any]) -> None:
     assert config["alpha"] == 0.05
     assert config["family_alpha"] == {"features": 0.025, "multivariate": 0.0125, "outliers": 0.0125}
     assert config["numeric_test"] == "ks" and config["categorical_test"] == "chi2"
-    assert config["min_effect_numeric"] == 0.05 and config["min_effect_categorical"] == 0.02
+    assert config["practical_thresholds"] == {} and config["practical_band_rows"] == 1000
 
 
 def test_every_key_of_the_documented_example_is_present(report: dict[str, Any]) -> None:
@@ -333,3 +333,28 @@ def test_html_with_every_family(files: dict[str, Path], tmp_path: Path) -> None:
     for name in ("Multivariate", "Outliers and novelty", "pca_reconstruction", "isolation_forest", "watch_hours"):
         assert name in text
     assert "drift" in text and "<svg" in text
+
+
+def test_the_practical_threshold_example_in_the_docs_holds() -> None:
+    import doctest
+
+    text = (ROOT / "docs" / "drift.md").read_text()
+    block = re.search(r"## Practical thresholds.*?```python\n(.*?)```", text, re.S)
+    assert block, "docs/drift.md lost its practical-threshold example"
+    test = doctest.DocTestParser().get_doctest(block.group(1), {}, "drift.md", "docs/drift.md", 0)
+    runner = doctest.DocTestRunner()
+    runner.run(test)
+    assert runner.summarize(verbose=False) == (0, 10)
+
+
+def test_cli_practical_threshold_options(files: dict[str, Path]) -> None:
+    result = run(str(files["reference"]), str(files["shifted"]), "--no-multivariate", "--no-outliers", "--json",
+                 "--practical-threshold", "wasserstein_normed=5", "--practical-band-rows", "2000")
+    data = strict_json(result.stdout)
+    assert data["config"]["practical_thresholds"] == {"wasserstein_normed": 5.0}
+    assert data["config"]["practical_band_rows"] == 2000
+    shifted = data["features"]["watch_hours"]
+    assert shifted["significant"] and shifted["practical"]["source"] == "configured" and not shifted["drift"]
+    _error(run(str(files["reference"]), str(files["shifted"]), "--practical-threshold", "js_distance"),
+           "STATISTIC=NUMBER")
+    _error(run(str(files["reference"]), str(files["shifted"]), "--practical-threshold", "psi=0.1"), "psi")

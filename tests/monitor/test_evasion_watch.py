@@ -91,6 +91,20 @@ def test_the_drift_monitor_alarms_on_the_window_of_the_attack(attacked_log: tupl
     assert not any(w.alarm for w in report.windows if w.start != day(ATTACK_DAY))
     attack_window = next(w for w in report.windows if w.start == day(ATTACK_DAY))
     assert attack_window.to_dict(full=False)["evasion"]["n_scored"] == 480
+    # the excess share is reported beside the practical threshold it reached
+    evasion = attack_window.to_dict(full=False)["evasion"]
+    assert evasion["effect"] == pytest.approx(evasion["rate"] - evasion["calibrated_rate"])
+    assert evasion["effect"] >= evasion["practical_threshold"] >= 0.02
+    assert evasion["practical"]["statistic"] == "evasion_rate"
+    # set above the attack's excess share, the same window no longer alarms on its rate
+    from dataclasses import replace
+
+    from loopwatch.monitor.runner import MONITOR_CONFIG
+
+    with Workspace(settings) as ws:
+        lenient = monitor(ws.store, ws.registry, "churn", window="1d",
+                          config=replace(MONITOR_CONFIG, practical_thresholds={"evasion_rate": 0.99}))
+    assert not any("evasion:rate" in w.alarms for w in lenient.windows)
     # at another false-positive rate the calibration share moves with it
     assert all(w.evasion is not None and w.evasion["calibrated_rate"] == pytest.approx(0.05, abs=0.01)
                for w in strict.windows)

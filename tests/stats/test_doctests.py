@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["sketch", "univariate", "binned", "multitest", "calibration"]
+MODULES = ["sketch", "univariate", "binned", "multitest", "calibration", "practical"]
 
 
 @pytest.mark.parametrize("name", MODULES)

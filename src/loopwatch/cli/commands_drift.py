@@ -36,13 +36,18 @@ EXIT_DRIFT = 1
 @click.option("--multivariate/--no-multivariate", default=True, show_default=True)
 @click.option("--outliers/--no-outliers", default=True, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--practical-threshold", "practical_threshold", multiple=True, metavar="STATISTIC=VALUE",
+              help="Set a practical threshold outright, e.g. js_distance=0.1 (repeatable); "
+                   "the others are max(floor, reference band).")
+@click.option("--practical-band-rows", type=click.IntRange(10, 10_000_000), default=1000, show_default=True,
+              help="Window rows beyond which the reference band stops narrowing (N0).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (see docs/drift.md).")
 @click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write an HTML report with plots (aggregates only).")
 @handle_errors
 def drift(reference: Path, current: Path, include: tuple[str, ...], exclude: tuple[str, ...], categorical: str,
           alpha: float, numeric_test: str, categorical_test: str, multivariate: bool, outliers: bool, seed: int,
-          as_json: bool, html_out: Path | None) -> None:
+          practical_threshold: tuple[str, ...], practical_band_rows: int, as_json: bool, html_out: Path | None) -> None:
     """Compare CURRENT with REFERENCE (CSV or Parquet files); no service or database needed.
 
     Exit code 0 when nothing drifted, 1 when something did, 2 for a usage or input error.
@@ -60,6 +65,7 @@ def drift(reference: Path, current: Path, include: tuple[str, ...], exclude: tup
         categorical=[c for c in split_names([categorical]) if c in kept or c not in {*before, *after}],
         alpha=alpha, numeric_test=numeric_test,
         categorical_test=categorical_test, multivariate=multivariate, outliers=outliers, seed=seed,
+        practical_thresholds=_practical_thresholds(practical_threshold), practical_band_rows=practical_band_rows,
     )
     data = report.to_dict()
     if html_out is not None:
@@ -71,22 +77,36 @@ def drift(reference: Path, current: Path, include: tuple[str, ...], exclude: tup
     sys.exit(EXIT_DRIFT if report.dataset_drift else 0)
 
 
+def _practical_thresholds(pairs: tuple[str, ...]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not STATISTIC=NUMBER", param_hint="--practical-threshold")
+    return out
+
+
 def _print_drift(data: dict) -> None:  # type: ignore[type-arg]
     table = Table(title=f"drift: {'YES' if data['dataset_drift'] else 'no'} "
                         f"({data['n_reference']} reference rows, {data['n_current']} current rows)")
-    for column in ("feature", "kind", "drift", "decided by", "p adjusted / value", "Wasserstein (sd)", "PSI"):
+    for column in ("feature", "kind", "drift", "decided by", "p adjusted / value", "effect", "needs"):
         table.add_column(column)
     for name, f in data["features"].items():
         stats = f["statistics"]
         main = stats.get(f["decided_by"])
         shown = main.get("p_value_adjusted") if isinstance(main, dict) else main
         table.add_row(name, f["kind"], "[red]drift[/]" if f["drift"] else "ok", f["decided_by"],
-                      _fmt(shown), _fmt(stats.get("wasserstein_normed")), _fmt(stats.get("psi")))
+                      _fmt(shown), _fmt(f.get("effect")), _fmt(f.get("practical_threshold")))
     out.print(table)
     for family in ("multivariate", "outliers"):
         for name, result in data[family].items():
             verdict = "[red]drift[/]" if result["drift"] else "ok"
-            out.print(f"{family} {name}: {verdict} (p={_fmt(result['p_value'])})")
+            out.print(f"{family} {name}: {verdict} (p={_fmt(result['p_value'])}, effect={_fmt(result.get('effect'))}, "
+                      f"practical threshold={_fmt(result.get('practical_threshold'))})")
 
 
 def _fmt(value: object) -> str:

@@ -5,16 +5,20 @@ false-alarm rate ``alpha`` (5% by default): alpha is split across three families
 by Bonferroni, ``alpha/2`` for the features, ``alpha/4`` for the multivariate tests
 and ``alpha/4`` for the outlier and novelty rates. Within the features,
 p-values are adjusted across features (Benjamini-Hochberg by default, which
-under no drift at all controls the chance of any alarm), and a drifted feature
-must also move by at least a minimal effect, so that at a million rows a
-p-value alone cannot flag a shift nobody cares about. Within the other two
+under no drift at all controls the chance of any alarm). Within the other two
 families each test gets its share by Bonferroni.
+
+Significance is half of a decision. Every feature, multivariate test and outlier
+rate also has an effect (Wasserstein in reference sds, Jensen-Shannon distance,
+AUC - 0.5, excess flagged share, ...) that must reach a practical threshold,
+max(floor, the reference's own band at min(n, N0) rows) (stats/practical.py), so
+that at a million rows a p-value alone cannot flag a shift nobody cares about.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any, Literal, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,6 +53,18 @@ from loopwatch.stats.multivariate import (
     pca_ks_test,
     pca_reconstruction_test,
 )
+from loopwatch.stats.practical import (
+    DEFAULT_BAND_ROWS,
+    PracticalThreshold,
+    auc_band,
+    check_band_rows,
+    check_overrides,
+    distance_band,
+    ks_band,
+    mean_ratio_band,
+    practical,
+    rate_band,
+)
 from loopwatch.stats.rates import rate_test
 from loopwatch.stats.sketch import CategoricalSummary
 from loopwatch.stats.univariate import TestResult, chi2_test, ks_and_wasserstein, ks_pvalue
@@ -76,10 +92,12 @@ class DriftConfig:
     numeric_test: str = "ks"
     categorical_test: str = "chi2"
     correction: Literal["bh", "bonferroni"] = "bh"
-    #: Smallest change that counts: Wasserstein in reference standard deviations
-    #: for numeric features, Jensen-Shannon distance for categorical ones.
-    min_effect_numeric: float = 0.05
-    min_effect_categorical: float = 0.02
+    #: Practical thresholds set outright, by statistic (``wasserstein_normed``, ``js_distance``,
+    #: ``pca_reconstruction``, ``pca_ks``, ``mmd``, ``domain_classifier``, ``outlier_rate``,
+    #: ``evasion_rate``); any other statistic's is max(floor, reference band) (stats/practical.py).
+    practical_thresholds: Mapping[str, float] = field(default_factory=dict)
+    #: N0: window rows beyond which the reference band stops narrowing.
+    practical_band_rows: int = DEFAULT_BAND_ROWS
     multivariate: bool = True
     outliers: bool = True
     mmd_permutations: int = 999
@@ -98,6 +116,8 @@ class DriftConfig:
             raise InvalidInput(f"categorical_test must be one of {', '.join(CATEGORICAL_TESTS)}")
         if self.correction not in ("bh", "bonferroni"):
             raise InvalidInput("correction must be bh or bonferroni")
+        object.__setattr__(self, "practical_thresholds", check_overrides(self.practical_thresholds))
+        check_band_rows(self.practical_band_rows)
 
     @property
     def family_alpha(self) -> dict[str, float]:
@@ -109,7 +129,8 @@ class DriftConfig:
         return {"features": self.alpha}
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__} | {"family_alpha": self.family_alpha}
+        return ({k: getattr(self, k) for k in self.__dataclass_fields__}
+                | {"practical_thresholds": dict(self.practical_thresholds), "family_alpha": self.family_alpha})
 
 
 def compare(
@@ -302,16 +323,18 @@ def _decide(raw: dict[str, dict[str, Any]], config: DriftConfig) -> dict[str, Fe
             )
         statistics.update(r["distances"])
         effect_name = "wasserstein_normed" if kind == "numeric" else "js_distance"
-        min_effect = config.min_effect_numeric if kind == "numeric" else config.min_effect_categorical
-        big_enough = r["distances"][effect_name] >= min_effect
+        band = distance_band(r["null"], effect_name, n_reference=max(1, r["n_reference"]),
+                             n_current=r["n_current"], band_rows=config.practical_band_rows)
+        threshold = practical(effect_name, r["distances"][effect_name], band=band,
+                              band_rows=config.practical_band_rows, overrides=config.practical_thresholds)
         if decider in ("ks", "chi2"):
-            drift = bool(adjusted[name] < family_alpha and big_enough)
+            significant = bool(adjusted[name] < family_alpha)
         else:
-            drift = bool(r["distances"][decider] > thresholds[decider] and big_enough)
+            significant = bool(r["distances"][decider] > thresholds[decider])
         out[name] = FeatureDrift(
-            name=name, kind=kind, drift=drift, decided_by=decider, statistics=statistics,
-            thresholds=thresholds, distribution=r["distribution"], n_reference=r["n_reference"],
-            n_current=r["n_current"],
+            name=name, kind=kind, drift=significant and threshold.large_enough, decided_by=decider,
+            statistics=statistics, thresholds=thresholds, distribution=r["distribution"],
+            n_reference=r["n_reference"], n_current=r["n_current"], significant=significant, practical=threshold,
         )
     return out
 
@@ -342,17 +365,57 @@ def _multivariate(
     }
     # a test the window is too small for is left out (compare() reports it as skipped)
     results = {name: run() for name, run in runs.items() if len(encoded) >= MULTIVARIATE_MIN_ROWS[name]}
+    thresholds = _multivariate_thresholds(profile, results, len(encoded), config)
     return {
         name: MultivariateDrift(
             name=name,
-            drift=result.drift,
+            drift=bool(result.drift and thresholds[name].large_enough),
             statistic=result.statistic,
             p_value=result.p_value,
             threshold=result.threshold,
             extra=dict(result.extra),
+            significant=bool(result.drift),
+            practical=thresholds[name],
         )
         for name, result in results.items()
     }
+
+
+def _multivariate_thresholds(
+    profile: JointProfile, results: Mapping[str, Any], n_current: int, config: DriftConfig
+) -> dict[str, PracticalThreshold]:
+    """Each multivariate test's effect beside its practical threshold (stats/practical.py)."""
+    rows, overrides = config.practical_band_rows, config.practical_thresholds
+    errors = profile.holdout_errors
+    reference_error = float(np.mean(errors)) if errors.size else 0.0
+
+    def reconstruction() -> tuple[float, float | None]:
+        statistic = results["pca_reconstruction"].statistic
+        effect = statistic / reference_error - 1.0 if reference_error > 0 else 0.0
+        return effect, mean_ratio_band(errors, n_current, band_rows=rows)
+
+    def projections() -> tuple[float, float | None]:
+        result = results["pca_ks"]
+        return result.statistic, ks_band(
+            len(profile.holdout_projections), n_current, result.extra["n_components"], band_rows=rows)
+
+    def domain() -> tuple[float, float | None]:
+        result = results["domain_classifier"]
+        return result.statistic - 0.5, auc_band(
+            result.extra["n_test_reference"], result.extra["n_test_current"], band_rows=rows)
+
+    effects = {
+        "pca_reconstruction": reconstruction,
+        "pca_ks": projections,
+        # the permutation null is drawn on at most mmd_max_samples rows, so it never narrows
+        # with the window: the floor alone is the practical threshold
+        "mmd": lambda: (results["mmd"].statistic, None),
+        "domain_classifier": domain,
+    }
+    # only the tests the window was large enough for (compare() reports the others as skipped)
+    bands = {name: effects[name]() for name in results}
+    return {name: practical(name, effect, band=band, band_rows=rows, overrides=overrides)
+            for name, (effect, band) in bands.items()}
 
 
 def _outliers(profile: JointProfile, encoded: np.ndarray, config: DriftConfig) -> dict[str, OutlierRate]:
@@ -362,13 +425,22 @@ def _outliers(profile: JointProfile, encoded: np.ndarray, config: DriftConfig) -
     for name, detector in profile.detectors.items():
         flagged = int(np.count_nonzero(detector.predict(reduced)))
         result = rate_test(flagged, len(encoded), detector.calibration_k_, detector.calibration_n_)
+        calibrated = detector.calibration_k_ / max(1, detector.calibration_n_)
+        threshold = practical(
+            "outlier_rate", flagged / len(encoded) - calibrated,
+            band=rate_band(calibrated, len(encoded), detector.calibration_n_, band_rows=config.practical_band_rows),
+            band_rows=config.practical_band_rows, overrides=config.practical_thresholds,
+        )
+        significant = bool(result.p_value < alpha)
         out[name] = OutlierRate(
             name=name,
             rate=flagged / len(encoded),
             expected_rate=detector.expected_rate,
             p_value=result.p_value,
-            drift=bool(result.p_value < alpha),
+            drift=significant and threshold.large_enough,
             n_flagged=flagged,
+            significant=significant,
+            practical=threshold,
         )
     return out
 

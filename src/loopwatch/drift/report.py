@@ -6,6 +6,17 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from loopwatch.errors import InvalidInput
+from loopwatch.stats.practical import PracticalThreshold
+
+
+def _practical(significant: bool | None, practical: PracticalThreshold | None) -> dict[str, Any]:
+    """The decision's two halves, beside each other: significant, and large enough to matter."""
+    return {
+        "significant": significant,
+        "effect": None if practical is None else _num(practical.effect),
+        "practical_threshold": None if practical is None else _num(practical.threshold),
+        "practical": None if practical is None else practical.to_dict(),
+    }
 
 
 def _num(value: float | None) -> float | None:
@@ -45,12 +56,20 @@ class FeatureDrift:
     distribution: dict[str, Any]
     n_reference: int
     n_current: int
+    #: Whether the deciding test alone was significant (None for an empty column).
+    significant: bool | None = None
+    #: The effect and the threshold it must reach to matter; ``drift`` needs both.
+    practical: PracticalThreshold | None = None
 
     @property
     def effect(self) -> float:
         """A size of the change comparable across features, for ranking."""
         value = self.statistics.get("wasserstein_normed" if self.kind == "numeric" else "js_distance")
         return float(value) if isinstance(value, (int, float)) else 0.0
+
+    @property
+    def practical_threshold(self) -> float | None:
+        return None if self.practical is None else self.practical.threshold
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +81,7 @@ class FeatureDrift:
                 for k, v in self.statistics.items()
             },
             "thresholds": {k: _num(v) for k, v in self.thresholds.items()},
+            **_practical(self.significant, self.practical),
             "distribution": self.distribution,
             "n_reference": self.n_reference,
             "n_current": self.n_current,
@@ -76,6 +96,8 @@ class MultivariateDrift:
     p_value: float
     threshold: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    significant: bool | None = None
+    practical: PracticalThreshold | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +105,7 @@ class MultivariateDrift:
             "statistic": _num(self.statistic),
             "p_value": _num(self.p_value),
             "threshold": _num(self.threshold),
+            **_practical(self.significant, self.practical),
             **self.extra,
         }
 
@@ -95,6 +118,8 @@ class OutlierRate:
     p_value: float
     drift: bool
     n_flagged: int
+    significant: bool | None = None
+    practical: PracticalThreshold | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +128,7 @@ class OutlierRate:
             "p_value": _num(self.p_value),
             "drift": self.drift,
             "n_flagged": self.n_flagged,
+            **_practical(self.significant, self.practical),
         }
 
 

@@ -78,6 +78,12 @@ class MonitoringConfig:
     #: (Bonferroni over the window's clients): the share of ordinary windows with a false
     #: ``adversarial_evasion`` stays below it.
     evasion_alpha: float = 0.001
+    #: Practical thresholds set outright, by statistic (``{"js_distance": 0.1}``); every other
+    #: statistic's is max(floor, the reference's band at min(n, practical_band_rows) rows):
+    #: a window alarms only when a difference is significant and at least this large.
+    practical_thresholds: dict[str, float] = field(default_factory=dict)
+    #: N0: window rows beyond which the reference band stops narrowing.
+    practical_band_rows: int = 1000
 
     def __post_init__(self) -> None:
         _positive("schedule_seconds", self.schedule_seconds)
@@ -115,6 +121,10 @@ class MonitoringConfig:
             raise InvalidInput("adversarial_fpr must lie in (0, 0.5)")
         if not 0 < self.evasion_alpha < 0.5:
             raise InvalidInput("evasion_alpha must lie in (0, 0.5)")
+        from loopwatch.stats.practical import check_band_rows, check_overrides
+
+        object.__setattr__(self, "practical_thresholds", check_overrides(self.practical_thresholds))
+        check_band_rows(self.practical_band_rows)
         for url in self.webhooks:
             if (not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 2000
                     or "\x00" in url):
@@ -162,7 +172,8 @@ def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
 _FLOATS = {"schedule_seconds", "drift_alpha", "latency_percentile", "latency_budget_ms", "latency_budget_ratio",
            "performance_tolerance", "min_label_coverage", "labelling_random_share", "alert_cooldown_seconds",
            "adversarial_fpr", "evasion_alpha"}
-_INTS = {"min_labels", "labelling_budget", "business_max_lag", "latency_baseline_windows", "probability_decimals"}
+_INTS = {"min_labels", "labelling_budget", "business_max_lag", "latency_baseline_windows", "probability_decimals",
+         "practical_band_rows"}
 _BOOLS = {"withhold_probabilities"}
 _STRINGS = {"window", "segment_feature", "metric", "concept_detector", "business_metric"}
 
@@ -195,6 +206,10 @@ def _coerce(key: str, _type: Any, value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or len(value) > 10:
             raise InvalidInput("defences must be a list of defence names")
         return list(value)
+    if key == "practical_thresholds":
+        from loopwatch.stats.practical import check_overrides
+
+        return check_overrides(value)
     if key in {"value_matrix", "cost_function"}:
         if not isinstance(value, Mapping) or len(value) > 1000:
             raise InvalidInput(f"{key} must be a JSON object")

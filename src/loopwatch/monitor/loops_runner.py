@@ -73,7 +73,10 @@ def evaluate_loops(
         return empty
     drift = monitor(
         store, registry, name, window=config.window, since=since, until=until, events=events,
-        compare_previous=False, config=replace(MONITOR_CONFIG, alpha=config.drift_alpha),
+        compare_previous=False, config=replace(
+            MONITOR_CONFIG, alpha=config.drift_alpha, practical_thresholds=config.practical_thresholds,
+            practical_band_rows=config.practical_band_rows,
+        ),
         adversarial_fpr=config.adversarial_fpr,
     )
     versions = {v.version: v for v in store.list_versions(name)}

@@ -29,6 +29,7 @@ from loopwatch.monitor.windows import Window, WindowSpec, events_frame, split
 from loopwatch.records import PredictionEvent
 from loopwatch.records.jsonutil import utc_iso
 from loopwatch.registry import Registry
+from loopwatch.stats.practical import practical, rate_band
 from loopwatch.stores.base import EventQuery, Store
 
 #: Per-window false-alarm rate of the monitor's drift decision. A monitor looks
@@ -137,10 +138,13 @@ def monitor(
     configuration's when None), an ``evasion`` alarm when it is higher.
     """
     spec = WindowSpec.parse(window)
-    config = config or MONITOR_CONFIG
-    if adversarial_fpr is None:
+    if config is None or adversarial_fpr is None:
         stored = store.get_monitor_config(name)
-        adversarial_fpr = float((stored.config if stored else {}).get("adversarial_fpr", DEFAULT_ADVERSARIAL_FPR))
+        settings = MonitoringConfig.from_dict(stored.config) if stored else MonitoringConfig()
+        # the model's own practical thresholds, unless the caller configured the comparison
+        config = config or replace(MONITOR_CONFIG, practical_thresholds=settings.practical_thresholds,
+                                   practical_band_rows=settings.practical_band_rows)
+        adversarial_fpr = settings.adversarial_fpr if adversarial_fpr is None else adversarial_fpr
     versions = {v.version: v for v in store.list_versions(name)}
     if version is not None and version not in versions:
         raise InvalidInput(f"model {name!r} has no version {version}")
@@ -184,8 +188,10 @@ def monitor(
                 evasion = None if segment_value is not None else window_evasion(
                     registry, name, number, rows, fpr=adversarial_fpr)
                 alarms = alarms_of(drift, n_rejected)
-                if evasion is not None and evasion["p_value"] < config.alpha:
-                    alarms.append("evasion:rate")
+                if evasion is not None:
+                    evasion = evasion | evasion_threshold(evasion, config)
+                    if evasion["p_value"] < config.alpha and evasion["effect"] >= evasion["practical_threshold"]:
+                        alarms.append("evasion:rate")
                 report.windows.append(
                     WindowReport(
                         start=part.start,
@@ -251,7 +257,10 @@ def _against_previous(
         before = compare(
             previous[names], current[names],
             categorical=[c for c in profile.univariate.categorical if c in names],
-            config=DriftConfig(alpha=config.alpha, multivariate=False, outliers=False, seed=config.seed),
+            config=DriftConfig(
+                alpha=config.alpha, multivariate=False, outliers=False, seed=config.seed,
+                practical_thresholds=config.practical_thresholds, practical_band_rows=config.practical_band_rows,
+            ),
         )
     except (LoopwatchError, ValueError, ArithmeticError) as exc:
         return None, skipped + [SkippedTest(test="previous", reason="refused", n=len(previous), detail=str(exc))]
@@ -277,6 +286,19 @@ def alarms_of(report: DriftReport, rejections: int = 0) -> list[str]:
     if rejections and rejections / (n + rejections) >= QUALITY_SHARE:
         alarms.append("quality:rejections")
     return alarms
+
+
+def evasion_threshold(evasion: dict[str, Any], config: DriftConfig) -> dict[str, Any]:
+    """The flagged share's excess over the calibrated share, and the practical threshold it must
+    reach (max(floor, band at min(n, N0) rows), or the configured ``evasion_rate``)."""
+    rows = config.practical_band_rows
+    threshold = practical(
+        "evasion_rate", evasion["rate"] - evasion["calibrated_rate"],
+        band=rate_band(evasion["calibrated_rate"], int(evasion["n_scored"]), int(evasion["n_calibration"]),
+                       band_rows=rows),
+        band_rows=rows, overrides=config.practical_thresholds,
+    )
+    return {"effect": threshold.effect, "practical_threshold": threshold.threshold, "practical": threshold.to_dict()}
 
 
 def _segments(window: Window, segment: str | None) -> list[tuple[str | None, pd.DataFrame]]:

@@ -137,7 +137,7 @@ def window_evasion(registry: Registry, name: str, version: int, rows: pd.DataFra
     k_calibration, n_calibration = detector.calibration_counts(fpr)
     test = rate_test(int(flags.astype(bool).sum()), len(flags), k_calibration, n_calibration)
     return {"n_scored": len(flags), "rate": test.rate, "calibrated_rate": test.expected_rate,
-            "p_value": test.p_value}
+            "p_value": test.p_value, "n_calibration": n_calibration}
 
 
 def _detector(registry: Registry, name: str, version: int) -> Any:
