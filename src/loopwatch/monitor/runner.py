@@ -22,6 +22,7 @@ from loopwatch.drift.compare import DriftConfig, compare, data_quality
 from loopwatch.drift.profile import ReferenceProfile, build_profile
 from loopwatch.drift.report import DriftReport
 from loopwatch.errors import InvalidInput
+from loopwatch.features.frames import model_frame
 from loopwatch.loops.config import MonitoringConfig
 from loopwatch.monitor.security_evidence import window_evasion
 from loopwatch.monitor.windows import Window, WindowSpec, events_frame, split
@@ -151,7 +152,8 @@ def monitor(
     for number, version_events in sorted(by_version.items()):
         meta = versions[number]
         profile = registry.profile(name, number)
-        frame = events_frame([e for e in version_events if e.data is not None], meta.schema.classes)
+        frame = events_frame([e for e in version_events if e.data is not None], meta.schema.classes,
+                             schema=meta.schema)
         if frame.empty:
             continue
         outputs = [c for c in frame.columns if c == "prediction" or c.startswith("probability_")]
@@ -247,7 +249,8 @@ def _segment_profile(
     # the same name and version in another database is another model: key on its reference
     key = (meta.reference_sha256, name, version, column, value)
     if key not in _SEGMENT_CACHE:
-        sample = registry.reference_sample(name, version)
+        # the sample keeps the training table's types; segments are named by label
+        sample = model_frame(registry.reference_sample(name, version), meta.schema)
         rows = sample[sample[column].astype(str) == value]
         if len(rows) < 200:
             _SEGMENT_CACHE[key] = None
