@@ -19,6 +19,7 @@ import pandas as pd
 
 from loopwatch.config import Settings
 from loopwatch.errors import Conflict
+from loopwatch.features.frames import canonical_column
 from loopwatch.features.schema import Task
 from loopwatch.prediction import PredictCall, Predictor
 from loopwatch.records import ModelVersion, RequestOutcome
@@ -152,7 +153,17 @@ class Workspace:
         batch_rows: int = 1000,
         progress: Callable[[int], None] | None = None,
     ) -> Iterable[Prediction]:
-        """Predict a whole table in requests of ``batch_rows``, each logged as ``batch``."""
+        """Predict a whole table in requests of ``batch_rows``, each logged as ``batch``.
+
+        The table's categorical features are sent as their labels, whatever pandas read them
+        as (``3.0`` in a CSV column of codes with a null, ``2139`` for a code it took for a
+        number): the table is the user's own, and the label is what the category means.
+        """
+        schema = self.registry.resolve(name, version).schema
+        frame = frame.copy()
+        for feature in schema.features:
+            if feature.kind == "categorical" and feature.name in frame.columns:
+                frame[feature.name] = canonical_column(frame[feature.name], feature)
         records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
         for start in range(0, len(records), batch_rows):
             chunk = records[start : start + batch_rows]
