@@ -364,7 +364,8 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _score(registry: Registry, name: str, meta: ModelVersion, rows: list[dict[str, Any]]) -> tuple[list[Any], Any]:
     loaded = registry.load(name, meta.version)
-    frame = validate_rows(meta.schema, rows).frame
+    # logged rows passed this validation once: the same nulls are accepted again
+    frame = validate_rows(meta.schema, rows, nullable=registry.settings(name).nullable, imputes=loaded.imputes).frame
     with np.errstate(over="ignore"):
         if meta.task == "classification" and hasattr(loaded.pipeline, "predict_proba"):
             proba = np.asarray(loaded.pipeline.predict_proba(frame))

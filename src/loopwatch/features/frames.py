@@ -17,7 +17,7 @@ table rebuilt from logged rows, so that the next version records the same types.
 >>> table = pd.DataFrame({"grade": [1, 2, 3] * 4, "x": [0.5] * 12, "y": [0, 1] * 6})
 >>> schema = infer_schema(table, "y", categorical=["grade"])
 >>> rows = pd.DataFrame({"grade": [3, "3", 3.0, None], "x": [1, 2, None, 4]})
->>> model_frame(rows, schema)["grade"].tolist()
+>>> labels_of(model_frame(rows, schema)["grade"])
 ['3', '3', '3', None]
 >>> typed_frame(model_frame(rows, schema), schema)["grade"].tolist()
 [3, 3, 3, None]
@@ -51,8 +51,9 @@ def model_frame(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
     """The schema's feature columns of ``frame`` as the pipeline and the monitors take them.
 
     Numeric features as float64 (NaN for a null; a string in a numeric column is the
-    caller's error, raised by numpy), categorical features as an object column of labels
-    (``None`` for a null), in schema order, indexed from 0. Other columns are left out.
+    caller's error, raised by numpy), categorical features as a column of labels (missing
+    for a null: pandas stores it as NaN in a column of strings, as the pipelines were
+    always fitted), in schema order, indexed from 0. Other columns are left out.
     """
     out = {f.name: canonical_column(frame[f.name], f) for f in schema.features}
     return pd.DataFrame(out, columns=schema.names)

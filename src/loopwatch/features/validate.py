@@ -6,7 +6,8 @@ what its recorded type allows and is known by its label from here on
 (:func:`~loopwatch.features.schema.category_label`): integer codes as JSON
 integers, integral floats (``3.0``, what a CSV with nulls gives) or the label
 ``"3"``; boolean flags as booleans or ``"true"``/``"false"``; any category as
-its label string.
+its label string, and a number or a boolean whose label is one of a string
+column's categories.
 
 A null is accepted for a feature the schema declares nullable (training saw it
 missing), for one the model's settings declare nullable, and for one the
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from loopwatch.errors import PayloadTooLarge, SchemaViolation
-from loopwatch.features.schema import Feature, FeatureSchema, accepted_category_type
+from loopwatch.features.schema import Feature, FeatureSchema, accepted_category_type, category_label
 
 #: How many problems one error response lists.
 MAX_REPORTED_PROBLEMS = 20
@@ -91,6 +92,12 @@ def validate_rows(
     columns: dict[str, list[Any]] = {name: [] for name in names}
     missing: list[list[str]] = []
     problems: list[dict[str, Any]] = []
+    category_sets: dict[str, frozenset[str]] = {}
+
+    def categories_of(feature: Feature) -> frozenset[str]:
+        if feature.name not in category_sets:  # built once per request, and only when asked
+            category_sets[feature.name] = frozenset(feature.categories)
+        return category_sets[feature.name]
 
     def problem(row: int, feature: str | None, message: str) -> None:
         if len(problems) < MAX_REPORTED_PROBLEMS:
@@ -126,7 +133,7 @@ def validate_rows(
                 elif feature.kind == "numeric":
                     columns[name].append(_number(value, index, name, problem))
                 else:
-                    columns[name].append(_category(value, index, feature, problem))
+                    columns[name].append(_category(value, index, feature, problem, categories_of))
             missing.append(row_missing)
     except _TooMany:
         pass
@@ -169,7 +176,7 @@ def _number(value: Any, row: int, name: str, problem: Any) -> float | None:
     return number
 
 
-def _category(value: Any, row: int, feature: Feature, problem: Any) -> str | None:
+def _category(value: Any, row: int, feature: Feature, problem: Any, categories_of: Any) -> str | None:
     """The category's label, or ``None`` after reporting why ``value`` is refused."""
     name, kind = feature.name, accepted_category_type(feature)
     if isinstance(value, str):
@@ -190,6 +197,13 @@ def _category(value: Any, row: int, feature: Feature, problem: Any) -> str | Non
             return str(int(value))
         problem(row, name, f"expected an integer category code, got {value!r}"[:200])
         return None
+    if kind in ("string", None) and isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)):
+        # a number or a flag whose label is one of the column's categories is that category
+        # (``3`` where training held the string "3"); any other would be an unknown category
+        # by a type mistake, and is refused
+        label = category_label(value)
+        if label in categories_of(feature):
+            return label
     expected = {"integer": "an integer category code", "boolean": "a boolean category"}.get(kind or "")
     wanted = f"{expected} or its label as a string" if expected else "a string category"
     problem(row, name, f"expected {wanted}, got {json_type(value)}")

@@ -23,6 +23,7 @@ from loopwatch.drift.profile import ReferenceProfile, build_profile
 from loopwatch.drift.report import DriftReport
 from loopwatch.errors import InvalidInput
 from loopwatch.features.frames import model_frame
+from loopwatch.features.schema import FeatureSchema
 from loopwatch.loops.config import MonitoringConfig
 from loopwatch.monitor.security_evidence import window_evasion
 from loopwatch.monitor.windows import Window, WindowSpec, events_frame, split
@@ -146,6 +147,7 @@ def monitor(
     if not events:
         return report
     rejections = _rejection_times(store, name, since)
+    declared = set(registry.settings(name, fresh=True).nullable)
     by_version: dict[int, list[Any]] = {}
     for event in events:
         by_version.setdefault(event.model_version, []).append(event)
@@ -171,6 +173,7 @@ def monitor(
                     # data quality is judged against the training data, as for the whole
                     # window: a segment's own sample has a narrower range and fewer categories
                     drift = replace(drift, data_quality=data_quality(profile, current, outputs=outputs))
+                drift = with_unexpected_missing(drift, current, meta.schema, declared)
                 before = None
                 if compare_previous and previous is not None and segment_value is None:
                     before = compare(
@@ -218,11 +221,32 @@ def alarms_of(report: DriftReport, rejections: int = 0) -> list[str]:
     for feature, share in quality.out_of_range_rate.items():
         if share >= QUALITY_SHARE:
             alarms.append(f"quality:out_of_range:{feature}")
+    for feature, count in quality.unexpected_missing.items():
+        if count / n >= QUALITY_SHARE:
+            alarms.append(f"quality:unexpected_missing:{feature}")
     if quality.missing_columns:
         alarms.append("quality:missing_columns")
     if rejections and rejections / (n + rejections) >= QUALITY_SHARE:
         alarms.append("quality:rejections")
     return alarms
+
+
+def with_unexpected_missing(
+    drift: DriftReport, current: pd.DataFrame, schema: FeatureSchema, declared: set[str]
+) -> DriftReport:
+    """``drift`` with the window's nulls in features neither the schema nor the settings
+    declare nullable: the model filled them in, so they were served, but training never saw
+    them, and a person should hear of it (a stage upstream may have broken)."""
+    counts = {}
+    for feature in schema.features:
+        if feature.nullable or feature.name in declared or feature.name not in current.columns:
+            continue
+        n_null = int(current[feature.name].isna().sum())
+        if n_null:
+            counts[feature.name] = n_null
+    if not counts:
+        return drift
+    return replace(drift, data_quality=replace(drift.data_quality, unexpected_missing=counts))
 
 
 def _segments(window: Window, segment: str | None) -> list[tuple[str | None, pd.DataFrame]]:

@@ -288,6 +288,12 @@ MIGRATIONS: Final[list[tuple[int, str, list[str]]]] = [
             "CREATE INDEX quarantine_by_time ON quarantine (model_name, quarantined_at, request_id, row_index)",
         ],
     ),
+    (
+        7,
+        "features a model's settings declare nullable",
+        # a JSON list of feature names; NULL (models made before) means none
+        ["ALTER TABLE models ADD COLUMN nullable TEXT"],
+    ),
 ]
 
 
