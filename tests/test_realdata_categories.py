@@ -117,3 +117,6 @@ def test_integer_coded_flights_train_predict_monitor_and_loops(tmp_path: Path) -
 
     loops = loopwatch(home, "loops", "flights", "--json", codes=(0, 1))
     assert json.loads(loops.stdout)["model"] == "flights"
+    with TestClient(create_app(settings), raise_server_exceptions=False) as http:
+        response = http.get("/v1/models/flights/loops")
+        assert response.status_code == 200, response.text[:500]
