@@ -166,3 +166,18 @@ def test_strings_and_booleans_are_their_labels(values: list[object]) -> None:
 def test_docstring_examples(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert result.attempted > 0 and result.failed == 0, result
+
+
+def test_a_number_whose_label_is_one_of_a_string_columns_categories_is_that_category() -> None:
+    mixed = FeatureSchema(
+        features=(Feature(name="room", kind="categorical", categories=("1", "2b", "true"), category_type="string"),),
+        target="y", task="classification",
+    )
+    assert validate_rows(mixed, [{"room": 1}, {"room": 1.0}, {"room": True}, {"room": "2b"}]).rows == [
+        {"room": "1"}, {"room": "1"}, {"room": "true"}, {"room": "2b"}]
+    # a number that is no category of the column is a type mistake, not an unknown category
+    with pytest.raises(SchemaViolation) as caught:
+        validate_rows(mixed, [{"room": 2}, {"room": 10**5000}, {"room": False}])
+    assert [p["problem"] for p in caught.value.detail["problems"]] == [
+        "expected a string category, got number", "expected a string category, got number",
+        "expected a string category, got boolean"]

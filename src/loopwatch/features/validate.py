@@ -195,9 +195,11 @@ def _category(value: Any, row: int, feature: Feature, problem: Any, categories_o
     elif kind == "integer" and isinstance(value, (float, np.floating)):
         if math.isfinite(value) and float(value).is_integer() and abs(value) < 2.0**64:
             return str(int(value))
-        problem(row, name, f"expected an integer category code, got {value!r}"[:200])
+        problem(row, name, f"expected an integer category code, got {float(value)!r}")
         return None
-    if kind in ("string", None) and isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)):
+    if kind in ("string", None) and isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)) and not (
+        isinstance(value, (int, np.integer)) and int(value).bit_length() > 64  # no label that long is known
+    ):
         # a number or a flag whose label is one of the column's categories is that category
         # (``3`` where training held the string "3"); any other would be an unknown category
         # by a type mistake, and is refused
