@@ -93,6 +93,8 @@ def validate_rows(
     missing: list[list[str]] = []
     problems: list[dict[str, Any]] = []
     category_sets: dict[str, frozenset[str]] = {}
+    # once per request: a schema stored without types gets its type from its categories
+    kinds = {f.name: accepted_category_type(f) for f in features if f.kind == "categorical"}
 
     def categories_of(feature: Feature) -> frozenset[str]:
         if feature.name not in category_sets:  # built once per request, and only when asked
@@ -133,7 +135,7 @@ def validate_rows(
                 elif feature.kind == "numeric":
                     columns[name].append(_number(value, index, name, problem))
                 else:
-                    columns[name].append(_category(value, index, feature, problem, categories_of))
+                    columns[name].append(_category(value, index, feature, kinds[name], problem, categories_of))
             missing.append(row_missing)
     except _TooMany:
         pass
@@ -176,9 +178,13 @@ def _number(value: Any, row: int, name: str, problem: Any) -> float | None:
     return number
 
 
-def _category(value: Any, row: int, feature: Feature, problem: Any, categories_of: Any) -> str | None:
+def _category(
+    value: Any, row: int, feature: Feature, kind: str | None, problem: Any, categories_of: Any
+) -> str | None:
     """The category's label, or ``None`` after reporting why ``value`` is refused."""
-    name, kind = feature.name, accepted_category_type(feature)
+    name = feature.name
+    if type(value) is int and kind == "integer" and -(2**63) <= value < 2**64:  # the common case, first
+        return str(value)
     if isinstance(value, str):
         if len(value) > MAX_CATEGORY_LENGTH:
             problem(row, name, f"category longer than {MAX_CATEGORY_LENGTH} characters")
