@@ -181,3 +181,20 @@ def test_a_number_whose_label_is_one_of_a_string_columns_categories_is_that_cate
     assert [p["problem"] for p in caught.value.detail["problems"]] == [
         "expected a string category, got number", "expected a string category, got number",
         "expected a string category, got boolean"]
+
+
+def test_the_reference_sample_keeps_flags_and_codes_with_nulls_in_their_types() -> None:
+    from loopwatch.registry.samples import decode_frame, encode_frame
+
+    frame = pd.DataFrame({
+        "flag": pd.Series([True, None, False], dtype=object),
+        "code": pd.Series([3, None, 2**60], dtype=object),
+        "huge": pd.Series([2**70, None, 1], dtype=object),
+        "plan": ["a", None, "b"],
+    })
+    back = decode_frame(encode_frame(frame))
+    assert plain(back["flag"]) == [True, None, False]  # not the strings "True" and "False"
+    assert plain(back["code"]) == [3, None, 2**60]
+    assert plain(back["huge"]) == [str(2**70), None, 1]
+    assert plain(back["plan"]) == ["a", None, "b"]
+    assert labels_of(back["flag"]) == ["true", None, "false"]
