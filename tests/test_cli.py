@@ -98,7 +98,7 @@ def test_models_commands(runner: CliRunner, training_csv: Path) -> None:
     assert [v["aliases"] for v in json.loads(result.output)] == [["production"], ["candidate"]]
     result = runner.invoke(cli, ["models", "settings", "churn", "--no-log-data", "--retention-days", "30"])
     _ok(result)
-    assert json.loads(result.output) == {"log_data": False, "retention_days": 30}
+    assert json.loads(result.output) == {"log_data": False, "retention_days": 30, "nullable": []}
     _ok(runner.invoke(cli, ["logs", "purge"]))
 
 

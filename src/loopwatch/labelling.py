@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from loopwatch.errors import NotFound
-from loopwatch.features.schema import category_label
+from loopwatch.features.frames import labels_of, model_frame
 from loopwatch.loops.labelling import (
     QueueItem, novelty_percentiles, over_represented_bins, over_represented_categories, select_for_labelling,
     uncertainty_from_probabilities,
@@ -56,7 +56,8 @@ def labelling_candidates(
         ).assign(model_version=number, uncertainty=_uncertainty(group), novelty=0.0, drifted_segment=False)
         with_data = np.array([e.data is not None for e in group])
         if with_data.any():
-            inputs = pd.DataFrame([e.data for e in group if e.data is not None], columns=meta.schema.names)
+            inputs = model_frame(pd.DataFrame([e.data for e in group if e.data is not None],
+                                              columns=meta.schema.names), meta.schema)
             novelty, drifted = _novelty_and_segments(registry, name, number, inputs)
             frame.loc[with_data, "novelty"] = novelty
             frame.loc[with_data, "drifted_segment"] = drifted
@@ -104,6 +105,5 @@ def _novelty_and_segments(
         if feature in reference.numeric:
             drifted |= over_represented_bins(inputs[feature], reference.edges[feature], reference.bins[feature])
         else:
-            labels = [None if v is None or v != v else category_label(v) for v in inputs[feature]]
-            drifted |= over_represented_categories(labels, reference.categorical[feature].counts)
+            drifted |= over_represented_categories(labels_of(inputs[feature]), reference.categorical[feature].counts)
     return novelty, drifted

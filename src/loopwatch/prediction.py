@@ -127,7 +127,9 @@ class Predictor:
         request_id = check_request_id(call.request_id) if call.request_id else new_request_id()
         loaded = self.registry.load(call.model_name, call.version)
         meta = loaded.version
-        validated = validate_rows(meta.schema, call.rows, max_rows=self.max_rows)
+        settings = self.registry.settings(meta.name)
+        validated = validate_rows(meta.schema, call.rows, max_rows=self.max_rows, nullable=settings.nullable,
+                                  imputes=loaded.imputes)
         timestamps = self._timestamps(call, validated.n_rows)
         entity_ids = check_entity_ids(call.entity_ids, validated.n_rows)
         probabilities = None
@@ -176,7 +178,6 @@ class Predictor:
                     else np.round(np.asarray(probabilities), config.probability_decimals).tolist()
                 )
             response["classes"] = list(meta.schema.classes)
-        settings = self.registry.settings(meta.name)
         return LoggedRequest(
             request_id=request_id,
             model_name=meta.name,

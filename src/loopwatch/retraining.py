@@ -25,6 +25,7 @@ import pandas as pd
 
 from loopwatch.errors import Conflict, InvalidInput, LoopwatchError
 from loopwatch.features import validate_rows
+from loopwatch.features.frames import typed_frame
 from loopwatch.features.schema import FeatureSchema, category_label
 from loopwatch.loops.gate import GateDecision, promotion_gate
 from loopwatch.loops.screening import screen_training_data
@@ -179,9 +180,11 @@ def retrain_candidate(
     window = labelled_window(store, registry, name, since=since, until=until)
     n_unlogged = int((~window["has_data"].astype(bool)).sum()) if len(window) else 0
     window = window[window["has_data"].astype(bool)] if len(window) else window
-    training = window.reindex(columns=schema.names).copy()
+    # logged rows hold category labels and the reference sample the training table's types:
+    # both in the recorded types, so the candidate's schema records the types production's does
+    training = typed_frame(window.reindex(columns=schema.names), schema)
     training[schema.target] = window["label"].to_numpy() if len(window) else []
-    reference = registry.reference_sample(name, production.version)
+    reference = typed_frame(registry.reference_sample(name, production.version), schema)
     screened = screen_for_retraining(store, name, training, window, schema=schema, reference=reference,
                                      settings=screens)
     screening = screened.screening
@@ -218,7 +221,7 @@ def retrain_candidate(
             schema.target,
             task=schema.task,  # type: ignore[arg-type]
             estimator=chosen,
-            categorical=[f for f in schema.categorical if pd.api.types.is_numeric_dtype(kept[f])],
+            categorical=schema.categorical,
             nullable=[f.name for f in schema.features if f.nullable],
             seed=seed,
             estimator_params=params or None,
@@ -381,7 +384,8 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _score(registry: Registry, name: str, meta: ModelVersion, rows: list[dict[str, Any]]) -> tuple[list[Any], Any]:
     loaded = registry.load(name, meta.version)
-    frame = validate_rows(meta.schema, rows).frame
+    # logged rows passed this validation once: the same nulls are accepted again
+    frame = validate_rows(meta.schema, rows, nullable=registry.settings(name).nullable, imputes=loaded.imputes).frame
     with np.errstate(over="ignore"):
         if meta.task == "classification" and hasattr(loaded.pipeline, "predict_proba"):
             proba = np.asarray(loaded.pipeline.predict_proba(frame))

@@ -19,6 +19,7 @@ import pandas as pd
 
 from loopwatch.config import Settings
 from loopwatch.errors import Conflict, InvalidInput
+from loopwatch.features.frames import canonical_column
 from loopwatch.features.schema import Task
 from loopwatch.prediction import PredictCall, Predictor
 from loopwatch.records import ModelVersion, RequestOutcome
@@ -160,7 +161,17 @@ class Workspace:
         timestamps: Sequence[datetime] | None = None,
     ) -> Iterable[Prediction]:
         """Predict a whole table in requests of ``batch_rows``, each logged as ``cli``;
-        ``entity_ids`` and ``timestamps`` hold one entry per row of ``frame``."""
+        ``entity_ids`` and ``timestamps`` hold one entry per row of ``frame``.
+
+        The table's categorical features are sent as their labels, whatever pandas read them
+        as (``3.0`` in a CSV column of codes with a null, ``2139`` for a code it took for a
+        number): the table is the user's own, and the label is what the category means.
+        """
+        schema = self.registry.resolve(name, version).schema
+        frame = frame.copy()
+        for feature in schema.features:
+            if feature.kind == "categorical" and feature.name in frame.columns:
+                frame[feature.name] = canonical_column(frame[feature.name], feature)
         records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
         for what, values in (("entity_ids", entity_ids), ("timestamps", timestamps)):
             if values is not None and len(values) != len(records):

@@ -126,7 +126,7 @@ def test_list_models_versions_and_one_version_with_its_schema(client, trained) -
     (churn,) = models.json()
     assert churn["name"] == "churn"
     assert churn["aliases"] == {"production": 1} and churn["latest_version"] == 1
-    assert churn["settings"] == {"log_data": True, "retention_days": None}
+    assert churn["settings"] == {"log_data": True, "retention_days": None, "nullable": []}
 
     detail = client.get("/v1/models/churn").json()
     assert [v["version"] for v in detail["versions"]] == [1]
@@ -154,16 +154,16 @@ def test_list_models_versions_and_one_version_with_its_schema(client, trained) -
 
 
 def test_settings_get_put_and_validation(client, trained) -> None:
-    assert client.get("/v1/models/churn/settings").json() == {"log_data": True, "retention_days": None}
+    assert client.get("/v1/models/churn/settings").json() == {"log_data": True, "retention_days": None, "nullable": []}
     put = client.put("/v1/models/churn/settings", json={"log_data": False, "retention_days": 30})
-    assert put.status_code == 200 and put.json() == {"log_data": False, "retention_days": 30}
-    assert client.get("/v1/models/churn/settings").json() == {"log_data": False, "retention_days": 30}
+    assert put.status_code == 200 and put.json() == {"log_data": False, "retention_days": 30, "nullable": []}
+    assert client.get("/v1/models/churn/settings").json() == {"log_data": False, "retention_days": 30, "nullable": []}
     assert trained.store.get_model_settings("churn").retention_days == 30
 
     for bad in ({"retention_days": 0}, {"retention_days": -1}, {"retention_days": 36501},
                 {"log_data": "maybe"}, {"log_data": False, "keep_forever": True}, [1]):
         assert_error(client.put("/v1/models/churn/settings", json=bad), 422, "invalid_input")
-    assert client.get("/v1/models/churn/settings").json() == {"log_data": False, "retention_days": 30}
+    assert client.get("/v1/models/churn/settings").json() == {"log_data": False, "retention_days": 30, "nullable": []}
     assert_error(client.get("/v1/models/nope/settings"), 404, "not_found")
     assert_error(client.put("/v1/models/nope/settings", json={"log_data": True}), 404, "not_found")
 

@@ -243,10 +243,10 @@ def test_a_nullable_feature_sent_as_null_is_accepted_and_counted_missing(client,
 
 
 def test_log_data_false_keeps_inputs_out_of_the_log(client, trained, rows) -> None:
-    assert client.get("/v1/models/churn/settings").json() == {"log_data": True, "retention_days": None}
+    assert client.get("/v1/models/churn/settings").json() == {"log_data": True, "retention_days": None, "nullable": []}
     put = client.put("/v1/models/churn/settings", json={"log_data": False})
     assert put.status_code == 200, put.text
-    assert put.json() == {"log_data": False, "retention_days": None}
+    assert put.json() == {"log_data": False, "retention_days": None, "nullable": []}
 
     hidden = client.post(PREDICT, json={"rows": rows[:3]}, headers={"X-Request-ID": "private"})
     assert hidden.status_code == 200

@@ -27,7 +27,7 @@ DISTANCES = {"wasserstein", "wasserstein_normed", "kl_divergence", "js_distance"
 MULTIVARIATE = {"pca_reconstruction", "pca_ks", "mmd", "domain_classifier"}
 OUTLIERS = {"isolation_forest", "elliptic_envelope", "novelty"}
 DATA_QUALITY = {"missing_columns", "unknown_columns", "missing_rate", "reference_missing_rate",
-                "unseen_categories", "out_of_range_rate"}
+                "unseen_categories", "out_of_range_rate", "unexpected_missing"}
 
 
 def table(rng: np.random.Generator, n: int, *, shift: float = 0.0) -> pd.DataFrame:

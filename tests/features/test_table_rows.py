@@ -29,8 +29,9 @@ def test_an_ordinary_table_keeps_its_values_and_kinds() -> None:
     assert frame["x"].dtype == np.float64 and math.isnan(frame["x"][2]) and frame["x"][1] == 2.0
     assert frame["n"].dtype == np.int64 and frame["n"].tolist() == [1, 2, 3]
     assert frame["plan"].tolist() == ["a", None, "b"]
-    # booleans are the categories predict reads them as
-    assert frame["flag"].tolist() == ["true", "false", None]
+    # flags stay booleans, so the schema records boolean categories (labels "true", "false")
+    assert frame["flag"].tolist() == [True, False, None]
+    assert validate_table_rows(table(flag=[True, False, True]), min_rows=3)["flag"].dtype == bool
 
 
 def test_a_missing_key_is_a_null() -> None:

@@ -36,7 +36,7 @@ def _dump(path: Path) -> dict[str, tuple[list[str], list[tuple[Any, ...]]]]:
         out = {}
         for table in V3_TABLES:
             columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
-            old = [c for c in columns if c != "entity_id"]
+            old = [c for c in columns if c not in ("entity_id", "nullable")]  # added by later migrations
             rows = conn.execute(f"SELECT {', '.join(old)} FROM {table} ORDER BY {', '.join(old[:2])}").fetchall()
             out[table] = (old, rows)
         return out
@@ -65,6 +65,7 @@ def test_a_database_written_at_version_3_is_upgraded_whole(tmp_path: Path) -> No
         assert [v.version for v in store.list_versions("churn")] == [1, 2]
         assert store.get_aliases("churn") == {"candidate": 2, "production": 1}
         assert store.get_model_settings("iris").retention_days == 30
+        assert store.get_model_settings("iris").nullable == ()  # models made before declare none
         assert [r.reason for r in store.query_rejections("churn")] == ["schema_violation"]
         assert [t.event_id for t in store.training_events()] == ["train-1"]
         assert store.get_request("req-a") is not None

@@ -169,11 +169,13 @@ def test_model_settings_round_trip(store: Store) -> None:
         ModelSettings(log_data=False, retention_days=None),
         ModelSettings(log_data=True, retention_days=1),
         ModelSettings(log_data=False, retention_days=3650),
+        ModelSettings(nullable=("petal_width", "sépal ünïcode")),
         ModelSettings(),
     ):
         store.set_model_settings("iris", settings)
         assert store.get_model_settings("iris") == settings
         assert store.get_model_settings("other") == ModelSettings()
+        assert {m.name: m.settings for m in store.list_models()}["iris"] == settings
     # settings outlive new versions
     store.set_model_settings("iris", ModelSettings(log_data=False, retention_days=9))
     store.create_model_version(**version_kwargs("iris", artifact=b"v2"))

@@ -106,13 +106,17 @@ def rollback(name: str, settings: Settings) -> None:
 @click.option("--retention-days", type=click.IntRange(0, 36500), default=None,
               help="Days events are kept, counted from when they were logged, not from their event time, "
                    "so backfilled history is kept as long as live traffic (0: keep until deleted).")
+@click.option("--nullable", default=None, metavar="F1,F2",
+              help="Features to declare nullable, comma-separated (replaces the list; '' clears it): a null "
+                   "in one is accepted and counted as missing, without a data-quality finding.")
 @settings_options
 @handle_errors
-def model_settings(name: str, log_data: bool | None, retention_days: int | None, settings: Settings) -> None:
+def model_settings(name: str, log_data: bool | None, retention_days: int | None, nullable: str | None,
+                   settings: Settings) -> None:
     """Show or change a model's settings."""
     with Workspace(settings) as ws:
         current = ws.registry.settings(name, fresh=True)
-        if log_data is not None or retention_days is not None:
+        if log_data is not None or retention_days is not None or nullable is not None:
             current = ws.registry.update_settings(
                 name,
                 ModelSettings(
@@ -120,6 +124,8 @@ def model_settings(name: str, log_data: bool | None, retention_days: int | None,
                     retention_days=current.retention_days
                     if retention_days is None
                     else (retention_days or None),
+                    nullable=current.nullable if nullable is None
+                    else tuple(n.strip() for n in nullable.split(",") if n.strip()),
                 ),
             )
     click.echo(dumps(current.to_dict()).decode())

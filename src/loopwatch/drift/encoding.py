@@ -15,6 +15,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from loopwatch.features.frames import labels_of
+
 #: Most categories of one feature that get their own column.
 MAX_CATEGORIES = 20
 
@@ -43,7 +45,7 @@ class FeatureEncoder:
             scales.append(std if std > 0 else 1.0)
         categories = []
         for name in categorical:
-            counts = frame[name].dropna().astype(str).value_counts()
+            counts = pd.Series([v for v in labels_of(frame[name].tolist()) if v is not None], dtype=object).value_counts()
             categories.append(tuple(sorted(counts.index[:MAX_CATEGORIES].tolist())))
         return cls(
             numeric=tuple(numeric),
@@ -66,8 +68,7 @@ class FeatureEncoder:
             out[:, j] = (values - self.means[j]) / self.scales[j]
         col = len(self.numeric)
         for name, cats in zip(self.categorical, self.categories):
-            values = frame[name].astype(object).to_numpy()
-            labels = np.array([str(v) if v is not None and v == v else "" for v in values], dtype=object)
+            labels = np.array([v or "" for v in labels_of(frame[name].tolist())], dtype=object)
             for category in cats:
                 out[:, col] = labels == category
                 col += 1

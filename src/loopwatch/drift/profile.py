@@ -21,6 +21,7 @@ import pandas as pd
 from loopwatch.detectors import DETECTORS, OutlierDetector
 from loopwatch.drift.encoding import FeatureEncoder
 from loopwatch.errors import IntegrityError, InvalidInput
+from loopwatch.features.frames import labels_of
 from loopwatch.performance.reference import PerformanceReference
 from loopwatch.records.jsonutil import dumps, loads
 from loopwatch.stats.binned import quantile_edges
@@ -249,15 +250,8 @@ def numeric_values(frame: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def category_values(frame: pd.DataFrame, name: str) -> list[str | None]:
-    out: list[str | None] = []
-    for value in frame[name].tolist():
-        if value is None or (isinstance(value, float) and value != value):
-            out.append(None)
-        elif isinstance(value, float) and value.is_integer():
-            out.append(str(int(value)))
-        else:
-            out.append(str(value))
-    return out
+    """A categorical column's labels (``3``, ``3.0`` and ``"3"`` are one category), None for missing."""
+    return labels_of(frame[name].tolist())
 
 
 def build_profile(

@@ -142,6 +142,10 @@ class DataQuality:
     reference_missing_rate: dict[str, float]
     unseen_categories: dict[str, dict[str, int]]
     out_of_range_rate: dict[str, float]
+    #: Rows with a null in a feature that is neither nullable in the schema nor declared
+    #: nullable in the model's settings (accepted because the model fills it in); filled
+    #: by the monitor, which knows the schema and the settings.
+    unexpected_missing: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -151,6 +155,7 @@ class DataQuality:
             "reference_missing_rate": self.reference_missing_rate,
             "unseen_categories": self.unseen_categories,
             "out_of_range_rate": self.out_of_range_rate,
+            "unexpected_missing": self.unexpected_missing,
         }
 
 

@@ -176,6 +176,7 @@ def infer_schema(
                     kind="categorical",
                     nullable=is_nullable,
                     categories=tuple(cats),
+                    category_type=category_type_of(column),
                     missing_rate=missing_rate,
                 )
             )
@@ -190,13 +191,50 @@ def category_label(value: Any) -> str:
     """The string a categorical value is known by (booleans as "true"/"false")."""
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
         return str(int(value))
     return str(value)
 
 
+def accepted_category_type(feature: Feature) -> CategoryType | None:
+    """The category type a predict request is held to; ``None``: strings and booleans, as
+    schemas stored before the type was recorded accepted.
+
+    A stored schema without a type gets one from its categories when they leave no doubt
+    (all integer labels like ``"3"``, or only ``"true"``/``"false"``), so that a model
+    trained on integer codes before the type was recorded takes them as numbers too.
+
+    >>> old = Feature(name="grade", kind="categorical", categories=("1", "2", "10"))
+    >>> accepted_category_type(old), accepted_category_type(Feature(name="c", kind="categorical", categories=("01",)))
+    ('integer', None)
+    """
+    if feature.category_type is not None or not feature.categories:
+        return feature.category_type
+    if set(feature.categories) <= {"true", "false"}:
+        return "boolean"
+    if all(_is_integer_label(c) for c in feature.categories):
+        return "integer"
+    return None
+
+
+def _is_integer_label(label: str) -> bool:
+    try:
+        return str(int(label)) == label
+    except ValueError:
+        return False
+
+
 def category_type_of(column: pd.Series) -> CategoryType:
-    """How ``column`` holds its categories: integer codes, booleans or strings."""
+    """How ``column`` holds its categories: integer codes, booleans or strings.
+
+    An object column counts by its values, so integer codes with nulls (a column of Python
+    ints and ``None``) are integer codes too; any string in a column makes it strings.
+
+    >>> category_type_of(pd.Series([3, None, 1], dtype=object)), category_type_of(pd.Series([1.0, None]))
+    ('integer', 'integer')
+    >>> category_type_of(pd.Series([True, None], dtype=object)), category_type_of(pd.Series(["a", 1], dtype=object))
+    ('boolean', 'string')
+    """
     values = column.dropna()
     if pd.api.types.is_bool_dtype(column) or (
         len(values) and all(isinstance(v, (bool, np.bool_)) for v in values)
@@ -206,7 +244,17 @@ def category_type_of(column: pd.Series) -> CategoryType:
         numbers = values.to_numpy(dtype=float)
         if np.all(np.isfinite(numbers)) and np.all(np.mod(numbers, 1) == 0):
             return "integer"
+    elif len(values) and all(_is_code(v) for v in values):
+        return "integer"
     return "string"
+
+
+def _is_code(value: Any) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return True
+    return isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer()
 
 
 def category_value(label: str | None, category_type: CategoryType | None) -> Any:

@@ -3,9 +3,9 @@
 A training table has no schema yet: its columns get their kinds from it. So the
 rules are per column. Each value is a number, a string or null; a column holds
 numbers or strings, never both (a string ``"0.5"`` in a numeric column is an
-error, not a number read from text). Booleans are categories ``"true"`` and
-``"false"``, as predict reads them, so a column of booleans trains a categorical
-feature; a boolean among numbers is an error. Arrays, objects, non-finite
+error, not a number read from text). A column of booleans trains a categorical
+feature of boolean flags (known as ``"true"`` and ``"false"``, as predict reads
+them); a boolean among numbers is an error. Arrays, objects, non-finite
 numbers, strings with a NUL character and strings over
 :data:`~loopwatch.features.validate.MAX_CATEGORY_LENGTH` are refused. A key
 missing from a row is a null, as in a CSV with an empty cell.
@@ -63,8 +63,7 @@ def validate_table_rows(rows: Sequence[Any], *, min_rows: int = 10) -> pd.DataFr
             rare = min(present, key=lambda k: (kinds.count(k), k))
             others = " and ".join(sorted(present - {rare}))
             problem(kinds.index(rare), name, f"row {kinds.index(rare)} holds a {rare} among {others}s")
-        columns[name] = [("true" if value else "false") if kind == "boolean" else value
-                         for value, kind in zip(values, kinds)]
+        columns[name] = values
     if problems:
         first = problems[0]
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
@@ -100,6 +99,8 @@ def _why_refused(value: Any) -> str:
 def _column(values: list[Any]) -> pd.Series:
     if any(isinstance(v, str) for v in values):
         return pd.Series(values, dtype=object)
+    if any(isinstance(v, bool) for v in values):  # flags stay booleans: their schema records the type
+        return pd.Series(values, dtype=object if None in values else bool)
     if all(v is None or isinstance(v, int) for v in values) and None not in values:
         return pd.Series(values, dtype="int64") if all(abs(v) < 2**63 for v in values) else pd.Series(
             [float(v) for v in values], dtype="float64")

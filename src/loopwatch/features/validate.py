@@ -1,23 +1,35 @@
 """Validate predict rows against a feature schema, strictly.
 
-No silent coercion: a string is never read as a number, a boolean is never a
-number, non-finite numbers are refused, and a null is accepted only for a
-feature the schema declares nullable (the pipeline imputes it and the event
-counts it as missing). Every problem found is reported, up to a limit, with
-its row and feature, so a client can fix the whole request at once.
+No silent coercion of numbers: a string is never read as a number, a boolean is
+never a number, and non-finite numbers are refused. A categorical feature takes
+what its recorded type allows and is known by its label from here on
+(:func:`~loopwatch.features.schema.category_label`): integer codes as JSON
+integers, integral floats (``3.0``, what a CSV with nulls gives) or the label
+``"3"``; boolean flags as booleans or ``"true"``/``"false"``; any category as
+its label string, and a number or a boolean whose label is one of a string
+column's categories.
+
+A null is accepted for a feature the schema declares nullable (training saw it
+missing), for one the model's settings declare nullable, and for one the
+model's pipeline fills in itself (``imputes``: loopwatch's own pipelines impute
+numbers with the training median and encode a missing category as no category);
+the event counts it as missing, and the monitor reports nulls in a feature that
+neither the schema nor the settings declare. Elsewhere a null is refused. Every
+problem found is reported, up to a limit, with its row and feature, so a client
+can fix the whole request at once.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 import pandas as pd
 
 from loopwatch.errors import PayloadTooLarge, SchemaViolation
-from loopwatch.features.schema import FeatureSchema
+from loopwatch.features.schema import Feature, FeatureSchema, accepted_category_type, category_label
 
 #: How many problems one error response lists.
 MAX_REPORTED_PROBLEMS = 20
@@ -59,8 +71,15 @@ class ValidatedRows:
 
 
 def validate_rows(
-    schema: FeatureSchema, rows: Sequence[Any], *, max_rows: int | None = None
+    schema: FeatureSchema,
+    rows: Sequence[Any],
+    *,
+    max_rows: int | None = None,
+    nullable: Collection[str] = (),
+    imputes: Collection[str] = (),
 ) -> ValidatedRows:
+    """Check ``rows`` against ``schema``; ``nullable`` names the features the model's settings
+    declare nullable, ``imputes`` those the model's pipeline fills in when null."""
     if not isinstance(rows, (list, tuple)):
         raise SchemaViolation("rows must be a list of objects, one per row")
     if len(rows) == 0:
@@ -73,6 +92,14 @@ def validate_rows(
     columns: dict[str, list[Any]] = {name: [] for name in names}
     missing: list[list[str]] = []
     problems: list[dict[str, Any]] = []
+    category_sets: dict[str, frozenset[str]] = {}
+    # once per request: a schema stored without types gets its type from its categories
+    kinds = {f.name: accepted_category_type(f) for f in features if f.kind == "categorical"}
+
+    def categories_of(feature: Feature) -> frozenset[str]:
+        if feature.name not in category_sets:  # built once per request, and only when asked
+            category_sets[feature.name] = frozenset(feature.categories)
+        return category_sets[feature.name]
 
     def problem(row: int, feature: str | None, message: str) -> None:
         if len(problems) < MAX_REPORTED_PROBLEMS:
@@ -100,14 +127,15 @@ def validate_rows(
                     continue
                 value = row[name]
                 if value is None:
-                    if not feature.nullable:
-                        problem(index, name, "null is not allowed: the feature is not nullable")
+                    if not (feature.nullable or name in nullable or name in imputes):
+                        problem(index, name, "null is not allowed: the feature is not nullable and the model "
+                                "cannot fill it in")
                     row_missing.append(name)
                     columns[name].append(None)
                 elif feature.kind == "numeric":
                     columns[name].append(_number(value, index, name, problem))
                 else:
-                    columns[name].append(_category(value, index, name, problem))
+                    columns[name].append(_category(value, index, feature, kinds[name], problem, categories_of))
             missing.append(row_missing)
     except _TooMany:
         pass
@@ -136,7 +164,7 @@ class _TooMany(Exception):
 
 
 def _number(value: Any, row: int, name: str, problem: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         problem(row, name, f"expected a number, got {json_type(value)}")
         return None
     try:
@@ -150,22 +178,50 @@ def _number(value: Any, row: int, name: str, problem: Any) -> float | None:
     return number
 
 
-def _category(value: Any, row: int, name: str, problem: Any) -> str | None:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if not isinstance(value, str):
-        problem(row, name, f"expected a string category, got {json_type(value)}")
+def _category(
+    value: Any, row: int, feature: Feature, kind: str | None, problem: Any, categories_of: Any
+) -> str | None:
+    """The category's label, or ``None`` after reporting why ``value`` is refused."""
+    name = feature.name
+    if type(value) is int and kind == "integer" and -(2**63) <= value < 2**64:  # the common case, first
+        return str(value)
+    if isinstance(value, str):
+        if len(value) > MAX_CATEGORY_LENGTH:
+            problem(row, name, f"category longer than {MAX_CATEGORY_LENGTH} characters")
+            return None
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        if kind in ("boolean", None):  # a schema without a type took booleans in any category
+            return "true" if value else "false"
+    elif kind == "integer" and isinstance(value, (int, np.integer)):
+        if int(value).bit_length() > 64:
+            problem(row, name, "integer category code out of range")
+            return None
+        return str(int(value))
+    elif kind == "integer" and isinstance(value, (float, np.floating)):
+        if math.isfinite(value) and float(value).is_integer() and abs(value) < 2.0**64:
+            return str(int(value))
+        problem(row, name, f"expected an integer category code, got {float(value)!r}")
         return None
-    if len(value) > MAX_CATEGORY_LENGTH:
-        problem(row, name, f"category longer than {MAX_CATEGORY_LENGTH} characters")
-        return None
-    return value
+    if kind in ("string", None) and isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)) and not (
+        isinstance(value, (int, np.integer)) and int(value).bit_length() > 64  # no label that long is known
+    ):
+        # a number or a flag whose label is one of the column's categories is that category
+        # (``3`` where training held the string "3"); any other would be an unknown category
+        # by a type mistake, and is refused
+        label = category_label(value)
+        if label in categories_of(feature):
+            return label
+    expected = {"integer": "an integer category code", "boolean": "a boolean category"}.get(kind or "")
+    wanted = f"{expected} or its label as a string" if expected else "a string category"
+    problem(row, name, f"expected {wanted}, got {json_type(value)}")
+    return None
 
 
 def json_type(value: Any) -> str:
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         return "boolean"
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float, np.integer, np.floating)):
         return "number"
     if isinstance(value, str):
         return "string"

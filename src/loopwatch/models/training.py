@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from loopwatch.errors import InvalidInput
-from loopwatch.features.schema import FeatureSchema, Task, category_label, infer_schema
+from loopwatch.features.frames import model_frame
+from loopwatch.features.schema import FeatureSchema, Task, infer_schema
 
 #: Rows of training data kept as the reference sample of a version.
 REFERENCE_SAMPLE_ROWS = 10_000
@@ -92,17 +93,9 @@ def build_pipeline(schema: FeatureSchema, estimator: Any) -> Any:
 
 
 def prepare_features(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
-    """The feature columns as the pipeline takes them (categoricals as strings)."""
-    out = {}
-    for feature in schema.features:
-        column = frame[feature.name]
-        if feature.kind == "numeric":
-            out[feature.name] = column.to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            out[feature.name] = pd.array(
-                [None if pd.isna(v) else category_label(v) for v in column], dtype=object
-            )
-    return pd.DataFrame(out, columns=schema.names)
+    """The feature columns as the pipeline takes them (categoricals as labels):
+    :func:`loopwatch.features.frames.model_frame`."""
+    return model_frame(frame, schema)
 
 
 def train_model(

@@ -20,7 +20,7 @@ import pandas as pd
 
 from loopwatch.detectors.extraction import ExtractionDetector, ExtractionScore
 from loopwatch.errors import IntegrityError, InvalidInput
-from loopwatch.models.training import prepare_features
+from loopwatch.features.frames import model_frame
 from loopwatch.monitor.windows import WindowSpec
 from loopwatch.records import ModelVersion, PredictionEvent
 from loopwatch.records.jsonutil import utc_iso
@@ -128,13 +128,13 @@ def watch_clients(
 def _fit(registry: Registry, meta: ModelVersion, *, fpr: float, seed: int) -> ExtractionDetector:
     """A detector on the version's reference sample and the model's own outputs on it."""
     schema = meta.schema
-    reference = registry.reference_sample(meta.name, meta.version)
-    reference = reference[[c for c in schema.names if c in reference.columns]]
+    # the sample keeps the training table's types; the detector reads what logged rows hold
+    reference = model_frame(registry.reference_sample(meta.name, meta.version), schema)
     probabilities = None
     if schema.task == "classification":
         try:
             pipeline = registry.load(meta.name, meta.version).pipeline
-            probabilities = pipeline.predict_proba(prepare_features(reference, schema))
+            probabilities = pipeline.predict_proba(reference)
         except (IntegrityError, AttributeError):
             # no trustworthy outputs of the reference: the boundary signal is left out
             probabilities = None
@@ -147,7 +147,7 @@ def _score(
     detector: ExtractionDetector, meta: ModelVersion, events: list[PredictionEvent], client: str | None
 ) -> ExtractionScore:
     rows = [e.data for e in events if e.data is not None]
-    frame = pd.DataFrame(rows) if rows else None
+    frame = model_frame(pd.DataFrame(rows, columns=meta.schema.names), meta.schema) if rows else None
     width = len(meta.schema.classes)
     probabilities = [e.probability for e in events if e.probability is not None and len(e.probability) == width]
     proba = np.asarray(probabilities, dtype=np.float64) if probabilities and width >= 2 else None

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from loopwatch.features.frames import model_frame
 from loopwatch.loops.config import MonitoringConfig
 from loopwatch.loops.diagnosis import diagnose_window
 from loopwatch.loops.engine import merge_findings, recommendations
@@ -241,7 +242,7 @@ def _frame(store: Store, events: Sequence[PredictionEvent], versions: dict[int, 
     parts = []
     for number in sorted({e.model_version for e in events}):
         mine = [e for e in events if e.model_version == number]
-        part = events_frame(mine, versions[number].schema.classes)
+        part = events_frame(mine, versions[number].schema.classes, schema=versions[number].schema)
         part["__entity_id"] = [getattr(e, "entity_id", None) for e in mine]
         part["__client_version"] = [client_versions[e.fingerprint_id] for e in mine]
         parts.append(part)
@@ -270,7 +271,8 @@ def _importance(registry: Registry, name: str, version: int) -> dict[str, float]
     key = (meta.artifact_sha256, name, version)
     if key not in _IMPORTANCE:
         model = registry.load(name, version)
-        sample = registry.reference_sample(name, version)
+        # the reference sample keeps the training table's types; the pipeline takes labels
+        sample = model_frame(registry.reference_sample(name, version), meta.schema)
         features = list(meta.schema.names)
         pipeline = model.pipeline
 

@@ -23,6 +23,8 @@ from loopwatch.drift.compare import DriftConfig, compare, data_quality
 from loopwatch.drift.profile import MIN_REFERENCE_ROWS, ReferenceProfile, build_profile
 from loopwatch.drift.report import DataQuality, DriftReport, SkippedTest
 from loopwatch.errors import InvalidInput, LoopwatchError
+from loopwatch.features.frames import model_frame
+from loopwatch.features.schema import FeatureSchema
 from loopwatch.loops.config import MonitoringConfig
 from loopwatch.monitor.security_evidence import window_evasion
 from loopwatch.monitor.windows import Window, WindowSpec, events_frame, split
@@ -156,13 +158,15 @@ def monitor(
     if not events:
         return report
     rejections = _rejection_times(store, name, since)
+    declared = set(registry.settings(name, fresh=True).nullable)
     by_version: dict[int, list[Any]] = {}
     for event in events:
         by_version.setdefault(event.model_version, []).append(event)
     for number, version_events in sorted(by_version.items()):
         meta = versions[number]
         profile = registry.profile(name, number)
-        frame = events_frame([e for e in version_events if e.data is not None], meta.schema.classes)
+        frame = events_frame([e for e in version_events if e.data is not None], meta.schema.classes,
+                             schema=meta.schema)
         if frame.empty:
             continue
         outputs = [c for c in frame.columns if c == "prediction" or c.startswith("probability_")]
@@ -180,6 +184,7 @@ def monitor(
                     # data quality is judged against the training data, as for the whole
                     # window: a segment's own sample has a narrower range and fewer categories
                     drift = replace(drift, data_quality=data_quality(profile, current, outputs=outputs))
+                drift = with_unexpected_missing(drift, current, meta.schema, declared)
                 before, skipped = None, list(drift.skipped)
                 if compare_previous and previous is not None and segment_value is None:
                     before, not_before = _against_previous(profile, previous, current, config)
@@ -281,6 +286,9 @@ def alarms_of(report: DriftReport, rejections: int = 0) -> list[str]:
     for feature, share in quality.out_of_range_rate.items():
         if share >= QUALITY_SHARE:
             alarms.append(f"quality:out_of_range:{feature}")
+    for feature, count in quality.unexpected_missing.items():
+        if count / n >= QUALITY_SHARE:
+            alarms.append(f"quality:unexpected_missing:{feature}")
     if quality.missing_columns:
         alarms.append("quality:missing_columns")
     if rejections and rejections / (n + rejections) >= QUALITY_SHARE:
@@ -299,6 +307,24 @@ def evasion_threshold(evasion: dict[str, Any], config: DriftConfig) -> dict[str,
         band_rows=rows, overrides=config.practical_thresholds,
     )
     return {"effect": threshold.effect, "practical_threshold": threshold.threshold, "practical": threshold.to_dict()}
+
+
+def with_unexpected_missing(
+    drift: DriftReport, current: pd.DataFrame, schema: FeatureSchema, declared: set[str]
+) -> DriftReport:
+    """``drift`` with the window's nulls in features neither the schema nor the settings
+    declare nullable: the model filled them in, so they were served, but training never saw
+    them, and a person should hear of it (a stage upstream may have broken)."""
+    counts = {}
+    for feature in schema.features:
+        if feature.nullable or feature.name in declared or feature.name not in current.columns:
+            continue
+        n_null = int(current[feature.name].isna().sum())
+        if n_null:
+            counts[feature.name] = n_null
+    if not counts:
+        return drift
+    return replace(drift, data_quality=replace(drift.data_quality, unexpected_missing=counts))
 
 
 def _segments(window: Window, segment: str | None) -> list[tuple[str | None, pd.DataFrame]]:
@@ -325,7 +351,8 @@ def _segment_profile(
     # the same name and version in another database is another model: key on its reference
     key = (meta.reference_sha256, name, version, column, value)
     if key not in _SEGMENT_CACHE:
-        sample = registry.reference_sample(name, version)
+        # the sample keeps the training table's types; segments are named by label
+        sample = model_frame(registry.reference_sample(name, version), meta.schema)
         rows = sample[sample[column].astype(str) == value]
         if len(rows) < 200:
             _SEGMENT_CACHE[key] = None

@@ -14,6 +14,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import pandas as pd
 
 from loopwatch.errors import InvalidInput
+from loopwatch.features.frames import with_canonical_features
+from loopwatch.features.schema import FeatureSchema
 from loopwatch.records import PredictionEvent
 
 _SPEC = re.compile(r"^(\d+)([hdw])$")
@@ -70,12 +72,16 @@ class Window:
         return len(self.frame)
 
 
-def events_frame(events: Iterable[PredictionEvent], classes: Sequence[Any] = ()) -> pd.DataFrame:
+def events_frame(
+    events: Iterable[PredictionEvent], classes: Sequence[Any] = (), *, schema: FeatureSchema | None = None
+) -> pd.DataFrame:
     """Events as a table: the input row's features as columns, plus the event's facts.
 
     ``prediction`` is the first output (as a string for classifiers, as the model's
     own outputs are profiled); ``probability_<class>`` holds each class's
-    probability. Event facts are in columns starting with ``__``.
+    probability. Event facts are in columns starting with ``__``. With the version's
+    ``schema``, its features are in the one form the model and the monitors read
+    (:func:`~loopwatch.features.frames.model_frame`: labels for categories, float64 numbers).
     """
     rows: list[dict[str, Any]] = []
     for e in events:
@@ -98,7 +104,8 @@ def events_frame(events: Iterable[PredictionEvent], classes: Sequence[Any] = ())
             for label, p in zip(classes, e.probability):
                 row[f"probability_{label}"] = p
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    return frame if schema is None else with_canonical_features(frame, schema)
 
 
 def split(frame: pd.DataFrame, spec: WindowSpec) -> Iterator[Window]:

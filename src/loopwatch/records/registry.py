@@ -21,9 +21,12 @@ class ModelSettings:
     log_data: bool = True
     #: Days events are kept; ``None`` keeps them until deleted.
     retention_days: int | None = None
+    #: Features declared nullable after training: a null in one is accepted and counted as
+    #: missing, without the data-quality finding an undeclared null gets.
+    nullable: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"log_data": self.log_data, "retention_days": self.retention_days}
+        return {"log_data": self.log_data, "retention_days": self.retention_days, "nullable": list(self.nullable)}
 
 
 @dataclass(frozen=True, kw_only=True)

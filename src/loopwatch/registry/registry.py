@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ import pandas as pd
 
 from loopwatch.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from loopwatch.models.artifacts import dump_model, load_model, sha256_hex
+from loopwatch.models.imputation import imputed_features
 from loopwatch.models.training import TrainedModel, prepare_features
 from loopwatch.records import (
     ALIASES,
@@ -55,6 +56,9 @@ CANDIDATE_PROMOTED = ": production now serves it"
 class LoadedModel:
     version: ModelVersion
     pipeline: Any
+    #: Features the pipeline fills in when a request leaves them null (see
+    #: :func:`~loopwatch.models.imputation.imputed_features`).
+    imputes: frozenset[str] = frozenset()
 
     @property
     def name(self) -> str:
@@ -281,7 +285,7 @@ class Registry:
                 self._refused[key] = (time.monotonic(), exc)
                 raise
             self._refused.pop(key, None)
-            loaded = LoadedModel(meta, pipeline)
+            loaded = LoadedModel(meta, pipeline, imputed_features(pipeline))
             with self._lock:
                 self._models[key] = loaded
                 while len(self._models) > self.cache_size:
@@ -387,6 +391,16 @@ class Registry:
         return found
 
     def update_settings(self, name: str, settings: ModelSettings) -> ModelSettings:
+        """Store ``settings``; the features declared nullable must be features of a version."""
+        if settings.nullable:
+            known = {n for v in self.store.list_versions(name) for n in v.schema.names}
+            unknown = sorted(set(settings.nullable) - known)
+            if unknown:
+                raise InvalidInput(
+                    f"not features of model {name!r}: {', '.join(map(repr, unknown[:10]))}; "
+                    f"its features are: {', '.join(sorted(known)[:50])}"
+                )
+            settings = replace(settings, nullable=tuple(sorted(set(settings.nullable))))
         self.store.set_model_settings(name, settings)
         self._settings.pop(name, None)
         return settings

@@ -30,11 +30,26 @@ def encode_frame(frame: pd.DataFrame) -> bytes:
                 "values": [None if np.isnan(v) else float(v) for v in values],
             }
         else:
-            columns[str(name)] = {
-                "kind": "str",
-                "values": [None if pd.isna(v) else str(v) for v in column],
-            }
+            values = [_plain(v) for v in column]
+            # strings alone keep the format samples always had; a column mixing JSON types
+            # (integer codes or flags with nulls) keeps each value's type, so ``True`` does not
+            # come back as the string "True" and a code past 2**53 is not rounded
+            kind = "str" if all(v is None or isinstance(v, str) for v in values) else "json"
+            columns[str(name)] = {"kind": kind, "values": values}
     return gzip.compress(dumps({"columns": columns}), mtime=0)
+
+
+def _plain(value: Any) -> Any:
+    """A sample value as JSON holds it: None for missing; bool, int, finite float, str; else text."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return str(value)  # past what JSON numbers carry here; its label is the same text
+    return value if isinstance(value, (bool, int, str)) else str(value)
 
 
 def decode_frame(data: bytes) -> pd.DataFrame:

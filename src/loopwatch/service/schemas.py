@@ -127,6 +127,11 @@ class ModelVersionOut(BaseModel):
 class SettingsModel(BaseModel):
     log_data: bool = Field(True, description="Log the input features with each event.")
     retention_days: int | None = Field(None, ge=1, le=36500, description="Days a request's events are kept after they were logged (not after their event time: backfilled history is kept as long as live traffic).")
+    nullable: list[str] = Field(
+        default_factory=list, max_length=10_000,
+        description="Features declared nullable after training: a null is accepted and counted as missing "
+        "without a data-quality finding.",
+    )
 
 
 class SettingsIn(SettingsModel, _In):

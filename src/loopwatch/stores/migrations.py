@@ -318,6 +318,12 @@ MIGRATIONS: Final[list[tuple[int, str, list[str]]]] = [
             )""",
         ],
     ),
+    (
+        9,
+        "features a model's settings declare nullable",
+        # a JSON list of feature names; NULL (models made before) means none
+        ["ALTER TABLE models ADD COLUMN nullable TEXT"],
+    ),
 ]
 
 

@@ -125,7 +125,7 @@ class SqlRegistryMixin(SqlStoreBase):
     def list_models(self) -> list[ModelInfo]:
         found = self._fetchall(
             "SELECT m.name, m.created_at, m.log_data, m.retention_days, "
-            "(SELECT MAX(version) FROM model_versions v WHERE v.name = m.name) "
+            "(SELECT MAX(version) FROM model_versions v WHERE v.name = m.name), m.nullable "
             "FROM models m ORDER BY m.name"
         )
         aliases: dict[str, dict[str, int]] = {}
@@ -135,9 +135,7 @@ class SqlRegistryMixin(SqlStoreBase):
             ModelInfo(
                 name=r[0],
                 created_at=from_micros(int(r[1])),
-                settings=ModelSettings(
-                    log_data=bool(r[2]), retention_days=None if r[3] is None else int(r[3])
-                ),
+                settings=_settings(r[2], r[3], r[5]),
                 aliases=aliases.get(r[0], {}),
                 latest_version=None if r[4] is None else int(r[4]),
             )
@@ -230,19 +228,17 @@ class SqlRegistryMixin(SqlStoreBase):
 
     def get_model_settings(self, name: str) -> ModelSettings:
         found = self._fetchall(
-            "SELECT log_data, retention_days FROM models WHERE name = ?", (name,)
+            "SELECT log_data, retention_days, nullable FROM models WHERE name = ?", (name,)
         )
         if not found:
             raise NotFound(f"no model named {name!r}")
-        log_data, retention = found[0]
-        return ModelSettings(
-            log_data=bool(log_data), retention_days=None if retention is None else int(retention)
-        )
+        return _settings(*found[0])
 
     def set_model_settings(self, name: str, settings: ModelSettings) -> None:
         changed = self._execute(
-            "UPDATE models SET log_data = ?, retention_days = ? WHERE name = ?",
-            (int(settings.log_data), settings.retention_days, name),
+            "UPDATE models SET log_data = ?, retention_days = ?, nullable = ? WHERE name = ?",
+            (int(settings.log_data), settings.retention_days,
+             dumps(list(settings.nullable)).decode() if settings.nullable else None, name),
         )
         if changed == 0:
             raise NotFound(f"no model named {name!r}")
@@ -268,3 +264,10 @@ class SqlRegistryMixin(SqlStoreBase):
             profile_sha256=r[11],
             aliases=tuple(sorted(a for a, v in aliases.items() if v == version)),
         )
+
+
+def _settings(log_data: Any, retention: Any, nullable: Any) -> ModelSettings:
+    return ModelSettings(
+        log_data=bool(log_data), retention_days=None if retention is None else int(retention),
+        nullable=tuple(loads(nullable)) if nullable else (),
+    )

@@ -93,11 +93,12 @@ async def get_settings(name: str, state: ServiceState = Depends(get_state)) -> d
 @router.put(
     "/models/{name}/settings",
     response_model=SettingsModel,
-    summary="Set per-model settings: input logging (privacy) and retention",
+    summary="Set per-model settings: input logging (privacy), retention and features declared nullable",
 )
 async def put_settings(
     name: str, body: SettingsIn, state: ServiceState = Depends(get_state)
 ) -> dict[str, Any]:
-    settings = ModelSettings(log_data=body.log_data, retention_days=body.retention_days)
-    await run_in_threadpool(state.registry.update_settings, name, settings)
-    return settings.to_dict()
+    settings = ModelSettings(log_data=body.log_data, retention_days=body.retention_days,
+                             nullable=tuple(body.nullable))
+    stored = await run_in_threadpool(state.registry.update_settings, name, settings)
+    return stored.to_dict()
