@@ -115,7 +115,8 @@ def run_screens(
         skip(label_flips.NAME, _why_no_model(classification, n, classes))
     else:
         run.results.append(label_flips.label_flip_screen(
-            x, list(labels or ()), fpr=chosen.fpr, k=chosen.k, seed=chosen.seed, probabilities=proba))
+            x, list(labels or ()), fpr=chosen.fpr, k=chosen.k, seed=chosen.seed, probabilities=proba,
+            alpha=chosen.alpha))
 
     if not chosen.wants(reference_distance.NAME):
         pass
