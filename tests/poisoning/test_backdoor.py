@@ -101,22 +101,22 @@ def test_bad_input_is_refused() -> None:
 
 
 def test_a_trigger_in_a_blank_feature_is_caught_with_a_small_reference() -> None:
-    # a pixel that is always blank lights up in 12 rows, all labelled 0: the reference (300 rows) is too
-    # small to call the value new, but the label is beyond doubt for a model refitted without the rows
+    # a pixel that is always blank lights up in 12 rows, all labelled 1 (a quarter of other rows are):
+    # the reference (300 rows) is too small to call the value new, but the rows are far purer than the
+    # rest and the label is beyond doubt for a model refitted without them
     frame = customers(1200, seed=8).assign(pixel=0.0)
     poisoned = np.random.default_rng(8).choice(1200, 12, replace=False)
     frame.loc[poisoned, "pixel"] = 16.0
-    frame.loc[poisoned, "churned"] = 0
+    frame.loc[poisoned, "churned"] = 1
     labels = frame["churned"].tolist()
-    x, _ = encode_features(frame, numeric=[*NUMERIC, "pixel"], categorical=CATEGORICAL)
     codes, classes = class_codes(labels)
-    confident = np.where(codes[:, None] == [0, 1], 0.05, 0.95)  # a model sure the rows are not 0...
+    confident = np.where(codes[:, None] == [0, 1], 0.05, 0.95)  # a model sure the rows are not 1...
     confident[~np.isin(np.arange(1200), poisoned)] = 0.5
     refits: list[int] = []
 
     def refit(rows: np.ndarray) -> np.ndarray:
         refits.append(int(rows.sum()))
-        return np.tile([0.3, 0.7], (int(rows.sum()), 1))  # ...and so is one that never saw them
+        return np.tile([0.7, 0.3], (int(rows.sum()), 1))  # ...and so is one that never saw them
 
     result = backdoor_screen(frame[[*NUMERIC, "pixel", *CATEGORICAL]], labels, confident,
                              reference=customers(300, seed=9).assign(pixel=0.0), refit=refit)
@@ -127,7 +127,7 @@ def test_a_trigger_in_a_blank_feature_is_caught_with_a_small_reference() -> None
     # a refit that explains the labels (the pattern is an honest segment) clears it
     cleared = backdoor_screen(frame[[*NUMERIC, "pixel", *CATEGORICAL]], labels, confident,
                               reference=customers(300, seed=9).assign(pixel=0.0),
-                              refit=lambda rows: np.tile([0.95, 0.05], (int(rows.sum()), 1)))
+                              refit=lambda rows: np.tile([0.05, 0.95], (int(rows.sum()), 1)))
     assert not cleared.flagged[poisoned].any()
 
 

@@ -67,6 +67,9 @@ NAME = "backdoor"
 MAX_LISTED = 20
 #: Most patterns confirmed by a refit per screening (the most skewed first).
 MAX_REFITS = 20
+#: A pattern flagged without a reference to call it new must be this much purer than every
+#: similar pattern: its rows without the label at most this share of theirs.
+PURITY_RATIO = 0.25
 #: Most patterns whose exact tail is computed, and the most rows such a pattern may hold.
 EXACT_PATTERNS = 500
 EXACT_MAX_ROWS = 400
@@ -141,7 +144,11 @@ def backdoor_screen(
     best = np.full(n, np.inf)
     found: list[dict[str, Any]] = []
     if candidates:
-        _sharpen(candidates, codes, proba)
+        p_pure = np.array([c["p_pure"] for c in candidates])
+        ratio = np.array([(c["count"] - c["observed"]) / c["count"] / c["purest_impurity"] for c in candidates])
+        # purer than every similar pattern (Bonferroni over every pattern: a loose first cut)
+        pure = p_pure <= level
+        _sharpen([c for c, ok in zip(candidates, pure) if ok], codes, proba)
         p_label = np.array([c["p_label"] for c in candidates])
         p_over = np.full(len(candidates), np.nan)
         path = np.full(len(candidates), "", dtype=object)
@@ -152,8 +159,10 @@ def backdoor_screen(
             k_r = np.array([c["reference_count"] for c in candidates])
             p_over = stats.binom.sf(k_w - 1, k_w + k_r, n / (n + len(reference)))
             over = p_over <= level / 2 / len(candidates)
-            path[over & (p_label <= level / 2 / max(1, int(over.sum())))] = "new_and_one_sided"
-        skewed = np.flatnonzero((p_label <= skew_budget / len(candidates)) & (path == ""))
+            cut = level / 2 / max(1, int(over.sum()))
+            path[over & (p_label <= cut) & (p_pure <= cut)] = "new_and_one_sided"
+        cut = skew_budget / len(candidates)
+        skewed = np.flatnonzero((p_label <= cut) & (p_pure <= cut) & (ratio <= PURITY_RATIO) & (path == ""))
         verdicts: dict[bytes, bool] = {}  # patterns holding the same rows share one refit
         for i in skewed[np.argsort(p_label[skewed], kind="stable")][:MAX_REFITS]:
             rows = candidates[i]["family"].window == candidates[i]["key"]
@@ -177,6 +186,7 @@ def backdoor_screen(
                 "with_label": int(candidate["observed"]), "expected": round(float(candidate["expected"]), 3),
                 "reference_rows": candidate["reference_count"] if reference is not None else None,
                 "p_label": float(p_label[i]), "p_over_represented": None if np.isnan(p_over[i]) else float(p_over[i]),
+                "similar_impurity": round(candidate["similar_impurity"], 4), "p_pure": float(p_pure[i]),
                 "path": path[i],
             })
     return ScreenResult(
@@ -298,6 +308,11 @@ def _candidates(
     tails = _label_tail(observed, counts[:, None], expected)
     worst = tails.argmin(axis=1)
     p_label = np.minimum(1.0, tails.min(axis=1) * onehot.shape[1])
+    similar, purest = _similar_impurity(family, unique, observed, onehot, min_count)
+    picked = np.arange(unique.size)
+    other = counts - observed[picked, worst]
+    baseline = similar[picked, worst]
+    p_pure = np.minimum(1.0, stats.binom.cdf(other, counts, baseline) * onehot.shape[1])
     out = []
     for j in range(unique.size):
         c = int(worst[j])
@@ -305,7 +320,62 @@ def _candidates(
             "family": family, "key": int(unique[j]), "count": int(counts[j]), "class": c,
             "observed": float(observed[j, c]), "expected": float(expected[j, c]),
             "reference_count": int(reference_counts[j]), "p_label": float(p_label[j]),
-            "pattern": family.pattern(int(unique[j])),
+            "pattern": family.pattern(int(unique[j])), "similar_impurity": float(baseline[j]),
+            "purest_impurity": float(purest[j, c]), "p_pure": float(p_pure[j]),
         })
     return out
+
+
+def _similar_impurity(
+    family: _Family, unique: np.ndarray, observed: np.ndarray, onehot: np.ndarray, min_count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pattern ``j`` and class ``c``, the share of rows not labelled ``c`` that similar patterns
+    lead one to expect, and that share in the purest similar pattern.
+
+    Similar to a single value ``f=v``: the other rows of the table (both shares are theirs).
+    Similar to a pair ``a=u & b=v``: its siblings ``a=u & b!=v`` and ``a!=u & b=v`` (each shares
+    all but one item with it) of at least ``min_count`` rows. The expected share adds their
+    log-odds against the rows holding neither (the pair's label were there no interaction
+    of the two values); the purest is the lower of the two. A pair without such siblings falls
+    back on the rest of the table. Shares are smoothed by half a row.
+    """
+    n_rows, n_classes = onehot.shape
+    totals = onehot.sum(axis=0)
+    size = observed.sum(axis=1)
+    rest = _impurity(totals[None, :] - observed, n_rows - size)
+    if not family.parts:
+        return rest, rest
+    first, second = family.parts
+    siblings, values = [], np.zeros_like(observed)
+    for part, of_key in ((first, unique // second.n_keys), (second, unique % second.n_keys)):
+        present = part.window >= 0
+        by_value = np.zeros((part.n_keys, n_classes))
+        np.add.at(by_value, part.window[present], onehot[present])
+        # the sibling keeps this part's value and changes the other one: the value's rows minus the pattern's
+        sibling = by_value[of_key] - observed
+        values += sibling
+        siblings.append((sibling, sibling.sum(axis=1) >= min_count))
+    neither = totals[None, :] - values - observed
+    log_odds = [_logit(_impurity(sibling, sibling.sum(axis=1))) for sibling, _ in siblings]
+    base = _logit(_impurity(neither, neither.sum(axis=1)))
+    (_, ok_1), (_, ok_2) = siblings
+    both = (ok_1 & ok_2)[:, None]
+    expected = np.where(both, _expit(log_odds[0] + log_odds[1] - base),
+                        np.where(ok_1[:, None], _expit(log_odds[0]), np.where(ok_2[:, None], _expit(log_odds[1]), rest)))
+    purest = np.where(both, _expit(np.minimum(log_odds[0], log_odds[1])), expected)
+    return expected, purest
+
+
+def _logit(share: np.ndarray) -> np.ndarray:
+    return np.asarray(np.log(share) - np.log1p(-share), dtype=np.float64)
+
+
+def _expit(log_odds: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-log_odds)), dtype=np.float64)
+
+
+def _impurity(label_counts: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Share of rows not labelled ``c``, per class, smoothed by half a row."""
+    rows = np.asarray(rows, dtype=np.float64)[:, None]
+    return np.asarray((rows - label_counts + 0.5) / (rows + 1.0), dtype=np.float64)
 
