@@ -18,11 +18,11 @@ def test_gross_flips_on_small_data_are_caught() -> None:
     rng = np.random.default_rng(3)
     x = rng.normal(size=(600, 2))
     y = (x[:, 0] + x[:, 1] > 0).astype(int)
-    far = np.flatnonzero(np.abs(x[:, 0] + x[:, 1]) > 2.0)[:6]  # deep inside a class: no doubt about them
+    far = np.flatnonzero(np.abs(x[:, 0] + x[:, 1]) > 2.0)[:10]  # deep inside a class: no doubt about them
     y[far] = 1 - y[far]
     result = label_flip_screen(x, y, fpr=0.01, seed=0)
     assert result.flagged[far].all(), result.scores[far]
-    assert result.n_flagged - 6 <= 12  # clean rows flagged: about 1% of 594, with room for chance
+    assert result.n_flagged - 10 <= 12  # clean rows flagged: about 1% of 590, with room for chance
     assert result.reasons[far[0]] == "label_flip" and result.reasons[np.flatnonzero(~result.flagged)[0]] is None
     assert result.to_dict()["n_flagged"] == result.n_flagged and result.fpr == 0.01
 
@@ -52,8 +52,8 @@ def test_the_excess_test_against_a_known_null() -> None:
     flipped = np.where(np.arange(1000) < 60, 0.99, 0.01)  # six times as many: 50 flips beyond honest noise
     found = flip_excess(flipped, candidate, weights, up_to=60, alpha=0.01)
     assert found.passes(0.01) and found.observed == 60 and found.expected == pytest.approx(10.0)
-    # the p-value is the binomial tail at the null's mean, times the ranks tried (1, 2, 4, ..., 32)
-    assert found.p_value == pytest.approx(min(1.0, 6 * stats.binom.sf(59, 1000, 0.01)))
+    # the p-value is the binomial tail at the null's mean, times the ranks tried (8, 16, 32)
+    assert found.p_value == pytest.approx(min(1.0, 3 * stats.binom.sf(59, 1000, 0.01)))
 
 
 def test_random_flips_are_found_far_above_the_false_positive_rate() -> None:
@@ -69,13 +69,13 @@ def test_random_flips_are_found_far_above_the_false_positive_rate() -> None:
 def test_more_than_two_classes_and_text_labels() -> None:
     rng = np.random.default_rng(5)
     centres = np.array([[0, 0], [6, 0], [0, 6]])
-    codes = rng.integers(0, 3, 600)
-    x = centres[codes] + rng.normal(size=(600, 2))
+    codes = rng.integers(0, 3, 3000)
+    x = centres[codes] + rng.normal(size=(3000, 2))
     labels = np.array(["red", "green", "blue"], dtype=object)[codes]
-    labels[:5] = "green"
-    wrong = codes[:5] != 1
+    labels[:30] = "green"  # about 20 rows of the other two clusters called green
+    wrong = codes[:30] != 1
     result = label_flip_screen(x, labels.tolist(), seed=1)
-    assert result.flagged[:5][wrong].all()
+    assert result.flagged[:30][wrong].all() and not result.flagged[30:].any()
     assert result.details["classes"] == ["blue", "green", "red"]
 
 

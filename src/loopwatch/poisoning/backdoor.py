@@ -67,6 +67,8 @@ NAME = "backdoor"
 MAX_LISTED = 20
 #: Most patterns confirmed by a refit per screening (the most skewed first).
 MAX_REFITS = 20
+#: Level of the purity test of a pattern already over-represented against the reference.
+NEW_PATTERN_PURITY_LEVEL = 0.05
 #: A pattern flagged without a reference to call it new must be this much purer than every
 #: similar pattern: its rows without the label at most this share of theirs.
 PURITY_RATIO = 0.25
@@ -146,8 +148,8 @@ def backdoor_screen(
     if candidates:
         p_pure = np.array([c["p_pure"] for c in candidates])
         ratio = np.array([(c["count"] - c["observed"]) / c["count"] / c["purest_impurity"] for c in candidates])
-        # purer than every similar pattern (Bonferroni over every pattern: a loose first cut)
-        pure = p_pure <= level
+        # the exact tails are worth computing only for patterns that can pass the purity test
+        pure = p_pure <= NEW_PATTERN_PURITY_LEVEL
         _sharpen([c for c, ok in zip(candidates, pure) if ok], codes, proba)
         p_label = np.array([c["p_label"] for c in candidates])
         p_over = np.full(len(candidates), np.nan)
@@ -160,7 +162,9 @@ def backdoor_screen(
             p_over = stats.binom.sf(k_w - 1, k_w + k_r, n / (n + len(reference)))
             over = p_over <= level / 2 / len(candidates)
             cut = level / 2 / max(1, int(over.sum()))
-            path[over & (p_label <= cut) & (p_pure <= cut)] = "new_and_one_sided"
+            # the over-representation test holds the error rate of this path; purity is the check that
+            # the new rows come with one label, so it is tested at a plain level, not Bonferroni's
+            path[over & (p_label <= cut) & (p_pure <= NEW_PATTERN_PURITY_LEVEL)] = "new_and_one_sided"
         cut = skew_budget / len(candidates)
         skewed = np.flatnonzero((p_label <= cut) & (p_pure <= cut) & (ratio <= PURITY_RATIO) & (path == ""))
         verdicts: dict[bytes, bool] = {}  # patterns holding the same rows share one refit

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,11 @@ if TYPE_CHECKING:  # the drift package imports scikit-learn: only when encoding
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 
+#: Fewest suspicious rows that can show a table holds poison: a real table's few most surprising
+#: rows are where any model's calibration is worst, and a handful of rows is no evidence of an attack.
+MIN_EXCESS_ROWS = 8
+#: Largest share of the most suspicious rows that clean data may explain for a table to hold poison.
+MAX_NOISE_SHARE = 0.25
 #: Most rows any screen's logistic regression is fitted on: a seeded sample beyond it. A model of a
 #: few dozen one-hot columns is as good from 20,000 rows as from 200,000, and a fit costs its rows.
 MAX_FIT_ROWS = 20_000
@@ -97,6 +102,17 @@ def encode_features(
         raise InvalidInput("the screens need at least one feature")
     encoder = FeatureEncoder.fit(fit_on if fit_on is not None else frame, numeric=numeric, categorical=categorical)
     return encoder.transform(frame), encoder
+
+
+def with_missing_flags(x: FloatArray, frame: pd.DataFrame, numeric: Sequence[str]) -> FloatArray:
+    """``x`` and a 0/1 column per numeric feature with missing values in ``frame`` (1: missing).
+
+    The encoding fills a missing number with the median, which hides what real tables say with
+    a null: a cancelled flight has no air time, and is late. A model that cannot see the null
+    is sure such rows are on time, and calls their honest labels flips.
+    """
+    flags = [frame[name].isna().to_numpy(dtype=np.float64) for name in numeric if frame[name].isna().any()]
+    return np.column_stack([x, *flags]) if flags else x
 
 
 def class_codes(labels: Sequence[Any]) -> tuple[NDArray[np.int64], list[str]]:
@@ -211,3 +227,52 @@ def quantile_threshold(clean_scores: FloatArray, fpr: float) -> float:
     n = scores.size
     k = min(math.floor(fpr * n + 1e-9), n - 1)
     return float(scores[n - 1 - k])
+
+
+@dataclass(frozen=True)
+class TailExcess:
+    """A table's most suspicious rows against what clean data puts there: does the table hold poison?"""
+
+    #: The ``observed`` rows scoring ``cut`` or more, and clean data's expected count of such rows.
+    cut: float
+    observed: int
+    expected: float
+    #: Bonferroni-adjusted p-value of the excess (over the ranks tried).
+    p_value: float
+
+    def passes(self, alpha: float) -> bool:
+        """A significant excess, of which clean data explains at most :data:`MAX_NOISE_SHARE`."""
+        return self.p_value <= alpha and self.expected <= MAX_NOISE_SHARE * self.observed
+
+    def to_dict(self, alpha: float) -> dict[str, Any]:
+        return {"rows": self.observed, "expected": round(self.expected, 3), "p_value": self.p_value,
+                "holds_poison": self.passes(alpha)}
+
+
+def tail_excess(
+    scores: FloatArray, expected_at_or_above: Callable[[float], float], *, up_to: int, alpha: float
+) -> TailExcess:
+    """Test the ``r`` highest ``scores``, for ``r = 8, 16, 32, ...`` up to ``up_to``, against clean data.
+
+    ``expected_at_or_above(s)`` is clean data's expected count of rows (of as many as ``scores``)
+    scoring ``s`` or more. Each rank's count is tested by the upper binomial tail at that mean,
+    which bounds the Poisson-binomial tail of independent rows from above; Bonferroni over the
+    ranks. Returns the passing rank with the most rows (see :meth:`TailExcess.passes`), else
+    the rank with the smallest p-value.
+    """
+    from scipy import stats
+
+    n = scores.size
+    if n == 0:
+        return TailExcess(cut=math.inf, observed=0, expected=0.0, p_value=1.0)
+    ranks = [MIN_EXCESS_ROWS * 2**j for j in range(int(np.log2(max(up_to / MIN_EXCESS_ROWS, 1))) + 1)]
+    top = np.sort(scores)[::-1]
+    tried = []
+    for r in ranks:
+        cut = float(top[min(r, n) - 1])
+        observed = int((scores >= cut).sum())
+        expected = float(expected_at_or_above(cut))
+        p = float(stats.binom.sf(observed - 1, n, min(1.0, expected / n)))
+        tried.append(TailExcess(cut=cut, observed=observed, expected=expected, p_value=min(1.0, p * len(ranks))))
+    passing = [t for t in tried if t.passes(alpha)]
+    return passing[-1] if passing else min(tried, key=lambda t: t.p_value)

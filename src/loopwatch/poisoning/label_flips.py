@@ -18,12 +18,15 @@ keeps it at most ``fpr``.
 Every real table has honest label noise, so a threshold alone would set aside
 a share ``fpr`` of genuine rows on every run. Rows are set aside only when the
 table's most suspicious rows are more than clean labels explain: for ranks
-``r = 1, 2, 4, ...`` up to the count above the threshold, the ``r`` rows scoring
+``r = 8, 16, 32, ...`` up to the count above the threshold (at least
+:data:`~loopwatch.poisoning.base.MIN_EXCESS_ROWS`: a real table's few most surprising labels are where
+any model's calibration is worst, and a handful of rows is no evidence of an
+attack, as for the backdoor screen's ``min_count``), the ``r`` rows scoring
 highest are tested against the null's expected count ``E`` of rows scoring at
 least as high (the upper binomial tail at ``E / n``, which bounds the
 Poisson-binomial tail of independent rows from above; Bonferroni over the
 ranks at ``alpha``). When some rank passes and clean labels explain at most
-:data:`MAX_NOISE_SHARE` of its rows, the table holds flips and the rows above
+:data:`~loopwatch.poisoning.base.MAX_NOISE_SHARE` of its rows, the table holds flips and the rows above
 the threshold are set aside; otherwise none are. With calibrated probabilities
 a clean table then loses rows at most ``alpha`` of the time; a table with
 flips is screened at ``fpr`` as before. Measured on real tables
@@ -38,7 +41,6 @@ labelled the other way is as plausible flipped as not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -47,10 +49,12 @@ from loopwatch.errors import InvalidInput
 from loopwatch.poisoning.base import (
     FloatArray,
     ScreenResult,
+    TailExcess,
     check_rate,
     class_codes,
     null_threshold,
     out_of_fold_probabilities,
+    tail_excess,
 )
 
 NAME = "label_flips"
@@ -59,8 +63,6 @@ REASON = "label_flip"
 MIN_ROWS = 50
 #: Most rows the neighbours are looked for among (a seeded sample beyond it).
 MAX_INDEX_ROWS = 10_000
-#: Largest share of the most suspicious rows that clean labels may explain for the table to hold flips.
-MAX_NOISE_SHARE = 0.25
 
 
 def neighbour_disagreement(
@@ -117,10 +119,10 @@ def label_flip_screen(
     >>> rng = np.random.default_rng(0)
     >>> x = rng.normal(size=(1000, 2))
     >>> y = (x[:, 0] > 0).astype(int)
-    >>> deep = np.flatnonzero(np.abs(x[:, 0]) > 2.0)[:6]
-    >>> y[deep] = 1 - y[deep]                  # six gross flips, far from the boundary
+    >>> deep = np.flatnonzero(np.abs(x[:, 0]) > 1.8)[:10]
+    >>> y[deep] = 1 - y[deep]                  # ten gross flips, far from the boundary
     >>> result = label_flip_screen(x, y, fpr=0.01, seed=0)
-    >>> bool(result.flagged[deep].all()), result.n_flagged <= 6 + 10, result.details["excess"]["holds_flips"]
+    >>> bool(result.flagged[deep].all()), result.n_flagged <= 10 + 10, result.details["excess"]["holds_poison"]
     (True, True, True)
     >>> clean = label_flip_screen(x, (x[:, 0] > 0).astype(int), fpr=0.01, seed=0)
     >>> clean.n_flagged                         # honest labels: nothing set aside
@@ -144,8 +146,12 @@ def label_flip_screen(
     scores = 1.0 - blended[np.arange(len(codes)), codes]
     threshold = null_threshold(1.0 - blended, blended, level)
     above = scores > threshold
-    excess = flip_excess(scores, 1.0 - blended, blended, up_to=int(above.sum()), alpha=gate)
-    flagged = above & excess.passes(gate)
+    # the excess is judged on the model's probabilities alone: the neighbours' shares near a flip
+    # hold the flip itself, and would let each flip explain itself and the next
+    model_scores = 1.0 - proba[np.arange(len(codes)), codes]
+    excess = flip_excess(model_scores, 1.0 - proba, proba, up_to=int(above.sum()), alpha=gate)
+    # a table that holds flips loses the rows above the threshold and the excess's own rows
+    flagged = (above | (model_scores >= excess.cut)) & excess.passes(gate)
     return ScreenResult(
         name=NAME,
         scores=scores,
@@ -154,53 +160,26 @@ def label_flip_screen(
         threshold=threshold,
         fpr=level,
         details={"classes": classes, "k": min(k, len(codes) - 1), "alpha": gate, "rows_above": int(above.sum()),
-                 "excess": {"rows": excess.observed, "expected": round(excess.expected, 3),
-                            "p_value": excess.p_value, "holds_flips": excess.passes(gate)}},
+                 "excess": excess.to_dict(gate)},
     )
-
-
-@dataclass(frozen=True)
-class FlipExcess:
-    """The most suspicious rows of a table against the clean-label null: do they hold flips?"""
-
-    #: The ``observed`` rows scoring highest, and the null's expected count of rows scoring as high.
-    observed: int
-    expected: float
-    #: Bonferroni-adjusted p-value of the excess (over the ranks tried).
-    p_value: float
-
-    def passes(self, alpha: float) -> bool:
-        """A significant excess, of which clean labels explain at most :data:`MAX_NOISE_SHARE`."""
-        return self.p_value <= alpha and self.expected <= MAX_NOISE_SHARE * self.observed
 
 
 def flip_excess(
     scores: FloatArray, candidate_scores: FloatArray, null_weights: FloatArray, *, up_to: int, alpha: float
-) -> FlipExcess:
-    """Test the ``r`` highest scores, for ``r = 1, 2, 4, ...`` up to ``up_to``, against the null.
+) -> TailExcess:
+    """The excess test of :func:`~loopwatch.poisoning.base.tail_excess` against the clean-label null.
 
     ``candidate_scores`` and ``null_weights`` as :func:`~loopwatch.poisoning.base.null_threshold`:
-    the null expects ``sum_ic w_ic [s_ic >= s]`` rows scoring ``s`` or more. Returns the first
-    rank that passes at ``alpha`` (see :meth:`FlipExcess.passes`), else the one with the
-    smallest p-value.
+    the null expects ``sum_ic w_ic [s_ic >= s]`` rows scoring ``s`` or more.
     """
-    from scipy import stats
-
-    n = scores.size
-    ranks = [2**j for j in range(int(np.log2(max(up_to, 1))) + 1)]
     flat_scores = np.asarray(candidate_scores, dtype=np.float64).ravel()
     order = np.argsort(flat_scores, kind="stable")
     sorted_scores = flat_scores[order]
     # null mass of the candidates at or above each sorted score (and 0 past the last)
-    tail_mass = np.concatenate([np.cumsum(np.asarray(null_weights, dtype=np.float64).ravel()[order][::-1])[::-1],
-                                [0.0]])
-    top = np.sort(scores)[::-1]
-    tried = []
-    for r in ranks:
-        cut = top[min(r, n) - 1]
-        observed = int((scores >= cut).sum())
-        expected = float(tail_mass[np.searchsorted(sorted_scores, cut, side="left")])
-        p = float(stats.binom.sf(observed - 1, n, min(1.0, expected / n)))
-        tried.append(FlipExcess(observed=observed, expected=expected, p_value=min(1.0, p * len(ranks))))
-    passing = [t for t in tried if t.passes(alpha)]
-    return passing[0] if passing else min(tried, key=lambda t: t.p_value)
+    weights = np.asarray(null_weights, dtype=np.float64).ravel()[order]
+    tail_mass = np.concatenate([np.cumsum(weights[::-1])[::-1], [0.0]])
+
+    def expected(cut: float) -> float:
+        return float(tail_mass[np.searchsorted(sorted_scores, cut, side="left")])
+
+    return tail_excess(scores, expected, up_to=up_to, alpha=alpha)
