@@ -149,3 +149,22 @@ def test_quantile_threshold_flags_at_most_the_share() -> None:
     t = quantile_threshold(scores, 0.01)
     assert (scores > t).sum() == 10
     assert (scores > quantile_threshold(scores, 0.0001)).sum() == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=300), st.floats(1.0, 3.0), st.integers(0, 300))
+def test_an_excess_that_clean_data_explains_never_passes(values: list[float], inflation: float, up_to: int) -> None:
+    from loopwatch.poisoning.base import MAX_NOISE_SHARE, tail_excess
+
+    scores = np.array(values)
+
+    def as_many_as_seen(cut: float) -> float:  # clean data explains every row, or more
+        return inflation * float((scores >= cut).sum())
+
+    found = tail_excess(scores, as_many_as_seen, up_to=up_to, alpha=0.01)
+    assert not found.passes(0.01)
+    assert found.observed == int((scores >= found.cut).sum())
+    # and where clean data puts nothing, eight rows or more are an excess
+    nothing = tail_excess(scores, lambda cut: 0.0, up_to=up_to, alpha=0.01)
+    assert nothing.passes(0.01) == (scores.size >= 8)
+    assert nothing.expected <= MAX_NOISE_SHARE * nothing.observed

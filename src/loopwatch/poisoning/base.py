@@ -241,8 +241,10 @@ class TailExcess:
     p_value: float
 
     def passes(self, alpha: float) -> bool:
-        """A significant excess, of which clean data explains at most :data:`MAX_NOISE_SHARE`."""
-        return self.p_value <= alpha and self.expected <= MAX_NOISE_SHARE * self.observed
+        """A significant excess of at least :data:`MIN_EXCESS_ROWS` rows, of which clean data explains
+        at most :data:`MAX_NOISE_SHARE`."""
+        return (self.observed >= MIN_EXCESS_ROWS and self.p_value <= alpha
+                and self.expected <= MAX_NOISE_SHARE * self.observed)
 
     def to_dict(self, alpha: float) -> dict[str, Any]:
         return {"rows": self.observed, "expected": round(self.expected, 3), "p_value": self.p_value,
