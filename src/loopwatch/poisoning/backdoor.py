@@ -241,22 +241,31 @@ def _confirmed(candidate: dict[str, Any], codes: np.ndarray, refit: Callable[[np
     return bool(min(1.0, tail * proba.shape[1]) <= cut)
 
 
-def _keys(column: pd.Series, numeric: bool) -> list[str | None]:
+def _keys(column: pd.Series, numeric: bool) -> tuple[np.ndarray, list[str]]:
+    """Each value's key code (-1: missing) and the key texts, one call per distinct value only."""
     if numeric:
-        return [None if pd.isna(v) else repr(float(v)) for v in column.tolist()]
-    return [None if v is None or (isinstance(v, float) and np.isnan(v)) else category_label(v) for v in column.tolist()]
+        values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        texts = [repr(float(u)) for u in uniques]
+    else:
+        codes, uniques = pd.factorize(column.astype(object), use_na_sentinel=True)
+        texts = [category_label(u) for u in uniques]
+    # values of one text (1, "1", 1.0) are one key
+    merged, names = pd.factorize(pd.Series(texts, dtype=object))
+    out = np.where(codes >= 0, merged[np.maximum(codes, 0)] if merged.size else -1, -1)
+    return np.asarray(out, dtype=np.int64), [str(n) for n in names]
 
 
 def _single(features: pd.DataFrame, reference: pd.DataFrame | None, name: str) -> _Family:
     column = features[name]
     numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
-    window_keys = _keys(column, numeric)
-    reference_keys = _keys(reference[name], numeric) if reference is not None and name in reference else []
-    codes, uniques = pd.factorize(pd.Series(window_keys + reference_keys, dtype=object), use_na_sentinel=True)
-    names = [f"{name}={_pretty(u)}" for u in uniques]
-    window = np.asarray(codes[: len(window_keys)], dtype=np.int64)
-    ref = np.asarray(codes[len(window_keys):], dtype=np.int64) if reference is not None else None
-    return _Family((name,), window, ref, len(uniques), names)
+    both = column if reference is None or name not in reference else pd.concat(
+        [column.astype(object), reference[name].astype(object)], ignore_index=True)
+    codes, texts = _keys(both.reset_index(drop=True), numeric)
+    names = [f"{name}={_pretty(t)}" for t in texts]
+    window = codes[: len(column)]
+    ref = codes[len(column):] if reference is not None else None
+    return _Family((name,), window, ref, len(texts), names)
 
 
 def _pretty(key: str) -> str:
