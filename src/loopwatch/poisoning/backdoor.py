@@ -26,17 +26,31 @@ values aside) held by at least ``min_count`` rows and at most a share
    from the out-of-fold model, which can learn a trigger it can encode (a
    value in an otherwise constant feature) and then expects its label.
 
+A frequent combination of ordinary values whose label share differs from what
+a model expects is an interaction, not a trigger (18-year-old men are not a
+backdoor). So every finding also needs the pattern to be unusually *pure*
+against similar patterns: for a single value, the rest of the table; for a
+pair ``a=u & b=v``, its siblings ``a=u & b!=v`` and ``a!=u & b=v`` (sharing
+all but one item; see :func:`_similar_impurity`). The purity test is the lower
+binomial tail of the pattern's rows without its label, at the share the
+siblings lead one to expect (their log-odds added against the rows holding
+neither value), times the classes.
+
 A pattern is flagged along either of two paths, each with half of ``alpha``:
 
 - *new and one-sided*: over-represented (question 1 at ``alpha / 2``,
-  Bonferroni over every pattern), and then skewed (question 2 at ``alpha / 2``,
-  Bonferroni over the over-represented patterns). This finds a trigger hiding
-  among ordinary values, labelled with the class its rows would mostly have
-  anyway (the hard case);
-- *one-sided beyond doubt*: skewed at ``alpha / 2`` with Bonferroni over every
-  pattern, confirmed by a model refitted without the pattern's rows (``refit``,
-  at most :data:`MAX_REFITS` patterns), which no trigger can have taught.
-  This finds a trigger the reference is too small to call new.
+  Bonferroni over every pattern), then skewed (question 2 at ``alpha / 2``,
+  Bonferroni over the over-represented patterns) and purer than its similar
+  patterns (at :data:`NEW_PATTERN_PURITY_LEVEL`: the over-representation test
+  holds this path's error rate). This finds a trigger hiding among ordinary
+  values, labelled with the class its rows would mostly have anyway;
+- *one-sided beyond doubt*: skewed and pure, each at ``alpha / 2`` with
+  Bonferroni over every pattern, its rows without the label at most
+  :data:`PURITY_RATIO` as common as in its purest sibling (an interaction
+  shifts a share; injected rows make a pattern nearly pure), and confirmed by
+  a model refitted without the pattern's rows (``refit``, at most
+  :data:`MAX_REFITS` patterns), which no trigger can have taught. This finds
+  a trigger the reference is too small to call new.
 
 Without a reference only the second path runs, with all of ``alpha``. The
 rows of a flagged pattern that carry its label are flagged, with the reason
@@ -45,7 +59,9 @@ rows of a flagged pattern that carry its label are flagged, with the reason
 What it cannot see: a trigger that is not an exact value (a small region of
 a continuous feature), one of three or more values that are common alone and
 in pairs, a trigger labelled with the class the pattern's rows would mostly
-have anyway, or one held by fewer than ``min_count`` rows.
+have anyway (without a reference), a trigger on a value so common that the
+injected rows are under three in four of its rows (without a reference), or
+one held by fewer than ``min_count`` rows.
 """
 
 from __future__ import annotations
