@@ -19,7 +19,7 @@ Every real table has honest label noise, so a threshold alone would set aside
 a share ``fpr`` of genuine rows on every run. Rows are set aside only when the
 table's most suspicious rows are more than clean labels explain: for ranks
 ``r = 8, 16, 32, ...`` up to the count above the threshold (at least
-:data:`~loopwatch.poisoning.base.MIN_EXCESS_ROWS`: a real table's few most surprising labels are where
+:data:`~loopwatch.poisoning.base.MIN_EXCESS_ROWS` and 0.05% of the rows: a real table's few most surprising labels are where
 any model's calibration is worst, and a handful of rows is no evidence of an
 attack, as for the backdoor screen's ``min_count``), the ``r`` rows scoring
 highest are tested against the null's expected count ``E`` of rows scoring at

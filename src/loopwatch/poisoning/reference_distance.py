@@ -22,7 +22,7 @@ each divided by its threshold (above 1: over the line).
 Rows drawn from the reference's own distribution would still lose a share
 ``fpr`` on every run, so rows are set aside only when the table's farthest rows
 are more than the reference puts there: the ``r`` highest scores, for
-``r = 8, 16, ...`` up to the count over the line, against the count the
+``r = 8, 16, ...`` (from 0.05% of the rows on a large table) up to the count over the line, against the count the
 held-out half of the reference predicts (``n`` times the share of its rows
 scoring as high, counted with one more row for safety; see
 :func:`~loopwatch.poisoning.base.tail_excess`). When the excess passes at
