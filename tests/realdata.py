@@ -49,7 +49,7 @@ def _flights() -> pd.DataFrame:
             "carrier": _codes(raw["carrier"]),
             "origin": _codes(raw["origin"]),
             "dest": _codes(raw["dest"]),
-            "weekday": (time.dt.tz_convert("America/New_York").dt.dayofweek + 1).astype("int64"),
+            "weekday": (time.dt.tz_convert("America/New_York").dt.day_of_week + 1).astype("int64"),
             "sched_hour": raw["hour"].astype("int64"),
             "distance": raw["distance"].astype("float64"),
             "air_time": raw["air_time"].astype("float64"),
