@@ -165,7 +165,7 @@ def main() -> None:
         if not args.skip_training:
             out["training"] = training(table, target, categorical, args.repeats)
             print(f"{name} training: {({k: v for k, v in out['training'].items() if k != 'screens'})}", flush=True)
-        for null in (False, True):
+        for null in (False, True) if args.samples else ():
             key = "backdoor_null_simulation" if null else "backdoor_genuine"
             out[key] = backdoor_findings(whole, target, categorical, samples=args.samples,
                                          sample_rows=args.sample_rows, null=null, seed=2)
