@@ -70,7 +70,7 @@ def train_from_table(
     """Screen ``frame`` (unless ``screen`` is off), train on the rows kept, register the version."""
     started = time.perf_counter()
     screening = None
-    left_out: list[int] = []
+    left_out: list[int] | None = None  # None: not screened, the reference sample may hold any row
     frame = frame.reset_index(drop=True)
     if screen:
         schema = infer_schema(frame, target, task=task, categorical=categorical)
