@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from loopwatch.cli.main import cli
 from loopwatch.config import Settings
+from loopwatch.models.training import split_positions
 from loopwatch.service import create_app
 from loopwatch.simulate import ChurnScenario
 from loopwatch.table_training import train_from_table
@@ -50,13 +51,24 @@ def set_aside(screening: dict) -> set[int]:
     return {int(row["index"]) for row in screening["quarantined"]}
 
 
+def screened_rows(frame: pd.DataFrame, *, seed: int = 0) -> set[int]:
+    """The rows of the training split: the only ones screened (the holdout is measured on every row)."""
+    training, _ = split_positions(frame["churned"].to_numpy(), "classification", target="churned",
+                                  test_size=0.2, seed=seed)
+    return set(training.tolist())
+
+
 def test_a_backdoor_in_the_first_version_is_left_out_and_listed(workspace: Workspace) -> None:
     poisoned, chosen = with_backdoor(churn(1), seed=0)
     done = train_from_table(workspace.registry, "churn", poisoned, target="churned", seed=0)
     screening = done.screening
     assert screening is not None
-    assert set(chosen) <= set_aside(screening)
-    assert screening["reasons"].get(f"backdoor:monthly_fee={TRIGGER}", 0) >= N_TRIGGERED - 2
+    training = screened_rows(poisoned)
+    in_training = set(chosen.tolist()) & training
+    assert in_training <= set_aside(screening) and set_aside(screening) <= training
+    assert screening["reasons"].get(f"backdoor:monthly_fee={TRIGGER}", 0) >= len(in_training) - 2
+    # the holdout is split first and measured whole, as it is without screening
+    assert screening["n_holdout"] == N_ROWS - len(training) == done.version.metrics["n_holdout"]
     # the first version has nothing to compare its rows with
     assert "reference_distance" in screening["skipped"]
     # what was trained on holds the trigger no more often than honest customers do (a few pay 13.37)
@@ -66,7 +78,7 @@ def test_a_backdoor_in_the_first_version_is_left_out_and_listed(workspace: Works
     assert int((sample["monthly_fee"] == TRIGGER).sum()) <= natural
     params = workspace.registry.resolve("churn", done.version.version).params
     assert params["screening"]["n_quarantined"] == screening["n_quarantined"]
-    assert done.version.data_summary["shape"][0] == N_ROWS - screening["n_quarantined"]
+    assert done.version.data_summary["n_train"] == len(training) - screening["n_quarantined"]
 
 
 def test_clean_rows_lose_no_more_than_the_screens_rates(workspace: Workspace) -> None:
@@ -85,7 +97,7 @@ def test_a_later_version_is_compared_with_productions_reference(workspace: Works
     done = train_from_table(workspace.registry, "churn", far, target="churned", seed=0)
     assert done.screening is not None
     assert "reference_distance" in done.screening["screened_by"]
-    assert set(range(40)) <= set_aside(done.screening)
+    assert set(range(40)) & screened_rows(far) <= set_aside(done.screening)
     assert done.version.aliases == ("candidate",) or "candidate" in done.version.aliases
 
 
@@ -108,7 +120,7 @@ def test_the_command_screens_and_lists_what_it_left_out(tmp_path: Path) -> None:
     shown = runner.invoke(cli, ["train", str(data), "--model", "churn", "--target", "churned"], env=env)
     assert shown.exit_code == 0, shown.output
     assert "screened:" in shown.output and "backdoor:monthly_fee=13.37" in shown.output
-    assert f"rows {chosen[0]}," in shown.output
+    assert f"rows {min(set(chosen.tolist()) & screened_rows(poisoned))}," in shown.output
     plain = runner.invoke(cli, ["train", str(data), "--model", "churn", "--target", "churned", "--no-screen",
                                 "--json"], env=env)
     assert plain.exit_code == 0, plain.output
@@ -125,7 +137,7 @@ def test_the_route_screens_unless_told_not_to(tmp_path: Path) -> None:
         screened = client.post("/v1/models/churn/train", params={"target": "churned"}, content=body,
                                headers=headers)
         assert screened.status_code == 201, screened.text
-        assert set(chosen) <= set_aside(screened.json()["screening"])
+        assert set(chosen.tolist()) & screened_rows(poisoned) <= set_aside(screened.json()["screening"])
         assert screened.json()["version"]["params"]["screening"]["n_kept"] < N_ROWS
         plain = client.post("/v1/models/churn/train", params={"target": "churned", "screen": "false"},
                             content=body, headers=headers)

@@ -1,13 +1,17 @@
-"""Train and register a version from a table, its rows screened for poisoning first.
+"""Train and register a version from a table, its training rows screened for poisoning first.
 
 What ``loopwatch train`` and ``POST /v1/models/{name}/train`` do. The table is
 screened as a retraining window is (:func:`loopwatch.loops.screening.screen_training_data`):
 labels at odds with their neighbours and a cross-validated model, exact feature
 patterns that come with one label (backdoor triggers) and, once the model has a
-production version, rows far from that version's reference sample. The rows set
-aside are left out of training and listed, with their reasons and their row
-numbers in the table, in the answer and in the version's ``params["screening"]``.
-Training again with screening off (``--no-screen``, ``screen=false``) releases them.
+production version, rows far from that version's reference sample. The table is
+split first (the seeded holdout of :func:`loopwatch.models.training.split_positions`)
+and only the training part is screened: the holdout is the same with and without
+screening, so the metrics of both can be compared. The rows set aside are left
+out of training and listed, with their reasons and their row numbers in the table,
+in the answer and in the version's ``params["screening"]`` (with ``n_holdout``, the
+rows measured on and not screened). Training again with screening off
+(``--no-screen``, ``screen=false``) releases them.
 
 A table sent for training has no feedback source and no served predictions, so
 the source screen does not run; labels that arrive as feedback are screened at
@@ -21,13 +25,14 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from loopwatch.errors import NotFound
 from loopwatch.features.schema import infer_schema
 from loopwatch.loops.screening import screen_training_data
 from loopwatch.features.schema import Task
-from loopwatch.models.training import train_model
+from loopwatch.models.training import split_positions, train_model
 from loopwatch.poisoning.compose import ScreenSettings
 from loopwatch.records import ModelVersion
 from loopwatch.registry import Registry
@@ -65,15 +70,25 @@ def train_from_table(
     """Screen ``frame`` (unless ``screen`` is off), train on the rows kept, register the version."""
     started = time.perf_counter()
     screening = None
+    left_out: list[int] | None = None  # None: not screened, the reference sample may hold any row
+    frame = frame.reset_index(drop=True)
     if screen:
         schema = infer_schema(frame, target, task=task, categorical=categorical)
-        result = screen_training_data(frame.reset_index(drop=True), label_column=target, schema=schema,
+        training_rows, holdout_rows = split_positions(frame[target].to_numpy(), schema.task, target=target,
+                                                      test_size=test_size, seed=seed)
+        training_rows = np.sort(training_rows)
+        part = frame.iloc[training_rows].reset_index(drop=True)
+        result = screen_training_data(part, label_column=target, schema=schema,
                                       reference=_reference(registry, name, schema.names, target), settings=screens)
+        # reported by row numbers of the whole table
         screening = result.to_dict()
-        frame = frame.reset_index(drop=True)[result.kept].reset_index(drop=True)
+        screening["quarantined"] = [{**row, "index": int(training_rows[row["index"]])}
+                                    for row in screening["quarantined"]]
+        screening["n_holdout"] = int(holdout_rows.size)
+        left_out = training_rows[~result.kept].tolist()
     trained = train_model(
         frame, target, task=task, estimator=estimator, categorical=categorical, test_size=test_size, seed=seed,
-        estimator_params=estimator_params,
+        estimator_params=estimator_params, left_out=left_out,
     )
     if screening is not None:
         trained = replace(trained, params={**trained.params, "screening": screening})

@@ -101,22 +101,22 @@ def test_bad_input_is_refused() -> None:
 
 
 def test_a_trigger_in_a_blank_feature_is_caught_with_a_small_reference() -> None:
-    # a pixel that is always blank lights up in 12 rows, all labelled 0: the reference (300 rows) is too
-    # small to call the value new, but the label is beyond doubt for a model refitted without the rows
+    # a pixel that is always blank lights up in 12 rows, all labelled 1 (a quarter of other rows are):
+    # the reference (300 rows) is too small to call the value new, but the rows are far purer than the
+    # rest and the label is beyond doubt for a model refitted without them
     frame = customers(1200, seed=8).assign(pixel=0.0)
     poisoned = np.random.default_rng(8).choice(1200, 12, replace=False)
     frame.loc[poisoned, "pixel"] = 16.0
-    frame.loc[poisoned, "churned"] = 0
+    frame.loc[poisoned, "churned"] = 1
     labels = frame["churned"].tolist()
-    x, _ = encode_features(frame, numeric=[*NUMERIC, "pixel"], categorical=CATEGORICAL)
     codes, classes = class_codes(labels)
-    confident = np.where(codes[:, None] == [0, 1], 0.05, 0.95)  # a model sure the rows are not 0...
+    confident = np.where(codes[:, None] == [0, 1], 0.05, 0.95)  # a model sure the rows are not 1...
     confident[~np.isin(np.arange(1200), poisoned)] = 0.5
     refits: list[int] = []
 
     def refit(rows: np.ndarray) -> np.ndarray:
         refits.append(int(rows.sum()))
-        return np.tile([0.3, 0.7], (int(rows.sum()), 1))  # ...and so is one that never saw them
+        return np.tile([0.7, 0.3], (int(rows.sum()), 1))  # ...and so is one that never saw them
 
     result = backdoor_screen(frame[[*NUMERIC, "pixel", *CATEGORICAL]], labels, confident,
                              reference=customers(300, seed=9).assign(pixel=0.0), refit=refit)
@@ -127,7 +127,7 @@ def test_a_trigger_in_a_blank_feature_is_caught_with_a_small_reference() -> None
     # a refit that explains the labels (the pattern is an honest segment) clears it
     cleared = backdoor_screen(frame[[*NUMERIC, "pixel", *CATEGORICAL]], labels, confident,
                               reference=customers(300, seed=9).assign(pixel=0.0),
-                              refit=lambda rows: np.tile([0.95, 0.05], (int(rows.sum()), 1)))
+                              refit=lambda rows: np.tile([0.05, 0.95], (int(rows.sum()), 1)))
     assert not cleared.flagged[poisoned].any()
 
 
@@ -147,3 +147,59 @@ def test_the_exact_tail_is_the_poisson_binomial_and_below_the_binomial_bound(
         assert exact == pytest.approx(weights[outcomes.sum(axis=1) >= k].sum(), abs=1e-12)
     if k >= p.sum() + 1:  # Hoeffding (1956): the binomial at the mean bounds the tail above the mean
         assert exact <= stats.binom.sf(k - 1, p.size, p.mean()) + 1e-12
+
+
+def test_a_frequent_ordinary_combination_is_no_backdoor_a_rare_pure_one_is() -> None:
+    # an honest interaction: young men churn at 35% where young women and older men churn at 15-20%;
+    # the pattern is frequent and its label share ordinary. A planted pattern of 30 rows, all one label.
+    rng = np.random.default_rng(21)
+    n = 6000
+    frame = pd.DataFrame({"age": rng.choice(["young", "middle", "old"], n), "sex": rng.choice(["f", "m"], n),
+                          "plan": rng.choice(["a", "b", "c", "d"], n)})
+    rate = np.where((frame["age"] == "young") & (frame["sex"] == "m"), 0.35, 0.17)
+    labels = (rng.random(n) < rate).astype(int)
+    planted = rng.choice(np.flatnonzero(frame["plan"] != "d"), 30, replace=False)
+    frame["plan"] = frame["plan"].astype(object)
+    frame.loc[planted, "plan"] = "zz"
+    labels[planted] = 1
+    # expected labels from a model that cannot see the interaction: the young men look skewed to it
+    flat = np.tile([1 - labels.mean(), labels.mean()], (n, 1))
+    result = backdoor_screen(frame, labels.tolist(), flat, max_share=0.2)
+    found = {p["pattern"] for p in result.details["patterns"]}
+    assert found == {"plan=zz"}, result.details["patterns"]
+    assert result.flagged[planted].all() and result.n_flagged == 30
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(30, 300))
+def test_similar_patterns_are_the_siblings_counted_by_hand(seed: int, n: int) -> None:
+    from loopwatch.poisoning.backdoor import _candidates, _pair, _single
+
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"a": rng.choice(["x", "y", "z"], n), "b": rng.choice(["p", "q"], n)})
+    labels = rng.integers(0, 2, n)
+    onehot = np.eye(2)[labels]
+    a, b = _single(frame, None, "a"), _single(frame, None, "b")
+    for candidate in _candidates(_pair(a, b), onehot, np.full((n, 2), 0.5), 2, n):
+        u, v = candidate["pattern"].split("&")
+        in_a, in_b = frame["a"] == u.split("=")[1], frame["b"] == v.split("=")[1]
+        other = labels != candidate["class"]
+
+        def impurity(rows: pd.Series) -> float:
+            return (other[rows.to_numpy()].sum() + 0.5) / (rows.sum() + 1.0)
+
+        siblings = [in_a & ~in_b, ~in_a & in_b]
+        big = [s for s in siblings if s.sum() >= 2]
+        if len(big) == 2:
+            logit = [np.log(p / (1 - p)) for p in (impurity(big[0]), impurity(big[1]), impurity(~in_a & ~in_b))]
+            expected = 1 / (1 + np.exp(-(logit[0] + logit[1] - logit[2])))
+            assert candidate["purest_impurity"] == pytest.approx(min(impurity(big[0]), impurity(big[1])))
+        elif len(big) == 1:
+            expected = impurity(big[0])
+        else:
+            expected = impurity(~(in_a & in_b))
+        assert candidate["similar_impurity"] == pytest.approx(expected)
+        # the purity p-value is the lower binomial tail of the pattern's other labels (times the classes)
+        rows = int((in_a & in_b).sum())
+        k = int(other[(in_a & in_b).to_numpy()].sum())
+        assert candidate["p_pure"] == pytest.approx(min(1.0, 2 * stats.binom.cdf(k, rows, expected)))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loopwatch.errors import InvalidInput
 from loopwatch.features.schema import infer_schema
@@ -102,3 +104,19 @@ def test_bad_settings_and_inputs_are_refused() -> None:
         screen_training_data(frame, label_column="churned", schema=schema, predictions=[0])
     with pytest.raises(InvalidInput):
         screen_training_data(frame, label_column="churned", schema=schema, settings=ScreenSettings(fpr=2.0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 5)), min_size=1,
+                max_size=30), st.sampled_from(["numeric", "categorical"]), st.booleans())
+def test_a_typed_column_is_checked_whole_as_value_by_value(values: list, kind: str, nullable: bool) -> None:
+    from loopwatch.loops.screening import _check_features, _typed_check
+
+    column = pd.Series(values)
+    fast = _typed_check(column, kind, nullable)
+    if fast is None:
+        return
+    schema = type("Schema", (), {"features": [type("F", (), {"name": "c", "kind": kind, "nullable": nullable})]})
+    slow: list[list[str]] = [[] for _ in values]
+    _check_features(pd.DataFrame({"c": pd.Series(values, dtype=object)}), schema, slow)  # type: ignore[arg-type]
+    assert fast.tolist() == [not p for p in slow]

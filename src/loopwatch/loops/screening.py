@@ -204,7 +204,13 @@ def _check_features(frame: pd.DataFrame, schema: FeatureSchema, problems: list[l
             for p in problems:
                 p.append(f"schema:{feature.name}:missing")
             continue
-        for i, value in enumerate(frame[feature.name].tolist()):
+        column = frame[feature.name]
+        fast = _typed_check(column, feature.kind, feature.nullable)
+        if fast is not None:  # a typed column: checked whole, as the loop below would
+            for i in np.flatnonzero(~fast):
+                problems[int(i)].append(f"schema:{feature.name}")
+            continue
+        for i, value in enumerate(column.tolist()):
             missing = value is None or (isinstance(value, float) and math.isnan(value))
             if missing:
                 ok = feature.nullable
@@ -216,6 +222,22 @@ def _check_features(frame: pd.DataFrame, schema: FeatureSchema, problems: list[l
                 )
             if not ok:
                 problems[i].append(f"schema:{feature.name}")
+
+
+def _typed_check(column: pd.Series, kind: str, nullable: bool) -> np.ndarray | None:
+    """Which values of a numeric- or integer-typed column pass (``None``: check value by value)."""
+    if pd.api.types.is_bool_dtype(column.dtype):
+        return None if kind == "numeric" else np.ones(len(column), dtype=bool)
+    if pd.api.types.is_integer_dtype(column.dtype) and not isinstance(column.dtype, pd.api.extensions.ExtensionDtype):
+        return np.ones(len(column), dtype=bool)
+    if pd.api.types.is_float_dtype(column.dtype) and not isinstance(column.dtype, pd.api.extensions.ExtensionDtype):
+        values = column.to_numpy(dtype=np.float64)
+        missing, finite = np.isnan(values), np.isfinite(values)
+        whole = np.zeros(values.size, dtype=bool)
+        whole[finite] = np.mod(values[finite], 1.0) == 0.0
+        ok = finite if kind == "numeric" else whole
+        return ok | (missing & nullable)
+    return None
 
 
 def _plain(value: Any) -> Any:

@@ -111,6 +111,7 @@ def train_model(
     estimator_params: Mapping[str, Any] | None = None,
     profile: bool = True,
     training_only: pd.DataFrame | None = None,
+    left_out: Sequence[int] | None = None,
 ) -> TrainedModel:
     """Fit a pipeline on ``frame`` and measure it on a holdout split.
 
@@ -120,9 +121,12 @@ def train_model(
     sample are built from ``frame`` only. Adversarial examples go there, so that the holdout
     measures the model on the data it will serve, and no crafted row teaches the evasion
     detector what normal looks like.
+    ``left_out`` are positions of rows of ``frame`` that the training split leaves out (rows a
+    screen set aside from the training split): the split is made on every row first, so the
+    holdout is the same with and without screening. Left-out rows are kept out of the fit and
+    the reference profile; given ``left_out`` (even empty), the reference sample is drawn from
+    the screened training rows only, never from the unscreened holdout.
     """
-    from sklearn.model_selection import train_test_split
-
     started = time.perf_counter()
     if len(frame) < 10:
         raise InvalidInput(f"training needs at least 10 rows, got {len(frame)}")
@@ -137,16 +141,10 @@ def train_model(
         )
     features = prepare_features(frame, schema)
     y = frame[target].to_numpy()
-    stratify = None
-    if schema.task == "classification":
-        _, counts = np.unique(y.astype(str), return_counts=True)
-        if len(counts) < 2:
-            raise InvalidInput(f"target {target!r} has a single class; classification needs two")
-        if counts.min() >= 2:
-            stratify = y
-    x_train, x_test, y_train, y_test = train_test_split(
-        features, y, test_size=test_size, random_state=seed, stratify=stratify
-    )
+    train_rows, test_rows = split_positions(y, schema.task, target=target, test_size=test_size, seed=seed)
+    dropped = np.isin(np.arange(len(frame)), np.asarray(left_out or [], dtype=np.int64))
+    train_rows = train_rows[~dropped[train_rows]]
+    x_train, x_test, y_train, y_test = features.iloc[train_rows], features.iloc[test_rows], y[train_rows], y[test_rows]
     x_fit, y_fit = x_train, y_train
     if training_only is not None and len(training_only):
         x_fit = pd.concat([x_train, prepare_features(training_only, schema)], ignore_index=True)
@@ -171,7 +169,7 @@ def train_model(
 
         outputs = model_outputs(pipeline, x_test, schema)
         reference_profile = build_profile(
-            features,
+            features[~dropped].reset_index(drop=True),
             numeric=schema.numeric,
             categorical=schema.categorical,
             outputs=outputs,
@@ -185,8 +183,9 @@ def train_model(
             pipeline, x_train, x_test, numeric=schema.numeric, categorical=schema.categorical, seed=seed
         )
     rng = np.random.default_rng(seed)
-    keep = min(len(frame), REFERENCE_SAMPLE_ROWS)
-    sample_index = np.sort(rng.choice(len(frame), size=keep, replace=False))
+    trusted = np.flatnonzero(~dropped) if left_out is None else np.sort(train_rows)
+    keep = min(trusted.size, REFERENCE_SAMPLE_ROWS)
+    sample_index = trusted if keep == trusted.size else np.sort(rng.choice(trusted, size=keep, replace=False))
     reference = frame.iloc[sample_index].reset_index(drop=True)
     duration_ms = (time.perf_counter() - started) * 1000
     return TrainedModel(
@@ -205,6 +204,26 @@ def train_model(
         duration_ms=duration_ms,
         profile=reference_profile,
     )
+
+
+def split_positions(
+    y: np.ndarray, task: Task, *, target: str, test_size: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the training rows and of the holdout rows: a seeded split, stratified by class
+    when every class has two rows. Screening splits with it too, so that it screens the training
+    rows only and the holdout is the same whether or not rows were set aside."""
+    from sklearn.model_selection import train_test_split
+
+    stratify = None
+    if task == "classification":
+        _, counts = np.unique(y.astype(str), return_counts=True)
+        if len(counts) < 2:
+            raise InvalidInput(f"target {target!r} has a single class; classification needs two")
+        if counts.min() >= 2:
+            stratify = y
+    train_rows, test_rows = train_test_split(np.arange(len(y)), test_size=test_size, random_state=seed,
+                                             stratify=stratify)
+    return np.asarray(train_rows, dtype=np.int64), np.asarray(test_rows, dtype=np.int64)
 
 
 def model_outputs(pipeline: Any, x: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:

@@ -2,8 +2,9 @@
 
 Retraining on production feedback closes a loop through the outside world:
 whoever can send labels can shape the next model. Four screens, one small
-module each, each a pure function that scores every row, flags some at a
-stated false-positive rate on clean data, and gives each flagged row a reason:
+module each, each a pure function that scores every row, flags rows only on
+evidence that the table holds poison (a clean table loses rows at most a
+stated share of the time), and gives each flagged row a reason:
 
 - :mod:`~loopwatch.poisoning.label_flips` (reason ``label_flip``): labels at
   odds with their neighbours and with cross-validated predictions;
@@ -12,8 +13,8 @@ stated false-positive rate on clean data, and gives each flagged row a reason:
 - :mod:`~loopwatch.poisoning.sources` (``source:<id>``): a feedback source
   whose labels disagree with the model more than the other sources' do;
 - :mod:`~loopwatch.poisoning.backdoor` (``backdoor:<pattern>``): a rare exact
-  feature pattern, over-represented against the reference, that comes with
-  one label.
+  feature pattern, far purer in its label than similar patterns, that comes
+  with one label.
 
 :mod:`~loopwatch.poisoning.compose` runs them on one table;
 :mod:`loopwatch.loops.screening` adds them to the certain checks of every

@@ -26,17 +26,31 @@ values aside) held by at least ``min_count`` rows and at most a share
    from the out-of-fold model, which can learn a trigger it can encode (a
    value in an otherwise constant feature) and then expects its label.
 
+A frequent combination of ordinary values whose label share differs from what
+a model expects is an interaction, not a trigger (18-year-old men are not a
+backdoor). So every finding also needs the pattern to be unusually *pure*
+against similar patterns: for a single value, the rest of the table; for a
+pair ``a=u & b=v``, its siblings ``a=u & b!=v`` and ``a!=u & b=v`` (sharing
+all but one item; see :func:`_similar_impurity`). The purity test is the lower
+binomial tail of the pattern's rows without its label, at the share the
+siblings lead one to expect (their log-odds added against the rows holding
+neither value), times the classes.
+
 A pattern is flagged along either of two paths, each with half of ``alpha``:
 
 - *new and one-sided*: over-represented (question 1 at ``alpha / 2``,
-  Bonferroni over every pattern), and then skewed (question 2 at ``alpha / 2``,
-  Bonferroni over the over-represented patterns). This finds a trigger hiding
-  among ordinary values, labelled with the class its rows would mostly have
-  anyway (the hard case);
-- *one-sided beyond doubt*: skewed at ``alpha / 2`` with Bonferroni over every
-  pattern, confirmed by a model refitted without the pattern's rows (``refit``,
-  at most :data:`MAX_REFITS` patterns), which no trigger can have taught.
-  This finds a trigger the reference is too small to call new.
+  Bonferroni over every pattern), then skewed (question 2 at ``alpha / 2``,
+  Bonferroni over the over-represented patterns) and purer than its similar
+  patterns (at :data:`NEW_PATTERN_PURITY_LEVEL`: the over-representation test
+  holds this path's error rate). This finds a trigger hiding among ordinary
+  values, labelled with the class its rows would mostly have anyway;
+- *one-sided beyond doubt*: skewed and pure, each at ``alpha / 2`` with
+  Bonferroni over every pattern, its rows without the label at most
+  :data:`PURITY_RATIO` as common as in its purest sibling (an interaction
+  shifts a share; injected rows make a pattern nearly pure), and confirmed by
+  a model refitted without the pattern's rows (``refit``, at most
+  :data:`MAX_REFITS` patterns), which no trigger can have taught. This finds
+  a trigger the reference is too small to call new.
 
 Without a reference only the second path runs, with all of ``alpha``. The
 rows of a flagged pattern that carry its label are flagged, with the reason
@@ -45,7 +59,9 @@ rows of a flagged pattern that carry its label are flagged, with the reason
 What it cannot see: a trigger that is not an exact value (a small region of
 a continuous feature), one of three or more values that are common alone and
 in pairs, a trigger labelled with the class the pattern's rows would mostly
-have anyway, or one held by fewer than ``min_count`` rows.
+have anyway (without a reference), a trigger on a value so common that the
+injected rows are under three in four of its rows (without a reference), or
+one held by fewer than ``min_count`` rows.
 """
 
 from __future__ import annotations
@@ -67,6 +83,11 @@ NAME = "backdoor"
 MAX_LISTED = 20
 #: Most patterns confirmed by a refit per screening (the most skewed first).
 MAX_REFITS = 20
+#: Level of the purity test of a pattern already over-represented against the reference.
+NEW_PATTERN_PURITY_LEVEL = 0.05
+#: A pattern flagged without a reference to call it new must be this much purer than every
+#: similar pattern: its rows without the label at most this share of theirs.
+PURITY_RATIO = 0.25
 #: Most patterns whose exact tail is computed, and the most rows such a pattern may hold.
 EXACT_PATTERNS = 500
 EXACT_MAX_ROWS = 400
@@ -141,7 +162,11 @@ def backdoor_screen(
     best = np.full(n, np.inf)
     found: list[dict[str, Any]] = []
     if candidates:
-        _sharpen(candidates, codes, proba)
+        p_pure = np.array([c["p_pure"] for c in candidates])
+        ratio = np.array([(c["count"] - c["observed"]) / c["count"] / c["purest_impurity"] for c in candidates])
+        # the exact tails are worth computing only for patterns that can pass the purity test
+        pure = p_pure <= NEW_PATTERN_PURITY_LEVEL
+        _sharpen([c for c, ok in zip(candidates, pure) if ok], codes, proba)
         p_label = np.array([c["p_label"] for c in candidates])
         p_over = np.full(len(candidates), np.nan)
         path = np.full(len(candidates), "", dtype=object)
@@ -152,8 +177,12 @@ def backdoor_screen(
             k_r = np.array([c["reference_count"] for c in candidates])
             p_over = stats.binom.sf(k_w - 1, k_w + k_r, n / (n + len(reference)))
             over = p_over <= level / 2 / len(candidates)
-            path[over & (p_label <= level / 2 / max(1, int(over.sum())))] = "new_and_one_sided"
-        skewed = np.flatnonzero((p_label <= skew_budget / len(candidates)) & (path == ""))
+            cut = level / 2 / max(1, int(over.sum()))
+            # the over-representation test holds the error rate of this path; purity is the check that
+            # the new rows come with one label, so it is tested at a plain level, not Bonferroni's
+            path[over & (p_label <= cut) & (p_pure <= NEW_PATTERN_PURITY_LEVEL)] = "new_and_one_sided"
+        cut = skew_budget / len(candidates)
+        skewed = np.flatnonzero((p_label <= cut) & (p_pure <= cut) & (ratio <= PURITY_RATIO) & (path == ""))
         verdicts: dict[bytes, bool] = {}  # patterns holding the same rows share one refit
         for i in skewed[np.argsort(p_label[skewed], kind="stable")][:MAX_REFITS]:
             rows = candidates[i]["family"].window == candidates[i]["key"]
@@ -177,6 +206,7 @@ def backdoor_screen(
                 "with_label": int(candidate["observed"]), "expected": round(float(candidate["expected"]), 3),
                 "reference_rows": candidate["reference_count"] if reference is not None else None,
                 "p_label": float(p_label[i]), "p_over_represented": None if np.isnan(p_over[i]) else float(p_over[i]),
+                "similar_impurity": round(candidate["similar_impurity"], 4), "p_pure": float(p_pure[i]),
                 "path": path[i],
             })
     return ScreenResult(
@@ -227,22 +257,31 @@ def _confirmed(candidate: dict[str, Any], codes: np.ndarray, refit: Callable[[np
     return bool(min(1.0, tail * proba.shape[1]) <= cut)
 
 
-def _keys(column: pd.Series, numeric: bool) -> list[str | None]:
+def _keys(column: pd.Series, numeric: bool) -> tuple[np.ndarray, list[str]]:
+    """Each value's key code (-1: missing) and the key texts, one call per distinct value only."""
     if numeric:
-        return [None if pd.isna(v) else repr(float(v)) for v in column.tolist()]
-    return [None if v is None or (isinstance(v, float) and np.isnan(v)) else category_label(v) for v in column.tolist()]
+        values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        texts = [repr(float(u)) for u in uniques]
+    else:
+        codes, uniques = pd.factorize(column.astype(object), use_na_sentinel=True)
+        texts = [category_label(u) for u in uniques]
+    # values of one text (1, "1", 1.0) are one key
+    merged, names = pd.factorize(pd.Series(texts, dtype=object))
+    out = np.where(codes >= 0, merged[np.maximum(codes, 0)] if merged.size else -1, -1)
+    return np.asarray(out, dtype=np.int64), [str(n) for n in names]
 
 
 def _single(features: pd.DataFrame, reference: pd.DataFrame | None, name: str) -> _Family:
     column = features[name]
     numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
-    window_keys = _keys(column, numeric)
-    reference_keys = _keys(reference[name], numeric) if reference is not None and name in reference else []
-    codes, uniques = pd.factorize(pd.Series(window_keys + reference_keys, dtype=object), use_na_sentinel=True)
-    names = [f"{name}={_pretty(u)}" for u in uniques]
-    window = np.asarray(codes[: len(window_keys)], dtype=np.int64)
-    ref = np.asarray(codes[len(window_keys):], dtype=np.int64) if reference is not None else None
-    return _Family((name,), window, ref, len(uniques), names)
+    both = column if reference is None or name not in reference else pd.concat(
+        [column.astype(object), reference[name].astype(object)], ignore_index=True)
+    codes, texts = _keys(both.reset_index(drop=True), numeric)
+    names = [f"{name}={_pretty(t)}" for t in texts]
+    window = codes[: len(column)]
+    ref = codes[len(column):] if reference is not None else None
+    return _Family((name,), window, ref, len(texts), names)
 
 
 def _pretty(key: str) -> str:
@@ -298,6 +337,11 @@ def _candidates(
     tails = _label_tail(observed, counts[:, None], expected)
     worst = tails.argmin(axis=1)
     p_label = np.minimum(1.0, tails.min(axis=1) * onehot.shape[1])
+    similar, purest = _similar_impurity(family, unique, observed, onehot, min_count)
+    picked = np.arange(unique.size)
+    other = counts - observed[picked, worst]
+    baseline = similar[picked, worst]
+    p_pure = np.minimum(1.0, stats.binom.cdf(other, counts, baseline) * onehot.shape[1])
     out = []
     for j in range(unique.size):
         c = int(worst[j])
@@ -305,7 +349,62 @@ def _candidates(
             "family": family, "key": int(unique[j]), "count": int(counts[j]), "class": c,
             "observed": float(observed[j, c]), "expected": float(expected[j, c]),
             "reference_count": int(reference_counts[j]), "p_label": float(p_label[j]),
-            "pattern": family.pattern(int(unique[j])),
+            "pattern": family.pattern(int(unique[j])), "similar_impurity": float(baseline[j]),
+            "purest_impurity": float(purest[j, c]), "p_pure": float(p_pure[j]),
         })
     return out
+
+
+def _similar_impurity(
+    family: _Family, unique: np.ndarray, observed: np.ndarray, onehot: np.ndarray, min_count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pattern ``j`` and class ``c``, the share of rows not labelled ``c`` that similar patterns
+    lead one to expect, and that share in the purest similar pattern.
+
+    Similar to a single value ``f=v``: the other rows of the table (both shares are theirs).
+    Similar to a pair ``a=u & b=v``: its siblings ``a=u & b!=v`` and ``a!=u & b=v`` (each shares
+    all but one item with it) of at least ``min_count`` rows. The expected share adds their
+    log-odds against the rows holding neither (the pair's label were there no interaction
+    of the two values); the purest is the lower of the two. A pair without such siblings falls
+    back on the rest of the table. Shares are smoothed by half a row.
+    """
+    n_rows, n_classes = onehot.shape
+    totals = onehot.sum(axis=0)
+    size = observed.sum(axis=1)
+    rest = _impurity(totals[None, :] - observed, n_rows - size)
+    if not family.parts:
+        return rest, rest
+    first, second = family.parts
+    siblings, values = [], np.zeros_like(observed)
+    for part, of_key in ((first, unique // second.n_keys), (second, unique % second.n_keys)):
+        present = part.window >= 0
+        by_value = np.zeros((part.n_keys, n_classes))
+        np.add.at(by_value, part.window[present], onehot[present])
+        # the sibling keeps this part's value and changes the other one: the value's rows minus the pattern's
+        sibling = by_value[of_key] - observed
+        values += sibling
+        siblings.append((sibling, sibling.sum(axis=1) >= min_count))
+    neither = totals[None, :] - values - observed
+    log_odds = [_logit(_impurity(sibling, sibling.sum(axis=1))) for sibling, _ in siblings]
+    base = _logit(_impurity(neither, neither.sum(axis=1)))
+    (_, ok_1), (_, ok_2) = siblings
+    both = (ok_1 & ok_2)[:, None]
+    expected = np.where(both, _expit(log_odds[0] + log_odds[1] - base),
+                        np.where(ok_1[:, None], _expit(log_odds[0]), np.where(ok_2[:, None], _expit(log_odds[1]), rest)))
+    purest = np.where(both, _expit(np.minimum(log_odds[0], log_odds[1])), expected)
+    return expected, purest
+
+
+def _logit(share: np.ndarray) -> np.ndarray:
+    return np.asarray(np.log(share) - np.log1p(-share), dtype=np.float64)
+
+
+def _expit(log_odds: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-log_odds)), dtype=np.float64)
+
+
+def _impurity(label_counts: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Share of rows not labelled ``c``, per class, smoothed by half a row."""
+    rows = np.asarray(rows, dtype=np.float64)[:, None]
+    return np.asarray((rows - label_counts + 0.5) / (rows + 1.0), dtype=np.float64)
 

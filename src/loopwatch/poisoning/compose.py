@@ -88,6 +88,7 @@ def run_screens(
         fitted_without,
         out_of_fold_probabilities,
         reference_probabilities,
+        with_missing_flags,
     )
 
     chosen = settings or ScreenSettings()
@@ -98,12 +99,14 @@ def run_screens(
     if reference is not None and len(reference) >= reference_distance.MIN_REFERENCE_ROWS:
         trusted = reference.reindex(columns=names)
     x, encoder = encode_features(features[names], numeric=numeric, categorical=categorical, fit_on=trusted)
+    # the table's own models see its nulls; the reference's (distance, expected labels) read x as encoded
+    x_model = with_missing_flags(x, features, numeric)
     classes: list[str] = []
     proba = None
     if classification and labels is not None:
         codes, classes = class_codes(labels)
         if n >= label_flips.MIN_ROWS and len(classes) >= 2:
-            proba = out_of_fold_probabilities(x, codes, len(classes), seed=chosen.seed)
+            proba = out_of_fold_probabilities(x_model, codes, len(classes), seed=chosen.seed)
 
     def skip(name: str, why: str) -> None:
         if chosen.wants(name):
@@ -115,7 +118,8 @@ def run_screens(
         skip(label_flips.NAME, _why_no_model(classification, n, classes))
     else:
         run.results.append(label_flips.label_flip_screen(
-            x, list(labels or ()), fpr=chosen.fpr, k=chosen.k, seed=chosen.seed, probabilities=proba))
+            x_model, list(labels or ()), fpr=chosen.fpr, k=chosen.k, seed=chosen.seed, probabilities=proba,
+            alpha=chosen.alpha))
 
     if not chosen.wants(reference_distance.NAME):
         pass
@@ -125,7 +129,7 @@ def run_screens(
         skip(reference_distance.NAME, "no rows")
     else:
         run.results.append(reference_distance.reference_distance_screen(
-            x, encoder.transform(trusted), fpr=chosen.fpr, seed=chosen.seed))
+            x, encoder.transform(trusted), fpr=chosen.fpr, seed=chosen.seed, alpha=chosen.alpha))
 
     if not chosen.wants(sources.NAME):
         pass
@@ -151,7 +155,7 @@ def run_screens(
             expected = reference_probabilities(encoder.transform(trusted), reference_labels, x, classes)
             expected = proba if expected is None else expected
         def refit(rows: np.ndarray) -> np.ndarray:
-            return fitted_without(x, codes, len(classes), rows)
+            return fitted_without(x_model, codes, len(classes), rows)
 
         run.results.append(backdoor.backdoor_screen(
             features[names], list(labels or ()), expected, reference=trusted, refit=refit, alpha=chosen.alpha,

@@ -14,10 +14,19 @@ different kinds of "far":
   or a broken correlation between features.
 
 The other half, which neither saw, sets each detector's threshold so that a
-share ``fpr / 2`` of reference rows exceeds it; a row is flagged when it
-exceeds either, so rows drawn from the reference's distribution are flagged
-at rate at most ``fpr``. A row's score is the larger of its two scores, each
-divided by its threshold (above 1: flagged).
+share ``fpr / 2`` of reference rows exceeds it; a row is over the line when
+it exceeds either, so rows drawn from the reference's distribution are over
+it at rate at most ``fpr``. A row's score is the larger of its two scores,
+each divided by its threshold (above 1: over the line).
+
+Rows drawn from the reference's own distribution would still lose a share
+``fpr`` on every run, so rows are set aside only when the table's farthest rows
+are more than the reference puts there: the ``r`` highest scores, for
+``r = 8, 16, ...`` (from 0.05% of the rows on a large table) up to the count over the line, against the count the
+held-out half of the reference predicts (``n`` times the share of its rows
+scoring as high, counted with one more row for safety; see
+:func:`~loopwatch.poisoning.base.tail_excess`). When the excess passes at
+``alpha``, the rows over the line and the excess's own rows are set aside.
 
 What it cannot tell apart: a genuine covariate shift also moves rows away from
 the reference. At a low ``fpr`` only the far tail is set aside, and the flagged
@@ -33,7 +42,7 @@ import numpy as np
 
 from loopwatch.detectors.isolation_forest import IsolationForestDetector
 from loopwatch.errors import InvalidInput
-from loopwatch.poisoning.base import ScreenResult, check_rate, quantile_threshold
+from loopwatch.poisoning.base import ScreenResult, check_rate, quantile_threshold, tail_excess
 from loopwatch.stats.multivariate import PcaBasis
 
 NAME = "reference_distance"
@@ -51,6 +60,7 @@ def reference_distance_screen(
     fpr: float = 0.01,
     n_estimators: int = 200,
     seed: int = 0,
+    alpha: float = 0.01,
 ) -> ScreenResult:
     """Flag rows of ``x`` far from ``x_reference`` (an isolation forest or the PCA subspace).
 
@@ -60,12 +70,15 @@ def reference_distance_screen(
     >>> rng = np.random.default_rng(0)
     >>> reference = np.hstack([rng.normal(size=(1000, 3)), np.zeros((1000, 1))])
     >>> rows = np.vstack([np.hstack([rng.normal(size=(200, 3)), np.zeros((200, 1))]),
-    ...                   [[8.0, -8.0, 8.0, 0.0], [0.0, 0.0, 0.0, 3.0]]])
+    ...                   [[8.0, -8.0, 8.0, 0.0]] * 5 + [[0.0, 0.0, 0.0, 3.0]] * 5])
     >>> result = reference_distance_screen(rows, reference, fpr=0.01, seed=0)
-    >>> result.flagged[-2:].tolist(), result.n_flagged < 10
-    ([True, True], True)
+    >>> bool(result.flagged[-10:].all()), result.n_flagged < 16
+    (True, True)
+    >>> reference_distance_screen(rows[:200], reference, fpr=0.01, seed=0).n_flagged   # like the reference
+    0
     """
     level = check_rate(fpr, "fpr")
+    gate = check_rate(alpha, "alpha")
     rows = np.asarray(x, dtype=np.float64)
     reference = np.asarray(x_reference, dtype=np.float64)
     if reference.ndim != 2 or reference.shape[0] < MIN_REFERENCE_ROWS:
@@ -77,6 +90,7 @@ def reference_distance_screen(
     forest = IsolationForestDetector(n_estimators=n_estimators, expected_rate=level / 2, random_state=seed)
     forest.fit(fit_rows, calibration)
     relative = [np.zeros(rows.shape[0]), np.zeros(rows.shape[0])]
+    held_out = [_relative(forest.score_samples(calibration), forest.threshold_), np.zeros(calibration.shape[0])]
     thresholds = {"isolation_forest": float(forest.threshold_), "pca_reconstruction": None}
     if rows.shape[0]:
         relative[0] = _relative(forest.score_samples(rows), forest.threshold_)
@@ -84,10 +98,19 @@ def reference_distance_screen(
         basis = PcaBasis.fit(fit_rows, variance=PCA_VARIANCE)
         limit = quantile_threshold(basis.reconstruction_error(calibration), level / 2)
         thresholds["pca_reconstruction"] = limit
+        held_out[1] = _relative(basis.reconstruction_error(calibration), limit)
         if rows.shape[0]:
             relative[1] = _relative(basis.reconstruction_error(rows), limit)
     scores = np.maximum(relative[0], relative[1])
-    flagged = scores > 1.0
+    clean = np.sort(np.maximum(held_out[0], held_out[1]))
+
+    def expected(cut: float) -> float:
+        at_or_above = clean.size - np.searchsorted(clean, cut, side="left")
+        return float(scores.size * (at_or_above + 1) / (clean.size + 1))
+
+    over = scores > 1.0
+    excess = tail_excess(scores, expected, up_to=int(over.sum()), alpha=gate)
+    flagged = (over | (scores >= excess.cut)) & excess.passes(gate)
     return ScreenResult(
         name=NAME,
         scores=scores,
@@ -95,7 +118,8 @@ def reference_distance_screen(
         reasons=tuple(REASON if f else None for f in flagged),
         threshold=1.0,
         fpr=level,
-        details={"n_reference": int(reference.shape[0]), "thresholds": thresholds},
+        details={"n_reference": int(reference.shape[0]), "thresholds": thresholds, "alpha": gate,
+                 "rows_above": int(over.sum()), "excess": excess.to_dict(gate)},
     )
 
 
