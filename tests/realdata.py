@@ -87,6 +87,15 @@ def fertility() -> pd.DataFrame:
     return _fertility().copy()
 
 
+def codes_as_labels(frame: pd.DataFrame, columns: tuple[str, ...] = FLIGHTS_CATEGORICAL) -> pd.DataFrame:
+    """``frame`` with its integer-coded categories as their labels (``3`` as ``"3"``), as a
+    client that sends the codes as text does."""
+    out = frame.copy()
+    for name in columns:
+        out[name] = out[name].astype(str)
+    return out
+
+
 def random_days(frame: pd.DataFrame, *, days: int, start: str, seed: int) -> pd.DataFrame:
     """Shuffle ``frame`` and spread it over ``days`` UTC days from ``start``, as production traffic.
 

@@ -19,23 +19,15 @@ from loopwatch.monitor.loops_runner import evaluate_loops
 from loopwatch.prediction import PredictCall
 from loopwatch.workspace import Workspace
 from tests import practical_cases as cases
-from tests.realdata import FLIGHTS_CATEGORICAL
+from tests.realdata import codes_as_labels
 
 START = datetime(2026, 3, 2, tzinfo=timezone.utc)
 SEED = 2
 BATCH = 500
 
 
-def labelled(frame: pd.DataFrame) -> pd.DataFrame:
-    """The integer codes as category labels, as a client sends them."""
-    out = frame.copy()
-    for name in FLIGHTS_CATEGORICAL:
-        out[name] = out[name].astype(str)
-    return out
-
-
 def rows_of(frame: pd.DataFrame) -> list[dict[str, object]]:
-    plain = labelled(frame)[cases.FLIGHTS_FEATURES].astype(object)
+    plain = codes_as_labels(frame)[cases.FLIGHTS_FEATURES].astype(object)
     return plain.where(plain.notna(), None).to_dict("records")
 
 
@@ -52,7 +44,7 @@ def workspace(home: Path) -> Workspace:
 def report(home: Path) -> LoopReport:
     training, windows = cases.null_windows(seed=SEED)
     with workspace(home) as ws:
-        ws.train("flights", labelled(training)[[*cases.FLIGHTS_FEATURES, "late"]], target="late", seed=0)
+        ws.train("flights", codes_as_labels(training)[[*cases.FLIGHTS_FEATURES, "late"]], target="late", seed=0)
         futures = []
         for day, window in enumerate(windows):
             rng = np.random.default_rng([SEED, day])

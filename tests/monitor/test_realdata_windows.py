@@ -17,24 +17,16 @@ from loopwatch.config import Settings
 from loopwatch.drift.compare import MULTIVARIATE_MIN_ROWS
 from loopwatch.prediction import PredictCall
 from loopwatch.workspace import Workspace
-from tests.realdata import FLIGHTS_CATEGORICAL, flights
+from tests.realdata import FLIGHTS_CATEGORICAL, codes_as_labels, flights
 
 TRAIN_ROWS = 3000
 LOGGED_ROWS = 3000
 
 
-def as_logged(frame: pd.DataFrame) -> pd.DataFrame:
-    # categories as their labels (the codes as text): how integer codes are served is another matter
-    out = frame.copy()
-    for column in FLIGHTS_CATEGORICAL:
-        out[column] = out[column].astype(str)
-    return out
-
-
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("flights-home")
-    data = as_logged(flights())
+    data = codes_as_labels(flights())
     settings = Settings.from_env({}, home=home, database=str(home / "loopwatch.db"), sqlite_synchronous="NORMAL")
     # January's flights train; three later weeks are served, then a week with two departures
     served = pd.concat([data.iloc[30_000:30_000 + LOGGED_ROWS], data.iloc[[90_000, 90_001]]])
