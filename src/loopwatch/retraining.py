@@ -290,9 +290,9 @@ def compare_on_window(
     latency.
     """
     prod = registry.resolve(name, production or "production")
+    refuse_monitor_only(prod, "score in the promotion gate")  # the gate scores both models on the window
     cand = registry.resolve(name, candidate or "candidate")
-    for meta in (prod, cand):  # the gate scores both models on the window's rows
-        refuse_monitor_only(meta, "score in the promotion gate")
+    refuse_monitor_only(cand, "score in the promotion gate")
     if prod.version == cand.version:
         raise Conflict(f"the candidate and production are the same version ({prod.version})")
     _refuse_training_overlap(cand, since, until)

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import IntegrityError, InvalidInput
 from loopwatch.features.schema import Task
 from loopwatch.models.artifacts import dump_model, load_model, sha256_hex, types_beyond_defaults
 from loopwatch.models.registered import fitted_version, monitor_only_version
@@ -36,7 +36,10 @@ TRUST_HINTS = {
 def check_trusted(artifact: bytes, trust: Sequence[str], *, via: str = "library") -> list[str]:
     """The artifact's types beyond the defaults, all of which ``trust`` names; else a refusal
     (422) listing those it does not, and how to trust them."""
-    beyond = types_beyond_defaults(artifact)
+    try:
+        beyond = types_beyond_defaults(artifact)
+    except IntegrityError as exc:  # a file sent for registration is the sender's to fix
+        raise InvalidInput(exc.message) from exc
     refused = sorted(set(beyond) - set(trust))
     if refused:
         raise InvalidInput(
@@ -69,7 +72,10 @@ def register_artifact(
     """Register the skops file ``artifact`` as the next version of ``name``."""
     check_model_name(name)
     needed = check_trusted(artifact, trust, via=via)
-    estimator = load_model(artifact, expected_sha256=sha256_hex(artifact), trusted=needed)
+    try:
+        estimator = load_model(artifact, expected_sha256=sha256_hex(artifact), trusted=needed)
+    except IntegrityError as exc:
+        raise InvalidInput(f"the artifact cannot be loaded: {exc.message}") from exc
     built = fitted_version(
         estimator, reference, target=target, holdout=holdout, task=task, categorical=categorical,
         nullable=nullable, exclude=exclude, trusted_types=needed, seed=seed,
