@@ -132,3 +132,44 @@ def test_bad_monitor_only_references_are_refused_clearly(workspace, january, mod
         with pytest.raises(InvalidInput, match=message):
             workspace.register("bad", reference=frame, target="late", prediction_column="pred",
                                probability_columns=["proba_0", "proba_1"], classes=[0, 1])
+
+
+def log_external(workspace, name: str, frame: pd.DataFrame, start: str) -> None:  # type: ignore[no-untyped-def]
+    """Store the external model's predictions on ``frame`` as prediction events, one a minute from
+    ``start``, as an ingestion does (that route is tested where it is built)."""
+    from datetime import datetime, timezone
+
+    from loopwatch.features import validate_rows
+    from loopwatch.records import LoggedRequest
+    from loopwatch.records.fingerprint import software_fingerprint
+
+    meta = workspace.registry.resolve(name)
+    rows = frame[FEATURES].astype(object).where(frame[FEATURES].notna(), None).to_dict(orient="records")
+    validated = validate_rows(meta.schema, rows, max_rows=len(rows), nullable=(), imputes=frozenset())
+    times = list(pd.date_range(start, periods=len(rows), freq="min", tz="UTC").to_pydatetime())
+    workspace.store.write_requests([LoggedRequest(
+        request_id=f"{name}-{start}", model_name=name, model_version=meta.version, request_type="ingested",
+        client_id=None, fingerprint=software_fingerprint(meta.artifact_sha256), body_sha256="0" * 64,
+        response=b"{}", runtime_ms=0.0, received_at=datetime.now(timezone.utc), replayed=True,
+        predictions=[[int(p)] for p in frame["pred"]],
+        probabilities=frame[["proba_0", "proba_1"]].to_numpy().tolist(),
+        request_summary=validated.request_summary(), row_summaries=validated.row_summaries(),
+        data=validated.rows, timestamps=times)])
+
+
+def test_the_monitor_watches_a_monitor_only_model_and_says_evasion_does_not_apply(workspace, january, model) -> None:
+    from loopwatch.monitor.runner import monitor
+
+    workspace.register("ext", reference=with_outputs(model, january.iloc[4_000:6_000]), target="late",
+                       prediction_column="pred", probability_prefix="proba_")
+    flights = realdata.flights()
+    july = flights[(flights["time"] >= "2013-07-01") & (flights["origin"] == 1)].head(1_000)
+    log_external(workspace, "ext", with_outputs(model, january.iloc[6_000:7_000]), "2013-01-07")
+    log_external(workspace, "ext", with_outputs(model, july), "2013-01-14")
+    report = monitor(workspace.store, workspace.registry, "ext", window="7d")
+    quiet, shifted = [w for w in report.windows if w.n_events == 1_000]
+    assert quiet.evasion == shifted.evasion == {
+        "not_applicable": "monitor-only model: loopwatch does not score its predictions"}
+    assert not any(a.startswith("evasion") for a in quiet.alarms + shifted.alarms)
+    assert "feature:origin" in shifted.alarms and "feature:origin" not in quiet.alarms
+    assert any(a.startswith("prediction:") for a in shifted.alarms), shifted.alarms
