@@ -67,6 +67,15 @@ class Settings:
     #: Longest pause of the scheduler between two looks at which models are due, in seconds
     #: (it looks more often when a model's schedule is shorter).
     schedule_tick_seconds: float = 30.0
+    #: Types beyond scikit-learn's that ``POST /v1/models/{name}/register`` may load from an
+    #: artifact, comma-separated (e.g. ``xgboost.core.Booster,xgboost.sklearn.XGBClassifier``).
+    #: Set by whoever runs the service, never by a request: an admin key alone cannot make the
+    #: service load code it was not told to trust. Empty: scikit-learn's types only.
+    trusted_types: str = ""
+
+    @property
+    def trusted_type_names(self) -> tuple[str, ...]:
+        return tuple(sorted({t.strip() for t in self.trusted_types.split(",") if t.strip()}))
 
     @property
     def auth_enabled(self) -> bool:

@@ -12,6 +12,7 @@ and carries the HTTP status the service answers with and a short machine
     ├── Forbidden (403): a valid key without the scope the route needs
     ├── NotFound (404, also LookupError)
     ├── Conflict (409): e.g. a request id reused with a different body
+    │   └── NotApplicable (409): needs the model itself, and a monitor-only version has none
     ├── PayloadTooLarge (413)
     ├── UnsupportedMediaType (415)
     ├── TooManyRequests (429): a key's rate limit or daily budget; carries retry_after
@@ -76,6 +77,13 @@ class NotFound(LoopwatchError, LookupError):
 class Conflict(LoopwatchError):
     status = 409
     code = "conflict"
+
+
+class NotApplicable(Conflict):
+    """What was asked needs the model itself, and this version has none (a monitor-only model
+    whose predictions are made elsewhere), or needs what the version was registered without."""
+
+    code = "not_applicable"
 
 
 class PayloadTooLarge(LoopwatchError):

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from loopwatch.errors import Conflict, InvalidInput, LoopwatchError
+from loopwatch.errors import Conflict, InvalidInput, LoopwatchError, NotApplicable
 from loopwatch.features import validate_rows
 from loopwatch.features.frames import typed_frame
 from loopwatch.features.schema import FeatureSchema, category_label
@@ -34,6 +34,7 @@ from loopwatch.poisoning.compose import ScreenSettings
 from loopwatch.records import AliasChange, ModelVersion, PredictionEvent
 from loopwatch.records.jsonutil import utc_iso
 from loopwatch.registry import Registry
+from loopwatch.registry.registry import refuse_monitor_only
 from loopwatch.stores.base import EventQuery, Store
 
 #: Columns of a labelled window besides the input features.
@@ -175,6 +176,7 @@ def retrain_candidate(
 
     started = time.perf_counter()
     production = registry.resolve(name, "production")
+    _check_retrainable(production, estimator)
     schema = production.schema
     _check_adversarial(adversarial_share, schema)
     window = labelled_window(store, registry, name, since=since, until=until)
@@ -245,6 +247,21 @@ def retrain_candidate(
     )
 
 
+def _check_retrainable(production: ModelVersion, estimator: str | None) -> None:
+    """A monitor-only model has nothing loopwatch can retrain or gate; a pipeline fitted
+    elsewhere is its owner's to refit (loopwatch cannot rebuild their feature engineering), but
+    a candidate from loopwatch's own menu may still be trained against it when one is named."""
+    refuse_monitor_only(production, "retrain (and no candidate could be gated against it)")
+    if production.params.get("registered") and estimator is None:
+        raise NotApplicable(
+            f"model {production.name!r} version {production.version} was fitted outside loopwatch "
+            f"({production.estimator}): loopwatch cannot refit it. Register your refitted model as the "
+            "candidate (loopwatch register --alias candidate), or name an estimator of loopwatch's own "
+            "to train one on the labelled window",
+            detail={"not_applicable": "retraining", "estimator": production.estimator},
+        )
+
+
 def compare_on_window(
     store: Store,
     registry: Registry,
@@ -273,7 +290,9 @@ def compare_on_window(
     latency.
     """
     prod = registry.resolve(name, production or "production")
+    refuse_monitor_only(prod, "score in the promotion gate")  # the gate scores both models on the window
     cand = registry.resolve(name, candidate or "candidate")
+    refuse_monitor_only(cand, "score in the promotion gate")
     if prod.version == cand.version:
         raise Conflict(f"the candidate and production are the same version ({prod.version})")
     _refuse_training_overlap(cand, since, until)

@@ -107,6 +107,53 @@ class Workspace:
             test_size=test_size, seed=seed, alias=alias, estimator_params=estimator_params, screen=screen,
         ).version
 
+    def register(
+        self,
+        name: str,
+        model: Any = None,
+        *,
+        reference: str | Path | pd.DataFrame,
+        target: str | None = None,
+        holdout: str | Path | pd.DataFrame | None = None,
+        trust: Sequence[str] = (),
+        prediction_column: str | None = None,
+        probability_columns: Sequence[str] = (),
+        probability_prefix: str | None = None,
+        classes: Sequence[Any] = (),
+        task: Task | None = None,
+        categorical: Sequence[str] = (),
+        nullable: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        alias: str | None = None,
+        seed: int = 0,
+    ) -> ModelVersion:
+        """Register a model fitted elsewhere (``model``: the estimator, its skops bytes, or the
+        path of its skops file; types beyond scikit-learn's named in ``trust``), or, with no model
+        and a ``prediction_column``, a monitor-only model whose predictions are made elsewhere
+        (:mod:`loopwatch.registry.registration`)."""
+        from loopwatch.registry.registration import register_artifact, register_fitted, register_monitor_only
+
+        def table(data: str | Path | pd.DataFrame) -> pd.DataFrame:
+            return data if isinstance(data, pd.DataFrame) else read_table(data)
+
+        shared: dict[str, Any] = {
+            "reference": table(reference), "target": target, "task": task, "categorical": categorical,
+            "nullable": nullable, "exclude": exclude, "alias": alias, "seed": seed,
+        }
+        if (model is None) == (prediction_column is None):
+            raise InvalidInput("give a fitted model, or a prediction_column for a monitor-only model")
+        if model is None:
+            return register_monitor_only(
+                self.registry, name, prediction_column=prediction_column or "",
+                probability_columns=probability_columns, probability_prefix=probability_prefix, classes=classes,
+                **shared)
+        held = None if holdout is None else table(holdout)
+        if isinstance(model, (str, Path)):
+            model = Path(model).read_bytes()
+        if isinstance(model, bytes):
+            return register_artifact(self.registry, name, model, holdout=held, trust=trust, **shared)
+        return register_fitted(self.registry, name, model, holdout=held, trust=trust, **shared)
+
     def predict(
         self,
         name: str,

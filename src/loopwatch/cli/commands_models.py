@@ -65,6 +65,11 @@ def show(name: str, as_json: bool, settings: Settings) -> None:
         table.add_row(str(v.version), v.created_at.strftime("%Y-%m-%d %H:%M"), v.estimator,
                       ", ".join(v.aliases) or "-", metrics)
     out.print(table)
+    for v in versions:  # what a version registered from outside trusts, and what does not apply to it
+        if v.params.get("trusted_types"):
+            out.print(f"v{v.version} trusts: {', '.join(v.params['trusted_types'])}", highlight=False)
+        for part, reason in (v.params.get("not_applicable") or {}).items():
+            out.print(f"v{v.version} {part}: not applicable ({reason})", highlight=False)
 
 
 @models.command()

@@ -12,6 +12,7 @@ from loopwatch.cli import (
     commands_loops,
     commands_models,
     commands_quarantine,
+    commands_register,
     commands_selection,
     commands_serve,
     commands_train,
@@ -30,6 +31,7 @@ def cli() -> None:
 cli.add_command(commands_serve.serve)
 cli.add_command(commands_train.train)
 cli.add_command(commands_train.predict)
+cli.add_command(commands_register.register)
 cli.add_command(commands_logs.logs)
 cli.add_command(commands_models.models)
 cli.add_command(commands_drift.drift)

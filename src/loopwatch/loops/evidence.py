@@ -101,8 +101,9 @@ class WindowEvidence:
     holdout: float | None = None
     higher_is_better: bool = True
     #: The share of predictions the evasion score flagged, the calibration rows' share at the
-    #: same threshold, and the one-sided test of the one against the other.
-    evasion: dict[str, float] | None = None
+    #: same threshold, and the one-sided test of the one against the other (``not_applicable``
+    #: and its reason for a monitor-only version).
+    evasion: dict[str, Any] | None = None
     #: Why ``estimated`` is null (too few rows, no estimator, ...), with the sizes.
     estimated_missing: dict[str, Any] | None = None
     #: The drift tests the window was too small or too odd for, with reasons and sizes.

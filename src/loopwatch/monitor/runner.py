@@ -31,6 +31,7 @@ from loopwatch.monitor.windows import Window, WindowSpec, events_frame, split
 from loopwatch.records import PredictionEvent
 from loopwatch.records.jsonutil import utc_iso
 from loopwatch.registry import Registry
+from loopwatch.registry.registry import is_monitor_only
 from loopwatch.stats.practical import practical, rate_band
 from loopwatch.stores.base import EventQuery, Store
 
@@ -63,8 +64,9 @@ class WindowReport:
     rejections: int
     alarms: list[str]
     #: The share of the window's predictions the evasion score flagged against the calibration
-    #: rows' share (None for a segment, or a version without an adversarial detector).
-    evasion: dict[str, float] | None = None
+    #: rows' share (None for a segment, or a version without an adversarial detector; for a
+    #: monitor-only version, ``{"not_applicable": reason}``).
+    evasion: dict[str, Any] | None = None
     #: Tests the window was too small or too odd for, the comparison with the window before
     #: included: each with its reason, the window's size and the size the test needs.
     skipped: list[SkippedTest] = field(default_factory=list)
@@ -192,8 +194,10 @@ def monitor(
                 n_rejected = _count_between(rejections, part.start, part.end) if segment_value is None else 0
                 evasion = None if segment_value is not None else window_evasion(
                     registry, name, number, rows, fpr=adversarial_fpr)
+                if segment_value is None and is_monitor_only(meta):  # said plainly, never an alarm
+                    evasion = {"not_applicable": "monitor-only model: loopwatch does not score its predictions"}
                 alarms = alarms_of(drift, n_rejected)
-                if evasion is not None:
+                if evasion is not None and "not_applicable" not in evasion:
                     evasion = evasion | evasion_threshold(evasion, config)
                     if evasion["p_value"] < config.alpha and evasion["effect"] >= evasion["practical_threshold"]:
                         alarms.append("evasion:rate")

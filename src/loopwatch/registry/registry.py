@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from loopwatch.errors import Conflict, IntegrityError, InvalidInput, NotFound
+from loopwatch.errors import Conflict, IntegrityError, InvalidInput, NotApplicable, NotFound
 from loopwatch.models.artifacts import dump_model, load_model, sha256_hex
 from loopwatch.models.imputation import imputed_features
 from loopwatch.models.training import TrainedModel, prepare_features
@@ -65,6 +65,21 @@ class LoadedModel:
         return self.version.name
 
 
+def is_monitor_only(meta: ModelVersion) -> bool:
+    """Whether the version has no model of its own: its predictions are made elsewhere and sent in."""
+    return bool(meta.params.get("monitor_only"))
+
+
+def refuse_monitor_only(meta: ModelVersion, what: str) -> None:
+    """Raise :class:`NotApplicable` when ``what`` needs the model itself and ``meta`` has none."""
+    if is_monitor_only(meta):
+        raise NotApplicable(
+            f"model {meta.name!r} version {meta.version} is monitor-only: loopwatch has no model to "
+            f"{what} with; send its predictions to /v1/models/{meta.name}/events",
+            detail={"monitor_only": True, "not_applicable": what},
+        )
+
+
 def check_model_name(name: str) -> str:
     if not name or len(name) > 100 or not all(c.isalnum() or c in "-_." for c in name):
         raise InvalidInput(
@@ -94,14 +109,18 @@ class Registry:
         *,
         client_id: str | None = None,
         alias: str | None = None,
+        artifact: bytes | None = None,
     ) -> ModelVersion:
         """Store a trained model as the next version of ``name``.
 
         The first version of a model becomes ``production``; later ones become
-        ``candidate`` unless another alias is named.
+        ``candidate`` unless another alias is named. ``artifact`` is the skops file the
+        pipeline came from, stored as given (so its owner's hash is the version's); a
+        monitor-only version (no pipeline) stores an empty one that is never loaded.
         """
         check_model_name(name)
-        artifact = dump_model(trained.pipeline)
+        if artifact is None:
+            artifact = b"" if trained.pipeline is None else dump_model(trained.pipeline)
         reference = encode_frame(trained.reference_sample)
         profile = trained.profile.to_bytes() if trained.profile is not None else None
         now = datetime.now(timezone.utc)
@@ -277,9 +296,11 @@ class Registry:
             if cached is not None:
                 return cached
             meta = self.store.get_model_version(name, number)
+            refuse_monitor_only(meta, "predict")
             try:
                 pipeline = load_model(
-                    self.store.get_artifact(meta.artifact_sha256), expected_sha256=meta.artifact_sha256
+                    self.store.get_artifact(meta.artifact_sha256), expected_sha256=meta.artifact_sha256,
+                    trusted=meta.params.get("trusted_types") or (),
                 )
             except IntegrityError as exc:
                 self._refused[key] = (time.monotonic(), exc)

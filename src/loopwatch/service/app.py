@@ -19,6 +19,7 @@ from loopwatch.service.metrics import ServiceMetrics
 from loopwatch.service.middleware import BodyLimitMiddleware, MetricsMiddleware
 from loopwatch.service.routers import feedback, health, logs, models, monitor, predict, selection, train
 from loopwatch.service.routers import keys as keys_router
+from loopwatch.service.routers import register as register_router
 from loopwatch.service.routers import loops as loops_router
 from loopwatch.service.shadow import ShadowScorer
 from loopwatch.service.state import CLIENT_ID_HEADER, ServiceState, predict_model_name
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     # every router with the scope its routes need to read and to change (docs/security.md)
     include_protected(app, predict.router, "predict")
     include_protected(app, train.router, "admin")
+    include_protected(app, register_router.router, "admin")
     include_protected(app, models.router, "read", write="admin")
     include_protected(app, logs.router, "read", write="admin")
     include_protected(app, monitor.router, "read")

@@ -35,6 +35,7 @@ from loopwatch.records import LoggedRequest, RequestOutcome
 from loopwatch.records.events import SHADOW_REQUEST_TYPE
 from loopwatch.records.jsonutil import dumps, loads
 from loopwatch.registry import Registry
+from loopwatch.registry.registry import is_monitor_only
 from loopwatch.stores.writer import GroupCommitWriter
 
 _log = logging.getLogger("loopwatch.shadow")
@@ -154,7 +155,9 @@ class ShadowScorer:
 
     def _shadow(self, logged: LoggedRequest, rows: Sequence[Any], client_version: str | None) -> None:
         candidate = self.registry.aliases(logged.model_name).get("candidate")
-        if candidate is None or candidate == logged.model_version:
+        if candidate is None or candidate == logged.model_version \
+                or is_monitor_only(self.registry.resolve(logged.model_name, candidate)):
+            # a monitor-only candidate has no model to shadow with: its predictions are sent in
             self._count("skipped")
             self._done()
             return
