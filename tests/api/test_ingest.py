@@ -144,3 +144,22 @@ def test_a_full_writer_queue_is_a_503_with_retry_after(client, rows, monkeypatch
     response = client.post(EVENTS, json={"events": make_events(rows[:1])})
     assert_error(response, 503)
     assert response.headers["Retry-After"] == "3"
+
+
+def test_with_auth_on_ingest_needs_its_scope_and_the_key_is_the_client(settings, trained, rows) -> None:
+    from tests.api.auth_helpers import issue, secure_client
+
+    ingest_key = issue(trained.store, "ingest", name="external service")
+    predict_key = issue(trained.store, "predict", name="served here")
+    body = {"events": make_events(rows[:2])}
+    with secure_client(settings) as secure:
+        assert_error(secure.post(EVENTS, json=body), 401)
+        error = assert_error(secure.post(EVENTS, json=body, headers=predict_key.headers), 403)
+        assert error["detail"]["needed"] == "ingest"
+        # an ingest key cannot ask loopwatch's models either
+        assert_error(secure.post("/v1/models/churn/predict", json={"rows": rows[:1]},
+                                 headers=ingest_key.headers), 403)
+        response = secure.post(EVENTS, json=body, headers={**ingest_key.headers, "X-Client-ID": predict_key.key_id})
+        assert response.status_code == 200, response.text
+    assert {e.client_id for e in stored(trained)} == {ingest_key.key_id}
+    assert {e.request_type for e in stored(trained)} == {"ingested"}

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from loopwatch.records.events import INGESTED_REQUEST_TYPE
 from loopwatch.records.fingerprint import Fingerprint
 
-#: The request type of every ingested event: never one loopwatch served itself.
-INGESTED_REQUEST_TYPE = "ingested"
+__all__ = ["INGESTED_REQUEST_TYPE", "NO_LATENCY", "IngestBatch", "IngestOutcome"]
 #: Stored as an ingested event's runtime when the sender reported no latency: latency
 #: rules read it as "not measured", never as a fast request.
 NO_LATENCY = -1.0
