@@ -14,6 +14,8 @@ the same events the same way and the store counts them as duplicates.
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -91,26 +93,57 @@ def read_batches(path: Path, *, batch_rows: int = BATCH_ROWS) -> Iterator[pa.Rec
 
 def ingest_file(registry: Registry, path: Path, *, model: str, mapping: ColumnMap, client_id: str | None = None,
                 batch_rows: int = BATCH_ROWS, progress: Callable[[int, float], None] | None = None) -> IngestReport:
-    """Check, encode and commit every row of ``path`` as ingested events of ``model``."""
+    """Check, encode and commit every row of ``path`` as ingested events of ``model``.
+
+    Reading and encoding run in this thread while the previous batch commits in another
+    (one writer per database, as ever): the commit waits on the disk and SQLite, the
+    encoding on the CPU, so the two overlap.
+    """
     base = registry.resolve(model)
     settings = registry.settings(base.name)
     started = time.perf_counter()
-    total = accepted = duplicates = 0
     versions: dict[str, int] = {}
-    for chunk, record_batch in enumerate(read_batches(path, batch_rows=batch_rows)):
-        batch = encode_batch(registry, record_batch, base=base, log_data=settings.log_data, mapping=mapping,
-                             chunk=chunk, offset=total, client_id=client_id, versions=versions)
-        outcome = registry.store.write_ingested(batch)
-        if outcome.status == "conflict":
-            raise InvalidInput(
-                f"rows {total}-{total + batch.n_events - 1} name events already stored with other content "
-                f"(first: request {outcome.conflicts[0][0]!r}, row {outcome.conflicts[0][1]})")
-        total += batch.n_events
-        accepted += outcome.accepted
-        duplicates += outcome.duplicates
-        if progress is not None:
-            progress(total, time.perf_counter() - started)
-    return IngestReport(rows=total, accepted=accepted, duplicates=duplicates,
+    pending: queue.Queue[IngestBatch | None] = queue.Queue(maxsize=2)
+    totals = {"rows": 0, "accepted": 0, "duplicates": 0}
+    failure: list[BaseException] = []
+
+    def commit() -> None:
+        while (batch := pending.get()) is not None:
+            if failure:
+                continue  # drain: the reader stops at its next put
+            try:
+                outcome = registry.store.write_ingested(batch)
+                if outcome.status == "conflict":
+                    first = outcome.conflicts[0]
+                    raise InvalidInput(
+                        f"rows {totals['rows']}-{totals['rows'] + batch.n_events - 1} name events already stored "
+                        f"with other content (first: request {first[0]!r}, row {first[1]})")
+            except BaseException as exc:  # handed to the reading thread, which raises it
+                failure.append(exc)
+                continue
+            totals["rows"] += batch.n_events
+            totals["accepted"] += outcome.accepted
+            totals["duplicates"] += outcome.duplicates
+            if progress is not None:
+                progress(totals["rows"], time.perf_counter() - started)
+
+    writer = threading.Thread(target=commit, name="loopwatch-ingest-writer", daemon=True)
+    writer.start()
+    offset = 0
+    try:
+        for chunk, record_batch in enumerate(read_batches(path, batch_rows=batch_rows)):
+            if failure:
+                break
+            batch = encode_batch(registry, record_batch, base=base, log_data=settings.log_data, mapping=mapping,
+                                 chunk=chunk, offset=offset, client_id=client_id, versions=versions)
+            offset += batch.n_events
+            pending.put(batch)
+    finally:
+        pending.put(None)
+        writer.join()
+    if failure:
+        raise failure[0]
+    return IngestReport(rows=totals["rows"], accepted=totals["accepted"], duplicates=totals["duplicates"],
                         seconds=time.perf_counter() - started, versions=versions)
 
 
@@ -188,9 +221,7 @@ def encode_batch(registry: Registry, record_batch: pa.RecordBatch, *, base: Mode
         shown = problems[:MAX_REPORTED_PROBLEMS]
         raise SchemaViolation(f"row {shown[0]['row']}, {shown[0]['feature']}: {shown[0]['problem']}",
                               detail={"problems": shown})
-    frame = pd.DataFrame({name: checked[name].values for name in names})
-    data = (frame.to_json(orient="records", lines=True, double_precision=15).splitlines() if log_data
-            else [None] * n)
+    data = _data_json(pd.DataFrame({name: checked[name].values for name in names}), n) if log_data else [None] * n
     summaries = _summaries(np.column_stack([checked[name].missing for name in names]), names, n)
     labels = texts["model_version"]
     if labels is not None:
@@ -205,16 +236,18 @@ def encode_batch(registry: Registry, record_batch: pa.RecordBatch, *, base: Mode
     proba_json = [None] * n if probabilities is None else [orjson.dumps(r).decode() for r in probabilities.tolist()]
     stamp_list = stamps.tolist()
     lat_list = latency.tolist()
-    hashes = [
-        hashlib.sha256(orjson.dumps((d, p, q, t, e, v, c, la))).hexdigest()
-        for d, p, q, t, e, v, c, la in zip(data, prediction, proba_json, stamp_list, entity, version_of,
-                                           client_versions, lat_list)
-    ]
     if texts["request_id"] is None:
-        digest = hashlib.sha256("".join(hashes).encode()).hexdigest()[:24]
-        request_ids = [f"file-{chunk}-{digest}"] * n
+        # the ids derive from the batch's content: its hash is every row's content hash
+        digest = _batch_digest(record_batch)
+        request_ids = [f"file-{chunk}-{digest[:24]}"] * n
+        hashes = [digest] * n
     else:
         request_ids = texts["request_id"]
+        hashes = [
+            hashlib.sha256(orjson.dumps((d, p, q, t, e, v, c, la))).hexdigest()
+            for d, p, q, t, e, v, c, la in zip(data, prediction, proba_json, stamp_list, entity, version_of,
+                                               client_versions, lat_list)
+        ]
     logged_at = to_micros(datetime.now(timezone.utc))
     replayed = int("timestamp" in field_of)
     rows = list(zip(request_ids, row_index.tolist(), [base.name] * n, version_of, stamp_list, [logged_at] * n,
@@ -225,7 +258,7 @@ def encode_batch(registry: Registry, record_batch: pa.RecordBatch, *, base: Mode
         count, first = requests.get(rid, (0, ts))
         requests[rid] = (count + 1, min(first, ts))
     return IngestBatch(model_name=base.name, rows=rows, fingerprints={f.id: f for f in fingerprints.values()},
-                       requests=requests, versions={k: versions[k] for k in sorted(set(labels or ()) - {None})})
+                       requests=requests, unique_keys=texts["request_id"] is None, versions={k: versions[k] for k in sorted(set(labels or ()) - {None})})
 
 
 def _refuse(problems: list[dict[str, Any]], rows: np.ndarray, offset: int, what: str, message: str) -> None:
@@ -303,3 +336,26 @@ def _summaries(missing: np.ndarray, names: list[str], n: int) -> list[str]:
         missed = [names[j] for j in np.flatnonzero(missing[row]).tolist()]
         out[row] = orjson.dumps({"shape": shape, "n_missing": len(missed), "missing": missed}).decode()
     return out
+
+
+def _batch_digest(record_batch: pa.RecordBatch) -> str:
+    """SHA-256 of the batch's columns as Arrow holds them (names, types and values)."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, record_batch.schema) as writer:
+        writer.write_batch(record_batch)
+    return hashlib.sha256(sink.getvalue()).hexdigest()
+
+
+def _data_json(frame: Any, n: int) -> list[str]:
+    """Each row's features as a JSON object (nulls as null), encoded by pandas in one call.
+
+    The records array is split between objects; a category label holding ``},{`` would
+    make that split wrong, so such batches are encoded row by row instead."""
+    text = frame.to_json(orient="records", double_precision=15)
+    parts = text[2:-2].split("},{") if n else []
+    if len(parts) != n:
+        return [orjson.dumps(dict(zip(frame.columns, row))).decode()
+                for row in frame.astype(object).where(frame.notna(), None).itertuples(index=False)]
+    return ["{" + part + "}" for part in parts]

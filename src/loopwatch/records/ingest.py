@@ -33,6 +33,9 @@ class IngestBatch:
     requests: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: External version labels seen in the batch and the integer version each became.
     versions: dict[str, int] = field(default_factory=dict)
+    #: True when no two rows share an id (ids the file path derived itself), so the
+    #: store may skip looking for repeats inside the batch.
+    unique_keys: bool = False
 
     @property
     def n_events(self) -> int:

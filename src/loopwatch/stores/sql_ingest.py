@@ -46,6 +46,11 @@ class SqlIngestMixin(SqlStoreBase):
             with self._transaction() as cur:
                 self._serialize(cur, f"ingest:{batch.model_name}")
                 stored = self._stored_hashes(cur, batch.requests)
+                if not stored and batch.unique_keys:  # the bulk path's common case: all new
+                    self._write_fingerprints(cur, batch)
+                    self._write_request_rows(cur, batch, set(batch.requests))
+                    self._insert_ingested(cur, batch.rows)
+                    return IngestOutcome("stored", accepted=batch.n_events)
                 fresh: list[tuple[Any, ...]] = []
                 conflicts: list[tuple[str, int]] = []
                 duplicates = 0
