@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 
 from loopwatch.records.ingest import INGESTED_REQUEST_TYPE, IngestBatch
 from loopwatch.records.jsonutil import dumps
