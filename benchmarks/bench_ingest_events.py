@@ -125,22 +125,25 @@ def run_http(database: str, home: Path, *, seconds: float = 10.0, threads: int =
     rows = feature_table(per_batch, seed=3)
     features = rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
     accepted = [0] * threads
-    stop = time.monotonic() + seconds
+    statuses: dict[int, int] = {}
+    stop = [float("inf")]  # set once the service answers: its start-up is not measured
 
     def client(worker: int) -> None:
         with httpx.Client(base_url=service.url, timeout=60.0) as http:
             i = 0
-            while time.monotonic() < stop:
+            while time.monotonic() < stop[0]:
                 events = [{"request_id": f"h-{worker}-{i}", "row_index": j, "features": f, "prediction": j % 2,
                            "probabilities": [0.4, 0.6], "timestamp": "2026-03-01T12:00:00Z"}
                           for j, f in enumerate(features)]
                 response = http.post("/v1/models/ext/events", json={"events": events})
+                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
                 if response.status_code == 200:
                     accepted[worker] += response.json()["accepted"]
                 i += 1
 
     with ServiceProcess(database, log_path=home / "service.log") as service:
         started = time.perf_counter()
+        stop[0] = time.monotonic() + seconds
         workers = [threading.Thread(target=client, args=(w,)) for w in range(threads)]
         for w in workers:
             w.start()
@@ -148,7 +151,7 @@ def run_http(database: str, home: Path, *, seconds: float = 10.0, threads: int =
             w.join()
         elapsed = time.perf_counter() - started
     return {"rows": sum(accepted), "seconds": elapsed, "rows_per_second": sum(accepted) / elapsed,
-            "threads": threads, "per_batch": per_batch, "loadavg": os.getloadavg()[0]}
+            "threads": threads, "per_batch": per_batch, "statuses": statuses, "loadavg": os.getloadavg()[0]}
 
 
 def main() -> None:

@@ -119,3 +119,12 @@ def test_a_run_killed_mid_file_and_run_again_stores_each_row_once(trained, churn
     again = json.loads(loopwatch("ingest", str(path), "-m", "churn", *MAPPING, "--batch-rows", "2000").stdout)
     assert again["duplicates"] == partial and again["accepted"] == 60_000 - partial
     assert trained.store.count_events() == 60_000
+
+
+def test_models_show_names_the_external_label_of_a_version(trained, churn_training, tmp_path) -> None:
+    path = write(predictions_table(churn_training, 20), tmp_path / "few.parquet")
+    loopwatch("ingest", str(path), "-m", "churn", *MAPPING)
+    shown = loopwatch("models", "show", "churn").stdout
+    assert "external ext-a" in shown and "external ext-b" in shown
+    listed = json.loads(loopwatch("models", "show", "churn", "--json").stdout)
+    assert [v["params"].get("external_version") for v in listed] == [None, "ext-a", "ext-b"]
