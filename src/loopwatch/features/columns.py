@@ -60,11 +60,14 @@ def check_column(feature: Feature, values: np.ndarray, missing: np.ndarray, *, o
         labels[present] = values[present].astype(str).astype(object)
     elif kind == "f" and category_type == "integer":
         chosen = values[present]
-        bad = ~(np.isfinite(chosen) & (np.floor(chosen) == chosen) & (np.abs(chosen) < 2.0**63))
+        bad = ~(np.isfinite(chosen) & (np.floor(chosen) == chosen) & (np.abs(chosen) < 2.0**64))
         if bad.any():
             refuse(np.flatnonzero(present)[bad], "expected an integer category code")
             return None
-        labels[present] = chosen.astype(np.int64).astype(str).astype(object)
+        if (np.abs(chosen) < 2.0**63).all():  # the common case, in numpy
+            labels[present] = chosen.astype(np.int64).astype(str).astype(object)
+        else:
+            labels[present] = np.array([str(int(v)) for v in chosen.tolist()], dtype=object)
     elif kind == "b" and category_type in ("boolean", None):
         labels[present] = np.where(values[present], "true", "false").astype(object)
     elif kind in "OUS":
