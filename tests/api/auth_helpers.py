@@ -13,7 +13,7 @@ from loopwatch.config import Settings
 from loopwatch.service import create_app
 from loopwatch.stores.base import Store
 
-SCOPES = ("predict", "feedback", "read", "admin")
+SCOPES = ("predict", "ingest", "feedback", "read", "admin")
 
 
 @dataclass(frozen=True)

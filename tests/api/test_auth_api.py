@@ -23,6 +23,7 @@ OPEN = {("get", "/v1/health/live"), ("get", "/v1/health/ready"), ("get", "/metri
 #: general rules (401 without a key, an admin key passes).
 SCOPE_OF = {
     ("post", "/v1/models/{name}/predict"): "predict",
+    ("post", "/v1/models/{name}/events"): "ingest",
     ("post", "/v1/feedback"): "feedback",
     ("post", "/v1/business-metrics"): "feedback",
     **{

@@ -1,5 +1,5 @@
-"""A corpus of hostile bodies, sent to every endpoint that takes one: predict, feedback,
-business metrics, the monitoring configuration and train.
+"""A corpus of hostile bodies, sent to every endpoint that takes one: predict, ingest,
+feedback, business metrics, the monitoring configuration and train.
 
 Each endpoint has a template: an ordinary request with three slots, a number field
 (``NUM``), an integer field (``INT``) and a text field (``STR``). Filled with ordinary
@@ -56,6 +56,12 @@ def _predict(rows: list[dict[str, Any]], _: list[dict[str, Any]]) -> str:
                        "version": "__INT__"})
 
 
+def _ingest(rows: list[dict[str, Any]], _: list[dict[str, Any]]) -> str:
+    return json.dumps({"events": [{"request_id": "__STR__", "row_index": "__INT__", "prediction": 1,
+                                   "features": {**rows[0], "watch_hours": "__NUM__"}, "probabilities": [0.2, 0.8],
+                                   "model_version": "ext-1", "latency_ms": 3.5}]})
+
+
 def _feedback(_: list[dict[str, Any]], __: list[dict[str, Any]]) -> str:
     return json.dumps({"model": "churn", "labels": [
         {"request_id": "__STR__", "row_index": "__INT__", "label": 1, "label_time": LABEL_TIME},
@@ -77,6 +83,8 @@ def _train(_: list[dict[str, Any]], table: list[dict[str, Any]]) -> str:
 
 ENDPOINTS = {
     "predict": Endpoint("POST", PREDICT, "rows", _predict, {"NUM": "3.5", "INT": "1", "STR": '"cust-1"'}),
+    "ingest": Endpoint("POST", "/v1/models/churn/events", "events", _ingest,
+                       {"NUM": "3.5", "INT": "1", "STR": '"ing-1"'}),
     "feedback": Endpoint("POST", "/v1/feedback", "labels", _feedback, {"NUM": "0", "INT": "1", "STR": '"seeded"'}),
     "business": Endpoint("POST", "/v1/business-metrics", "observations", _business,
                          {"NUM": "12.5", "INT": None, "STR": '"revenue"'}),

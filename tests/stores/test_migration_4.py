@@ -36,7 +36,7 @@ def _dump(path: Path) -> dict[str, tuple[list[str], list[tuple[Any, ...]]]]:
         out = {}
         for table in V3_TABLES:
             columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
-            old = [c for c in columns if c not in ("entity_id", "nullable")]  # added by later migrations
+            old = [c for c in columns if c not in ("entity_id", "nullable", "content_sha256")]  # added later
             rows = conn.execute(f"SELECT {', '.join(old)} FROM {table} ORDER BY {', '.join(old[:2])}").fetchall()
             out[table] = (old, rows)
         return out

@@ -31,7 +31,9 @@ from loopwatch.records.jsonutil import utc_iso
 
 TOKEN_PREFIX = "lw_"
 #: What each scope opens; ``admin`` opens everything (training, promotion, keys).
-SCOPES: tuple[str, ...] = ("predict", "feedback", "read", "admin")
+#: ``ingest`` logs predictions made elsewhere; it is apart from ``predict`` so that a key
+#: for an external service cannot ask loopwatch's models, nor a predict key forge events.
+SCOPES: tuple[str, ...] = ("predict", "ingest", "feedback", "read", "admin")
 ADMIN = "admin"
 #: Hex digits of a key id (64 random bits: unique without coordination).
 KEY_ID_LENGTH = 16

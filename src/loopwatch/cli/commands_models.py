@@ -62,7 +62,10 @@ def show(name: str, as_json: bool, settings: Settings) -> None:
         metrics = ", ".join(
             f"{k}={val:.3f}" for k, val in v.metrics.items() if isinstance(val, float) and k != "n_holdout"
         )
-        table.add_row(str(v.version), v.created_at.strftime("%Y-%m-%d %H:%M"), v.estimator,
+        # a version made by ingestion is known to its senders by their own label
+        label = v.params.get("external_version")
+        estimator = v.estimator if label is None else f"{v.estimator} (external {label})"
+        table.add_row(str(v.version), v.created_at.strftime("%Y-%m-%d %H:%M"), estimator,
                       ", ".join(v.aliases) or "-", metrics)
     out.print(table)
     for v in versions:  # what a version registered from outside trusts, and what does not apply to it

@@ -7,6 +7,7 @@ import click
 from loopwatch.cli import (
     commands_drift,
     commands_feedback,
+    commands_ingest,
     commands_keys,
     commands_logs,
     commands_loops,
@@ -33,6 +34,7 @@ cli.add_command(commands_train.train)
 cli.add_command(commands_train.predict)
 cli.add_command(commands_register.register)
 cli.add_command(commands_logs.logs)
+cli.add_command(commands_ingest.ingest)
 cli.add_command(commands_models.models)
 cli.add_command(commands_drift.drift)
 cli.add_command(commands_drift.monitor)

@@ -138,6 +138,7 @@ def latency_of(rows: pd.DataFrame, percentile: float) -> float | None:
     if "__request_runtime_ms" not in rows.columns or rows.empty:
         return None
     per_request = rows.drop_duplicates("__request_id")["__request_runtime_ms"].to_numpy(dtype=np.float64)
+    per_request = per_request[np.isfinite(per_request)]  # ingested events without a latency
     return float(np.percentile(per_request, percentile)) if per_request.size else None
 
 

@@ -95,7 +95,9 @@ def watch_clients(
         events = list(store.iter_events(query))
     groups: dict[tuple[datetime, str | None], list[PredictionEvent]] = {}
     for event in events:
-        if event.request_type == "shadow" or event.model_name != name:
+        # shadow scoring is no client's query, and ingested events are the queries of a
+        # service loopwatch does not answer: one ingest key would look like one huge client
+        if event.request_type in ("shadow", "ingested") or event.model_name != name:
             continue
         groups.setdefault((spec.start_of(event.timestamp), event.client_id), []).append(event)
     if not groups:

@@ -21,6 +21,9 @@ from loopwatch.records.jsonutil import utc_iso
 
 #: Request types loopwatch itself produces; clients may name others.
 REQUEST_TYPES = ("api", "batch", "cli", "replay", "shadow")
+#: The request type of events a model made elsewhere and a sender logged (POST .../events,
+#: ``loopwatch ingest``): never a prediction loopwatch made.
+INGESTED_REQUEST_TYPE = "ingested"
 #: The request type of a candidate's shadow predictions: logged, but served to no one.
 SHADOW_REQUEST_TYPE = "shadow"
 

@@ -11,13 +11,14 @@ from typing import Any, AsyncIterator
 from fastapi import Depends, FastAPI
 
 from loopwatch.config import Settings
+from loopwatch.ingestion import Ingestor
 from loopwatch.prediction import Predictor
 from loopwatch.registry import Registry
 from loopwatch.service.auth import include_protected, install_auth
 from loopwatch.service.errors import install_error_handlers, refuse_nul_characters
 from loopwatch.service.metrics import ServiceMetrics
 from loopwatch.service.middleware import BodyLimitMiddleware, MetricsMiddleware
-from loopwatch.service.routers import feedback, health, logs, models, monitor, predict, selection, train
+from loopwatch.service.routers import feedback, health, ingest, logs, models, monitor, predict, selection, train
 from loopwatch.service.routers import keys as keys_router
 from loopwatch.service.routers import register as register_router
 from loopwatch.service.routers import loops as loops_router
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             writer=writer,
             metrics=metrics,
             shadow=shadow,
+            ingestor=Ingestor(registry, max_events=settings.max_rows_per_request),
         )
         app.state.loopwatch = state
         holder["state"] = state
@@ -96,6 +98,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     install_error_handlers(app)
     # every router with the scope its routes need to read and to change (docs/security.md)
     include_protected(app, predict.router, "predict")
+    include_protected(app, ingest.router, "ingest")
     include_protected(app, train.router, "admin")
     include_protected(app, register_router.router, "admin")
     include_protected(app, models.router, "read", write="admin")

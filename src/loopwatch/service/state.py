@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from fastapi import Request
 
 from loopwatch.config import Settings
+from loopwatch.ingestion import Ingestor
 from loopwatch.prediction import Predictor
 from loopwatch.records import Rejection
 from loopwatch.registry import Registry
@@ -34,6 +35,8 @@ class ServiceState:
     writer: GroupCommitWriter
     metrics: ServiceMetrics
     shadow: ShadowScorer | None = None
+    #: Validates and encodes events a model made elsewhere (``POST .../events``).
+    ingestor: Ingestor | None = None
 
     def reject(
         self, model_name: str, client_id: str | None, reason: str, status: int, message: str

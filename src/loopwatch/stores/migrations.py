@@ -324,6 +324,25 @@ MIGRATIONS: Final[list[tuple[int, str, list[str]]]] = [
         # a JSON list of feature names; NULL (models made before) means none
         ["ALTER TABLE models ADD COLUMN nullable TEXT"],
     ),
+    (
+        10,
+        "ingested events: a content hash per event, external version labels",
+        [
+            # an ingested event's hash tells a client's retry (same content: a duplicate)
+            # from a reuse of its (request_id, row_index) (other content: a conflict);
+            # NULL for events loopwatch predicted itself
+            "ALTER TABLE events ADD COLUMN content_sha256 TEXT",
+            # one integer version per external label: the primary key is what keeps two
+            # workers seeing a new label at once from creating two versions
+            """CREATE TABLE external_versions (
+                model_name TEXT NOT NULL,
+                label TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (model_name, label)
+            )""",
+        ],
+    ),
 ]
 
 

@@ -9,6 +9,7 @@ from loopwatch.stores.sql import ENTITY_EVENT_COLUMNS, EVENT_COLUMNS, SqlLogMixi
 from loopwatch.stores.sql_evaluations import SqlEvaluationsMixin
 from loopwatch.stores.sql_feedback import SqlFeedbackMixin
 from loopwatch.stores.sql_incidents import SqlIncidentsMixin
+from loopwatch.stores.sql_ingest import INGEST_EVENT_COLUMNS, SqlIngestMixin
 from loopwatch.stores.sql_keys import SqlKeysMixin
 from loopwatch.stores.sql_quarantine import SqlQuarantineMixin
 from loopwatch.stores.sql_records import SqlRecordsMixin
@@ -23,7 +24,7 @@ SERIALIZE_LOCK_SPACE = 7_274_232
 
 class PostgresStore(
     SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin, SqlFeedbackMixin, SqlIncidentsMixin, SqlKeysMixin,
-    SqlQuarantineMixin, SqlEvaluationsMixin,
+    SqlQuarantineMixin, SqlEvaluationsMixin, SqlIngestMixin,
 ):
     dialect = "postgresql"
 
@@ -47,6 +48,11 @@ class PostgresStore(
 
     def _serialize(self, cur: Any, key: str) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (SERIALIZE_LOCK_SPACE, key))
+
+    def _insert_ingested(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
+        with cur.copy(f"COPY events ({INGEST_EVENT_COLUMNS}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def _insert_events(self, cur: Any, rows: list[tuple[Any, ...]], *, entities: bool = False) -> None:
         columns = ENTITY_EVENT_COLUMNS if entities else EVENT_COLUMNS

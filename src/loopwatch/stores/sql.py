@@ -8,6 +8,7 @@ inherits a store opens fresh connections).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from contextlib import contextmanager
@@ -462,8 +463,9 @@ def _event_from_row(r: Sequence[Any]) -> PredictionEvent:
         model_version=int(r[3]),
         timestamp=from_micros(int(r[4])),
         logged_at=from_micros(int(r[5])),
-        runtime_ms=float(r[6]),
-        row_runtime_ms=float(r[7]),
+        # an ingested event whose sender reported no latency: not measured, not fast
+        runtime_ms=float(r[6]) if r[6] >= 0 else math.nan,
+        row_runtime_ms=float(r[7]) if r[7] >= 0 else math.nan,
         prediction=loads(r[8]),
         probability=loads(r[9]) if r[9] is not None else None,
         input_data_summary=loads(r[10]),

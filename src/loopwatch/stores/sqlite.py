@@ -18,6 +18,7 @@ from loopwatch.stores.sql import SqlLogMixin
 from loopwatch.stores.sql_evaluations import SqlEvaluationsMixin
 from loopwatch.stores.sql_feedback import SqlFeedbackMixin
 from loopwatch.stores.sql_incidents import SqlIncidentsMixin
+from loopwatch.stores.sql_ingest import SqlIngestMixin
 from loopwatch.stores.sql_keys import SqlKeysMixin
 from loopwatch.stores.sql_quarantine import SqlQuarantineMixin
 from loopwatch.stores.sql_records import SqlRecordsMixin
@@ -26,7 +27,7 @@ from loopwatch.stores.sql_registry import SqlRegistryMixin
 
 class SQLiteStore(
     SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin, SqlFeedbackMixin, SqlIncidentsMixin, SqlKeysMixin,
-    SqlQuarantineMixin, SqlEvaluationsMixin,
+    SqlQuarantineMixin, SqlEvaluationsMixin, SqlIngestMixin,
 ):
     dialect = "sqlite"
 

@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 
 from loopwatch.errors import Overloaded, StoreError
 from loopwatch.records import LoggedRequest, Rejection, RequestOutcome
+from loopwatch.records.ingest import IngestBatch, IngestOutcome
 from loopwatch.records.jsonutil import dumps, utc_iso
 from loopwatch.stores.base import Store
 
@@ -79,6 +80,20 @@ class GroupCommitWriter:
                 )
             try:
                 self._queue.put_nowait((request, future))
+            except queue.Full:
+                raise Overloaded(
+                    "the prediction log is busy; retry shortly", retry_after=self.retry_after_seconds
+                ) from None
+        return future
+
+    def submit_ingest(self, batch: IngestBatch) -> Future[IngestOutcome]:
+        """Queue a batch of ingested events; its future resolves after its COMMIT."""
+        future: Future[IngestOutcome] = Future()
+        with self._gate:
+            if self._closed:
+                raise Overloaded("the log writer is shutting down", retry_after=self.retry_after_seconds)
+            try:
+                self._queue.put_nowait((batch, future))
             except queue.Full:
                 raise Overloaded(
                     "the prediction log is busy; retry shortly", retry_after=self.retry_after_seconds
@@ -144,8 +159,10 @@ class GroupCommitWriter:
 
     def _commit(self, items: Sequence[object]) -> None:
         rejections = [item for item in items if isinstance(item, Rejection)]
+        ingested = [item for item in items if isinstance(item, tuple) and isinstance(item[0], IngestBatch)]
         batch: list[tuple[LoggedRequest, Future[RequestOutcome]]] = [
-            item for item in items if not isinstance(item, Rejection)  # type: ignore[misc]
+            item for item in items  # type: ignore[misc]
+            if not isinstance(item, Rejection) and not isinstance(item[0], IngestBatch)  # type: ignore[index]
         ]
         if rejections:
             try:
@@ -154,6 +171,22 @@ class GroupCommitWriter:
                 _log.error("could not record %d rejections: %s", len(rejections), exc)
         if batch:
             self._commit_requests(batch)
+        for ingest, future in ingested:  # each batch is many events: one transaction each
+            self._commit_ingest(ingest, future)
+
+    def _commit_ingest(self, batch: IngestBatch, future: Future[IngestOutcome]) -> None:
+        started = time.perf_counter()
+        try:
+            outcome = self.store.write_ingested(batch)
+        except Exception as exc:
+            _log.error("could not commit %d ingested events: %s", batch.n_events, exc)
+            if not future.done():
+                future.set_exception(exc if isinstance(exc, StoreError) else StoreError(str(exc)))
+            return
+        if not future.done():
+            future.set_result(outcome)
+        if self._on_commit is not None:
+            self._on_commit(1, outcome.accepted, time.perf_counter() - started)
 
     def _commit_requests(self, batch: Sequence[tuple[LoggedRequest, Future[RequestOutcome]]]) -> None:
         requests = [request for request, _ in batch]

@@ -17,14 +17,14 @@ from loopwatch.service.state import ServiceState, get_state
 
 router = APIRouter(tags=["keys"], responses=ERROR_RESPONSES)
 
-Scope = Literal["predict", "feedback", "read", "admin"]
+Scope = Literal["predict", "ingest", "feedback", "read", "admin"]
 
 
 class KeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.@:/ -]+$", description="Who the key is for.")
-    scopes: list[Scope] = Field(min_length=1, max_length=4, description="What the key may do; admin may do all.")
+    scopes: list[Scope] = Field(min_length=1, max_length=5, description="What the key may do; admin may do all.")
     expires_days: Annotated[StrictInt, Field(ge=1, le=MAX_EXPIRY_DAYS)] | None = Field(
         None, description="Days until the key expires; never when absent."
     )

@@ -19,6 +19,7 @@ from loopwatch.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from loopwatch.records.ingest import INGESTED_REQUEST_TYPE
 from loopwatch.prediction import PredictCall, check_client_request_id, new_request_id
 from loopwatch.service.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse
 from loopwatch.service.state import CLIENT_ID_HEADER, ServiceState, get_state
@@ -103,6 +104,8 @@ async def predict(
 ) -> Response:
     client_id = x_client_id[:200] if x_client_id else None
     try:
+        if body.request_type == INGESTED_REQUEST_TYPE:  # only POST .../events logs those
+            raise InvalidInput("request_type 'ingested' is kept for events logged through /events")
         request_id = check_client_request_id(x_request_id) if x_request_id else new_request_id()
         call = PredictCall(
             model_name=name,

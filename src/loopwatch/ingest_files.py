@@ -1,0 +1,361 @@
+"""Bulk ingestion of a file of predictions made elsewhere (``loopwatch ingest``).
+
+A file is read in record batches with pyarrow (CSV, Parquet, NDJSON). Each batch is
+checked column by column (:func:`~loopwatch.features.columns.check_column`, the rules
+of row validation vectorised), encoded in bulk into the store's ingest rows and
+committed in one transaction: a batch is stored whole or not at all.
+
+Re-runs create no duplicates. Without a mapped request id, a batch's events are
+named ``file-<chunk>-<hash>``, the hash taken over the batch's content, with the
+row's place in the batch as its row index: a re-run after an interruption names
+the same events the same way and the store counts them as duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import numpy as np
+import orjson
+
+from loopwatch.errors import InvalidInput, SchemaViolation
+from loopwatch.features.columns import check_column
+from loopwatch.features.validate import MAX_REPORTED_PROBLEMS
+from loopwatch.ingestion import MAX_LATENCY_MS, PROBABILITY_SUM_TOLERANCE, _valid_id
+from loopwatch.records import ModelVersion, software_fingerprint
+from loopwatch.records.ingest import INGESTED_REQUEST_TYPE, NO_LATENCY, IngestBatch
+from loopwatch.registry import Registry
+from loopwatch.stores.base import to_micros
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
+#: Fields a column can be mapped to; the remaining columns are features.
+MAPPABLE = ("request_id", "row_index", "timestamp", "prediction", "probabilities", "entity_id",
+            "model_version", "client_version", "latency_ms")
+#: Rows per batch (and per transaction).
+BATCH_ROWS = 50_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class ColumnMap:
+    #: Field name -> column name.
+    fields: dict[str, str] = field(default_factory=dict)
+    #: Probabilities from the columns ``<prefix><class>``, one per class.
+    probability_prefix: str | None = None
+    #: Columns that are neither fields nor features.
+    ignore: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestReport:
+    rows: int
+    accepted: int
+    duplicates: int
+    seconds: float
+    versions: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "accepted": self.accepted, "duplicates": self.duplicates,
+                "seconds": round(self.seconds, 3), "rows_per_second": round(self.rows / max(self.seconds, 1e-9)),
+                "versions": self.versions}
+
+
+def read_batches(path: Path, *, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """The file's rows in record batches, by its suffix (.csv, .parquet, .ndjson/.jsonl)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.json as pjson
+    import pyarrow.parquet as pq
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
+        elif suffix == ".csv":
+            table = pcsv.read_csv(path)
+            yield from table.to_batches(max_chunksize=batch_rows)
+        elif suffix in (".ndjson", ".jsonl", ".json"):
+            table = pjson.read_json(path)
+            yield from table.to_batches(max_chunksize=batch_rows)
+        else:
+            raise InvalidInput(f"cannot read {path.name!r}: use .csv, .parquet or .ndjson")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        raise InvalidInput(f"cannot read {path.name!r}: {str(exc)[:300]}") from exc
+
+
+def ingest_file(registry: Registry, path: Path, *, model: str, mapping: ColumnMap, client_id: str | None = None,
+                batch_rows: int = BATCH_ROWS, progress: Callable[[int, float], None] | None = None) -> IngestReport:
+    """Check, encode and commit every row of ``path`` as ingested events of ``model``.
+
+    Reading and encoding run in this thread while the previous batch commits in another
+    (one writer per database, as ever): the commit waits on the disk and SQLite, the
+    encoding on the CPU, so the two overlap.
+    """
+    base = registry.resolve(model)
+    settings = registry.settings(base.name)
+    started = time.perf_counter()
+    versions: dict[str, int] = {}
+    pending: queue.Queue[IngestBatch | None] = queue.Queue(maxsize=2)
+    totals = {"rows": 0, "accepted": 0, "duplicates": 0}
+    failure: list[BaseException] = []
+
+    def commit() -> None:
+        while (batch := pending.get()) is not None:
+            if failure:
+                continue  # drain: the reader stops at its next put
+            try:
+                outcome = registry.store.write_ingested(batch)
+                if outcome.status == "conflict":
+                    first = outcome.conflicts[0]
+                    raise InvalidInput(
+                        f"rows {totals['rows']}-{totals['rows'] + batch.n_events - 1} name events already stored "
+                        f"with other content (first: request {first[0]!r}, row {first[1]})")
+            except BaseException as exc:  # handed to the reading thread, which raises it
+                failure.append(exc)
+                continue
+            totals["rows"] += batch.n_events
+            totals["accepted"] += outcome.accepted
+            totals["duplicates"] += outcome.duplicates
+            if progress is not None:
+                progress(totals["rows"], time.perf_counter() - started)
+
+    writer = threading.Thread(target=commit, name="loopwatch-ingest-writer", daemon=True)
+    writer.start()
+    offset = 0
+    try:
+        for chunk, record_batch in enumerate(read_batches(path, batch_rows=batch_rows)):
+            if failure:
+                break
+            batch = encode_batch(registry, record_batch, base=base, log_data=settings.log_data, mapping=mapping,
+                                 chunk=chunk, offset=offset, client_id=client_id, versions=versions)
+            offset += batch.n_events
+            pending.put(batch)
+    finally:
+        pending.put(None)
+        writer.join()
+    if failure:
+        raise failure[0]
+    return IngestReport(rows=totals["rows"], accepted=totals["accepted"], duplicates=totals["duplicates"],
+                        seconds=time.perf_counter() - started, versions=versions)
+
+
+def encode_batch(registry: Registry, record_batch: pa.RecordBatch, *, base: ModelVersion, log_data: bool,
+                 mapping: ColumnMap, chunk: int, offset: int, client_id: str | None,
+                 versions: dict[str, int]) -> IngestBatch:
+    """One record batch as an :class:`IngestBatch`; :class:`SchemaViolation` lists its problems."""
+    import pandas as pd
+
+    n = record_batch.num_rows
+    columns = {name: record_batch.column(i) for i, name in enumerate(record_batch.schema.names)}
+    mapped = set(mapping.fields.values()) | set(mapping.ignore)
+    prefix = mapping.probability_prefix
+    classes = [str(c) for c in base.schema.classes]
+    proba_columns = [f"{prefix}{c}" for c in classes] if prefix else []
+    problems: list[dict[str, Any]] = []
+    missing_columns = [c for c in [*mapping.fields.values(), *proba_columns] if c not in columns]
+    names = [f.name for f in base.schema.features]
+    unknown = [c for c in columns if c not in mapped and c not in proba_columns and c not in names]
+    absent = [name for name in names if name not in columns]
+    if missing_columns or unknown or absent or "prediction" not in mapping.fields:
+        parts = []
+        if "prediction" not in mapping.fields:
+            parts.append("map the prediction column (--map prediction=COLUMN)")
+        if missing_columns:
+            parts.append(f"mapped columns not in the file: {', '.join(missing_columns)[:300]}")
+        if absent:
+            parts.append(f"features missing: {', '.join(absent)[:300]}")
+        if unknown:
+            parts.append(f"columns that are neither features nor mapped: {', '.join(unknown)[:300]} (--ignore them)")
+        raise InvalidInput("; ".join(parts))
+
+    def numpy_of(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        mask = column.is_null().to_numpy(zero_copy_only=False)
+        if pa.types.is_boolean(column.type) and mask.any():
+            column = pc.fill_null(column, False)
+        return column.to_numpy(zero_copy_only=False), mask
+
+    checked = {}
+    for feature in base.schema.features:
+        values, mask = numpy_of(columns[feature.name])
+        result = check_column(feature, values, mask, offset=offset, problems=problems)
+        if result is not None:
+            checked[feature.name] = result
+    field_of = {name: columns[column] for name, column in mapping.fields.items()}
+    prediction = _predictions(field_of["prediction"].to_pylist(), base, offset, problems)
+    probabilities = None
+    if prefix or "probabilities" in field_of:
+        matrix = (np.column_stack([numpy_of(columns[c])[0].astype(np.float64) for c in proba_columns]) if prefix
+                  else np.asarray(field_of["probabilities"].to_pylist(), dtype=np.float64))
+        probabilities = _probabilities(matrix, len(classes), offset, problems)
+    stamps = _timestamps(field_of.get("timestamp"), n, offset, problems)
+    latency = np.full(n, NO_LATENCY)
+    if "latency_ms" in field_of:
+        raw, mask = numpy_of(field_of["latency_ms"])
+        values = np.where(mask, 0.0, raw.astype(np.float64))
+        bad = ~mask & ~(np.isfinite(values) & (values >= 0) & (values <= MAX_LATENCY_MS))
+        _refuse(problems, np.flatnonzero(bad), offset, "latency_ms", "must be milliseconds from 0 to a day")
+        latency = np.where(mask, NO_LATENCY, values)
+    texts = {name: _texts(field_of.get(name), n) for name in ("request_id", "entity_id", "model_version",
+                                                              "client_version")}
+    if texts["request_id"] is not None:
+        bad = np.array([not _valid_id(v) for v in texts["request_id"]], dtype=bool)
+        _refuse(problems, np.flatnonzero(bad), offset, "request_id", "must be 1-200 letters, digits, '-_.:'")
+    row_index = np.arange(n, dtype=np.int64) + (offset if texts["request_id"] is not None else 0)
+    if "row_index" in field_of:
+        raw, mask = numpy_of(field_of["row_index"])
+        bad = mask | (raw.astype(np.float64) < 0) | (raw.astype(np.float64) >= 2**31)
+        _refuse(problems, np.flatnonzero(bad), offset, "row_index", "must be an integer from 0")
+        row_index = np.where(bad, 0, raw).astype(np.int64)
+    if problems:
+        shown = problems[:MAX_REPORTED_PROBLEMS]
+        raise SchemaViolation(f"row {shown[0]['row']}, {shown[0]['feature']}: {shown[0]['problem']}",
+                              detail={"problems": shown})
+    data = _data_json(pd.DataFrame({name: checked[name].values for name in names}), n) if log_data else [None] * n
+    summaries = _summaries(np.column_stack([checked[name].missing for name in names]), names, n)
+    labels = texts["model_version"]
+    if labels is not None:
+        for label in sorted({v for v in labels if v is not None} - set(versions)):
+            versions[label] = registry.store.resolve_external_version(
+                base.name, label, base_version=base.version, created_at=datetime.now(timezone.utc))
+    version_of = [base.version] * n if labels is None else [base.version if v is None else versions[v] for v in labels]
+    client_versions = texts["client_version"] or [None] * n
+    fingerprints = {v: software_fingerprint(base.artifact_sha256, v) for v in set(client_versions)}
+    fp_ids = [fingerprints[v].id for v in client_versions]
+    entity = texts["entity_id"] or [None] * n
+    proba_json = [None] * n if probabilities is None else [orjson.dumps(r).decode() for r in probabilities.tolist()]
+    stamp_list = stamps.tolist()
+    lat_list = latency.tolist()
+    if texts["request_id"] is None:
+        # the ids derive from the batch's content: its hash is every row's content hash
+        digest = _batch_digest(record_batch)
+        request_ids = [f"file-{chunk}-{digest[:24]}"] * n
+        hashes = [digest] * n
+    else:
+        request_ids = texts["request_id"]
+        hashes = [
+            hashlib.sha256(orjson.dumps((d, p, q, t, e, v, c, la))).hexdigest()
+            for d, p, q, t, e, v, c, la in zip(data, prediction, proba_json, stamp_list, entity, version_of,
+                                               client_versions, lat_list)
+        ]
+    logged_at = to_micros(datetime.now(timezone.utc))
+    replayed = int("timestamp" in field_of)
+    rows = list(zip(request_ids, row_index.tolist(), [base.name] * n, version_of, stamp_list, [logged_at] * n,
+                    lat_list, lat_list, prediction, proba_json, summaries, data, [INGESTED_REQUEST_TYPE] * n,
+                    [client_id] * n, fp_ids, [replayed] * n, entity, hashes))
+    requests: dict[str, tuple[int, int]] = {}
+    for rid, ts in zip(request_ids, stamp_list):
+        count, first = requests.get(rid, (0, ts))
+        requests[rid] = (count + 1, min(first, ts))
+    return IngestBatch(model_name=base.name, rows=rows, fingerprints={f.id: f for f in fingerprints.values()},
+                       requests=requests, unique_keys=texts["request_id"] is None, versions={k: versions[k] for k in sorted(set(labels or ()) - {None})})
+
+
+def _refuse(problems: list[dict[str, Any]], rows: np.ndarray, offset: int, what: str, message: str) -> None:
+    for row in rows[: max(0, MAX_REPORTED_PROBLEMS - len(problems))]:
+        problems.append({"row": int(row) + offset, "feature": what, "problem": message})
+
+
+def _texts(column: pa.Array | None, n: int) -> list[str | None] | None:
+    if column is None:
+        return None
+    values = column.to_pylist()
+    return [None if v is None else str(v)[:200] for v in values]
+
+
+def _predictions(values: list[Any], meta: ModelVersion, offset: int, problems: list[dict[str, Any]]) -> list[str]:
+    """Each prediction encoded as the log holds it (``[class]``), each distinct value once."""
+    encoded: dict[Any, str | None] = {}
+    by_label = {str(c): c for c in meta.schema.classes}
+    out = []
+    for row, value in enumerate(values):
+        key = (type(value), value)
+        text = encoded.get(key, "")
+        if text == "":
+            text = encoded[key] = _encode_prediction(value, meta, by_label)
+        if text is None:
+            _refuse(problems, np.array([row]), offset, "prediction", "not one of the model's classes, or not a value")
+        out.append(text or "")
+    return out
+
+
+def _encode_prediction(value: Any, meta: ModelVersion, by_label: dict[str, Any]) -> str | None:
+    if value is None or isinstance(value, (list, dict)):
+        return None
+    if meta.task == "classification" and by_label:
+        label = ("true" if value else "false") if isinstance(value, bool) else (
+            str(int(value)) if isinstance(value, float) and value.is_integer() else str(value))
+        return None if label not in by_label else orjson.dumps([by_label[label]]).decode()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        return None
+    return orjson.dumps([value]).decode()
+
+
+def _probabilities(matrix: np.ndarray, k: int, offset: int, problems: list[dict[str, Any]]) -> np.ndarray:
+    if matrix.ndim != 2 or matrix.shape[1] != k:
+        _refuse(problems, np.array([0]), offset, "probabilities", f"need {k} probabilities per row")
+        return matrix
+    bad = ~np.isfinite(matrix).all(axis=1) | (matrix < 0).any(axis=1) | (matrix > 1).any(axis=1)
+    bad |= np.abs(np.nan_to_num(matrix).sum(axis=1) - 1.0) > PROBABILITY_SUM_TOLERANCE
+    _refuse(problems, np.flatnonzero(bad), offset, "probabilities", "numbers from 0 to 1 that sum to 1")
+    return matrix
+
+
+def _timestamps(column: pa.Array | None, n: int, offset: int, problems: list[dict[str, Any]]) -> np.ndarray:
+    """Event times as UTC microseconds; a time without a zone is read as UTC; now when unmapped."""
+    if column is None:
+        return np.full(n, to_micros(datetime.now(timezone.utc)), dtype=np.int64)
+    import pandas as pd
+
+    try:
+        parsed = pd.to_datetime(pd.Series(column.to_pandas()), utc=True, errors="coerce", format="mixed")
+    except (TypeError, ValueError):
+        parsed = pd.Series(pd.NaT, index=range(n))
+    bad = parsed.isna().to_numpy()
+    _refuse(problems, np.flatnonzero(bad), offset, "timestamp", "must be an ISO-8601 time")
+    micros = parsed.to_numpy(dtype="datetime64[us]", na_value=np.datetime64(0, "us")).astype(np.int64)
+    return micros
+
+
+def _summaries(missing: np.ndarray, names: list[str], n: int) -> list[str]:
+    """Each row's summary as the log holds it; rows that miss nothing share one string."""
+    shape = [n, len(names)]
+    complete = orjson.dumps({"shape": shape, "n_missing": 0, "missing": []}).decode()
+    out = [complete] * n
+    for row in np.flatnonzero(missing.any(axis=1)).tolist():
+        missed = [names[j] for j in np.flatnonzero(missing[row]).tolist()]
+        out[row] = orjson.dumps({"shape": shape, "n_missing": len(missed), "missing": missed}).decode()
+    return out
+
+
+def _batch_digest(record_batch: pa.RecordBatch) -> str:
+    """SHA-256 of the batch's columns as Arrow holds them (names, types and values)."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, record_batch.schema) as writer:
+        writer.write_batch(record_batch)
+    return hashlib.sha256(sink.getvalue()).hexdigest()
+
+
+def _data_json(frame: Any, n: int) -> list[str]:
+    """Each row's features as a JSON object (nulls as null), encoded by pandas in one call.
+
+    The records array is split between objects; a category label holding ``},{`` would
+    make that split wrong, so such batches are encoded row by row instead."""
+    text = frame.to_json(orient="records", double_precision=15)
+    parts = text[2:-2].split("},{") if n else []
+    if len(parts) != n:
+        return [orjson.dumps(dict(zip(frame.columns, row))).decode()
+                for row in frame.astype(object).where(frame.notna(), None).itertuples(index=False)]
+    return ["{" + part + "}" for part in parts]
