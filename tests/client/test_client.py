@@ -189,3 +189,19 @@ def test_bad_settings_are_refused_when_the_client_is_made() -> None:
         Client(url="loopwatch:8000")
     with pytest.raises(ValueError, match="batch_size"):
         Client(url="http://127.0.0.1:1", batch_size=0)
+
+
+def test_numpy_values_are_sent_and_a_record_json_cannot_hold_is_rejected_alone() -> None:
+    import numpy as np
+
+    with StandIn() as server, Client(url=server.url) as client:
+        client.log_prediction(model="m", features={"x": np.int64(3), "y": np.float32(0.5)},
+                              prediction=np.array([1.5, 2.5]), request_id="numpy")
+        client.log_prediction(model="m", features={"x": float("nan")}, prediction=1, request_id="nan")
+        client.log_prediction(model="m", features={"x": object()}, prediction=1, request_id="object")
+        client.log_prediction(model="m", features={"x": 1}, prediction=1, request_id="plain")
+        assert client.flush()
+        stats = client.stats()
+        events = {e["request_id"]: e for e in server.events()}
+    assert set(events) == {"numpy", "plain"} and (stats.sent, stats.rejected) == (2, 2)
+    assert events["numpy"]["features"] == {"x": 3, "y": 0.5} and events["numpy"]["prediction"] == [1.5, 2.5]

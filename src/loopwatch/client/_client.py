@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from loopwatch.client._transport import SendOutcome, Transport
+from loopwatch.client._transport import SendOutcome, Transport, encode_record
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -277,7 +277,13 @@ class Client:
                 self._wake.wait(self._flush_interval)
                 self._wake.clear()
                 while self._buffer and not self._give_up.is_set():
-                    self._send_some(transport)
+                    try:
+                        self._send_some(transport)
+                    except Exception as error:  # noqa: BLE001 - the sender must outlive any one batch
+                        with self._counter_lock:
+                            self._failed += self._in_flight
+                            self._in_flight = 0
+                            self._last_error = f"{type(error).__name__}: {error}"
                 if self._closing.is_set() and (not self._buffer or self._give_up.is_set()):
                     return
         finally:
@@ -294,16 +300,21 @@ class Client:
                 groups.setdefault((kind, model), []).append(record)
                 taken += 1
         for (kind, model), records in groups.items():
-            self._deliver(transport, kind, model, [_wire(kind, record) for record in records])
+            encoded: list[str] = []
+            for record in records:
+                try:
+                    encoded.append(encode_record(_wire(kind, record)))
+                except (TypeError, ValueError, OverflowError) as error:
+                    # NaN, an object JSON cannot hold, a time that is no time: this record only
+                    self._settle(1, rejected=1, error=f"a {kind[:-1]} record: {error}")
+            if encoded:
+                self._deliver(transport, kind, model, encoded)
 
-    def _deliver(self, transport: Transport, kind: str, model: str | None, records: list[dict[str, Any]]) -> None:
+    def _deliver(self, transport: Transport, kind: str, model: str | None, records: list[str]) -> None:
         path, key = _route(kind, model)
         attempt = trims = 0
         while True:
-            payload: dict[str, Any] = {key: records}
-            if kind == LABELS:
-                payload["model"] = model
-            outcome = transport.post(path, payload)
+            outcome = transport.post(path, key, records, {"model": model} if kind == LABELS else {})
             if outcome.delivered:
                 duplicates = int((outcome.body or {}).get("duplicates", 0))
                 self._settle(len(records), sent=len(records) - duplicates, duplicates=duplicates)

@@ -58,8 +58,11 @@ class Transport:
             self._connection.close()
             self._connection = None
 
-    def post(self, path: str, payload: dict[str, Any]) -> SendOutcome:
-        body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+    def post(self, path: str, key: str, records: list[str], extra: dict[str, Any]) -> SendOutcome:
+        """POST ``{**extra, key: records}`` (records already JSON); the answer, whether it was
+        stored, and whether to retry."""
+        head = json.dumps(extra, separators=(",", ":"))[:-1] + ("," if extra else "") + json.dumps(key) + ":["
+        body = (head + ",".join(records) + "]}").encode()
         try:
             connection = self._connect()
             connection.request("POST", self._base_path + path, body=body, headers=self._headers)
@@ -79,6 +82,18 @@ class Transport:
             self.close()
         message = _error_message(parsed, raw, status)
         return SendOutcome(False, status in RETRYABLE_STATUSES, status, retry_after, parsed, message)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar or array (what models return) as plain JSON, without importing numpy."""
+    if hasattr(value, "tolist"):  # an array becomes a list, a numpy scalar a Python number
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+#: One record at a time: between records the interpreter can hand the GIL back to the
+#: service's request threads, instead of after one long call for a whole batch.
+encode_record = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_plain).encode
 
 
 def _seconds(header: str | None) -> float | None:
