@@ -23,7 +23,7 @@ Two measurements, in the caller's own process:
 "Up" is a small HTTP sink in its own process that answers the events route as the contract
 says (only the caller's side is measured here), or a real loopwatch with ``--url``.
 
-Writes ``benchmarks/results/client.json`` and ``benchmarks/results/client.md``.
+Writes ``benchmarks/results/client.json`` and ``benchmarks/results/client.md`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -125,6 +125,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--url", default=None, help="A running loopwatch (default: a sink in its own process).")
     parser.add_argument("--model", default="bench-client")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "client.json",
+                        help="The JSON results (the Markdown table goes beside it).")
     args = parser.parse_args()
     runs, calls = (1, 5_000) if args.quick else (3, 20_000)
     rows = _rows(calls, seed=0)
@@ -163,7 +165,7 @@ def main() -> None:
     data = {"started_at": started_at, "finished_at": now_iso(), "wall_seconds": time.monotonic() - wall_start,
             "machine": machine_facts(), "runs": runs, "calls": calls,
             "features": FEATURES, "target": url if args.url else "sink", "summary": summary, "raw": results}
-    write_json(RESULTS_DIR / "client.json", data)
+    write_json(args.out, data)
     lines = [
         f"Caller CPU per logged prediction: **{summary['caller_cpu_us_per_prediction']:.1f} µs** (target ≤ 50); "
         f"the whole process, sending included: {summary['process_cpu_us_per_prediction']:.1f} µs.",
@@ -173,7 +175,7 @@ def main() -> None:
         *(f"| {mode} | {c['p50_us']:.0f} | {c['p99_us']:.0f} | {c['dropped']:.0f} |"
           for mode, c in summary["caller"].items()),
     ]
-    (RESULTS_DIR / "client.md").write_text("\n".join(lines) + "\n")
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
