@@ -205,3 +205,29 @@ def test_numpy_values_are_sent_and_a_record_json_cannot_hold_is_rejected_alone()
         events = {e["request_id"]: e for e in server.events()}
     assert set(events) == {"numpy", "plain"} and (stats.sent, stats.rejected) == (2, 2)
     assert events["numpy"]["features"] == {"x": 3, "y": 0.5} and events["numpy"]["prediction"] == [1.5, 2.5]
+
+
+def test_a_batch_over_the_body_limit_is_sent_in_halves() -> None:
+    too_large = {"error": {"status": 413, "code": "payload_too_large", "message": "body over the limit"}}
+    with StandIn() as server:
+        server.script.extend([(413, {}, too_large), (413, {}, too_large)])
+        with Client(url=server.url, batch_size=8) as client:
+            for i in range(8):
+                client.log_prediction(model="m", features={"x": i}, prediction=i)
+            assert client.flush()
+            stats = client.stats()
+    assert [len(body["events"]) for _, body in server.bodies] == [8, 4, 2, 2, 4]
+    assert (stats.sent, stats.rejected) == (8, 0)
+
+
+def test_an_id_reused_with_other_content_is_left_out_when_the_conflict_names_it() -> None:
+    conflict = {"error": {"status": 409, "code": "conflict", "message": "request id reused",
+                          "detail": {"problems": [{"event": 0, "field": "request_id", "problem": "stored with other content"}]}}}
+    with StandIn() as server:
+        server.script.append((409, {}, conflict))
+        with Client(url=server.url) as client:
+            client.log_prediction(model="m", features={"x": 1}, prediction=1, request_id="reused")
+            client.log_prediction(model="m", features={"x": 2}, prediction=2, request_id="fresh")
+            assert client.flush()
+            stats = client.stats()
+    assert [e["request_id"] for e in server.events()] == ["fresh"] and (stats.sent, stats.rejected) == (1, 1)

@@ -319,6 +319,12 @@ class Client:
                 duplicates = int((outcome.body or {}).get("duplicates", 0))
                 self._settle(len(records), sent=len(records) - duplicates, duplicates=duplicates)
                 return
+            if outcome.status == 413 and len(records) > 1:
+                # larger than the service's body limit: send it in halves (the same ids)
+                half = len(records) // 2
+                self._deliver(transport, kind, model, records[:half])
+                self._deliver(transport, kind, model, records[half:])
+                return
             bad = _bad_events(outcome) if kind == EVENTS and trims < MAX_TRIMS else set()
             if bad and len(bad) < len(records):
                 # one bad event refuses the batch whole: send the others again without it
@@ -378,8 +384,8 @@ def iso_time(value: datetime | str | float | int) -> str:
 
 
 def _bad_events(outcome: SendOutcome) -> set[int]:
-    """The positions of the events a 422 names (``detail.problems[].event``)."""
-    if outcome.status != 422 or not outcome.body:
+    """The positions of the events a 422 or 409 names (``detail.problems[].event``)."""
+    if outcome.status not in (409, 422) or not outcome.body:
         return set()
     detail = (outcome.body.get("error") or {}).get("detail")
     problems = detail.get("problems") if isinstance(detail, dict) else None
