@@ -231,3 +231,25 @@ def test_an_id_reused_with_other_content_is_left_out_when_the_conflict_names_it(
             assert client.flush()
             stats = client.stats()
     assert [e["request_id"] for e in server.events()] == ["fresh"] and (stats.sent, stats.rejected) == (1, 1)
+
+
+def test_a_forked_worker_sends_its_own_records_under_fresh_request_ids() -> None:
+    with StandIn() as server:
+        script = textwrap.dedent(f"""
+            import os
+            from loopwatch.client import Client
+            client = Client(url={server.url!r})
+            client.log_prediction(model="m", features={{"x": 0}}, prediction=0)
+            assert client.flush(timeout=10)
+            pid = os.fork()
+            client.log_prediction(model="m", features={{"x": 1 if pid == 0 else 2}}, prediction=1)
+            assert client.flush(timeout=10)
+            if pid == 0:
+                os._exit(0)
+            assert os.waitpid(pid, 0)[1] == 0
+        """)
+        subprocess.run([sys.executable, "-c", script], check=True, timeout=60, cwd=ROOT)
+        events = server.events()
+    assert sorted(e["features"]["x"] for e in events) == [0, 1, 2]
+    prefixes = {e["request_id"].rsplit("-", 1)[0] for e in events}
+    assert len(prefixes) == 2, "the child's ids do not repeat its parent's"

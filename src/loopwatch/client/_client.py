@@ -15,6 +15,7 @@ import random
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -89,7 +90,7 @@ class Client:
         self._closed = False
         self._start_thread()
         atexit.register(self._close_at_exit)
-        os.register_at_fork(after_in_child=self._after_fork)
+        _LIVE_CLIENTS.add(self)
 
     # --- the caller's side: cheap, never blocking -------------------------------------------
 
@@ -358,6 +359,18 @@ class Client:
             self._failed += failed
             if error is not None:
                 self._last_error = error
+
+
+#: Clients to restart in a forked child (weakly held: a client dropped by its owner is not kept).
+_LIVE_CLIENTS: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def _restart_after_fork() -> None:
+    for client in list(_LIVE_CLIENTS):
+        client._after_fork()
+
+
+os.register_at_fork(after_in_child=_restart_after_fork)
 
 
 def _route(kind: str, model: str | None) -> tuple[str, str]:
