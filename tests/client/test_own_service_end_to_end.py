@@ -101,7 +101,7 @@ def test_a_shift_in_the_teams_own_service_is_named_by_loopwatch_loops(world: dic
     port = free_port()
     with ServiceProcess(str(database)) as service:
         env = {**os.environ, "MODEL_PATH": str(folder / "model.joblib"), "LOOPWATCH_URL": service.url,
-               "LOOPWATCH_MODEL": MODEL}
+               "LOOPWATCH_MODEL": MODEL, "OMP_NUM_THREADS": "1"}
         app = subprocess.Popen([sys.executable, "-m", "uvicorn", "examples.own_service.app:app",
                                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
                                cwd=ROOT, env=env)
