@@ -28,6 +28,7 @@ if [ "${1:-}" = "--quick" ]; then
   "$py" benchmarks/bench_predict.py --quick --out "$out/predict.json"
   "$py" benchmarks/bench_ingest.py --quick --out "$out/ingest.json"
   "$py" benchmarks/sqlite_two_writers.py --runs 1 --seconds 1 --out "$out/sqlite_two_writers.json"
+  "$py" benchmarks/bench_client.py --quick --out "$out/client.json"
   echo "quick run done: $out (docs/benchmarks.md not touched)"
   exit 0
 fi
@@ -37,6 +38,7 @@ status=0
 "$py" benchmarks/bench_predict.py || status=$?     # 4 runs x 10 s per cell and side, ~7.5 min
 "$py" benchmarks/bench_ingest.py || status=$?      # SQLite FULL/NORMAL + PostgreSQL, ~4 min
 "$py" benchmarks/sqlite_two_writers.py --seconds 2 || status=$?   # 2 workers on one SQLite file, ~1 min
+"$py" benchmarks/bench_client.py || status=$?      # loopwatch.client in the caller's process, ~2 min
 if [ -x "$here/.venv-tools/bin/py-spy" ]; then      # optional: see README.md, "Profiling tools"
   "$py" benchmarks/profile_service.py --rows 100 --seconds 10 || status=$?   # ~1 min
 fi
