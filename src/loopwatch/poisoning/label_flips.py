@@ -56,6 +56,7 @@ from loopwatch.poisoning.base import (
     out_of_fold_probabilities,
     tail_excess,
 )
+from loopwatch.poisoning.flip_reference import ReferenceNull
 
 NAME = "label_flips"
 REASON = "label_flip"
@@ -106,6 +107,7 @@ def label_flip_screen(
     seed: int = 0,
     probabilities: FloatArray | None = None,
     alpha: float = 0.01,
+    reference: ReferenceNull | None = None,
 ) -> ScreenResult:
     """Flag rows whose label disagrees with both their neighbours and a cross-validated model.
 
@@ -114,6 +116,8 @@ def label_flip_screen(
     model when a caller already has them (the backdoor screen reuses them).
     ``fpr`` is the highest null rate of the thresholds tried; ``alpha`` the
     rate at which a clean table has any row set aside (see the module's text).
+    ``reference`` (:func:`~loopwatch.poisoning.flip_reference.reference_null`) judges the
+    table's labels against a trusted reference instead of against the table's own model.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -148,8 +152,13 @@ def label_flip_screen(
     above = scores > threshold
     # the excess is judged on the model's probabilities alone: the neighbours' shares near a flip
     # hold the flip itself, and would let each flip explain itself and the next
-    model_scores = 1.0 - proba[np.arange(len(codes)), codes]
-    excess = flip_excess(model_scores, 1.0 - proba, proba, up_to=int(above.sum()), alpha=gate)
+    if reference is None:
+        model_scores = 1.0 - proba[np.arange(len(codes)), codes]
+        excess = flip_excess(model_scores, 1.0 - proba, proba, up_to=int(above.sum()), alpha=gate)
+    else:
+        # a model of the trusted labels never learnt the table's flips: they cannot explain themselves
+        model_scores = 1.0 - reference.probabilities[np.arange(len(codes)), codes]
+        excess = tail_excess(model_scores, reference.expected, up_to=int(above.sum()), alpha=gate)
     # a table that holds flips loses the rows above the threshold and the excess's own rows
     flagged = (above | (model_scores >= excess.cut)) & excess.passes(gate)
     return ScreenResult(
@@ -160,7 +169,8 @@ def label_flip_screen(
         threshold=threshold,
         fpr=level,
         details={"classes": classes, "k": min(k, len(codes) - 1), "alpha": gate, "rows_above": int(above.sum()),
-                 "excess": excess.to_dict(gate)},
+                 "excess": excess.to_dict(gate),
+                 "null": "table" if reference is None else f"reference of {reference.n_reference} rows"},
     )
 
 
