@@ -6,8 +6,8 @@ that noise, and the flips explain themselves. With a labelled trusted reference
 (the production version's reference sample, the rows a version was trained on),
 the question is asked of a model that never saw the table:
 
-- a logistic regression fitted on the reference gives every row of the table a
-  probability for each class, then its class shares are moved to the table's own
+- logistic regressions fitted on the reference (three folds, their mean) give every
+  row of the table a probability for each class, then its class shares are moved to the table's own
   (one weight per class, as for a change of class priors: a month with more late
   flights is not a month of flipped labels);
 - were the table's labels drawn from these probabilities, the expected count of
@@ -30,10 +30,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from loopwatch.poisoning.base import FloatArray, class_codes, fit_sample, out_of_fold_probabilities
+from numpy.typing import NDArray
+
+from loopwatch.poisoning.base import FloatArray, class_codes, fit_sample
 
 #: Fewest labelled reference rows for the flip screen to judge a table against the reference.
 MIN_REFERENCE_LABELS = 200
+#: Folds of the reference: each fold model scores its held-out reference rows and, averaged, the table.
+REFERENCE_FOLDS = 3
 #: Rounds of the class-share adjustment (each moves the predicted shares toward the table's).
 PRIOR_ROUNDS = 50
 
@@ -69,23 +73,18 @@ def reference_null(
 
     ``x_reference`` and ``x`` are encoded alike; ``classes`` are the table's class texts and
     ``shares`` its class shares. ``None`` when the reference has fewer than
-    :data:`MIN_REFERENCE_LABELS` rows, fewer than two classes, or lacks a class of the table.
+    :data:`MIN_REFERENCE_LABELS` rows, fewer than two classes, a class of fewer than
+    :data:`REFERENCE_FOLDS` rows, or lacks a class of the table.
     """
-    from sklearn.linear_model import LogisticRegression
-
     codes, reference_classes = class_codes(reference_labels)
-    if codes.size < MIN_REFERENCE_LABELS or len(reference_classes) < 2 or not set(classes) <= set(reference_classes):
+    counts = np.bincount(codes, minlength=len(reference_classes))
+    if (codes.size < MIN_REFERENCE_LABELS or len(reference_classes) < 2 or counts.min() < REFERENCE_FOLDS
+            or not set(classes) <= set(reference_classes)):
         return None
-    rows = fit_sample(np.arange(codes.size), seed=seed)
-    if np.unique(codes[rows]).size < len(reference_classes):
-        rows = np.arange(codes.size)
-    model = LogisticRegression(max_iter=1000).fit(x_reference[rows], codes[rows])
-    fitted = np.zeros((x.shape[0], len(reference_classes)))
-    fitted[:, model.classes_] = model.predict_proba(x) if x.shape[0] else np.zeros((0, model.classes_.size))
+    oof, fitted = _folds(x_reference, codes, len(reference_classes), x, seed=seed)
     # the table's classes only (a class the table lacks is a share of 0), then the table's shares
     columns = [reference_classes.index(c) for c in classes]
     probabilities = with_shares(fitted[:, columns], shares)
-    oof = out_of_fold_probabilities(x_reference, codes, len(reference_classes), seed=seed)
     own = 1.0 - oof[np.arange(codes.size), codes]
     return ReferenceNull(
         probabilities=probabilities,
@@ -94,6 +93,31 @@ def reference_null(
         reference_weights=oof.ravel(),
         n_reference=int(codes.size),
     )
+
+
+def _folds(
+    x_reference: FloatArray, codes: NDArray[np.int64], n_classes: int, x: FloatArray, *, seed: int
+) -> tuple[FloatArray, FloatArray]:
+    """Out-of-fold probabilities of the reference rows, and the mean of the fold models' on ``x``.
+
+    The same models score both, so the tail calibration measured on the reference is that of
+    the probabilities the table is judged by (each fold on at most ``MAX_FIT_ROWS`` rows).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    oof = np.zeros((codes.size, n_classes))
+    table = np.zeros((x.shape[0], n_classes))
+    splitter = StratifiedKFold(n_splits=REFERENCE_FOLDS, shuffle=True, random_state=seed)
+    for fold, (whole_fold, held_out) in enumerate(splitter.split(x_reference, codes)):
+        rows = fit_sample(whole_fold, seed=seed + fold)
+        if np.unique(codes[rows]).size < n_classes:
+            rows = whole_fold
+        model = LogisticRegression(max_iter=1000).fit(x_reference[rows], codes[rows])
+        oof[np.ix_(held_out, model.classes_)] = model.predict_proba(x_reference[held_out])
+        if x.shape[0]:
+            table[:, model.classes_] += model.predict_proba(x) / REFERENCE_FOLDS
+    return oof, table
 
 
 def with_shares(probabilities: FloatArray, shares: FloatArray) -> FloatArray:

@@ -32,11 +32,18 @@ a clean table then loses rows at most ``alpha`` of the time; a table with
 flips is screened at ``fpr`` as before. Measured on real tables
 (``benchmarks/poisoning_genuine.py``, ``docs/security.md``).
 
-The null is the table's own: it is fitted on the rows being screened, so a
-concept drift (the labels of the whole window follow a new relation) moves
-the model with it instead of flagging the window. What it cannot see is a
-flip that looks like ordinary label noise: a row near the decision boundary
-labelled the other way is as plausible flipped as not.
+Without a reference the null is the table's own: it is fitted on the rows
+being screened, so a concept drift moves the model with it instead of
+flagging the window; but a model fitted on randomly flipped labels learns to
+expect them, and the flips explain themselves. With a labelled trusted
+reference (``reference``, see :mod:`~loopwatch.poisoning.flip_reference`) the
+excess is judged by a model of the reference instead, which never saw the
+table's flips. A drift of class shares is absorbed (the null takes the
+table's shares); a drift of the relation itself shows as disagreement, and
+only an excess of which clean data explains at most a quarter sets rows
+aside. What neither can see is a flip that looks like ordinary label noise:
+a row near the decision boundary labelled the other way is as plausible
+flipped as not.
 """
 
 from __future__ import annotations
