@@ -15,6 +15,11 @@ is a genuine row thrown away.
 3. **Backdoor false findings on null simulations**: the same samples with their labels redrawn
    from a gradient-boosted model of the whole table (so the labels keep the table's genuine
    interactions, and nothing is planted): the share of samples with any pattern flagged.
+4. **With a production version** (``--reference``): a first version is trained on one part and
+   promoted, so the next training's screens judge its table against that version's reference
+   sample (10,000 rows, with labels). Fertility: two random halves of the census (no drift).
+   Flights: January and February, then a later month as the next table (a real drift: summer
+   and December delays). Rows set aside and the time of training with and without screening.
 
 Run from the repository root (about 10 minutes on 2 shared cores):
 
@@ -131,6 +136,64 @@ def backdoor_findings(table: pd.DataFrame, target: str, categorical: tuple[str, 
     }
 
 
+def with_production(first: pd.DataFrame, table: pd.DataFrame, target: str, categorical: tuple[str, ...],
+                    repeats: int) -> dict[str, Any]:
+    """Train ``first`` and promote it; then train ``table`` with and without screening against it."""
+    from loopwatch.config import Settings
+    from loopwatch.table_training import train_from_table
+    from loopwatch.workspace import Workspace
+
+    seconds: dict[str, list[float]] = {"screened": [], "unscreened": []}
+    with tempfile.TemporaryDirectory() as folder:
+        settings = Settings.from_env({}, home=Path(folder), database=str(Path(folder) / "lw.db"),
+                                     sqlite_synchronous="OFF")
+        with Workspace(settings) as ws:
+            train_from_table(ws.registry, "genuine", first, target=target, categorical=categorical, screen=False,
+                             alias="production")
+            for _ in range(repeats):
+                for mode in ("unscreened", "screened"):
+                    started = time.perf_counter()
+                    done = train_from_table(ws.registry, "genuine", table, target=target, categorical=categorical,
+                                            screen=mode == "screened", seed=0)
+                    seconds[mode].append(time.perf_counter() - started)
+                    if mode == "screened":
+                        screening = done.screening
+    flips = next(s for s in screening["screens"] if s["name"] == "label_flips")
+    return {
+        "first_rows": len(first), "rows": len(table), "screened_rows": screening["n_rows"],
+        "set_aside": screening["n_quarantined"],
+        "set_aside_share": round(screening["n_quarantined"] / screening["n_rows"], 5),
+        "reasons": screening["reasons"], "label_flips": {k: flips[k] for k in ("n_flagged", "excess", "null")},
+        "seconds_screened": round(median(seconds["screened"]), 2),
+        "seconds_unscreened": round(median(seconds["unscreened"]), 2),
+        "ratio": round(median(seconds["screened"]) / median(seconds["unscreened"]), 2),
+    }
+
+
+def reference_cases(rows: int, repeats: int) -> dict[str, Any]:
+    """Fertility's random halves (no drift); flights' January and February, then later months (drift)."""
+    out: dict[str, Any] = {}
+    census = fertility().sample(frac=1.0, random_state=5).reset_index(drop=True)
+    half = len(census) // 2
+    for s in range(2):
+        out[f"fertility_halves_{s}"] = with_production(
+            census.iloc[:half].sample(n=rows, random_state=s).reset_index(drop=True),
+            census.iloc[half:].sample(n=rows, random_state=s).reset_index(drop=True), "morekids",
+            FERTILITY_CATEGORICAL, repeats)
+        print(f"fertility halves {s}: {out[f'fertility_halves_{s}']}", flush=True)
+    departures = flights()
+    month = departures["time"].dt.tz_convert("America/New_York").dt.month
+    departures = departures.drop(columns=["time"])
+    first = departures[month <= 2].sample(n=rows, random_state=1).reset_index(drop=True)
+    for later in (3, 7, 12):
+        table = departures[month == later]
+        out[f"flights_month_{later}"] = with_production(
+            first, table.sample(n=min(rows, len(table)), random_state=2).reset_index(drop=True), "late",
+            FLIGHTS_CATEGORICAL, repeats)
+        print(f"flights month {later}: {out[f'flights_month_{later}']}", flush=True)
+    return out
+
+
 def redrawn_labels(table: pd.DataFrame, schema: Any, rng: np.random.Generator) -> np.ndarray:
     """Labels drawn from a gradient-boosted model of the table: its genuine interactions, nothing planted."""
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -153,11 +216,14 @@ def main() -> None:
     parser.add_argument("--sample-rows", type=int, default=20_000)
     parser.add_argument("--tables", default="fertility,flights")
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--reference", action="store_true", help="only the cases with a production version")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "poisoning_genuine.json")
     args = parser.parse_args()
     started = time.perf_counter()
     results: dict[str, Any] = {"created": now_iso(), "machine": machine_facts(), "rows": args.rows}
-    for name in args.tables.split(","):
+    if args.reference:
+        results["with_production_version"] = reference_cases(args.rows, args.repeats)
+    for name in [] if args.reference else args.tables.split(","):
         load, target, categorical = TABLES[name]
         whole = load()
         table = whole.sample(n=min(args.rows, len(whole)), random_state=1).reset_index(drop=True)

@@ -226,7 +226,7 @@ def model_effect(data: Dataset, schema: FeatureSchema, frame: pd.DataFrame, kept
     return out
 
 
-def run_dataset(make: Callable[[int], Dataset], seeds: int) -> dict[str, Any]:
+def run_dataset(make: Callable[[int], Dataset], seeds: int, *, models: bool = True) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {}
     for seed in range(seeds):
         data = make(seed)
@@ -244,7 +244,7 @@ def run_dataset(make: Callable[[int], Dataset], seeds: int) -> dict[str, Any]:
             one_source, kept_with_sources = screen(data, frame, schema, poisoned, seed, sources_for(poisoned, rng))
             record = {"n_rows": len(frame), "n_poisoned": int(poisoned.sum()), "anonymous": anonymous,
                       "one_source": one_source}
-            if scenario != "clean":
+            if scenario != "clean" and models:
                 record["model"] = model_effect(data, schema, frame, kept, kept_with_sources, seed, label)
             runs.setdefault(scenario, []).append(record)
             print(f"  {make.__name__} seed {seed} {scenario}: all {anonymous['all']} / source {one_source['all']}",
@@ -310,6 +310,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--demo-seeds", type=int, default=3)
     parser.add_argument("--demo-per-day", type=int, default=1000)
+    parser.add_argument("--no-models", action="store_true", help="detection only: no forests fitted")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "poisoning.json")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -318,7 +319,7 @@ def main() -> None:
                                             "trigger_share": TRIGGER_SHARE}}
     for make in (churn, digits):
         print(f"{make.__name__}:", flush=True)
-        results[make.__name__] = run_dataset(make, args.seeds)
+        results[make.__name__] = run_dataset(make, args.seeds, models=not args.no_models)
     results["demo_label_poisoning"] = [demo_incident(7 + s, args.demo_per_day) for s in range(args.demo_seeds)]
     results["seconds"] = round(time.perf_counter() - started, 1)
     write_json(args.out, results)

@@ -6,11 +6,13 @@ import numpy as np
 import pandas as pd
 
 
-def logistic_world(n: int, *, seed: int, strength: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+def logistic_world(
+    n: int, *, seed: int, strength: float = 2.0, intercept: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels drawn from a logistic model: clean labels with honest noise."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 3))
-    p = 1.0 / (1.0 + np.exp(-strength * (x[:, 0] - 0.5 * x[:, 1])))
+    p = 1.0 / (1.0 + np.exp(-(intercept + strength * (x[:, 0] - 0.5 * x[:, 1]))))
     return x, (rng.random(n) < p).astype(int)
 
 

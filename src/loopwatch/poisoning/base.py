@@ -109,14 +109,20 @@ def encode_features(
     return encoder.transform(frame), encoder
 
 
-def with_missing_flags(x: FloatArray, frame: pd.DataFrame, numeric: Sequence[str]) -> FloatArray:
+def with_missing_flags(
+    x: FloatArray, frame: pd.DataFrame, numeric: Sequence[str], *, like: pd.DataFrame | None = None
+) -> FloatArray:
     """``x`` and a 0/1 column per numeric feature with missing values in ``frame`` (1: missing).
+
+    ``like``: the columns are those of the features with missing values in ``like`` instead
+    (a reference encoded as the table it is compared with).
 
     The encoding fills a missing number with the median, which hides what real tables say with
     a null: a cancelled flight has no air time, and is late. A model that cannot see the null
     is sure such rows are on time, and calls their honest labels flips.
     """
-    flags = [frame[name].isna().to_numpy(dtype=np.float64) for name in numeric if frame[name].isna().any()]
+    which = frame if like is None else like
+    flags = [frame[name].isna().to_numpy(dtype=np.float64) for name in numeric if which[name].isna().any()]
     return np.column_stack([x, *flags]) if flags else x
 
 

@@ -82,6 +82,7 @@ def run_screens(
     that only the table holds), else from the out-of-fold model.
     """
     from loopwatch.poisoning import backdoor, label_flips, reference_distance, sources
+    from loopwatch.poisoning.flip_reference import reference_null
     from loopwatch.poisoning.base import (
         class_codes,
         encode_features,
@@ -117,9 +118,15 @@ def run_screens(
     elif proba is None:
         skip(label_flips.NAME, _why_no_model(classification, n, classes))
     else:
+        null = None
+        if trusted is not None and reference_labels is not None and len(reference_labels) == len(trusted):
+            # the reference encoded as the table's own models read it (its null flags in the table's columns)
+            x_trusted = with_missing_flags(encoder.transform(trusted), trusted, numeric, like=features)
+            shares = np.bincount(codes, minlength=len(classes)) / len(codes)
+            null = reference_null(x_trusted, reference_labels, x_model, classes, shares, seed=chosen.seed)
         run.results.append(label_flips.label_flip_screen(
             x_model, list(labels or ()), fpr=chosen.fpr, k=chosen.k, seed=chosen.seed, probabilities=proba,
-            alpha=chosen.alpha))
+            alpha=chosen.alpha, reference=null))
 
     if not chosen.wants(reference_distance.NAME):
         pass

@@ -32,11 +32,18 @@ a clean table then loses rows at most ``alpha`` of the time; a table with
 flips is screened at ``fpr`` as before. Measured on real tables
 (``benchmarks/poisoning_genuine.py``, ``docs/security.md``).
 
-The null is the table's own: it is fitted on the rows being screened, so a
-concept drift (the labels of the whole window follow a new relation) moves
-the model with it instead of flagging the window. What it cannot see is a
-flip that looks like ordinary label noise: a row near the decision boundary
-labelled the other way is as plausible flipped as not.
+Without a reference the null is the table's own: it is fitted on the rows
+being screened, so a concept drift moves the model with it instead of
+flagging the window; but a model fitted on randomly flipped labels learns to
+expect them, and the flips explain themselves. With a labelled trusted
+reference (``reference``, see :mod:`~loopwatch.poisoning.flip_reference`) the
+excess is judged by a model of the reference instead, which never saw the
+table's flips. A drift of class shares is absorbed (the null takes the
+table's shares); a drift of the relation itself shows as disagreement, and
+only an excess of which clean data explains at most a quarter sets rows
+aside. What neither can see is a flip that looks like ordinary label noise:
+a row near the decision boundary labelled the other way is as plausible
+flipped as not.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ from loopwatch.poisoning.base import (
     out_of_fold_probabilities,
     tail_excess,
 )
+from loopwatch.poisoning.flip_reference import ReferenceNull
 
 NAME = "label_flips"
 REASON = "label_flip"
@@ -106,6 +114,7 @@ def label_flip_screen(
     seed: int = 0,
     probabilities: FloatArray | None = None,
     alpha: float = 0.01,
+    reference: ReferenceNull | None = None,
 ) -> ScreenResult:
     """Flag rows whose label disagrees with both their neighbours and a cross-validated model.
 
@@ -114,6 +123,8 @@ def label_flip_screen(
     model when a caller already has them (the backdoor screen reuses them).
     ``fpr`` is the highest null rate of the thresholds tried; ``alpha`` the
     rate at which a clean table has any row set aside (see the module's text).
+    ``reference`` (:func:`~loopwatch.poisoning.flip_reference.reference_null`) judges the
+    table's labels against a trusted reference instead of against the table's own model.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -148,8 +159,13 @@ def label_flip_screen(
     above = scores > threshold
     # the excess is judged on the model's probabilities alone: the neighbours' shares near a flip
     # hold the flip itself, and would let each flip explain itself and the next
-    model_scores = 1.0 - proba[np.arange(len(codes)), codes]
-    excess = flip_excess(model_scores, 1.0 - proba, proba, up_to=int(above.sum()), alpha=gate)
+    if reference is None:
+        model_scores = 1.0 - proba[np.arange(len(codes)), codes]
+        excess = flip_excess(model_scores, 1.0 - proba, proba, up_to=int(above.sum()), alpha=gate)
+    else:
+        # a model of the trusted labels never learnt the table's flips: they cannot explain themselves
+        model_scores = 1.0 - reference.probabilities[np.arange(len(codes)), codes]
+        excess = tail_excess(model_scores, reference.expected, up_to=int(above.sum()), alpha=gate)
     # a table that holds flips loses the rows above the threshold and the excess's own rows
     flagged = (above | (model_scores >= excess.cut)) & excess.passes(gate)
     return ScreenResult(
@@ -160,7 +176,8 @@ def label_flip_screen(
         threshold=threshold,
         fpr=level,
         details={"classes": classes, "k": min(k, len(codes) - 1), "alpha": gate, "rows_above": int(above.sum()),
-                 "excess": excess.to_dict(gate)},
+                 "excess": excess.to_dict(gate),
+                 "null": "table" if reference is None else f"reference of {reference.n_reference} rows"},
     )
 
 
