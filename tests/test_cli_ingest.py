@@ -128,3 +128,15 @@ def test_models_show_names_the_external_label_of_a_version(trained, churn_traini
     assert "external ext-a" in shown and "external ext-b" in shown
     listed = json.loads(loopwatch("models", "show", "churn", "--json").stdout)
     assert [v["params"].get("external_version") for v in listed] == [None, "ext-a", "ext-b"]
+
+
+def test_the_index_pandas_writes_into_parquet_is_not_taken_for_a_column(trained, churn_training, tmp_path) -> None:
+    frame = predictions_table(churn_training, 40).sort_values("pred", kind="stable")  # an index out of order
+    path = tmp_path / "sorted.parquet"
+    frame.to_parquet(path)  # pandas keeps the index as __index_level_0__
+    import pyarrow.parquet as pq
+
+    assert "__index_level_0__" in pq.read_schema(path).names
+    report = json.loads(loopwatch("ingest", str(path), "-m", "churn", *MAPPING).stdout)
+    assert report["accepted"] == 40
+    assert all("__index_level_0__" not in e.data for e in trained.store.iter_events(EventQuery(model_name="churn")))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from hypothesis import given, settings
@@ -40,6 +41,9 @@ def test_software_is_named_field_by_field() -> None:
     assert describe_software({"what": "client_version", "client": None, "client_version": "2.1"}) == \
         'a client without an id at version "2.1"'
     assert describe_software({"what": "model_version", "value": "4"}) == "model v4"
+    external = SoftwareChange(what="model_version", value="5", share=1.0, label="fraud-2026-02")
+    assert describe_software(external.to_dict()) == 'model v5 ("fraud-2026-02")'
+    assert describe_software(replace(external, label=None).to_dict()) == "model v5"
     assert describe_software({"what": "schema", "value": ""}) == "an unnamed schema"
 
 

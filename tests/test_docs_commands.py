@@ -18,6 +18,10 @@ few seconds; both are stopped when the page is done. A ``curl`` to the service n
 when a page does not start it, the test does (with the page's database), and the answer
 must be JSON that is not an error. A command passes with exit code 0, or 1 for the
 commands whose 1 reports a finding (:data:`FINDING_EXIT_1`).
+
+A page may show a script to save and run: a block fenced ``python file=NAME.py`` and, after
+it, the command ``python NAME.py``. That command runs, with this interpreter, on the script
+as the page shows it, written into the page's folder.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 SHELL_FENCES = ("bash", "sh", "console")
+#: A script the page shows (fence ``python file=NAME.py``), and the command that runs it.
+SCRIPT_FENCE = re.compile(r"^python file=(?P<name>[\w.-]+\.py)$")
+SCRIPT_COMMAND = re.compile(r"^python3? (?P<name>[\w.-]+\.py)$")
 #: The demo the commands run on: its default seed, long enough for every dated command
 #: (its period is 2026-01-05 to 2026-03-16), with few rows a day to stay quick.
 DEMO_ARGS = ("--days", "70", "--per-day", "300", "--seed", "7")
@@ -73,6 +80,8 @@ class Command:
     page: str
     line: int
     text: str
+    #: The source of the script a ``python NAME.py`` command runs, as the page shows it.
+    script: str | None = None
 
     @property
     def where(self) -> str:
@@ -87,12 +96,20 @@ class Command:
 def documented_commands(page: Path) -> list[Command]:
     """The commands of a page's shell blocks, with the line each starts on."""
     commands: list[Command] = []
+    scripts: dict[str, list[str]] = {}
     fence: str | None = None
     pending: tuple[int, str] | None = None
     for number, line in enumerate(page.read_text().splitlines(), start=1):
         stripped = line.strip()
         if stripped.startswith("```"):
             fence = None if fence is not None else stripped[3:].strip()
+            shown = SCRIPT_FENCE.match(fence or "")
+            if shown:
+                scripts[shown["name"]] = []
+            continue
+        shown = SCRIPT_FENCE.match(fence or "")
+        if shown:
+            scripts[shown["name"]].append(line)
             continue
         if fence not in SHELL_FENCES or (not stripped and pending is None):
             continue
@@ -106,7 +123,10 @@ def documented_commands(page: Path) -> list[Command]:
             continue
         pending = None
         name = str(page.relative_to(ROOT)) if page.is_relative_to(ROOT) else page.name
-        commands.append(Command(page=name, line=start, text=text + stripped))
+        script = SCRIPT_COMMAND.match(text + stripped)
+        source = scripts.get(script["name"]) if script else None
+        commands.append(Command(page=name, line=start, text=text + stripped,
+                                script=None if source is None else "\n".join(source) + "\n"))
     return commands
 
 
@@ -119,6 +139,8 @@ def skip_rule(command: Command) -> tuple[str, str] | None:
 
 
 def runs(command: Command) -> bool:
+    if command.script is not None:
+        return True
     return skip_rule(command) is None and command.text.split()[0] in ("loopwatch", "curl")
 
 
@@ -154,6 +176,22 @@ def test_continued_lines_make_one_command(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text("text\n```bash\n# a comment\nloopwatch a \\\n    --b c\n\ncurl x\n```\n```python\nloopwatch no\n```\n")
     assert documented_commands(page) == [Command(page.name, 4, "loopwatch a --b c"), Command(page.name, 7, "curl x")]
+
+
+def test_a_script_the_page_shows_runs_where_the_page_runs_it(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("```python file=make.py\nprint('made')\n```\n```bash\npython make.py\npython other.py\n```\n"
+                    "```python\nnot = 'a script'\n```\n")
+    made, other = documented_commands(page)
+    assert made == Command(page.name, 5, "python make.py", script="print('made')\n") and runs(made)
+    assert other.script is None and not runs(other) and skip_rule(other) is None
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    runner = Page(empty, tmp_path / "run", port=8001)
+    runner.run(made)
+    assert (runner.folder / "make.py").read_text() == "print('made')\n"
+    with pytest.raises(AssertionError, match="exit code 1"):
+        runner.run(Command("docs/x.md", 3, "python make.py", script="raise SystemExit(1)\n"))
 
 
 def test_a_failing_command_names_its_page_line_and_stderr(tmp_path: Path) -> None:
@@ -225,10 +263,14 @@ class Page:
             return
         if command.text.startswith("curl") and not self.served:
             self.start(Command(command.page, command.line, f"loopwatch serve --port {DOCUMENTED_PORT}"))
-        done = subprocess.run(
-            ["bash", "-c", self.substitute(command.text)], cwd=self.folder, env=self.env,
-            capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
-        )
+        if command.script is not None:
+            name = SCRIPT_COMMAND.match(command.text)["name"]  # type: ignore[index]
+            (self.folder / name).write_text(command.script)
+            argv = [sys.executable, name]
+        else:
+            argv = ["bash", "-c", self.substitute(command.text)]
+        done = subprocess.run(argv, cwd=self.folder, env=self.env, capture_output=True, text=True,
+                              timeout=COMMAND_TIMEOUT)
         allowed = {0, 1} if command.subcommand in FINDING_EXIT_1 else {0}
         if done.returncode not in allowed or "Traceback" in done.stderr or not _answered(command, done.stdout):
             raise AssertionError(_failure(command, done.returncode, done.stdout, done.stderr))

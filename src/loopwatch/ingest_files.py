@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
 #: Fields a column can be mapped to; the remaining columns are features.
+#: The columns pandas adds for a frame's index when it writes Parquet.
+PANDAS_INDEX = re.compile(r"__index_level_\d+__")
 MAPPABLE = ("request_id", "row_index", "timestamp", "prediction", "probabilities", "entity_id",
             "model_version", "client_version", "latency_ms")
 #: Rows per batch (and per transaction).
@@ -154,7 +157,9 @@ def encode_batch(registry: Registry, record_batch: pa.RecordBatch, *, base: Mode
     import pandas as pd
 
     n = record_batch.num_rows
-    columns = {name: record_batch.column(i) for i, name in enumerate(record_batch.schema.names)}
+    # pandas writes a frame's index as __index_level_N__ columns (after a sort, say): not the user's data
+    columns = {name: record_batch.column(i) for i, name in enumerate(record_batch.schema.names)
+               if not PANDAS_INDEX.fullmatch(name)}
     mapped = set(mapping.fields.values()) | set(mapping.ignore)
     prefix = mapping.probability_prefix
     classes = [str(c) for c in base.schema.classes]

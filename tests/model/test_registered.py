@@ -173,3 +173,17 @@ def test_the_monitor_watches_a_monitor_only_model_and_says_evasion_does_not_appl
     assert not any(a.startswith("evasion") for a in quiet.alarms + shifted.alarms)
     assert "feature:origin" in shifted.alarms and "feature:origin" not in quiet.alarms
     assert any(a.startswith("prediction:") for a in shifted.alarms), shifted.alarms
+
+
+def test_an_external_label_on_a_fitted_model_makes_a_version_that_still_loads(workspace, january, model) -> None:
+    from datetime import datetime, timezone
+
+    workspace.register("late", model, reference=january.iloc[:4_000], target="late", trust=LGBM_TYPES)
+    number = workspace.store.resolve_external_version("late", "lgbm-2013-02", base_version=1,
+                                                      created_at=datetime(2013, 2, 1, tzinfo=timezone.utc))
+    copy = workspace.registry.resolve("late", number)
+    # the types the owner trusted come with the copy: without them its artifact would be refused
+    assert copy.params["trusted_types"] == LGBM_TYPES and copy.params["external_version"] == "lgbm-2013-02"
+    rows = january[FEATURES].iloc[4_000:4_010]
+    loaded = workspace.registry.load("late", number)
+    assert np.allclose(loaded.pipeline.predict_proba(rows), model.predict_proba(rows))

@@ -71,7 +71,8 @@ def test_an_external_label_becomes_one_version_copied_from_its_base(store: Store
     assert (first, again, other) == (2, 2, 3)
     assert store.external_versions("iris") == {"fraud-2026-02": 2, "fraud-2026-03": 3}
     base, copy = store.get_model_version("iris", 1), store.get_model_version("iris", 2)
-    assert copy.params == {"external_version": "fraud-2026-02", "based_on": 1}
+    # the base's own params come along: they say what the copy is (its settings, monitor-only)
+    assert copy.params == {**base.params, "external_version": "fraud-2026-02", "based_on": 1}
     assert (copy.schema, copy.artifact_sha256, copy.reference_sha256, copy.profile_sha256) == (
         base.schema, base.artifact_sha256, base.reference_sha256, base.profile_sha256)
 
@@ -93,3 +94,12 @@ def test_concurrent_first_sightings_make_one_version(store: Store) -> None:
     assert sorted(set(found)) == [2, 3]
     assert sorted(store.external_versions("iris").values()) == [2, 3]
     assert [v.version for v in store.list_versions("iris")] == [1, 2, 3]
+
+
+def test_a_label_on_a_monitor_only_model_makes_a_monitor_only_version(store: Store) -> None:
+    store.create_model_version(**{**version_kwargs("iris", artifact=b""), "estimator": "monitor-only",
+                                  "params": {"monitor_only": True, "not_applicable": {"shadow": "no model"}}})
+    number = store.resolve_external_version("iris", "ext-1", base_version=1, created_at=T0)
+    copy = store.get_model_version("iris", number)
+    assert copy.params["monitor_only"] is True and copy.params["not_applicable"] == {"shadow": "no model"}
+    assert copy.estimator == "monitor-only" and copy.params["external_version"] == "ext-1"

@@ -33,12 +33,17 @@ class SoftwareChange:
     #: which ``value`` holds joined as the key the monitor tracks.
     client: str | None = None
     client_version: str | None = None
+    #: For a model version: the label it was sent with by a model served elsewhere
+    #: (``None`` for a version loopwatch trained or registered).
+    label: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {"what": self.what, "value": self.value, "share": round(self.share, 4), "features": self.features,
                "windows_since_first": self.windows_since_first}
         if self.what == "client_version":
             out |= {"client": self.client, "client_version": self.client_version}
+        if self.what == "model_version":
+            out["label"] = self.label
         return out
 
 
@@ -49,7 +54,7 @@ def _quoted(value: Any) -> str:
 
 def describe_software(change: Mapping[str, Any]) -> str:
     """A software change (``SoftwareChange.to_dict()``) in words, for summaries and actions:
-    ``client "batch-job", which sends no client version``, ``model v4``.
+    ``client "batch-job", which sends no client version``, ``model v4``, ``model v5 ("fraud-2026-02")``.
 
     Built from the fields one by one, never from the tracked key, so a missing value reads as
     missing instead of as a placeholder glued to a name.
@@ -66,7 +71,8 @@ def describe_software(change: Mapping[str, Any]) -> str:
     if value in (None, ""):
         return f"an unnamed {what.replace('_', ' ')}"
     if what == "model_version":
-        return f"model v{value}"
+        label = change.get("label")
+        return f"model v{value} ({_quoted(label)})" if label not in (None, "") else f"model v{value}"
     return f"{what.replace('_', ' ')} {_quoted(value)}"
 
 

@@ -21,7 +21,7 @@ from loopwatch.features.frames import model_frame
 from loopwatch.loops.config import MonitoringConfig
 from loopwatch.loops.diagnosis import diagnose_window
 from loopwatch.loops.engine import merge_findings, recommendations
-from loopwatch.loops.evidence import WindowEvidence
+from loopwatch.loops.evidence import SoftwareChange, WindowEvidence
 from loopwatch.loops.importance import prediction_sensitivity
 from loopwatch.loops.report import Finding, LoopReport
 from loopwatch.monitor.evidence import (
@@ -34,8 +34,9 @@ from loopwatch.monitor.label_evidence import label_findings, signals_of
 from loopwatch.monitor.security_evidence import evasion_findings, poisoning_findings, probing_findings
 from loopwatch.monitor.runner import MONITOR_CONFIG, monitor
 from loopwatch.monitor.windows import WindowSpec, events_frame
-from loopwatch.records import PredictionEvent
+from loopwatch.records import ModelVersion, PredictionEvent
 from loopwatch.registry import Registry
+from loopwatch.registry.registry import is_monitor_only
 from loopwatch.stores.base import EventQuery, Store
 
 #: Incident kinds concluded from labels: they end when windows whose labels are in no longer show them.
@@ -103,6 +104,7 @@ def evaluate_loops(
         probed = rows["__client_id"].map(lambda client: (start, client) in probing).to_numpy(dtype=bool)
         software_rows = rows[~probed] if probed.any() else rows
         changes, seen_software = software_changes_of(software_rows, previous_rows, seen_software, index=index)
+        changes = [_labelled(c, versions) for c in changes]
         latency = latencies[index]
         for window in (w for w in drift.windows if w.start == start and w.segment is None):
             number = window.model_version
@@ -263,11 +265,24 @@ def _time_windows(frame: pd.DataFrame, spec: WindowSpec) -> list[tuple[datetime,
     return out
 
 
+def _labelled(change: SoftwareChange, versions: dict[int, ModelVersion]) -> SoftwareChange:
+    """A new model version with the label its events were sent with, when it came from one
+    (an external version: every monitor-only version has the same empty artifact, so the
+    label is what a person knows the deploy by)."""
+    if change.what != "model_version" or not change.value.isdigit():
+        return change
+    meta = versions.get(int(change.value))
+    label = None if meta is None else meta.params.get("external_version")
+    return replace(change, label=str(label)) if label else change
+
+
 _IMPORTANCE: dict[tuple[str, str, int], dict[str, float]] = {}
 
 
 def _importance(registry: Registry, name: str, version: int) -> dict[str, float]:
     meta = registry.resolve(name, version)
+    if is_monitor_only(meta):
+        return {}  # no model to ask: drifted features are ranked by their effect alone
     key = (meta.artifact_sha256, name, version)
     if key not in _IMPORTANCE:
         model = registry.load(name, version)

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Sequence
 
 from loopwatch.errors import NotFound, StoreError
 from loopwatch.records.ingest import IngestBatch, IngestOutcome
-from loopwatch.records.jsonutil import dumps
+from loopwatch.records.jsonutil import dumps, loads
 from loopwatch.stores.base import to_micros
 from loopwatch.stores.sql import ENTITY_EVENT_COLUMNS, SqlStoreBase, utcnow
 
@@ -169,7 +169,9 @@ class SqlIngestMixin(SqlStoreBase):
                 raise _Refused(())
             cur.execute(self._sql("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?"), (name,))
             version = int(cur.fetchone()[0])
-            params = {"external_version": label, "based_on": base_version}
+            # the base's params carry what the copy is (monitor-only, the types its artifact
+            # may hold): a version without them would try to load a model it does not have
+            params = {**loads(base[8] or "{}"), "external_version": label, "based_on": base_version}
             cur.execute(
                 self._sql(
                     f"INSERT INTO model_versions (name, version, created_at, {_VERSION_COPY_COLUMNS}, params) "
