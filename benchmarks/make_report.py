@@ -232,6 +232,51 @@ def client_section(c: dict[str, Any]) -> tuple[str, bool]:
     return text, cpu <= CLIENT_TARGET_US
 
 
+#: Rows per second from a file, end to end, into SQLite at synchronous=FULL (from the issue).
+FILE_INGEST_TARGET_ROWS = 100_000
+
+
+def events_ingest_section(f: dict[str, Any] | None, h: dict[str, Any] | None) -> tuple[str, bool | None]:
+    """``loopwatch ingest FILE`` and ``POST .../events``: rows/s per run, medians and CPU."""
+    text = ""
+    met = None
+    if f:
+        rows = []
+        for backend, runs in f["cells"].items():
+            cpu = [r["cpu_seconds"] for r in runs if "cpu_seconds" in r]
+            rows.append([backend, *(fmt_num(r["rows_per_second"]) for r in runs),
+                         f"**{fmt_num(f['medians'][backend])}**",
+                         fmt_num(sorted(cpu)[len(cpu) // 2]) if cpu else "-",
+                         " to ".join(f"{g(r.get('loadavg', 0.0) for r in runs):.1f}" for g in (min, max))])
+        sqlite = f["medians"].get("SQLite FULL")
+        met = sqlite is not None and sqlite >= FILE_INGEST_TARGET_ROWS and f["rows"] >= 1_000_000
+        text += (
+            f"**From a file** ({f['started']} to {f['finished']}): `loopwatch ingest FILE` as a subprocess, "
+            f"timed from start to exit (imports and reading included), {f['rows']:,} rows of "
+            f"{f['features']} features (from New York's 2013 departures and the 1980 census mothers: "
+            "6 integer-coded categories, air_time with its real nulls, 6 scaled copies of distance "
+            "with noise), a prediction, two probability columns and an event time, 50,000 rows per "
+            "transaction, fresh database per run. CPU seconds are the command's own (user + system), "
+            "not a PostgreSQL server's.\n\n"
+            + markdown_table(["backend", *(f"run {i + 1}" for i in range(len(next(iter(f["cells"].values()))))),
+                              "median rows/s", "median CPU s", "load average"], rows)
+            + "\n\n"
+        )
+    if h:
+        rows = [[backend, *(fmt_num(r["rows_per_second"]) for r in runs), f"**{fmt_num(h['medians'][backend])}**",
+                 ", ".join(f"{k}: {v}" for k, v in runs[0]["statuses"].items())]
+                for backend, runs in h["cells"].items()]
+        text += (
+            f"**Over HTTP** ({h['started']} to {h['finished']}): `POST /v1/models/{{name}}/events` on the real "
+            "service (uvicorn, 1 worker), 4 client threads each sending batches of 500 events of the same "
+            "20 features for 10 s after the service answers; fresh database per run.\n\n"
+            + markdown_table(["backend", *(f"run {i + 1}" for i in range(len(next(iter(h["cells"].values()))))),
+                              "median rows/s", "statuses (run 1)"], rows)
+            + "\n\n"
+        )
+    return text, met
+
+
 def two_writers_section(t: dict[str, Any]) -> str:
     rows = [
         [e["rows"], e["mode"], f"**{fmt_num(e['requests_per_s_median'])}**", fmt_num(e["requests_per_commit_median"], 1),
@@ -392,6 +437,16 @@ def build() -> str:
             f"- **At least 100,000 rows/s into SQLite (synchronous=FULL): {'MET' if met else 'MISSED'}** "
             f"(best bulk shape {fmt_num(best)} rows/s). " + "; ".join(verdicts) + "."
         )
+    fe, he = load("ingest_events.json"), load("ingest_events_http.json")
+    if fe or he:
+        text, met_file = events_ingest_section(fe, he)
+        body += ["## Ingesting predictions made elsewhere\n\n", text]
+        if met_file is not None and fe is not None:
+            verdict_lines.append(
+                f"- **At least {FILE_INGEST_TARGET_ROWS:,} rows/s end to end from a 1M-row, 20-feature Parquet "
+                f"file into SQLite (synchronous=FULL), median of 3: {'MET' if met_file else 'MISSED'}** "
+                f"({fmt_num(fe['medians']['SQLite FULL'])} rows/s)."
+            )
     c = load("client.json")
     if c:
         text, met = client_section(c)

@@ -80,7 +80,7 @@ def test_each_format_is_ingested_with_its_mapping(trained, churn_training, tmp_p
             logged = event.data[name]
             if isinstance(value, float) and np.isnan(value):
                 assert logged is None
-            elif isinstance(logged, float):
+            elif isinstance(logged, (int, float)):  # an integral number may be logged as an integer
                 assert logged == pytest.approx(float(value), rel=1e-12)
             else:
                 assert logged == str(value)
@@ -140,3 +140,17 @@ def test_the_index_pandas_writes_into_parquet_is_not_taken_for_a_column(trained,
     report = json.loads(loopwatch("ingest", str(path), "-m", "churn", *MAPPING).stdout)
     assert report["accepted"] == 40
     assert all("__index_level_0__" not in e.data for e in trained.store.iter_events(EventQuery(model_name="churn")))
+
+
+@pytest.mark.parametrize("blocks", [[7, 7, 7], [1, 20], [21], [5, 0, 16]])
+def test_batches_do_not_depend_on_how_the_reader_split_the_file(blocks) -> None:
+    import pyarrow as pa
+
+    from loopwatch.ingest_files import _rebatched
+
+    values = np.arange(21)
+    starts = np.cumsum([0, *blocks])
+    reader = [pa.record_batch({"x": values[a:b]}) for a, b in zip(starts[:-1], starts[1:])]
+    batches = list(_rebatched(iter(reader), 8))
+    assert [b.num_rows for b in batches] == [8, 8, 5]
+    assert np.concatenate([b.column(0).to_numpy() for b in batches]).tolist() == values.tolist()

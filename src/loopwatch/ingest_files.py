@@ -21,13 +21,14 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from itertools import repeat
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 import orjson
 
 from loopwatch.errors import InvalidInput, SchemaViolation
-from loopwatch.features.columns import check_column
+from loopwatch.features.arrow_json import encode_feature, join_objects, list_texts, numpy_of
 from loopwatch.features.validate import MAX_REPORTED_PROBLEMS
 from loopwatch.ingestion import MAX_LATENCY_MS, PROBABILITY_SUM_TOLERANCE, _valid_id
 from loopwatch.records import ModelVersion, software_fingerprint
@@ -45,6 +46,8 @@ MAPPABLE = ("request_id", "row_index", "timestamp", "prediction", "probabilities
             "model_version", "client_version", "latency_ms")
 #: Rows per batch (and per transaction).
 BATCH_ROWS = 50_000
+#: Bytes a CSV or NDJSON reader parses at a time.
+_READ_BLOCK_BYTES = 8 << 20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,15 +86,37 @@ def read_batches(path: Path, *, batch_rows: int = BATCH_ROWS) -> Iterator[pa.Rec
         if suffix in (".parquet", ".pq"):
             yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
         elif suffix == ".csv":
-            table = pcsv.read_csv(path)
-            yield from table.to_batches(max_chunksize=batch_rows)
+            # streamed: the file is never held whole; block_size sets how much is parsed at once
+            reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=_READ_BLOCK_BYTES))
+            yield from _rebatched(reader, batch_rows)
         elif suffix in (".ndjson", ".jsonl", ".json"):
-            table = pjson.read_json(path)
-            yield from table.to_batches(max_chunksize=batch_rows)
+            reader = pjson.open_json(path, read_options=pjson.ReadOptions(block_size=_READ_BLOCK_BYTES))
+            yield from _rebatched(reader, batch_rows)
         else:
             raise InvalidInput(f"cannot read {path.name!r}: use .csv, .parquet or .ndjson")
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
         raise InvalidInput(f"cannot read {path.name!r}: {str(exc)[:300]}") from exc
+
+
+def _rebatched(reader: Iterator[pa.RecordBatch], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The reader's blocks regrouped into batches of exactly ``batch_rows`` rows (the last
+    may be shorter): event ids derive from the batches, so they must not depend on how the
+    file happened to be split into blocks."""
+    import pyarrow as pa
+
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for block in reader:
+        pending.append(block)
+        held += block.num_rows
+        while held >= batch_rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, batch_rows).combine_chunks().to_batches()[0]
+            rest = table.slice(batch_rows)
+            pending = rest.combine_chunks().to_batches() if rest.num_rows else []
+            held = rest.num_rows
+    if held:
+        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
 
 
 def ingest_file(registry: Registry, path: Path, *, model: str, mapping: ColumnMap, client_id: str | None = None,
@@ -154,8 +179,6 @@ def encode_batch(registry: Registry, record_batch: pa.RecordBatch, *, base: Mode
                  mapping: ColumnMap, chunk: int, offset: int, client_id: str | None,
                  versions: dict[str, int]) -> IngestBatch:
     """One record batch as an :class:`IngestBatch`; :class:`SchemaViolation` lists its problems."""
-    import pandas as pd
-
     n = record_batch.num_rows
     # pandas writes a frame's index as __index_level_N__ columns (after a sort, say): not the user's data
     columns = {name: record_batch.column(i) for i, name in enumerate(record_batch.schema.names)
@@ -181,23 +204,13 @@ def encode_batch(registry: Registry, record_batch: pa.RecordBatch, *, base: Mode
             parts.append(f"columns that are neither features nor mapped: {', '.join(unknown)[:300]} (--ignore them)")
         raise InvalidInput("; ".join(parts))
 
-    def numpy_of(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        mask = column.is_null().to_numpy(zero_copy_only=False)
-        if pa.types.is_boolean(column.type) and mask.any():
-            column = pc.fill_null(column, False)
-        return column.to_numpy(zero_copy_only=False), mask
-
-    checked = {}
+    encoded = {}
     for feature in base.schema.features:
-        values, mask = numpy_of(columns[feature.name])
-        result = check_column(feature, values, mask, offset=offset, problems=problems)
+        result = encode_feature(feature, columns[feature.name], offset=offset, problems=problems)
         if result is not None:
-            checked[feature.name] = result
+            encoded[feature.name] = result
     field_of = {name: columns[column] for name, column in mapping.fields.items()}
-    prediction = _predictions(field_of["prediction"].to_pylist(), base, offset, problems)
+    prediction = _predictions(field_of["prediction"], base, offset, problems)
     probabilities = None
     if prefix or "probabilities" in field_of:
         matrix = (np.column_stack([numpy_of(columns[c])[0].astype(np.float64) for c in proba_columns]) if prefix
@@ -226,42 +239,48 @@ def encode_batch(registry: Registry, record_batch: pa.RecordBatch, *, base: Mode
         shown = problems[:MAX_REPORTED_PROBLEMS]
         raise SchemaViolation(f"row {shown[0]['row']}, {shown[0]['feature']}: {shown[0]['problem']}",
                               detail={"problems": shown})
-    data = _data_json(pd.DataFrame({name: checked[name].values for name in names}), n) if log_data else [None] * n
-    summaries = _summaries(np.column_stack([checked[name].missing for name in names]), names, n)
+    data = join_objects([encoded[name] for name in names]).to_pylist() if log_data else [None] * n
+    summaries = _summaries(np.column_stack([encoded[name].missing for name in names]), names, n)
     labels = texts["model_version"]
     if labels is not None:
         for label in sorted({v for v in labels if v is not None} - set(versions)):
             versions[label] = registry.store.resolve_external_version(
                 base.name, label, base_version=base.version, created_at=datetime.now(timezone.utc))
-    version_of = [base.version] * n if labels is None else [base.version if v is None else versions[v] for v in labels]
-    client_versions = texts["client_version"] or [None] * n
-    fingerprints = {v: software_fingerprint(base.artifact_sha256, v) for v in set(client_versions)}
-    fp_ids = [fingerprints[v].id for v in client_versions]
-    entity = texts["entity_id"] or [None] * n
-    proba_json = [None] * n if probabilities is None else [orjson.dumps(r).decode() for r in probabilities.tolist()]
+    version_of: Iterable[int] = (repeat(base.version, n) if labels is None
+                                 else [base.version if v is None else versions[v] for v in labels])
+    client_versions = texts["client_version"]
+    fingerprints = {v: software_fingerprint(base.artifact_sha256, v) for v in set(client_versions or [None])}
+    fp_ids: Iterable[str] = (repeat(fingerprints[None].id, n) if client_versions is None
+                             else [fingerprints[v].id for v in client_versions])
+    entity: Iterable[str | None] = texts["entity_id"] or repeat(None, n)
+    proba_json = repeat(None, n) if probabilities is None else list_texts(list(probabilities.T)).to_pylist()
     stamp_list = stamps.tolist()
     lat_list = latency.tolist()
+    requests: dict[str, tuple[int, int]] = {}
     if texts["request_id"] is None:
         # the ids derive from the batch's content: its hash is every row's content hash
         digest = _batch_digest(record_batch)
-        request_ids = [f"file-{chunk}-{digest[:24]}"] * n
-        hashes = [digest] * n
+        request_id = f"file-{chunk}-{digest[:24]}"
+        request_ids: Iterable[str] = repeat(request_id, n)
+        hashes: Iterable[str] = repeat(digest, n)
+        requests[request_id] = (n, int(stamps.min()))
     else:
         request_ids = texts["request_id"]
+        # read twice below (hashes, then rows): iterators become lists
+        version_of, entity, proba_json = list(version_of), list(entity), list(proba_json)
         hashes = [
             hashlib.sha256(orjson.dumps((d, p, q, t, e, v, c, la))).hexdigest()
             for d, p, q, t, e, v, c, la in zip(data, prediction, proba_json, stamp_list, entity, version_of,
-                                               client_versions, lat_list)
+                                               client_versions or repeat(None, n), lat_list)
         ]
+        for rid, ts in zip(request_ids, stamp_list):
+            count, first = requests.get(rid, (0, ts))
+            requests[rid] = (count + 1, min(first, ts))
     logged_at = to_micros(datetime.now(timezone.utc))
     replayed = int("timestamp" in field_of)
-    rows = list(zip(request_ids, row_index.tolist(), [base.name] * n, version_of, stamp_list, [logged_at] * n,
-                    lat_list, lat_list, prediction, proba_json, summaries, data, [INGESTED_REQUEST_TYPE] * n,
-                    [client_id] * n, fp_ids, [replayed] * n, entity, hashes))
-    requests: dict[str, tuple[int, int]] = {}
-    for rid, ts in zip(request_ids, stamp_list):
-        count, first = requests.get(rid, (0, ts))
-        requests[rid] = (count + 1, min(first, ts))
+    rows = list(zip(request_ids, row_index.tolist(), repeat(base.name), version_of, stamp_list, repeat(logged_at),
+                    lat_list, lat_list, prediction, proba_json, summaries, data, repeat(INGESTED_REQUEST_TYPE),
+                    repeat(client_id), fp_ids, repeat(replayed), entity, hashes))
     return IngestBatch(model_name=base.name, rows=rows, fingerprints={f.id: f for f in fingerprints.values()},
                        requests=requests, unique_keys=texts["request_id"] is None, versions={k: versions[k] for k in sorted(set(labels or ()) - {None})})
 
@@ -278,20 +297,33 @@ def _texts(column: pa.Array | None, n: int) -> list[str | None] | None:
     return [None if v is None else str(v)[:200] for v in values]
 
 
-def _predictions(values: list[Any], meta: ModelVersion, offset: int, problems: list[dict[str, Any]]) -> list[str]:
-    """Each prediction encoded as the log holds it (``[class]``), each distinct value once."""
-    encoded: dict[Any, str | None] = {}
+def _predictions(column: pa.Array, meta: ModelVersion, offset: int, problems: list[dict[str, Any]]) -> list[str]:
+    """Each prediction encoded as the log holds it (``[class]`` or ``[number]``).
+
+    A regression's numbers are checked and formatted as a column; a class is encoded
+    once per distinct value (Arrow's dictionary encoding) and spread back by index."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if meta.task != "classification" and (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
+        values, missing = numpy_of(column)
+        numbers = values.astype(np.float64)
+        bad = missing | ~np.isfinite(np.where(missing, 0.0, numbers))
+        _refuse(problems, np.flatnonzero(bad), offset, "prediction", "not one of the model's classes, or not a value")
+        return list_texts([np.where(bad, 0.0, numbers)]).to_pylist()
     by_label = {str(c): c for c in meta.schema.classes}
-    out = []
-    for row, value in enumerate(values):
-        key = (type(value), value)
-        text = encoded.get(key, "")
-        if text == "":
-            text = encoded[key] = _encode_prediction(value, meta, by_label)
-        if text is None:
-            _refuse(problems, np.array([row]), offset, "prediction", "not one of the model's classes, or not a value")
-        out.append(text or "")
-    return out
+    encoded = column.dictionary_encode()
+    texts = [_encode_prediction(value, meta, by_label) for value in encoded.dictionary.to_pylist()]
+    indices = encoded.indices
+    bad_codes = np.array([text is None for text in texts], dtype=bool)
+    missing = indices.is_null().to_numpy(zero_copy_only=False)
+    codes = pc.fill_null(indices, 0).to_numpy(zero_copy_only=False)
+    bad = missing | (bad_codes[np.where(missing, 0, codes)] if len(texts) else missing)
+    _refuse(problems, np.flatnonzero(bad), offset, "prediction", "not one of the model's classes, or not a value")
+    spread = pc.take(pa.array([text or "" for text in texts], type=pa.string()), indices)
+    return pc.fill_null(spread, pa.scalar("")).to_pylist()
 
 
 def _encode_prediction(value: Any, meta: ModelVersion, by_label: dict[str, Any]) -> str | None:
@@ -320,6 +352,14 @@ def _timestamps(column: pa.Array | None, n: int, offset: int, problems: list[dic
     """Event times as UTC microseconds; a time without a zone is read as UTC; now when unmapped."""
     if column is None:
         return np.full(n, to_micros(datetime.now(timezone.utc)), dtype=np.int64)
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(column.type):
+        # Arrow keeps a zoned time as UTC, and a naive one is read as UTC: the integers are the answer
+        micros_column = column.cast(pa.timestamp("us", tz=column.type.tz))
+        missing = micros_column.is_null().to_numpy(zero_copy_only=False)
+        _refuse(problems, np.flatnonzero(missing), offset, "timestamp", "must be an ISO-8601 time")
+        return micros_column.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
     import pandas as pd
 
     try:
@@ -337,9 +377,16 @@ def _summaries(missing: np.ndarray, names: list[str], n: int) -> list[str]:
     shape = [n, len(names)]
     complete = orjson.dumps({"shape": shape, "n_missing": 0, "missing": []}).decode()
     out = [complete] * n
-    for row in np.flatnonzero(missing.any(axis=1)).tolist():
-        missed = [names[j] for j in np.flatnonzero(missing[row]).tolist()]
-        out[row] = orjson.dumps({"shape": shape, "n_missing": len(missed), "missing": missed}).decode()
+    rows = np.flatnonzero(missing.any(axis=1))
+    if rows.size:
+        # one string per distinct pattern of missing features, shared by the rows that have it
+        patterns, inverse = np.unique(missing[rows], axis=0, return_inverse=True)
+        texts = []
+        for pattern in patterns:
+            missed = [names[j] for j in np.flatnonzero(pattern).tolist()]
+            texts.append(orjson.dumps({"shape": shape, "n_missing": len(missed), "missing": missed}).decode())
+        for row, k in zip(rows.tolist(), inverse.reshape(-1).tolist()):
+            out[row] = texts[k]
     return out
 
 
@@ -351,16 +398,3 @@ def _batch_digest(record_batch: pa.RecordBatch) -> str:
     with pa.ipc.new_stream(sink, record_batch.schema) as writer:
         writer.write_batch(record_batch)
     return hashlib.sha256(sink.getvalue()).hexdigest()
-
-
-def _data_json(frame: Any, n: int) -> list[str]:
-    """Each row's features as a JSON object (nulls as null), encoded by pandas in one call.
-
-    The records array is split between objects; a category label holding ``},{`` would
-    make that split wrong, so such batches are encoded row by row instead."""
-    text = frame.to_json(orient="records", double_precision=15)
-    parts = text[2:-2].split("},{") if n else []
-    if len(parts) != n:
-        return [orjson.dumps(dict(zip(frame.columns, row))).decode()
-                for row in frame.astype(object).where(frame.notna(), None).itertuples(index=False)]
-    return ["{" + part + "}" for part in parts]

@@ -48,3 +48,17 @@ def trained(settings: Settings, trained_template: Path) -> Iterator[Workspace]:
 def rows(churn_training: pd.DataFrame) -> list[dict]:
     """Five valid rows; row 0..4 of the training data without the target."""
     return churn_rows(churn_training, 5)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def churn_database(request: pytest.FixtureRequest, tmp_path: Path, churn_training: pd.DataFrame) -> str:
+    """A database holding "churn" v1, for tests that start a service process on it: a copy
+    of the session's SQLite template (a path), or trained into PostgreSQL (a URL)."""
+    if request.param == "sqlite":
+        path = tmp_path / "churn.db"
+        copy_database(request.getfixturevalue("trained_template"), path)
+        return str(path)
+    url = request.getfixturevalue("postgres_dsn")
+    with Workspace(Settings.from_env({}, home=tmp_path, database=url)) as ws:
+        ws.train("churn", churn_training.head(300), target="churned")
+    return url

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
 
@@ -90,3 +93,39 @@ def workspace_on_copy(template: Path, settings: Settings) -> Iterator[Workspace]
     copy_database(template, Path(settings.database_url[len("sqlite:///") :]))
     with Workspace(settings) as ws:
         yield ws
+
+
+def send_until_killed(service: Any, send: Callable[[httpx.Client, int, int], None], acknowledged: Callable[[], int],
+                      *, threads: int, per_thread: int = 2_000) -> None:
+    """SIGKILL ``service`` while ``threads`` clients are sending to it.
+
+    Each client calls ``send(http, worker, i)`` for i = 0, 1, ... until the kill (an HTTP
+    error means the server is gone). The kill comes once ``acknowledged()`` reaches 60 and
+    2.5 s have passed (30 s at most), so that many requests are in flight when it lands."""
+    killed = threading.Event()
+
+    def client(worker: int) -> None:
+        with httpx.Client(base_url=service.url, timeout=httpx.Timeout(20.0, connect=5.0)) as http:
+            for i in range(per_thread):
+                if killed.is_set():
+                    return
+                try:
+                    send(http, worker, i)
+                except httpx.HTTPError:
+                    return  # the server is gone
+
+    running = [threading.Thread(target=client, args=(w,), daemon=True) for w in range(threads)]
+    for thread in running:
+        thread.start()
+    started = time.monotonic()
+    while time.monotonic() - started < 30:  # bounded: usually ~2.5 s
+        if acknowledged() >= 60 and time.monotonic() - started >= 2.5:
+            break
+        time.sleep(0.05)
+    os.kill(service.process.pid, signal.SIGKILL)
+    killed.set()
+    service.process.wait(timeout=30)
+    assert service.process.returncode == -signal.SIGKILL
+    for thread in running:
+        thread.join(timeout=60)
+    assert not any(t.is_alive() for t in running)

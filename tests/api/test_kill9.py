@@ -8,10 +8,7 @@ of any request, acknowledged or not, never duplicates events.
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,12 +16,10 @@ import httpx
 import pandas as pd
 import pytest
 
-from loopwatch.config import Settings
 from loopwatch.demo import ServiceProcess
 from loopwatch.stores import open_store
 from loopwatch.stores.base import EventQuery
-from loopwatch.workspace import Workspace
-from tests.api.helpers import PREDICT, copy_database
+from tests.api.helpers import PREDICT, send_until_killed
 from tests.conftest import churn_rows
 
 pytestmark = pytest.mark.slow
@@ -39,71 +34,33 @@ def rows_for(request_id: str) -> int:
     return 1 + sum(map(ord, request_id)) % 7
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path, churn_training: pd.DataFrame) -> str:
-    """A database holding "churn" v1: a copy of the session's SQLite template, or trained into PostgreSQL."""
-    if request.param == "sqlite":
-        path = tmp_path / "kill9.db"
-        copy_database(request.getfixturevalue("trained_template"), path)
-        return str(path)
-    url = request.getfixturevalue("postgres_dsn")
-    with Workspace(Settings.from_env({}, home=tmp_path, database=url)) as ws:
-        ws.train("churn", churn_training.head(300), target="churned")
-    return url
-
-
 def test_every_acknowledged_request_survives_sigkill_whole(
-    database: str, tmp_path: Path, churn_training: pd.DataFrame
+    churn_database: str, tmp_path: Path, churn_training: pd.DataFrame
 ) -> None:
+    database = churn_database
     rows = churn_rows(churn_training, 7)
     sent: dict[str, int] = {}
     acked: dict[str, bytes] = {}
     lock = threading.Lock()
-    killed = threading.Event()
+
+    def send(http: httpx.Client, worker: int, i: int) -> None:
+        request_id = f"k9-{worker}-{i}"
+        n = rows_for(request_id)
+        with lock:
+            sent[request_id] = n
+        response = http.post(PREDICT, json={"rows": rows[:n]}, headers={"X-Request-ID": request_id})
+        if response.status_code == 200:
+            with lock:
+                acked[request_id] = response.content
+        elif response.status_code != 503:
+            raise AssertionError(f"{request_id}: {response.status_code} {response.text[:200]}")
 
     service = ServiceProcess(database, log_path=tmp_path / "service.log")
     service.start()
     try:
         assert service.process is not None
-
-        def client(worker: int) -> None:
-            with httpx.Client(base_url=service.url, timeout=httpx.Timeout(20.0, connect=5.0)) as http:
-                for i in range(PER_THREAD):
-                    if killed.is_set():
-                        return
-                    request_id = f"k9-{worker}-{i}"
-                    n = rows_for(request_id)
-                    with lock:
-                        sent[request_id] = n
-                    try:
-                        response = http.post(PREDICT, json={"rows": rows[:n]}, headers={"X-Request-ID": request_id})
-                    except httpx.HTTPError:
-                        return  # the server is gone
-                    if response.status_code == 200:
-                        with lock:
-                            acked[request_id] = response.content
-                    elif response.status_code != 503:
-                        raise AssertionError(f"{request_id}: {response.status_code} {response.text[:200]}")
-
-        threads = [threading.Thread(target=client, args=(w,), daemon=True) for w in range(THREADS)]
-        for thread in threads:
-            thread.start()
-        started = time.monotonic()
-        while time.monotonic() - started < 30:  # bounded: usually ~2.5 s
-            with lock:
-                enough = len(acked) >= 60
-            if enough and time.monotonic() - started >= 2.5:
-                break
-            time.sleep(0.05)
-        with lock:
-            in_flight_at_kill = len(sent) - len(acked)
-        os.kill(service.process.pid, signal.SIGKILL)
-        killed.set()
-        service.process.wait(timeout=30)
-        assert service.process.returncode == -signal.SIGKILL
-        for thread in threads:
-            thread.join(timeout=60)
-        assert not any(t.is_alive() for t in threads)
+        send_until_killed(service, send, lambda: len(acked), threads=THREADS, per_thread=PER_THREAD)
+        in_flight_at_kill = len(sent) - len(acked)  # an upper bound: some had failed to connect
     finally:
         service.stop()
 

@@ -8,10 +8,7 @@ killed with SIGKILL while batches are in flight.
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,12 +17,10 @@ import httpx
 import pandas as pd
 import pytest
 
-from loopwatch.config import Settings
 from loopwatch.demo import ServiceProcess
 from loopwatch.stores import open_store
 from loopwatch.stores.base import EventQuery
-from loopwatch.workspace import Workspace
-from tests.api.helpers import copy_database
+from tests.api.helpers import send_until_killed
 from tests.conftest import churn_rows
 
 pytestmark = pytest.mark.slow
@@ -43,66 +38,33 @@ def batch_for(request_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any
              "timestamp": "2026-03-01T12:00:00Z", "latency_ms": 4.0 + i} for i in range(n)]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path, churn_training: pd.DataFrame) -> str:
-    if request.param == "sqlite":
-        path = tmp_path / "kill9.db"
-        copy_database(request.getfixturevalue("trained_template"), path)
-        return str(path)
-    url = request.getfixturevalue("postgres_dsn")
-    with Workspace(Settings.from_env({}, home=tmp_path, database=url)) as ws:
-        ws.train("churn", churn_training.head(300), target="churned")
-    return url
-
-
 def test_every_acknowledged_batch_survives_sigkill_and_retries_add_nothing(
-    database: str, tmp_path: Path, churn_training: pd.DataFrame
+    churn_database: str, tmp_path: Path, churn_training: pd.DataFrame
 ) -> None:
+    database = churn_database
     rows = churn_rows(churn_training, 7)
     sent: dict[str, int] = {}
     acked: set[str] = set()
     lock = threading.Lock()
-    killed = threading.Event()
+
+    def send(http: httpx.Client, worker: int, i: int) -> None:
+        request_id = f"ing9-{worker}-{i}"
+        events = batch_for(request_id, rows)
+        with lock:
+            sent[request_id] = len(events)
+        response = http.post(EVENTS, json={"events": events})
+        if response.status_code == 200:
+            assert response.json()["accepted"] == len(events)
+            with lock:
+                acked.add(request_id)
+        elif response.status_code != 503:
+            raise AssertionError(f"{request_id}: {response.status_code} {response.text[:200]}")
+
     service = ServiceProcess(database, log_path=tmp_path / "service.log")
     service.start()
     try:
         assert service.process is not None
-
-        def client(worker: int) -> None:
-            with httpx.Client(base_url=service.url, timeout=httpx.Timeout(20.0, connect=5.0)) as http:
-                for i in range(PER_THREAD):
-                    if killed.is_set():
-                        return
-                    request_id = f"ing9-{worker}-{i}"
-                    events = batch_for(request_id, rows)
-                    with lock:
-                        sent[request_id] = len(events)
-                    try:
-                        response = http.post(EVENTS, json={"events": events})
-                    except httpx.HTTPError:
-                        return
-                    if response.status_code == 200:
-                        assert response.json()["accepted"] == len(events)
-                        with lock:
-                            acked.add(request_id)
-                    elif response.status_code != 503:
-                        raise AssertionError(f"{request_id}: {response.status_code} {response.text[:200]}")
-
-        threads = [threading.Thread(target=client, args=(w,), daemon=True) for w in range(THREADS)]
-        for thread in threads:
-            thread.start()
-        started = time.monotonic()
-        while time.monotonic() - started < 30:
-            with lock:
-                enough = len(acked) >= 60
-            if enough and time.monotonic() - started >= 2.5:
-                break
-            time.sleep(0.05)
-        os.kill(service.process.pid, signal.SIGKILL)
-        killed.set()
-        service.process.wait(timeout=30)
-        for thread in threads:
-            thread.join(timeout=60)
+        send_until_killed(service, send, lambda: len(acked), threads=THREADS, per_thread=PER_THREAD)
     finally:
         service.stop()
     assert len(acked) >= 50, f"only {len(acked)} batches were acknowledged: the test proves little"

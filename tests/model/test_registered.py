@@ -95,6 +95,22 @@ def test_a_monitor_only_version_of_the_same_outputs_agrees_and_is_calibrated(wor
             refused()
 
 
+def test_probability_columns_left_unnamed_are_refused_not_taken_for_features(workspace, january, model) -> None:
+    reference = with_outputs(model, january.iloc[4_000:5_000])
+    with pytest.raises(InvalidInput, match="proba_0, proba_1 look like the model's class probabilities"):
+        workspace.register("ext", reference=reference, target="late", prediction_column="pred")
+    with pytest.raises(NotFound):
+        workspace.registry.resolve("ext")
+    # excluded, they are neither features nor probabilities; a column that only shares the
+    # name pattern (it does not sum to 1 with its siblings) stays a feature
+    kept = workspace.register("ext", reference=reference.assign(proba_1=reference["proba_1"] / 2), target="late",
+                              prediction_column="pred")
+    assert "proba_0" in kept.schema.names
+    excluded = workspace.register("ext2", reference=reference, target="late", prediction_column="pred",
+                                  exclude=["proba_0", "proba_1"])
+    assert excluded.schema.names == FEATURES
+
+
 def test_labels_where_known_and_none_at_all(workspace, january, model) -> None:
     reference = with_outputs(model, january.iloc[4_000:6_000])
     partly = reference.assign(late=reference["late"].where(np.arange(len(reference)) % 3 != 0))

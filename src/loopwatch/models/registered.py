@@ -147,6 +147,8 @@ def monitor_only_version(
         classes = _classes(reference, prediction_column, target, classes)
         if probability_columns and len(probability_columns) != len(classes):
             raise InvalidInput(f"{len(probability_columns)} probability columns for {len(classes)} classes")
+        if not probability_columns:
+            _refuse_unnamed_probabilities(reference, classes, exclude=[prediction_column, target, *exclude])
     outputs = _outputs(reference, chosen, prediction_column, probability_columns, tuple(classes))
     schema = _schema(reference, target=target, task=chosen, classes=tuple(classes), categorical=categorical,
                      nullable=nullable, exclude=[*exclude, prediction_column, *probability_columns])
@@ -172,6 +174,30 @@ def monitor_only_version(
     }
     return _version(reference, schema, scored_rows=len(reference), labelled=labelled, estimator=None,
                     name=MONITOR_ONLY, metrics=metrics, params=params, profile=profile, started=started, seed=seed)
+
+
+def _refuse_unnamed_probabilities(reference: pd.DataFrame, classes: Sequence[Any], *,
+                                  exclude: Sequence[str | None]) -> None:
+    """Refuse a reference whose columns ``<prefix><class>`` hold a probability per class
+    (each row's sum is 1) when no probability option named them: taken as features they
+    would be monitored as inputs, and the label-free estimators would go without them."""
+    if len(classes) < 2:
+        return
+    labels = [str(c) for c in classes]
+    candidates = [str(c) for c in reference.columns if c not in exclude]
+    prefixes = {name[: -len(labels[0])] for name in candidates if name.endswith(labels[0])}
+    for prefix in sorted(prefixes):
+        columns = [f"{prefix}{label}" for label in labels]
+        if not all(c in candidates and pd.api.types.is_numeric_dtype(reference[c]) for c in columns):
+            continue
+        values = reference[columns].dropna().to_numpy(dtype=float)
+        if len(values) and ((values >= 0) & (values <= 1)).all() and np.allclose(values.sum(axis=1), 1.0, atol=0.01):
+            shown = ", ".join(columns)
+            how = f"their prefix {prefix!r}" if prefix else "the columns"
+            raise InvalidInput(
+                f"columns {shown[:200]} look like the model's class probabilities (each row sums to 1): "
+                f"name them as probabilities (by {how[:100]}: --probability-prefix or --probability-columns), "
+                "or exclude them if they are not")
 
 
 def _schema(reference: pd.DataFrame, *, target: str | None, task: Task, classes: tuple[Any, ...],
