@@ -88,9 +88,13 @@ def render(summary: dict[str, Any], console: Console) -> None:
         + ("none" if not false else ", ".join(f"day {f['day']}: {f['kind']}" for f in false))
     )
     perf = loops.get("performance", {})
-    if perf.get("mean_abs_estimation_error") is not None:
-        console.print(f"label-free estimate vs realized performance: mean absolute error "
-                  f"{perf['mean_abs_estimation_error']}, median {perf['median_abs_estimation_error']}")
+    meant, cannot = perf.get("meant_for") or {}, perf.get("cannot_know") or {}
+    if meant.get("days") or cannot.get("days"):
+        console.print("label-free estimate vs realized performance, mean absolute error:")
+        console.print(f"  on the {meant.get('days', 0)} labelled days it is meant for (inputs may move, their "
+                      f"relation to the outcome holds): {meant.get('mean_abs_error')}", highlight=False)
+        console.print(f"  on the {cannot.get('days', 0)} labelled days it cannot know (concept drift, inputs "
+                      f"broken by a software change): {cannot.get('mean_abs_error')}", highlight=False)
     for r in loops.get("recommendations", []):
         if r["incident_id"] is None:
             console.print(f"[bold]{r['loop_title']}[/]: {r['action']}")

@@ -75,7 +75,7 @@ def send_feedback(client: httpx.Client, day: Any, keys: DemoKeys) -> int:
 
 def evaluate(client: httpx.Client, scenario: Any, keys: DemoKeys) -> dict[str, Any]:
     """Ask the service for the model's loops as of the end of the period, and grade them."""
-    from loopwatch.demo.grading import grade_loops
+    from loopwatch.demo.grading import affected_days, grade_loops
 
     started = time.perf_counter()
     answer = client.get(
@@ -85,27 +85,30 @@ def evaluate(client: httpx.Client, scenario: Any, keys: DemoKeys) -> dict[str, A
     report = _check(answer, "evaluating the loops")
     timeline = scenario.timeline.to_dict()
     graded = grade_loops(timeline, report["incidents"], start=scenario.start, n_days=scenario.n_days)
-    concept_day = min((int(i["day"]) for i in timeline["incidents"] if i["kind"] == "concept_drift"),
-                      default=scenario.n_days)
+    # the days a label-free estimate cannot know by design: the relation between inputs and
+    # outcome moved (concept drift), or a software change broke the inputs the model saw
+    unknowable = sorted({day for incident in timeline["incidents"]
+                         if incident["kind"] in ("concept_drift", "software_change")
+                         for day in affected_days(incident, scenario.n_days)})
     return {
         "seconds": round(time.perf_counter() - started, 2),
         **graded,
         "recommendations": report["recommendations"],
         "labels": {k: v for k, v in report.get("labels", {}).items() if k != "windows"},
-        "performance": _performance_summary(report.get("performance", {}), scenario.start, concept_day),
+        "performance": _performance_summary(report.get("performance", {}), scenario.start, set(unknowable)),
         "business": report.get("business", {}),
         "windows": len(report.get("windows", [])),
     }
 
 
-def _performance_summary(performance: dict[str, Any], start: datetime, concept_day: int) -> dict[str, Any]:
-    """Label-free estimate against realized performance per day, and the estimation error: over
-    all labelled days, and over the days the estimate is meant for (inputs may move, the
-    relation between inputs and outcome holds: before the concept drift, without a software
-    change sending broken inputs)."""
+def _performance_summary(performance: dict[str, Any], start: datetime, unknowable: set[int]) -> dict[str, Any]:
+    """Label-free estimate against realized performance per day, and the estimation error
+    apart on the days the estimate is meant for (inputs may move, the relation between inputs
+    and outcome holds) and on the days it cannot know by design (``unknowable``: concept
+    drift, inputs broken by a software change). One figure over all days would mix them."""
     days = []
-    errors = []
-    stable_errors = []
+    meant: list[float] = []
+    cannot: list[float] = []
     for entry in performance.get("windows", []):
         day = (datetime.fromisoformat(entry["start"]) - start).days
         realized = entry.get("realized")
@@ -114,19 +117,15 @@ def _performance_summary(performance: dict[str, Any], start: datetime, concept_d
             "day": day, "version": entry["model_version"], "metric": entry["metric"],
             "estimated": None if estimated is None else round(estimated["value"], 4),
             "realized": None if realized is None else round(realized["value"], 4),
-            "inputs_drifted": entry["inputs_drifted"],
+            "inputs_drifted": entry["inputs_drifted"], "meant_for": day not in unknowable,
         })
         if "estimation_error" in entry:
-            errors.append(abs(entry["estimation_error"]))
-            if day < concept_day and not entry["inputs_drifted"]:
-                stable_errors.append(abs(entry["estimation_error"]))
+            (cannot if day in unknowable else meant).append(abs(entry["estimation_error"]))
     return {
         "days": days,
         "versions": performance.get("versions", {}),
-        "mean_abs_estimation_error": _mean(errors),
-        "median_abs_estimation_error": _median(errors),
-        "mean_abs_estimation_error_before_concept_drift": _mean(stable_errors),
-        "median_abs_estimation_error_before_concept_drift": _median(stable_errors),
+        "meant_for": {"days": len(meant), "mean_abs_error": _mean(meant), "median_abs_error": _median(meant)},
+        "cannot_know": {"days": len(cannot), "mean_abs_error": _mean(cannot), "median_abs_error": _median(cannot)},
     }
 
 

@@ -169,6 +169,11 @@ def prepare_database(workdir: Path) -> Path:
     return path
 
 
+#: Rows the demo's model is trained and calibrated on, and the share held out for calibration.
+TRAINING_ROWS = 10_000
+HOLDOUT_SHARE = 0.5
+
+
 def run_demo(
     *,
     seed: int = 7,
@@ -185,12 +190,16 @@ def run_demo(
     settings = Settings.from_env({}, home=workdir, database=str(path))
     latency_spec = scenario.latency_model_spec()
     with Workspace(settings) as ws:
-        training = scenario.training_data(n=5000)
-        versions = [ws.train(MODEL_NAME, training, target=TARGET, seed=seed)]
+        # half of the rows are held out: the label-free estimators are calibrated on the
+        # holdout, and on 1,000 rows its own sampling error (an AUC of 0.803 against the
+        # population's 0.773) was most of the estimate's error on stable days
+        training = scenario.training_data(n=TRAINING_ROWS)
+        versions = [ws.train(MODEL_NAME, training, target=TARGET, seed=seed, test_size=HOLDOUT_SHARE)]
         if latency_spec is not None:
             versions.append(
                 ws.train(
-                    MODEL_NAME, training, target=TARGET, seed=seed, estimator=latency_spec.estimator,
+                    MODEL_NAME, training, target=TARGET, seed=seed, test_size=HOLDOUT_SHARE,
+                    estimator=latency_spec.estimator,
                     estimator_params=dict(latency_spec.params), alias="candidate",
                 )
             )

@@ -9,7 +9,7 @@ on day 44 or later, never on day 30.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from loopwatch.loops.evidence import LabelEvidence
 from loopwatch.loops.report import Finding, Incident, Recommendation
 from loopwatch.monitor.outcomes import segment_performance, target_drift_of, window_value
 from loopwatch.monitor.windows import WindowSpec
+from loopwatch.stats.cusum import cusum_alarm, cusum_path
 from loopwatch.stores.base import Store
 
 #: Bootstrap resamples for a window's realized metric.
@@ -32,6 +33,8 @@ N_BOOT = 200
 CONCEPT_ALPHA_SHARE = 0.25
 #: Earlier stable windows needed before a window is judged against their usual gap.
 BASELINE_WINDOWS = 5
+#: Windows, up to the crossing, whose mean excess must reach the tolerance for a pooled finding.
+POOLED_PRACTICAL_WINDOWS = 5
 
 
 @dataclass
@@ -74,6 +77,9 @@ def label_findings(
     z_crit = float(stats.norm.isf(config.drift_alpha * CONCEPT_ALPHA_SHARE))
     windows: list[dict[str, Any]] = []
     history: dict[int, list[tuple[datetime, float]]] = {}
+    # per version, the windows judged without a finding of their own, for the pooled test
+    judged: dict[int, list[tuple[Any, ...]]] = {}
+    found_in: set[int] = set()
     frame_starts = spec.starts_of(frame["__timestamp"])
     label_starts = spec.starts_of(labelled["__timestamp"])
     labelled_by = {key: rows for key, rows in labelled.groupby([label_starts, labelled["__version"]], sort=False)}
@@ -89,6 +95,7 @@ def label_findings(
             entry["estimated_missing"] = no_estimate.to_dict()
         found = None
         departure = None
+        last_test = None
         testable = estimated is not None and start not in drifted_windows
         for checkpoint in _checkpoints(mine, spec):
             seen = mine[mine["label_time"] < checkpoint]
@@ -104,6 +111,7 @@ def label_findings(
             departure = -departure if context.higher_is_better else departure
             test = _departure_test(departure, realized, estimated, history.get(int(number), []), checkpoint)
             entry["departure"] = test
+            last_test = (checkpoint, realized, test, len(seen))
             if test["excess"] > config.performance_tolerance and test["z"] > z_crit:
                 found = _concept_finding(context, start, spec, checkpoint, realized, estimated, test, len(seen))
         if testable and found is None and departure is not None:
@@ -120,6 +128,15 @@ def label_findings(
         windows.append(entry)
         if found is not None:
             part.findings.append(found)
+            found_in.add(int(number))
+        elif last_test is not None:
+            judged.setdefault(int(number), []).append((start, estimated, *last_test))
+    for number, series in judged.items():
+        if number in found_in:  # the per-window test already named this version's drift
+            continue
+        pooled = _pooled_concept_finding(contexts[number], series, spec, config)
+        if pooled is not None:
+            part.findings.append(pooled)
     concept_windows = {f.window_start for f in part.findings}
     stable = labelled[~label_starts.isin([pd.Timestamp(t) for t in drifted_windows | concept_windows])]
     part.performance = {"windows": windows, **_overall(contexts, stable, config)}
@@ -186,6 +203,38 @@ def _concept_finding(
         evidence={"metric": context.metric, "realized": realized, "estimated": estimated, "labels": labels,
                   "holdout": context.holdout, **test},
     )
+
+
+def _pooled_concept_finding(context: Any, series: list[tuple[Any, ...]], spec: WindowSpec,
+                            config: MonitoringConfig) -> Finding | None:
+    """A concept drift found by pooling windows: a one-sided CUSUM over the windows' departure
+    z scores (:mod:`loopwatch.stats.cusum`), in time order, when the run's mean excess also
+    reaches the practical tolerance. Each window alone may fall short of the per-window bar
+    while a run of them is overwhelming evidence (a drift costing every day a little)."""
+    assert spec.length is not None
+    alarm = cusum_alarm([item[4]["z"] for item in series])
+    if alarm is None:
+        return None
+    first, last = alarm
+    run = series[first:last + 1]
+    # the practical size is judged on the windows nearest the crossing: a run begins wherever
+    # the sum last touched zero, and the small excesses of its first windows would dilute it
+    recent = run[-POOLED_PRACTICAL_WINDOWS:]
+    excess = float(np.mean([item[4]["excess"] for item in recent]))
+    if excess <= config.performance_tolerance:
+        return None
+    start, estimated, checkpoint, realized, test, labels = series[last]
+    pooled = {**test, "excess": round(excess, 4), "pooled_windows": len(run),
+              "pooled_since": run[0][0].isoformat(),
+              "cusum": round(float(cusum_path([item[4]["z"] for item in series])[last]), 2)}
+    finding = _concept_finding(context, start, spec, checkpoint, realized, estimated, pooled, labels)
+    # dated by the window where the pooled evidence crossed, as the window test dates by its
+    # window; where the run began is in the evidence
+    return replace(finding, severity=excess, summary=(
+        f"realized {context.metric} fell {excess:.3f} further below the label-free estimate than usual, on average "
+        f"over the {len(recent)} windows to {start:%Y-%m-%d} (CUSUM of the z scores of the {len(run)} windows since "
+        f"{run[0][0]:%Y-%m-%d}: {pooled['cusum']:.1f}) while the inputs held: the relation between inputs and "
+        "outcome changed"))
 
 
 def _checkpoints(rows: pd.DataFrame, spec: WindowSpec) -> list[datetime]:

@@ -73,8 +73,15 @@ def evaluate_loops(
                        incidents=[], recommendations=[])
     if not events:
         return empty
+    probes = probing_findings(store, registry, name, since=since, until=until, window=config.window,
+                              events=events)
+    # a probing client's rows are the probing incident's evidence: the population's drift is
+    # judged without them, or an attacker's own queries would also be raised as a change in the
+    # inputs (a "changed mix" of the segment feature, say) of everyone
+    probing = {(p.window_start, p.evidence.get("client_id")) for p in probes}
     drift = monitor(
-        store, registry, name, window=config.window, since=since, until=until, events=events,
+        store, registry, name, window=config.window, since=since, until=until,
+        events=_without(events, probing, spec) if probing else events,
         compare_previous=False, config=replace(
             MONITOR_CONFIG, alpha=config.drift_alpha, practical_thresholds=config.practical_thresholds,
             practical_band_rows=config.practical_band_rows,
@@ -92,11 +99,8 @@ def evaluate_loops(
     seen_software: dict[str, dict[str, int]] | None = None
     previous_rows: pd.DataFrame | None = None
     time_windows = _time_windows(frame, spec)
-    probes = probing_findings(store, registry, name, since=since, until=until, window=config.window,
-                              events=events)
-    # a probing client is new software of its own (a client version never seen before): its rows
-    # are the probing incident's, so they never make a software suspect of it
-    probing = {(p.window_start, p.evidence.get("client_id")) for p in probes}
+    # a probing client is also new software of its own (a client version never seen before):
+    # for the same reason, it never makes a software suspect of it
     latencies = [latency_of(rows, config.latency_percentile) for _, rows in time_windows]
     budget = latency_budget(config, latencies)
     for index, (start, rows) in enumerate(time_windows):
@@ -250,6 +254,15 @@ def _frame(store: Store, events: Sequence[PredictionEvent], versions: dict[int, 
         parts.append(part)
     frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     return frame.sort_values("__timestamp", kind="stable").reset_index(drop=True)
+
+
+def _without(events: list[PredictionEvent], probing: set[tuple[datetime, Any]],
+             spec: WindowSpec) -> list[PredictionEvent]:
+    """``events`` less those of a client in a window it was named for probing in."""
+    if spec.length is None:  # count windows have no fixed starts to name a client's window by
+        return events
+    starts = spec.starts_of(pd.Series([e.timestamp for e in events]))
+    return [e for e, start in zip(events, starts) if (start.to_pydatetime(), e.client_id) not in probing]
 
 
 def _time_windows(frame: pd.DataFrame, spec: WindowSpec) -> list[tuple[datetime, pd.DataFrame]]:
