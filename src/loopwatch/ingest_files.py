@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 import orjson
 
-from loopwatch.errors import InvalidInput, SchemaViolation
+from loopwatch.errors import InvalidInput, SchemaViolation, echo, listed
 from loopwatch.features.columns import check_column
 from loopwatch.features.validate import MAX_REPORTED_PROBLEMS
 from loopwatch.ingestion import MAX_LATENCY_MS, PROBABILITY_SUM_TOLERANCE, _valid_id
@@ -89,9 +89,9 @@ def read_batches(path: Path, *, batch_rows: int = BATCH_ROWS) -> Iterator[pa.Rec
             table = pjson.read_json(path)
             yield from table.to_batches(max_chunksize=batch_rows)
         else:
-            raise InvalidInput(f"cannot read {path.name!r}: use .csv, .parquet or .ndjson")
+            raise InvalidInput(f"cannot read {echo(path.name)}: use .csv, .parquet or .ndjson")
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise InvalidInput(f"cannot read {path.name!r}: {str(exc)[:300]}") from exc
+        raise InvalidInput(f"cannot read {echo(path.name)}: {str(exc)[:300]}") from exc
 
 
 def ingest_file(registry: Registry, path: Path, *, model: str, mapping: ColumnMap, client_id: str | None = None,
@@ -120,7 +120,7 @@ def ingest_file(registry: Registry, path: Path, *, model: str, mapping: ColumnMa
                     first = outcome.conflicts[0]
                     raise InvalidInput(
                         f"rows {totals['rows']}-{totals['rows'] + batch.n_events - 1} name events already stored "
-                        f"with other content (first: request {first[0]!r}, row {first[1]})")
+                        f"with other content (first: request {echo(first[0])}, row {first[1]})")
             except BaseException as exc:  # handed to the reading thread, which raises it
                 failure.append(exc)
                 continue
@@ -174,11 +174,11 @@ def encode_batch(registry: Registry, record_batch: pa.RecordBatch, *, base: Mode
         if "prediction" not in mapping.fields:
             parts.append("map the prediction column (--map prediction=COLUMN)")
         if missing_columns:
-            parts.append(f"mapped columns not in the file: {', '.join(missing_columns)[:300]}")
+            parts.append(f"mapped columns not in the file: {listed(missing_columns)}")
         if absent:
-            parts.append(f"features missing: {', '.join(absent)[:300]}")
+            parts.append(f"features missing: {listed(absent)}")
         if unknown:
-            parts.append(f"columns that are neither features nor mapped: {', '.join(unknown)[:300]} (--ignore them)")
+            parts.append(f"columns that are neither features nor mapped: {listed(unknown)} (--ignore them)")
         raise InvalidInput("; ".join(parts))
 
     def numpy_of(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
