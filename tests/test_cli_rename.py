@@ -74,6 +74,9 @@ def test_a_legacy_name_stays_usable_from_the_cli_until_it_is_renamed(legacy: Set
         (["models", "rename", LEGACY, LEGACY], "is not allowed"),
         (["models", "show", "Z" * 10_000], "no model named 'ZZZ"),
         (["models", "rename", LEGACY, "Z" * 10_000], "9,900 more characters"),
+        # click's own usage errors repeat the value too: capped on the same terms
+        (["models", "promote", LEGACY, "--version", "Z" * 10_000], "is not a valid integer"),
+        (["models", "promote", LEGACY, "--alias", "Z" * 10_000], "more characters"),
     ],
 )
 def test_rename_errors_are_one_clear_line_that_repeats_little(legacy: Settings, args: list[str], message: str) -> None:

@@ -84,15 +84,20 @@ def test_every_error_message_and_detail_is_capped_on_the_one_path() -> None:
     error = NotFound(f"no model named {long!r}, try another", detail={"name": long, "items": [long, 1, None],
                                                                         long: "as a key"})
     assert len(error.message) <= MESSAGE_LIMIT + 50 and str(error) == error.message
-    assert error.message.startswith("no model named 'ZZZ") and error.message.endswith("', try another")
-    assert "characters left out" in error.message
+    assert error.message.startswith("no model named 'ZZZ") and error.message.endswith("try another")
+    assert "Z" * (ECHO_LIMIT + 1) not in error.message and "more characters" in error.message
+    # a long input with spaces in it is cut in the middle instead
+    spaced = NotFound("bad value " + "word " * 3000 + "end")
+    assert len(spaced.message) <= MESSAGE_LIMIT + 50 and "characters left out" in spaced.message
+    assert spaced.message.endswith("end")
     assert len(error.detail["name"]) <= DETAIL_TEXT_LIMIT + 50
     assert error.detail["items"][1:] == [1, None] and len(error.detail["items"][0]) <= DETAIL_TEXT_LIMIT + 50
     assert all(len(k) <= DETAIL_TEXT_LIMIT + 50 for k in error.detail)
     assert len(str(error.to_dict())) < 2_000
     short = LoopwatchError("fine", detail={"a": [1, 2]})
     assert short.message == "fine" and short.detail == {"a": [1, 2]}
-    assert cap_message("x" * MESSAGE_LIMIT) == "x" * MESSAGE_LIMIT
+    assert cap_message("x " * (MESSAGE_LIMIT // 2)) == "x " * (MESSAGE_LIMIT // 2)
+    assert cap_message("x" * 200) == "x" * 200 and cap_message("x" * 201).startswith("x" * 100 + "…(101 more")
 
 
 def test_overlong_names_are_echoed_clipped() -> None:

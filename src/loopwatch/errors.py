@@ -24,6 +24,7 @@ and carries the HTTP status the service answers with and a short machine
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 #: Characters of one value an error message repeats (see :func:`echo`).
@@ -63,10 +64,19 @@ def listed(values: Any, *, most: int = 10, quote: bool = False) -> str:
     return shown if len(items) <= most else f"{shown} and {len(items) - most:,} more"
 
 
+#: A run of more characters than this without a space is an input repeated whole (words,
+#: names, hashes and paths are shorter): it is clipped to :data:`ECHO_LIMIT`.
+_LONG_RUN = re.compile(r"\S{%d,}" % (2 * ECHO_LIMIT + 1))
+
+
 def cap_message(message: str, limit: int = MESSAGE_LIMIT) -> str:
-    """A message of at most about ``limit`` characters: its start and end, the middle left out.
+    """A message that repeats little: every run of over 200 characters without a space clipped
+    to 100 (:func:`clip`), then at most about ``limit`` characters, its start and end kept
+    and the middle left out.
 
     The end is kept because it usually says what is allowed ("... must be 1-100 characters")."""
+    if len(message) > 2 * ECHO_LIMIT:
+        message = _LONG_RUN.sub(lambda m: clip(m.group()), message)
     if len(message) <= limit:
         return message
     head, tail = limit * 2 // 3, limit // 3
