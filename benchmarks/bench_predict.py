@@ -202,10 +202,12 @@ def parse_wrk(output: str) -> dict[str, Any]:
 
 
 def run_wrk(
-    wrk: str, service: Service, body: Path, prefix: str, *, threads: int, connections: int, seconds: float
+    wrk: str, service: Service, body: Path, prefix: str, *, threads: int, connections: int, seconds: float,
+    headers: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], str]:
+    extra = [arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")]
     argv = [
-        wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "30s",
+        wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "30s", *extra,
         "-s", str(LUA), f"{service.url}/v1/models/{MODEL}/predict", "--", str(body), prefix,
     ]  # fmt: skip
     assert service.process is not None

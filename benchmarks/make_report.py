@@ -401,6 +401,53 @@ CAVEATS = """\
 """
 
 
+def revocation_section(r: dict[str, Any]) -> tuple[str, list[str]]:
+    """Exact revocation: the key check per call, and predict req/s before and after."""
+    params = r["params"]
+    text = [
+        f"`benchmarks/bench_revocation.py`. Before: {params['commits']['before']}; after: "
+        f"{params['commits']['after']}. Every authenticated request now reads the store's key "
+        "generation before it trusts a cached key ([security.md](security.md#keys)).\n\n",
+        "**The key check alone** (`KeyGuard.admit` with a cached key, what the auth middleware awaits "
+        "per request; medians of 10 timed loops per side, CPU of every thread of the process):\n\n",
+    ]
+    rows = []
+    for a in r["admit"]:
+        if "skipped" in a:
+            rows.append([a["backend"], "not measured", a["skipped"], "", "", ""])
+            continue
+        rows.append([a["backend"], f"{a['before_median_us']:.1f}", f"{a['after_median_us']:.1f}",
+                     f"{a['added_us']:+.1f}", f"{a['before_median_cpu_us']:.1f} / {a['after_median_cpu_us']:.1f}",
+                     f"{a['added_cpu_us']:+.1f}"])
+    text.append(markdown_table(["store", "µs per call before", "after", "added", "CPU µs before / after",
+                                "CPU added"], rows))
+    text.append(
+        f"\n\n**Predict throughput** with a key (`wrk -t2 -c{params['connections']} -d{params['duration_s']:g}s`, "
+        f"1-row requests, durable logging on, auth on, {params['runs']} runs per side alternating; medians):\n\n"
+    )
+    rows, verdicts = [], []
+    for e in r["summary"]:
+        b, a = e["before"], e["after"]
+        verdict = "within 2%" if e["within_2pct"] else "more than 2% slower"
+        rows.append([
+            e["backend"], e["workers"], fmt_num(b["rps_median"], 1), fmt_num(a["rps_median"], 1),
+            f"**{e['rps_change_pct']:+.1f}%** {verdict}",
+            f"{b['server_cpu_ms_per_request_median']:.2f} / {a['server_cpu_ms_per_request_median']:.2f}",
+            f"{e['cpu_change_pct']:+.1f}%", f"{b['p50_ms_median']:.0f} / {a['p50_ms_median']:.0f}",
+            ", ".join(fmt_num(v, 0) for v in b["rps_all"]), ", ".join(fmt_num(v, 0) for v in a["rps_all"]),
+            f"{b['other_cpu_cores_median']:.2f} / {a['other_cpu_cores_median']:.2f}",
+        ])  # fmt: skip
+        verdicts.append(f"{e['backend']}, {e['workers']} worker(s): {e['rps_change_pct']:+.1f}%")
+    text.append(markdown_table(
+        ["store", "workers", "req/s before", "req/s after", "change", "server CPU ms/req before / after",
+         "CPU change", "p50 ms before / after", "req/s before, all runs", "req/s after, all runs",
+         "CPU cores used by others before / after"], rows))  # fmt: skip
+    if r.get("failures"):
+        text.append("\n\n**Failed checks:** " + "; ".join(r["failures"]))
+    text.append("\n")
+    return "".join(text), verdicts
+
+
 def build() -> str:
     p, i = load("predict.json"), load("ingest.json")
     facts = (p or i or {}).get("machine")
@@ -454,6 +501,16 @@ def build() -> str:
         verdict_lines.append(
             f"- **The client costs at most {CLIENT_TARGET_US:.0f} µs of CPU per logged prediction: "
             f"{'MET' if met else 'MISSED'}** ({c['summary']['caller_cpu_us_per_prediction']:.1f} µs)."
+        )
+    rv = load("revocation.json")
+    if rv:
+        text, verdicts = revocation_section(rv)
+        body += [f"## Exact revocation: predict before and after\n\n{when(rv)}.\n\n", text, "\n"]
+        worst = min((e["rps_change_pct"] for e in rv["summary"]), default=None)
+        met = worst is not None and worst >= -2.0
+        verdict_lines.append(
+            f"- **Exact revocation keeps predict req/s within 2 % of before: {'MET' if met else 'MISSED'}** "
+            f"(worst cell {worst:+.1f}%). " + "; ".join(verdicts) + "."
         )
     sp = load("profile_service.json")
     if sp:

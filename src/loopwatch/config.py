@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 
 ENV_PREFIX = "LOOPWATCH_"
 
@@ -127,7 +127,7 @@ def _coerce_all(values: Mapping[str, Any]) -> dict[str, Any]:
 def _coerce(name: str, value: Any) -> Any:
     kind = _TYPES.get(name)
     if kind is None:
-        raise InvalidInput(f"unknown setting {name!r}")
+        raise InvalidInput(f"unknown setting {echo(name)}")
     if not isinstance(value, str):
         return Path(value) if kind == "Path" else value
     try:
@@ -145,7 +145,7 @@ def _coerce(name: str, value: Any) -> Any:
                 return False
             raise ValueError(value)
     except ValueError as exc:
-        raise InvalidInput(f"setting {name} must be {kind}, got {value!r}") from exc
+        raise InvalidInput(f"setting {name} must be {kind}, got {echo(value)}") from exc
     return value
 
 
@@ -172,7 +172,7 @@ def _validated(settings: Settings) -> Settings:
         raise InvalidInput("setting auth must be auto, on or off")
     if settings.auth.lower() == "off" and not is_loopback(settings.host):
         raise InvalidInput(
-            f"setting auth cannot be off when the service listens beyond loopback (host {settings.host!r})"
+            f"setting auth cannot be off when the service listens beyond loopback (host {echo(settings.host)})"
         )
     return settings
 

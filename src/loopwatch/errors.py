@@ -24,19 +24,96 @@ and carries the HTTP status the service answers with and a short machine
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+#: Characters of one value an error message repeats (see :func:`echo`).
+ECHO_LIMIT = 100
+#: Characters of a whole error message: what is past it is cut out of the middle. A
+#: backstop for messages that repeat input without :func:`echo`.
+MESSAGE_LIMIT = 600
+#: Characters of any text in an error's detail (a problem, a location, a key).
+DETAIL_TEXT_LIMIT = 300
+
+
+def clip(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, with an ellipsis and the count left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…({len(text) - limit:,} more characters)"
+
+
+def echo(value: Any, limit: int = ECHO_LIMIT) -> str:
+    """``repr(value)`` as an error message may repeat it: at most ``limit`` characters of it.
+
+    Every message that repeats what a caller sent uses this (``f"no model named {echo(name)}"``),
+    so that a hostile 10,000-character value comes back as 100 characters and a count.
+    """
+    if isinstance(value, str):
+        # repr of the clipped text, not a clip of the repr: the quotes stay balanced
+        head = value[:limit]
+        return repr(head) if len(value) <= limit else f"{head!r}…({len(value) - limit:,} more characters)"
+    return clip(repr(value), limit)
+
+
+def listed(values: Any, *, most: int = 10, quote: bool = False) -> str:
+    """Values as an error message lists them: at most ``most``, each clipped to
+    :data:`ECHO_LIMIT` characters (``repr`` with ``quote``), and how many more there are."""
+    items = list(values)
+    shown = ", ".join(echo(v) if quote else clip(str(v)) for v in items[:most])
+    return shown if len(items) <= most else f"{shown} and {len(items) - most:,} more"
+
+
+#: A run of more characters than this without a space is an input repeated whole (words,
+#: names, hashes and paths are shorter): it is clipped to :data:`ECHO_LIMIT`.
+_LONG_RUN = re.compile(r"\S{%d,}" % (2 * ECHO_LIMIT + 1))
+
+
+def cap_message(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """A message that repeats little: every run of over 200 characters without a space clipped
+    to 100 (:func:`clip`), then at most about ``limit`` characters, its start and end kept
+    and the middle left out.
+
+    The end is kept because it usually says what is allowed ("... must be 1-100 characters")."""
+    if len(message) > 2 * ECHO_LIMIT:
+        message = _LONG_RUN.sub(lambda m: clip(m.group()), message)
+    if len(message) <= limit:
+        return message
+    head, tail = limit * 2 // 3, limit // 3
+    return f"{message[:head]}…({len(message) - head - tail:,} characters left out)…{message[-tail:]}"
+
+
+def cap_detail(detail: Any) -> Any:
+    """An error's detail with every text in it (values and keys) capped to
+    :data:`DETAIL_TEXT_LIMIT`; its shape (dicts, lists, numbers) is kept, so that code reading a
+    detail finds what it expects."""
+    if isinstance(detail, str):
+        return cap_message(detail, DETAIL_TEXT_LIMIT)
+    if isinstance(detail, dict):
+        return {cap_detail(k) if isinstance(k, str) else k: cap_detail(v) for k, v in detail.items()}
+    if isinstance(detail, list):
+        return [cap_detail(v) for v in detail]
+    if isinstance(detail, tuple):
+        return tuple(cap_detail(v) for v in detail)
+    return detail
 
 
 class LoopwatchError(Exception):
-    """Root of every loopwatch error."""
+    """Root of every loopwatch error.
+
+    The message and the detail are capped (:func:`cap_message`, :func:`cap_detail`) here, on
+    the one path every error takes, so that no error repeats a long input in full: not the
+    service's answer, not the CLI's line, not ``str(exc)``.
+    """
 
     status: int = 500
     code: str = "internal_error"
 
     def __init__(self, message: str, *, detail: Any = None) -> None:
+        message = cap_message(str(message))
         super().__init__(message)
         self.message = message
-        self.detail = detail
+        self.detail = cap_detail(detail)
 
     def to_dict(self) -> dict[str, Any]:
         """The one JSON error shape, shared by the service and the CLI's --json."""

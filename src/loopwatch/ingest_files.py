@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 import numpy as np
 import orjson
 
-from loopwatch.errors import InvalidInput, SchemaViolation
+from loopwatch.errors import InvalidInput, SchemaViolation, echo, listed
 from loopwatch.features.arrow_json import encode_feature, join_objects, list_texts, numpy_of
 from loopwatch.features.validate import MAX_REPORTED_PROBLEMS
 from loopwatch.ingestion import MAX_LATENCY_MS, PROBABILITY_SUM_TOLERANCE, _valid_id
@@ -93,9 +93,9 @@ def read_batches(path: Path, *, batch_rows: int = BATCH_ROWS) -> Iterator[pa.Rec
             reader = pjson.open_json(path, read_options=pjson.ReadOptions(block_size=_READ_BLOCK_BYTES))
             yield from _rebatched(reader, batch_rows)
         else:
-            raise InvalidInput(f"cannot read {path.name!r}: use .csv, .parquet or .ndjson")
+            raise InvalidInput(f"cannot read {echo(path.name)}: use .csv, .parquet or .ndjson")
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise InvalidInput(f"cannot read {path.name!r}: {str(exc)[:300]}") from exc
+        raise InvalidInput(f"cannot read {echo(path.name)}: {str(exc)[:300]}") from exc
 
 
 def _rebatched(reader: Iterator[pa.RecordBatch], batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -145,7 +145,7 @@ def ingest_file(registry: Registry, path: Path, *, model: str, mapping: ColumnMa
                     first = outcome.conflicts[0]
                     raise InvalidInput(
                         f"rows {totals['rows']}-{totals['rows'] + batch.n_events - 1} name events already stored "
-                        f"with other content (first: request {first[0]!r}, row {first[1]})")
+                        f"with other content (first: request {echo(first[0])}, row {first[1]})")
             except BaseException as exc:  # handed to the reading thread, which raises it
                 failure.append(exc)
                 continue
@@ -197,11 +197,11 @@ def encode_batch(registry: Registry, record_batch: pa.RecordBatch, *, base: Mode
         if "prediction" not in mapping.fields:
             parts.append("map the prediction column (--map prediction=COLUMN)")
         if missing_columns:
-            parts.append(f"mapped columns not in the file: {', '.join(missing_columns)[:300]}")
+            parts.append(f"mapped columns not in the file: {listed(missing_columns)}")
         if absent:
-            parts.append(f"features missing: {', '.join(absent)[:300]}")
+            parts.append(f"features missing: {listed(absent)}")
         if unknown:
-            parts.append(f"columns that are neither features nor mapped: {', '.join(unknown)[:300]} (--ignore them)")
+            parts.append(f"columns that are neither features nor mapped: {listed(unknown)} (--ignore them)")
         raise InvalidInput("; ".join(parts))
 
     encoded = {}

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
-from loopwatch.errors import InvalidInput, PayloadTooLarge, SchemaViolation
+from loopwatch.errors import InvalidInput, PayloadTooLarge, SchemaViolation, echo
 from loopwatch.features import validate_rows
 from loopwatch.features.validate import MAX_REPORTED_PROBLEMS
 from loopwatch.prediction import MAX_ENTITY_ID_LENGTH, SHADOW_SUFFIX
@@ -142,7 +142,7 @@ def _check_event(index: int, event: Mapping[str, Any], meta: ModelVersion, probl
     request_id = event.get("request_id")
     if request_id is not None and not _valid_id(request_id):
         problem("request_id", f"must be 1-{MAX_INGEST_REQUEST_ID_LENGTH} characters of letters, digits, "
-                f"'-', '_', '.' or ':', not ending in {SHADOW_SUFFIX!r}")
+                f"'-', '_', '.' or ':', not ending in {echo(SHADOW_SUFFIX)}")
     row_index = event.get("row_index")
     if row_index is not None and (type(row_index) is not int or not 0 <= row_index < 2**31):
         problem("row_index", "must be an integer from 0 to 2147483647")
@@ -230,7 +230,7 @@ def _prediction(value: Any, meta: ModelVersion, problem: Any) -> list[Any]:
             label = ("true" if v else "false") if isinstance(v, bool) else (
                 str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
             if label not in by_label:
-                problem("prediction", f"{label[:100]!r} is not one of the model's classes")
+                problem("prediction", f"{echo(label[:100])} is not one of the model's classes")
                 return []
             out.append(by_label[label])  # the class as the model's schema holds it
         return out

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Mapping
 
-from loopwatch.errors import InvalidInput, NotFound
+from loopwatch.errors import InvalidInput, NotFound, echo
 from loopwatch.loops.config import MonitoringConfig
 from loopwatch.loops.kinds import LOOP_TITLES
 from loopwatch.records.jsonutil import utc_iso
@@ -170,7 +170,7 @@ def monitoring_config(store: Any, name: str, version: int | None = None) -> dict
     found = store.get_monitor_config(name, version)
     if found is None:
         if version is not None:
-            raise NotFound(f"model {name!r} has no monitoring configuration version {version}")
+            raise NotFound(f"model {echo(name)} has no monitoring configuration version {version}")
         return {"model_name": name, "version": None, "config": MonitoringConfig().to_dict(),
                 "created_at": None, "author": None}
     data = found.to_dict()

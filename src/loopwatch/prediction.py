@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from loopwatch.errors import IntegrityError, InvalidInput
+from loopwatch.errors import IntegrityError, InvalidInput, echo
 from loopwatch.features import validate_rows
 from loopwatch.loops.config import MonitoringConfig
 from loopwatch.models.defences import apply_defences
@@ -99,7 +99,7 @@ def check_request_id(request_id: str) -> str:
 def check_client_request_id(request_id: str) -> str:
     """A request id a client chose: valid, and not one shadow scoring keeps for itself."""
     if check_request_id(request_id).endswith(SHADOW_SUFFIX):
-        raise InvalidInput(f"request ids ending in {SHADOW_SUFFIX!r} are kept for shadow scoring")
+        raise InvalidInput(f"request ids ending in {echo(SHADOW_SUFFIX)} are kept for shadow scoring")
     return request_id
 
 

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from loopwatch.errors import InvalidInput, NotFound
+from loopwatch.errors import InvalidInput, NotFound, echo, listed
 from loopwatch.features.schema import FeatureSchema
 from loopwatch.loops.screening import ScreeningResult, screen_training_data
 from loopwatch.poisoning.compose import ScreenSettings
@@ -138,7 +138,7 @@ def release(
     known = {(e.request_id, e.row_index): e for e in store.list_quarantine(name, limit=None)}
     missing = [i for i, key in zip(ids, keys) if key not in known]
     if missing:
-        raise NotFound(f"{len(missing)} rows are not quarantined for model {name!r}: {', '.join(missing[:10])}",
+        raise NotFound(f"{len(missing)} rows are not quarantined for model {echo(name)}: {listed(missing)}",
                        detail={"missing": missing[:100]})
     certain = [i for i, key in zip(ids, keys) if not known[key].releasable]
     if certain:

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from loopwatch.errors import Conflict, InvalidInput, LoopwatchError, NotApplicable
+from loopwatch.errors import Conflict, InvalidInput, LoopwatchError, NotApplicable, echo
 from loopwatch.features import validate_rows
 from loopwatch.features.frames import typed_frame
 from loopwatch.features.schema import FeatureSchema, category_label
@@ -254,7 +254,7 @@ def _check_retrainable(production: ModelVersion, estimator: str | None) -> None:
     refuse_monitor_only(production, "retrain (and no candidate could be gated against it)")
     if production.params.get("registered") and estimator is None:
         raise NotApplicable(
-            f"model {production.name!r} version {production.version} was fitted outside loopwatch "
+            f"model {echo(production.name)} version {production.version} was fitted outside loopwatch "
             f"({production.estimator}): loopwatch cannot refit it. Register your refitted model as the "
             "candidate (loopwatch register --alias candidate), or name an estimator of loopwatch's own "
             "to train one on the labelled window",
@@ -300,7 +300,7 @@ def compare_on_window(
     window = labelled_window(store, registry, name, since=since, until=until)
     window = window[window["has_data"].astype(bool)].reset_index(drop=True) if len(window) else window
     if len(window) < 2:
-        raise InvalidInput(f"fewer than two labelled predictions with logged inputs in the window of {name!r}")
+        raise InvalidInput(f"fewer than two labelled predictions with logged inputs in the window of {echo(name)}")
     # each version reads its own features; a row counts only when both can score it
     inputs = window[[c for c in window.columns if c not in WINDOW_COLUMNS]]
     screened = [
@@ -347,7 +347,7 @@ def promote_if_passed(
 
 def _check_adversarial(share: float, schema: FeatureSchema) -> None:
     if isinstance(share, bool) or not 0 <= share <= 0.5:  # NaN fails the comparison too
-        raise InvalidInput(f"adversarial_share must lie in [0, 0.5], got {share!r}")
+        raise InvalidInput(f"adversarial_share must lie in [0, 0.5], got {echo(share)}")
     if share and (schema.task != "classification" or not schema.numeric):
         raise InvalidInput("adversarial training needs a classifier with numeric features: the attack "
                            f"moves numeric features across a decision boundary ({schema.task} model here)")

@@ -68,6 +68,7 @@ def train_from_table(
     screens: ScreenSettings | None = None,
 ) -> TableTraining:
     """Screen ``frame`` (unless ``screen`` is off), train on the rows kept, register the version."""
+    registry.check_name(name)  # before the work, not after it
     started = time.perf_counter()
     screening = None
     left_out: list[int] | None = None  # None: not screened, the reference sample may hold any row

@@ -9,7 +9,7 @@ from typing import Iterable, Literal, Sequence
 
 import pandas as pd
 
-from loopwatch.errors import InvalidInput, NotFound, UnreadableData, require
+from loopwatch.errors import InvalidInput, NotFound, UnreadableData, require, echo, listed
 
 TableFormat = Literal["csv", "parquet"]
 
@@ -20,7 +20,7 @@ def format_of(path: str | Path) -> TableFormat:
         return "csv"
     if suffix in {".parquet", ".pq"}:
         return "parquet"
-    raise InvalidInput(f"cannot tell the format of {str(path)!r}: name it .csv or .parquet")
+    raise InvalidInput(f"cannot tell the format of {echo(str(path))}: name it .csv or .parquet")
 
 
 def read_table(
@@ -77,8 +77,8 @@ def select_columns(
     known = list(dict.fromkeys([*reference, *current]))
     unknown = [name for name in (*include, *exclude) if name not in known]
     if unknown:
-        listed = ", ".join(repr(n) for n in dict.fromkeys(unknown))
-        raise InvalidInput(f"no column named {listed} in either table; the columns are: {', '.join(known)}")
+        raise InvalidInput(f"no column named {listed(dict.fromkeys(unknown), quote=True)} in either table; "
+                           f"the columns are: {listed(known, most=50)}")
     chosen = [c for c in known if c in include] if include else known
     left = [c for c in chosen if c not in exclude]
     if not left:
@@ -105,11 +105,11 @@ def column_times(column: pd.Series, *, name: str) -> list[datetime]:
         text = column.where(column.map(lambda v: isinstance(v, str)))
         parsed = pd.to_datetime(text.str.strip(), utc=True, errors="coerce", format="ISO8601")
     else:  # numbers are no times: seconds, milliseconds or days since when?
-        raise InvalidInput(f"column {name!r} holds {column.dtype} values, not times: "
+        raise InvalidInput(f"column {echo(name)} holds {column.dtype} values, not times: "
                            "write ISO-8601 times such as 2013-03-04T06:00:00Z")
     missing = [int(i) for i in (~parsed.notna()).to_numpy().nonzero()[0]]
     if missing:
-        raise InvalidInput(f"column {name!r}: row {_rows(missing)} holds no ISO-8601 time "
+        raise InvalidInput(f"column {echo(name)}: row {_rows(missing)} holds no ISO-8601 time "
                            "(such as 2013-03-04T06:00:00Z)")
     return [moment.to_pydatetime(warn=False) for moment in parsed]
 

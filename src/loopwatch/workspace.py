@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 import pandas as pd
 
 from loopwatch.config import Settings
-from loopwatch.errors import Conflict, InvalidInput
+from loopwatch.errors import Conflict, InvalidInput, echo
 from loopwatch.features.frames import canonical_column
 from loopwatch.features.schema import Task
 from loopwatch.prediction import PredictCall, Predictor
@@ -80,6 +80,12 @@ class Workspace:
                 batch_max_wait_ms=self.settings.batch_max_wait_ms,
             ).start()
         return self._writer
+
+    def rename_model(self, old: str, new: str) -> dict[str, int]:
+        """Rename model ``old`` to ``new`` in every table that names it, in one transaction
+        (the way to give a name stored before the name rule one that the service accepts).
+        Returns the rows moved per table."""
+        return self.registry.rename(old, new)
 
     def train(
         self,
@@ -184,7 +190,7 @@ class Workspace:
         )
         outcome: RequestOutcome = self.writer.write(logged)
         if outcome.status == "conflict":
-            raise Conflict(f"request id {logged.request_id!r} was already used with a different body")
+            raise Conflict(f"request id {echo(logged.request_id)} was already used with a different body")
         body = loads(outcome.response or logged.response)
         return Prediction(
             request_id=body["request_id"],

@@ -1,4 +1,5 @@
-"""The verifier: right key or 401, a short cache, expiry exact, revocation within the TTL."""
+"""The verifier: right key or 401, a cache that a revocation's generation invalidates at once,
+expiry exact."""
 
 from __future__ import annotations
 
@@ -138,3 +139,55 @@ def test_the_cache_is_bounded(keys: Keys, clock: Clock) -> None:
         with pytest.raises(Unauthorized):
             verifier.verify(f"lw_{i:016x}_" + "a" * 43, now=NOW)
     assert len(verifier._cache) == 10
+
+
+def test_a_new_generation_makes_every_cached_key_stale_at_once(verifier: KeyVerifier, keys: Keys) -> None:
+    token, other = keys.add(), keys.add()
+    for t in (token, other):
+        verifier.verify(t, now=NOW, generation=7)
+        verifier.verify(t, now=NOW, generation=7)
+    assert keys.lookups == 2  # cached at generation 7
+    key_id = token[3:19]
+    keys.by_id[key_id] = replace(keys.by_id[key_id], revoked_at=NOW)  # revoked: the store now says 8
+    assert verifier.verify(token, now=NOW, generation=7) is not None  # a request that began before
+    with pytest.raises(Unauthorized, match="revoked"):  # no TTL is waited for
+        verifier.verify(token, now=NOW, generation=8)
+    verifier.verify(other, now=NOW, generation=8)
+    verifier.verify(other, now=NOW, generation=8)
+    with pytest.raises(Unauthorized, match="revoked"):
+        verifier.verify(token, now=NOW, generation=8)
+    assert keys.lookups == 4  # each key read once at the new generation, then cached again
+
+
+def test_a_lookup_tagged_with_an_older_generation_is_not_trusted_later(keys: Keys, clock: Clock) -> None:
+    """The race: a request reads generation 0, a revocation commits (generation 1), and only
+    then does the request's lookup run. Whatever that lookup read, the next request (which
+    reads generation 1) must not take it from the cache."""
+    token = keys.add()
+    key_id = token[3:19]
+    active = keys.by_id[key_id]
+    stale_reads = [active]  # the racing lookup returns the record as it was before the revoke
+
+    def lookup(kid: str) -> ApiKey | None:
+        return stale_reads.pop() if stale_reads else keys.get(kid)
+
+    verifier = KeyVerifier(lookup=lookup, ttl_seconds=3600, clock=clock)
+    keys.by_id[key_id] = replace(active, revoked_at=NOW)
+    assert verifier.verify(token, now=NOW, generation=0) is not None  # began before the revoke returned
+    with pytest.raises(Unauthorized, match="revoked"):
+        verifier.verify(token, now=NOW, generation=1)
+    with pytest.raises(Unauthorized, match="revoked"):
+        verifier.verify(token, now=NOW, generation=1)
+
+
+def test_a_slower_older_lookup_does_not_replace_a_newer_one(keys: Keys, clock: Clock) -> None:
+    token = keys.add()
+    verifier = KeyVerifier(lookup=keys.get, ttl_seconds=3600, clock=clock)
+    verifier.verify(token, now=NOW, generation=5)
+    verifier._load(token[3:19], 4)  # a request that read generation 4 finishes its lookup late
+    verifier.verify(token, now=NOW, generation=5)
+    assert keys.lookups == 2  # the generation-5 entry was kept
+    clock.now += 3601  # once it is old, any lookup replaces it
+    verifier._load(token[3:19], 4)
+    verifier.verify(token, now=NOW, generation=4)
+    assert keys.lookups == 3

@@ -133,3 +133,24 @@ def test_processes_claiming_together_are_granted_exactly_the_limit(store: Store)
         p.join(timeout=60)
         assert p.exitcode == 0
     assert sum(totals) == 75  # 200 asked for by two processes
+
+
+def test_a_revocation_moves_the_key_generation_on_for_every_store_on_the_database(store: Store) -> None:
+    key, _ = _new(store)
+    other, _ = _new(store, name="other")
+    elsewhere = open_store(store.url, migrate=False)  # another worker's or process's store
+    try:
+        assert store.key_generation() == elsewhere.key_generation() == 0
+        store.revoke_api_key(key.key_id, at=T0)
+        # committed with the revocation: the other store sees both at its next read
+        assert elsewhere.key_generation() == 1
+        assert elsewhere.get_api_key(key.key_id).revoked_at == T0  # type: ignore[union-attr]
+        store.revoke_api_key(key.key_id, at=T0 + timedelta(hours=1))  # already revoked: nothing changes
+        assert elsewhere.key_generation() == 1
+        elsewhere.revoke_api_key(other.key_id, at=T0)
+        assert store.key_generation() == 2
+        with pytest.raises(NotFound):
+            store.revoke_api_key("f" * 16, at=T0)
+        assert store.key_generation() == 2
+    finally:
+        elsewhere.close()

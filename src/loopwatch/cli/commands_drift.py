@@ -14,6 +14,7 @@ from loopwatch.cli.common import handle_errors, out, parse_time, settings_option
 from loopwatch.cli.layout import Column, print_rows
 from loopwatch.config import Settings
 from loopwatch.records.jsonutil import dumps
+from loopwatch.errors import echo
 
 EXIT_DRIFT = 1
 
@@ -86,7 +87,7 @@ def _practical_thresholds(pairs: tuple[str, ...]) -> dict[str, float]:
         except ValueError:
             sep = ""
         if not sep:
-            raise click.BadParameter(f"{pair!r} is not STATISTIC=NUMBER", param_hint="--practical-threshold")
+            raise click.BadParameter(f"{echo(pair)} is not STATISTIC=NUMBER", param_hint="--practical-threshold")
     return out
 
 

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from loopwatch.cli.common import err, handle_errors, out, settings_options
 from loopwatch.config import Settings
-from loopwatch.errors import InvalidInput, NotFound, UnreadableData
+from loopwatch.errors import InvalidInput, NotFound, UnreadableData, echo
 from loopwatch.feedback.bookkeeping import summarize_outcomes
 from loopwatch.records import BusinessObservation, Label, LabelOutcome
 from loopwatch.records.jsonutil import dumps
@@ -38,7 +38,7 @@ def read_records(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
         raise NotFound(f"no such file: {path}")
     suffix = path.suffix.lower()
     if suffix not in CSV_SUFFIXES + NDJSON_SUFFIXES:
-        raise InvalidInput(f"cannot tell the format of {str(path)!r}: name it .csv, .ndjson or .jsonl")
+        raise InvalidInput(f"cannot tell the format of {echo(str(path))}: name it .csv, .ndjson or .jsonl")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (UnicodeDecodeError, OSError) as exc:
@@ -89,7 +89,7 @@ def _time(value: Any, what: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidInput(f"{what} {value[:50]!r} is not an ISO-8601 time") from None
+        raise InvalidInput(f"{what} {echo(value[:50])} is not an ISO-8601 time") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
@@ -107,7 +107,7 @@ def text_label(text: str, task: str, classes: tuple[Any, ...]) -> Any:
         try:
             return float(text)
         except ValueError:
-            raise InvalidInput(f"label {text[:50]!r} is not a number") from None
+            raise InvalidInput(f"label {echo(text[:50])} is not a number") from None
     for known in classes:
         if str(known) == text or (isinstance(known, bool) and str(known).lower() == text.lower()):
             return known
@@ -215,7 +215,7 @@ def business(file: Path, client: str | None, as_json: bool, settings: Settings) 
                 try:
                     value = float(value)
                 except ValueError:
-                    raise InvalidInput(f"value {value[:50]!r} is not a number") from None
+                    raise InvalidInput(f"value {echo(value[:50])} is not a number") from None
             observations.append(
                 BusinessObservation(
                     name=record.get("name"),  # type: ignore[arg-type]

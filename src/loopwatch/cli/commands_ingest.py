@@ -8,7 +8,7 @@ import click
 
 from loopwatch.cli.common import err, handle_errors, out, settings_options
 from loopwatch.config import Settings
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 from loopwatch.records.jsonutil import dumps
 
 FIELDS = ("request_id", "row_index", "timestamp", "prediction", "probabilities", "entity_id",
@@ -44,7 +44,7 @@ def ingest(file: Path, name: str, maps: tuple[str, ...], probability_prefix: str
     for item in maps:
         key, sep, column = item.partition("=")
         if not sep or key not in FIELDS or not column:
-            raise InvalidInput(f"--map {item!r}: use FIELD=COLUMN with FIELD one of {', '.join(FIELDS)}")
+            raise InvalidInput(f"--map {echo(item)}: use FIELD=COLUMN with FIELD one of {', '.join(FIELDS)}")
         fields[key] = column
     if client_id is not None and not (0 < len(client_id) <= 200 and "\x00" not in client_id):
         raise InvalidInput("--client must be 1-200 characters without NUL")

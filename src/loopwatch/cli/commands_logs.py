@@ -10,7 +10,7 @@ import click
 
 from loopwatch.cli.common import err, handle_errors, out, parse_time, settings_options
 from loopwatch.config import Settings
-from loopwatch.errors import InvalidInput, NotFound
+from loopwatch.errors import InvalidInput, NotFound, echo
 from loopwatch.records.jsonutil import dumps
 from loopwatch.stores.base import EventQuery
 from loopwatch.stores.export import export_schemas, write_ndjson, write_parquet
@@ -101,7 +101,7 @@ def delete(request_id: str, settings: Settings) -> None:
     with Workspace(settings) as ws:
         deleted = ws.store.delete_request(request_id)
     if deleted == 0:
-        raise NotFound(f"no logged request with id {request_id!r}")
+        raise NotFound(f"no logged request with id {echo(request_id)}")
     out.print(f"deleted request {request_id} ({deleted} events)")
 
 

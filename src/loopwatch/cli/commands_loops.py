@@ -15,7 +15,7 @@ from rich.markup import escape
 from loopwatch.cli.common import err, handle_errors, out, parse_time, settings_options
 from loopwatch.cli.layout import Column, print_rows
 from loopwatch.config import Settings
-from loopwatch.errors import InvalidInput, UnreadableData
+from loopwatch.errors import InvalidInput, UnreadableData, echo
 from loopwatch.records.jsonutil import dumps, loads
 
 #: Exit code of ``loopwatch loops`` when an incident is open and nobody has acknowledged it.
@@ -272,7 +272,7 @@ def _changes(assignments: tuple[str, ...], from_file: Path | None) -> dict[str, 
     for assignment in assignments:
         key, sep, raw = assignment.partition("=")
         if not sep or not key.strip():
-            raise InvalidInput(f"--set {assignment!r}: write KEY=VALUE")
+            raise InvalidInput(f"--set {echo(assignment)}: write KEY=VALUE")
         try:
             value = loads(raw)
         except UnreadableData:

@@ -1,4 +1,4 @@
-"""``loopwatch models``: list, show, promote, rollback, settings."""
+"""``loopwatch models``: list, show, promote, rollback, rename, settings."""
 
 from __future__ import annotations
 
@@ -93,6 +93,29 @@ def promote(name: str, version: int | None, alias: str, settings: Settings) -> N
         candidate = ws.registry.aliases(name, fresh=True).get("candidate")
     out.print(f"{name}: {alias} is now v{change.version} (was {_v(change.previous_version)}); "
               f"candidate {_v(candidate)}", highlight=False)
+
+
+@models.command()
+@click.argument("old")
+@click.argument("new")
+@click.option("--json", "as_json", is_flag=True)
+@settings_options
+@handle_errors
+def rename(old: str, new: str, as_json: bool, settings: Settings) -> None:
+    """Rename a model everywhere it is stored, in one transaction.
+
+    The way to give a model stored before the name rule (for example '..' or a name with a
+    space) a name the service accepts: 1-100 ASCII letters, digits, '.', '_' or '-', starting
+    with a letter or digit. Stop anything still sending predictions under the old name first.
+    """
+    with Workspace(settings) as ws:
+        moved = ws.rename_model(old, new)
+    if as_json:
+        click.echo(dumps({"old": old, "new": new, "rows": moved}).decode())
+        return
+    rows = sum(n for table, n in moved.items() if table != "incident_ids")
+    out.print(f"renamed {old!r} to {new!r}: {rows} rows in {sum(1 for n in moved.values() if n)} tables",
+              highlight=False)
 
 
 @models.command()

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from loopwatch.cli.common import err, handle_errors, out, settings_options
 from loopwatch.config import Settings
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 from loopwatch.records.jsonutil import dumps
 from loopwatch.tables import read_table
 
@@ -113,7 +113,7 @@ def predict(data: Path, name: str, version: str | None, batch_rows: int, output:
     frame = read_table(data, text_columns=[c for c in (entity_column,) if c])
     for option, column in named.items():
         if column is not None and column not in frame.columns:
-            raise InvalidInput(f"{option} {column!r}: {data.name} has no such column; its columns are: "
+            raise InvalidInput(f"{option} {echo(column)}: {data.name} has no such column; its columns are: "
                                + ", ".join(map(str, frame.columns)))
     predictions: list[object] = []
     probabilities: list[list[float] | None] = []
@@ -124,7 +124,7 @@ def predict(data: Path, name: str, version: str | None, batch_rows: int, output:
         schema = ws.registry.resolve(name, version).schema
         for option, column in named.items():
             if column is not None and column in schema.names:
-                raise InvalidInput(f"{option} {column!r} is a feature of model {name!r}: "
+                raise InvalidInput(f"{option} {echo(column)} is a feature of model {echo(name)}: "
                                    "a column cannot be both an input and the event's time or entity")
         timestamps = None if timestamp_column is None else column_times(frame[timestamp_column],
                                                                         name=timestamp_column)

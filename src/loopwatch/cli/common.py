@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 
 from loopwatch.config import Settings
-from loopwatch.errors import LoopwatchError
+from loopwatch.errors import LoopwatchError, echo
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -73,5 +73,5 @@ def parse_time(value: str | None, what: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO-8601 time", param_hint=what) from None
+        raise click.BadParameter(f"{echo(value)} is not an ISO-8601 time", param_hint=what) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

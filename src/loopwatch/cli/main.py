@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from loopwatch.cli import (
@@ -18,9 +20,29 @@ from loopwatch.cli import (
     commands_serve,
     commands_train,
 )
+from loopwatch.errors import cap_message
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class CappedGroup(click.Group):
+    """The top command: click's own usage errors (a bad choice, a bad number) repeat the value
+    given, so their message is capped like every loopwatch error (:func:`cap_message`)."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.ClickException as exc:
+            exc.message = cap_message(exc.message)
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            exc.message = cap_message(exc.message)
+            raise
+
+
+@click.group(cls=CappedGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="loopwatch")
 def cli() -> None:
     """Serve scikit-learn models, log every prediction durably, and watch them in production.

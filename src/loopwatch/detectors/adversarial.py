@@ -53,7 +53,7 @@ from sklearn.base import BaseEstimator
 from sklearn.tree import DecisionTreeRegressor
 
 from loopwatch.detectors.base import FloatArray, _check_rate
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo, listed
 from loopwatch.stats.rates import RateResult, rate_test
 
 #: The signals, in the order of :meth:`AdversarialDetector.signal_scores`.
@@ -159,13 +159,13 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
     def _check_parameters(self) -> None:
         for value, what in ((self.perturbation, "perturbation"), (self.squeeze, "squeeze")):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-                raise InvalidInput(f"{what} must be a share of a standard deviation in (0, 1], got {value!r}")
+                raise InvalidInput(f"{what} must be a share of a standard deviation in (0, 1], got {echo(value)}")
         if isinstance(self.n_perturbations, bool) or not isinstance(self.n_perturbations, int) or not (
             1 <= self.n_perturbations <= 64
         ):
-            raise InvalidInput(f"n_perturbations must be an integer in [1, 64], got {self.n_perturbations!r}")
+            raise InvalidInput(f"n_perturbations must be an integer in [1, 64], got {echo(self.n_perturbations)}")
         if isinstance(self.variance, bool) or not isinstance(self.variance, (int, float)) or not 0 < self.variance <= 1:
-            raise InvalidInput(f"variance must be a share in (0, 1], got {self.variance!r}")
+            raise InvalidInput(f"variance must be a share in (0, 1], got {echo(self.variance)}")
         if not self.numeric and not self.categorical:
             raise InvalidInput("the detector needs at least one numeric or categorical feature")
 
@@ -382,16 +382,16 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
         needed = [str(c) for c in (*self.numeric, *self.categorical)]
         missing = [c for c in needed if c not in x.columns]
         if missing:
-            raise InvalidInput(f"{what} lacks the feature columns {', '.join(missing)}")
+            raise InvalidInput(f"{what} lacks the feature columns {listed(missing)}")
         if len(x) < min_rows:
             raise InvalidInput(f"{what} needs at least {min_rows} rows, got {len(x)}")
         for name in self.numeric:
             try:
                 values = x[name].to_numpy(dtype=np.float64, na_value=np.nan)
             except (TypeError, ValueError) as exc:
-                raise InvalidInput(f"{what} column {name!r} is not numeric") from exc
+                raise InvalidInput(f"{what} column {echo(name)} is not numeric") from exc
             if np.isinf(values).any():
-                raise InvalidInput(f"{what} column {name!r} holds infinite values")
+                raise InvalidInput(f"{what} column {echo(name)} holds infinite values")
         return x
 
 

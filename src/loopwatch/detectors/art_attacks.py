@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from loopwatch.detectors.attacks import AttackResult, valid_numeric
-from loopwatch.errors import InvalidInput, require
+from loopwatch.errors import InvalidInput, require, echo
 from loopwatch.features.schema import FeatureSchema
 
 #: The ART attacks the harness runs: gradient attacks need a logistic regression.
@@ -132,7 +132,7 @@ def art_attack(
     deviations past their training range (the API accepts any finite number).
     """
     if attack not in ATTACKS:
-        raise InvalidInput(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
+        raise InvalidInput(f"unknown attack {echo(attack)}; choose from {', '.join(ATTACKS)}")
     import_art()
     from art.attacks.evasion import FastGradientMethod, HopSkipJump, ProjectedGradientDescent
     from art.estimators.classification import SklearnClassifier

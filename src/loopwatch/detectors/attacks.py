@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo, listed
 from loopwatch.features.schema import FeatureSchema, infer_schema
 
 
@@ -131,9 +131,9 @@ def augment_with_adversarial(
     flip add nothing. ``schema`` defaults to the one training would infer.
     """
     if not 0 < share <= 1:
-        raise InvalidInput(f"share must lie in (0, 1], got {share!r}")
+        raise InvalidInput(f"share must lie in (0, 1], got {echo(share)}")
     if target not in frame.columns:
-        raise InvalidInput(f"target {target!r} is not a column of the data")
+        raise InvalidInput(f"target {echo(target)} is not a column of the data")
     schema = schema or infer_schema(frame, target, task="classification")
     features = _as_features(frame, schema)
     truth = frame[target].to_numpy()
@@ -156,7 +156,7 @@ def _as_features(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
 
     missing = [n for n in schema.names if n not in frame.columns]
     if missing:
-        raise InvalidInput(f"the data lacks the feature columns {', '.join(missing)}")
+        raise InvalidInput(f"the data lacks the feature columns {listed(missing)}")
     return prepare_features(frame, schema)
 
 

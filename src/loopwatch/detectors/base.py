@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 
 FloatArray = NDArray[np.float64]
 
@@ -126,4 +126,4 @@ class OutlierDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn ship
 
 def _check_rate(value: float, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0.0 < value < 1.0:
-        raise InvalidInput(f"{name} must be a share in (0, 1), got {value!r}")
+        raise InvalidInput(f"{name} must be a share in (0, 1), got {echo(value)}")

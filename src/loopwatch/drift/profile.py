@@ -20,7 +20,7 @@ import pandas as pd
 
 from loopwatch.detectors import DETECTORS, OutlierDetector
 from loopwatch.drift.encoding import FeatureEncoder
-from loopwatch.errors import IntegrityError, InvalidInput
+from loopwatch.errors import IntegrityError, InvalidInput, echo, listed
 from loopwatch.features.frames import labels_of
 from loopwatch.performance.reference import PerformanceReference
 from loopwatch.records.jsonutil import dumps, loads
@@ -100,7 +100,7 @@ class UnivariateProfile:
         for name in numeric:
             summary = NumericSummary.from_values(numeric_values(frame, name), max_points=max_points)
             if summary.n == 0:
-                raise InvalidInput(f"numeric column {name!r} has no values in the reference")
+                raise InvalidInput(f"numeric column {echo(name)} has no values in the reference")
             summaries[name] = summary
             edges[name] = quantile_edges(summary.sorted_values, n_bins=n_bins)
             # counts of rows, not of summary points, when the reference was summarised
@@ -191,7 +191,7 @@ class ReferenceProfile:
         payload = sio.loads(data, trusted=sorted(untrusted))
         light = loads(payload["light"])
         if light.get("format") != PROFILE_FORMAT:
-            raise IntegrityError(f"unknown reference profile format {light.get('format')!r}")
+            raise IntegrityError(f"unknown reference profile format {echo(light.get('format'))}")
         joint = None
         if light["encoder"] is not None:
             joint = JointProfile(
@@ -230,7 +230,7 @@ def split_columns(
     named = set(categorical or ())
     unknown = named - set(frame.columns)
     if unknown:
-        raise InvalidInput(f"unknown columns named categorical: {', '.join(sorted(map(str, unknown)))}")
+        raise InvalidInput(f"unknown columns named categorical: {listed(sorted(map(str, unknown)))}")
     numeric, cats = [], []
     for name in frame.columns:
         if name in exclude:
@@ -246,7 +246,7 @@ def numeric_values(frame: pd.DataFrame, name: str) -> np.ndarray:
     try:
         return frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"column {name!r} is numeric in the reference but not in this table") from exc
+        raise InvalidInput(f"column {echo(name)} is numeric in the reference but not in this table") from exc
 
 
 def category_values(frame: pd.DataFrame, name: str) -> list[str | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 from loopwatch.stats.practical import PracticalThreshold
 
 
@@ -181,7 +181,7 @@ class SkippedTest:
 
     def __post_init__(self) -> None:
         if self.reason not in SKIP_REASONS:
-            raise InvalidInput(f"unknown skip reason {self.reason!r}")
+            raise InvalidInput(f"unknown skip reason {echo(self.reason)}")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"test": self.test, "reason": self.reason, "n": self.n, "minimum": self.minimum}

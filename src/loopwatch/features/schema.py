@@ -14,7 +14,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import pandas as pd
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo, listed
 
 Kind = Literal["numeric", "categorical"]
 Task = Literal["classification", "regression"]
@@ -131,20 +131,20 @@ def infer_schema(
     """
     if target not in frame.columns:
         raise InvalidInput(
-            f"target column {target!r} is not in the data; columns are: {', '.join(map(str, frame.columns))}"
+            f"target column {echo(target)} is not in the data; columns are: {', '.join(map(str, frame.columns))}"
         )
     unknown = (set(categorical) | set(nullable)) - set(frame.columns)
     if unknown:
-        raise InvalidInput(f"unknown columns named: {', '.join(sorted(unknown))}")
+        raise InvalidInput(f"unknown columns named: {listed(sorted(unknown))}")
     if frame[target].isna().any():
-        raise InvalidInput(f"target column {target!r} has missing values")
+        raise InvalidInput(f"target column {echo(target)} has missing values")
     columns = [c for c in frame.columns if c != target]
     if not columns:
         raise InvalidInput("the data has no feature columns besides the target")
     features = []
     for name in columns:
         if not isinstance(name, str) or not name:
-            raise InvalidInput(f"feature names must be non-empty strings, got {name!r}")
+            raise InvalidInput(f"feature names must be non-empty strings, got {echo(name)}")
         column = frame[name]
         missing_rate = float(column.isna().mean())
         is_nullable = missing_rate > 0 or name in nullable
@@ -152,9 +152,9 @@ def infer_schema(
         if numeric and name not in categorical:
             values = column.dropna().to_numpy(dtype=float)
             if values.size == 0:
-                raise InvalidInput(f"feature {name!r} has no values")
+                raise InvalidInput(f"feature {echo(name)} has no values")
             if not np.all(np.isfinite(values)):
-                raise InvalidInput(f"feature {name!r} has non-finite values")
+                raise InvalidInput(f"feature {echo(name)} has non-finite values")
             features.append(
                 Feature(
                     name=name,

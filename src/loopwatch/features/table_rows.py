@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from loopwatch.errors import InvalidInput, SchemaViolation
+from loopwatch.errors import InvalidInput, SchemaViolation, echo
 from loopwatch.features.validate import MAX_CATEGORY_LENGTH, MAX_REPORTED_PROBLEMS, json_type
 
 #: Longest column name accepted.
@@ -67,7 +67,7 @@ def validate_table_rows(rows: Sequence[Any], *, min_rows: int = 10) -> pd.DataFr
     if problems:
         first = problems[0]
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-        raise SchemaViolation(f"column {first['column']!r}: {first['problem']}{more}", detail={"problems": problems})
+        raise SchemaViolation(f"column {echo(first['column'])}: {first['problem']}{more}", detail={"problems": problems})
     return pd.DataFrame({name: _column(values) for name, values in columns.items()}, columns=list(columns))
 
 

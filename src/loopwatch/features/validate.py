@@ -28,7 +28,7 @@ from typing import Any, Collection, Sequence
 import numpy as np
 import pandas as pd
 
-from loopwatch.errors import PayloadTooLarge, SchemaViolation
+from loopwatch.errors import PayloadTooLarge, SchemaViolation, echo
 from loopwatch.features.schema import Feature, FeatureSchema, accepted_category_type, category_label
 
 #: How many problems one error response lists.
@@ -201,7 +201,7 @@ def _category(
     elif kind == "integer" and isinstance(value, (float, np.floating)):
         if math.isfinite(value) and float(value).is_integer() and abs(value) < 2.0**64:
             return str(int(value))
-        problem(row, name, f"expected an integer category code, got {float(value)!r}")
+        problem(row, name, f"expected an integer category code, got {echo(float(value))}")
         return None
     if kind in ("string", None) and isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)) and not (
         isinstance(value, (int, np.integer)) and int(value).bit_length() > 64  # no label that long is known

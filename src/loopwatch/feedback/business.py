@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 
 MIN_PAIRS = 4
 CorrelationMethod = Literal["pearson", "spearman"]
@@ -161,14 +161,14 @@ def correlation(x: np.ndarray, y: np.ndarray, *, confidence: float = 0.95,
 
 def _check(confidence: float, method: str) -> None:
     if not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
-        raise InvalidInput(f"confidence must be between 0 and 1, got {confidence!r}")
+        raise InvalidInput(f"confidence must be between 0 and 1, got {echo(confidence)}")
     if method not in ("pearson", "spearman"):
-        raise InvalidInput(f"method must be 'pearson' or 'spearman', not {method!r}")
+        raise InvalidInput(f"method must be 'pearson' or 'spearman', not {echo(method)}")
 
 
 def _check_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidInput(f"{name} must be an integer, got {value!r}")
+        raise InvalidInput(f"{name} must be an integer, got {echo(value)}")
     return int(value)
 
 
@@ -275,7 +275,7 @@ def relation_changed(
     (True, 2.0, -0.6)
     """
     if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
-        raise InvalidInput(f"alpha must be between 0 and 1, got {alpha!r}")
+        raise InvalidInput(f"alpha must be between 0 and 1, got {echo(alpha)}")
     x, y = align_series(performance, business)
     split_index, lag = _check_int(split_index, "split_index"), _check_int(lag, "lag")
     if not 0 < split_index < len(x):

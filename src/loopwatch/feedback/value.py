@@ -26,7 +26,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 from scipy import stats
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo, listed
 from loopwatch.features.schema import category_label
 from loopwatch.performance.labels import check_classes, check_confidence, check_count, check_proba, check_values, encode_labels
 
@@ -35,9 +35,9 @@ MAX_BOOT_CELLS = 4_000_000  # bootstrap indices drawn at once for a regressor: b
 
 def _finite(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InvalidInput(f"{what} must be a number, got {value!r}")
+        raise InvalidInput(f"{what} must be a number, got {echo(value)}")
     if not math.isfinite(float(value)):
-        raise InvalidInput(f"{what} must be finite, got {value!r}")
+        raise InvalidInput(f"{what} must be finite, got {echo(value)}")
     return float(value)
 
 
@@ -57,9 +57,9 @@ class ValueMatrix:
             raise InvalidInput("values must map each true class to a mapping of predicted class to value")
         for true, row in self.values.items():
             if not isinstance(row, Mapping):
-                raise InvalidInput(f"values[{true!r}] must map predicted classes to values")
+                raise InvalidInput(f"values[{echo(true)}] must map predicted classes to values")
             for pred, value in row.items():
-                _finite(value, f"values[{true!r}][{pred!r}]")
+                _finite(value, f"values[{echo(true)}][{echo(pred)}]")
 
     def _rows(self) -> dict[str, dict[str, float]]:
         return {category_label(t): {category_label(p): float(v) for p, v in row.items()} for t, row in self.values.items()}
@@ -70,7 +70,7 @@ class ValueMatrix:
         labels = [category_label(c) for c in check_classes(classes)]
         missing = [f"{t}->{p}" for t in labels for p in labels if p not in rows.get(t, {})]
         if missing:
-            raise InvalidInput(f"the value matrix has no value for (true->predicted): {', '.join(missing)}",
+            raise InvalidInput(f"the value matrix has no value for (true->predicted): {listed(missing)}",
                                detail={"missing": missing})
 
     def as_array(self, classes: Sequence[Any]) -> np.ndarray:
@@ -101,7 +101,7 @@ class CostFunction:
             if _finite(getattr(self, name), name) < 0:
                 raise InvalidInput(f"{name} is a cost per unit and must be >= 0")
         if self.kind not in ("absolute", "squared"):
-            raise InvalidInput(f"kind must be 'absolute' or 'squared', not {self.kind!r}")
+            raise InvalidInput(f"kind must be 'absolute' or 'squared', not {echo(self.kind)}")
 
     def costs(self, y_true: Any, y_pred: Any) -> np.ndarray:
         """The cost of each prediction."""
@@ -155,7 +155,7 @@ def _boot_options(confidence: float, n_boot: int, seed: Any) -> tuple[float, int
     confidence = check_confidence(confidence)
     n_boot = check_count(n_boot, name="n_boot", minimum=1)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise InvalidInput(f"seed must be an integer, got {seed!r}")
+        raise InvalidInput(f"seed must be an integer, got {echo(seed)}")
     return confidence, n_boot, np.random.default_rng(int(seed))
 
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo, listed
 
 CONCEPT_METHODS = ("adwin", "hddm_a", "hddm_w", "page_hinkley", "kswin")
 
@@ -132,7 +132,7 @@ class MonitoringConfig:
         if self.value_matrix is not None:
             for truth, row in self.value_matrix.items():
                 if not isinstance(row, Mapping):
-                    raise InvalidInput(f"value_matrix[{truth!r}] must map predicted classes to values")
+                    raise InvalidInput(f"value_matrix[{echo(truth)}] must map predicted classes to values")
                 for value in row.values():
                     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                         raise InvalidInput("value_matrix values must be finite numbers")
@@ -147,7 +147,7 @@ class MonitoringConfig:
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise InvalidInput(f"unknown monitoring settings: {', '.join(unknown)}")
+            raise InvalidInput(f"unknown monitoring settings: {listed(unknown)}")
         values: dict[str, Any] = {}
         for key, value in data.items():
             values[key] = _coerce(key, known[key].type, value)

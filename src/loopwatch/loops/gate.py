@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 
 #: Metric name -> whether higher is better.
 METRICS: dict[str, bool] = {
@@ -108,7 +108,7 @@ def promotion_gate(
     ``higher_is_better`` defaults to the metric's own direction.
     """
     if metric not in METRICS:
-        raise InvalidInput(f"unknown metric {metric!r}; choose one of: {', '.join(METRICS)}")
+        raise InvalidInput(f"unknown metric {echo(metric)}; choose one of: {', '.join(METRICS)}")
     better_high = METRICS[metric] if higher_is_better is None else bool(higher_is_better)
     _check_settings(margin=margin, confidence=confidence, n_boot=n_boot, budget=latency_budget_ms)
     score = _scorer(
@@ -190,7 +190,7 @@ def metric_values(
     what scikit-learn gives on the resampled rows.
     """
     if metric not in METRICS:
-        raise InvalidInput(f"unknown metric {metric!r}; choose one of: {', '.join(METRICS)}")
+        raise InvalidInput(f"unknown metric {echo(metric)}; choose one of: {', '.join(METRICS)}")
     score = _scorer(metric, y_true, predicted, predicted, proba, proba, classes)
     w = np.ones((1, score.n)) if weights is None else np.atleast_2d(np.asarray(weights, dtype=np.float64))
     return score(w)[0]
@@ -316,13 +316,13 @@ def _bootstrap_differences(score: _Scorer, *, n: int, n_boot: int, seed: int) ->
 
 def _check_settings(*, margin: float, confidence: float, n_boot: int, budget: float | None) -> None:
     if not _finite(margin):
-        raise InvalidInput(f"margin must be a finite number, got {margin!r}")
+        raise InvalidInput(f"margin must be a finite number, got {echo(margin)}")
     if not _finite(confidence) or not 0.5 <= confidence < 1:
-        raise InvalidInput(f"confidence must be in [0.5, 1), got {confidence!r}")
+        raise InvalidInput(f"confidence must be in [0.5, 1), got {echo(confidence)}")
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or not 50 <= n_boot <= 100_000:
-        raise InvalidInput(f"n_boot must be an integer from 50 to 100000, got {n_boot!r}")
+        raise InvalidInput(f"n_boot must be an integer from 50 to 100000, got {echo(n_boot)}")
     if budget is not None and (not _finite(budget) or budget <= 0):
-        raise InvalidInput(f"latency_budget_ms must be a positive number, got {budget!r}")
+        raise InvalidInput(f"latency_budget_ms must be a positive number, got {echo(budget)}")
 
 
 def _finite(value: Any) -> bool:

@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 
 #: Weights of the informativeness score when none are given.
 DEFAULT_WEIGHTS: dict[str, float] = {"uncertainty": 1.0, "novelty": 1.0, "drifted_segment": 0.5}
@@ -152,9 +152,9 @@ def select_for_labelling(
     decreasing score.
     """
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 0:
-        raise InvalidInput(f"budget must be a non-negative integer, got {budget!r}")
+        raise InvalidInput(f"budget must be a non-negative integer, got {echo(budget)}")
     if not isinstance(random_share, (int, float)) or not 0.0 <= random_share <= 1.0:
-        raise InvalidInput(f"random_share must be between 0 and 1, got {random_share!r}")
+        raise InvalidInput(f"random_share must be between 0 and 1, got {echo(random_share)}")
     chosen_weights = _weights(weights)
     frame = _clean(candidates)
     score = (
@@ -200,7 +200,7 @@ def _weights(weights: Mapping[str, float] | None) -> dict[str, float]:
     out = dict(DEFAULT_WEIGHTS) | dict(weights)
     for name, value in out.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise InvalidInput(f"weight {name!r} must be a finite non-negative number, got {value!r}")
+            raise InvalidInput(f"weight {echo(name)} must be a finite non-negative number, got {echo(value)}")
     return {k: float(v) for k, v in out.items()}
 
 

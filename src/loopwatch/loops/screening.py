@@ -35,7 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 from loopwatch.features.schema import FeatureSchema, category_label
 from loopwatch.poisoning.compose import POISONING_SCREENS, ScreenSettings, flagged_rows, run_screens
 
@@ -106,7 +106,7 @@ def screen_training_data(
     if not isinstance(frame, pd.DataFrame):
         raise InvalidInput("training data must be a table")
     if label_column not in frame.columns:
-        raise InvalidInput(f"the label column {label_column!r} is not in the training data")
+        raise InvalidInput(f"the label column {echo(label_column)} is not in the training data")
     if sources is not None and len(sources) != len(frame):
         raise InvalidInput(f"sources has {len(sources)} entries for {len(frame)} rows")
     if predictions is not None and len(predictions) != len(frame):

@@ -33,7 +33,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 from loopwatch.features.schema import FeatureSchema
 
 #: The defences a model can choose.
@@ -49,7 +49,7 @@ def check_defences(names: Iterable[str]) -> tuple[str, ...]:
     chosen = list(names)
     unknown = [str(n)[:50] for n in chosen if n not in DEFENCES]  # echoed back: never at length
     if unknown:
-        raise InvalidInput(f"unknown defences {unknown!r}; choose from {', '.join(DEFENCES)}")
+        raise InvalidInput(f"unknown defences {echo(unknown)}; choose from {', '.join(DEFENCES)}")
     if len(set(chosen)) != len(chosen):
         raise InvalidInput("a defence is named twice")
     return tuple(d for d in _ORDER if d in chosen)
@@ -75,7 +75,7 @@ def apply_defences(
     """``frame`` after each chosen defence (squeezing, then clipping); the input is not changed."""
     chosen = check_defences(defences)
     if not 0 < share <= 1:
-        raise InvalidInput(f"share must lie in (0, 1], got {share!r}")
+        raise InvalidInput(f"share must lie in (0, 1], got {echo(share)}")
     columns = {}
     for feature in schema.features:
         if feature.kind != "numeric" or feature.name not in frame.columns:

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo, listed
 from loopwatch.features.schema import FeatureSchema, Task, category_label, infer_schema
 from loopwatch.models.training import (
     REFERENCE_SAMPLE_ROWS,
@@ -137,7 +137,7 @@ def monitor_only_version(
     if probability_prefix:
         probability_columns = [c for c in reference.columns if str(c).startswith(probability_prefix)]
         if not probability_columns:
-            raise InvalidInput(f"no column of the reference starts with {probability_prefix!r}")
+            raise InvalidInput(f"no column of the reference starts with {echo(probability_prefix)}")
         classes = classes or [str(c)[len(probability_prefix):] for c in probability_columns]
     _require_columns(reference, [prediction_column, *probability_columns], "reference")
     chosen: Task = task or ("classification" if probability_columns or classes else
@@ -192,11 +192,10 @@ def _refuse_unnamed_probabilities(reference: pd.DataFrame, classes: Sequence[Any
             continue
         values = reference[columns].dropna().to_numpy(dtype=float)
         if len(values) and ((values >= 0) & (values <= 1)).all() and np.allclose(values.sum(axis=1), 1.0, atol=0.01):
-            shown = ", ".join(columns)
-            how = f"their prefix {prefix!r}" if prefix else "the columns"
+            how = f"their prefix {echo(prefix)}" if prefix else "the columns"
             raise InvalidInput(
-                f"columns {shown[:200]} look like the model's class probabilities (each row sums to 1): "
-                f"name them as probabilities (by {how[:100]}: --probability-prefix or --probability-columns), "
+                f"columns {listed(columns)} look like the model's class probabilities (each row sums to 1): "
+                f"name them as probabilities (by {how}: --probability-prefix or --probability-columns), "
                 "or exclude them if they are not")
 
 
@@ -213,7 +212,7 @@ def _schema(reference: pd.DataFrame, *, target: str | None, task: Task, classes:
         # labels "where known": the schema is the features', whatever the unlabelled rows' target
         known = frame[target].dropna()
         if known.empty:
-            raise InvalidInput(f"target column {target!r} has no values; leave it out when there are no labels")
+            raise InvalidInput(f"target column {echo(target)} has no values; leave it out when there are no labels")
         frame = frame.assign(**{target: frame[target].fillna(known.iloc[0])})
     schema = infer_schema(frame, target, task=task, categorical=categorical, nullable=nullable)
     return FeatureSchema(features=schema.features, target=schema.target, task=task,
@@ -266,14 +265,14 @@ def _outputs(reference: pd.DataFrame, task: Task, prediction_column: str, probab
     """The external model's outputs as :func:`~loopwatch.models.training.model_outputs` shapes a model's."""
     predictions = reference[prediction_column]
     if predictions.isna().any():
-        raise InvalidInput(f"prediction column {prediction_column!r} has missing values")
+        raise InvalidInput(f"prediction column {echo(prediction_column)} has missing values")
     if task == "regression":
         try:
             values = predictions.to_numpy(dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"prediction column {prediction_column!r} is not numeric") from exc
+            raise InvalidInput(f"prediction column {echo(prediction_column)} is not numeric") from exc
         if not np.all(np.isfinite(values)):
-            raise InvalidInput(f"prediction column {prediction_column!r} has non-finite values")
+            raise InvalidInput(f"prediction column {echo(prediction_column)} has non-finite values")
         return pd.DataFrame({"prediction": values})
     known = {category_label(c) for c in classes}
     labels = [category_label(v) for v in predictions.tolist()]
@@ -331,8 +330,8 @@ def _task_of(predictions: pd.Series) -> Task:
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise InvalidInput(f"columns not in the {what}: {', '.join(map(repr, missing))}; its columns are: "
-                           f"{', '.join(map(str, list(frame.columns)[:50]))}")
+        raise InvalidInput(f"columns not in the {what}: {listed(missing, quote=True)}; its columns are: "
+                           f"{listed(frame.columns, most=50)}")
 
 
 def _plain(value: Any) -> Any:

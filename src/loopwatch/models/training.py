@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 from loopwatch.features.frames import model_frame
 from loopwatch.features.schema import FeatureSchema, Task, infer_schema
 
@@ -137,7 +137,7 @@ def train_model(
     name = estimator or choices[0]
     if name not in choices:
         raise InvalidInput(
-            f"unknown estimator {name!r} for {schema.task}; choose one of: {', '.join(choices)}"
+            f"unknown estimator {echo(name)} for {schema.task}; choose one of: {', '.join(choices)}"
         )
     features = prepare_features(frame, schema)
     y = frame[target].to_numpy()
@@ -218,7 +218,7 @@ def split_positions(
     if task == "classification":
         _, counts = np.unique(y.astype(str), return_counts=True)
         if len(counts) < 2:
-            raise InvalidInput(f"target {target!r} has a single class; classification needs two")
+            raise InvalidInput(f"target {echo(target)} has a single class; classification needs two")
         if counts.min() >= 2:
             stratify = y
     train_rows, test_rows = train_test_split(np.arange(len(y)), test_size=test_size, random_state=seed,

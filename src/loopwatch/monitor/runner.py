@@ -22,7 +22,7 @@ import pandas as pd
 from loopwatch.drift.compare import DriftConfig, compare, data_quality
 from loopwatch.drift.profile import MIN_REFERENCE_ROWS, ReferenceProfile, build_profile
 from loopwatch.drift.report import DataQuality, DriftReport, SkippedTest
-from loopwatch.errors import InvalidInput, LoopwatchError
+from loopwatch.errors import InvalidInput, LoopwatchError, echo
 from loopwatch.features.frames import model_frame
 from loopwatch.features.schema import FeatureSchema
 from loopwatch.loops.config import MonitoringConfig
@@ -151,7 +151,7 @@ def monitor(
         adversarial_fpr = settings.adversarial_fpr if adversarial_fpr is None else adversarial_fpr
     versions = {v.version: v for v in store.list_versions(name)}
     if version is not None and version not in versions:
-        raise InvalidInput(f"model {name!r} has no version {version}")
+        raise InvalidInput(f"model {echo(name)} has no version {version}")
     if events is None:
         query = EventQuery(model_name=name, model_version=version, since=since, until=until, limit=10_000)
         events = list(store.iter_events(query))
@@ -335,7 +335,7 @@ def _segments(window: Window, segment: str | None) -> list[tuple[str | None, pd.
     if segment is None:
         return [(None, window.frame)]
     if segment not in window.frame.columns:
-        raise InvalidInput(f"segment column {segment!r} is not a logged feature")
+        raise InvalidInput(f"segment column {echo(segment)} is not a logged feature")
     groups = window.frame.groupby(window.frame[segment].astype(str), sort=True)
     return [(None, window.frame)] + [(str(value), rows) for value, rows in groups]
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import pandas as pd
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 from loopwatch.features.frames import with_canonical_features
 from loopwatch.features.schema import FeatureSchema
 from loopwatch.records import PredictionEvent
@@ -39,11 +39,11 @@ class WindowSpec:
             except ValueError:
                 count = 0
             if count < 1:
-                raise InvalidInput(f"window {spec!r}: count:N needs a positive N")
+                raise InvalidInput(f"window {echo(spec)}: count:N needs a positive N")
             return cls(length=None, count=count)
         match = _SPEC.match(spec)
         if not match or int(match.group(1)) < 1:
-            raise InvalidInput(f"window {spec!r} must look like 1h, 1d, 7d, 1w or count:1000")
+            raise InvalidInput(f"window {echo(spec)} must look like 1h, 1d, 7d, 1w or count:1000")
         return cls(length=int(match.group(1)) * _UNIT[match.group(2)], count=None)
 
     def start_of(self, moment: datetime) -> datetime:

@@ -40,7 +40,7 @@ from typing import Any, Sequence
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from loopwatch.errors import InvalidInput, require
+from loopwatch.errors import InvalidInput, require, echo
 from loopwatch.features.schema import Task, category_label
 from loopwatch.stats.univariate import TestResult, chi2_test, ks_test
 
@@ -90,7 +90,7 @@ DELAY_AT_STEP = {
 
 def _check_method(method: str) -> str:
     if method not in DETECTORS:
-        raise InvalidInput(f"unknown concept drift detector {method!r}; choose one of: {', '.join(DETECTORS)}")
+        raise InvalidInput(f"unknown concept drift detector {echo(method)}; choose one of: {', '.join(DETECTORS)}")
     return method
 
 
@@ -152,7 +152,7 @@ class ConceptDriftDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn
     def _build(self) -> None:
         params = detector_params(self.method, self.params)
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
-            raise InvalidInput(f"seed must be an integer, got {self.seed!r}")
+            raise InvalidInput(f"seed must be an integer, got {echo(self.seed)}")
         module_name, class_name = RIVER_CLASSES[self.method]
         module = require(module_name, "streaming")
         if self.method == "kswin":
@@ -169,12 +169,12 @@ class ConceptDriftDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn
         try:
             x = float(value)
         except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"a loss must be a number, got {value!r}") from exc
+            raise InvalidInput(f"a loss must be a number, got {echo(value)}") from exc
         if not math.isfinite(x):
-            raise InvalidInput(f"a loss must be finite, got {x!r}")
+            raise InvalidInput(f"a loss must be finite, got {echo(x)}")
         if self.method in BINARY_ONLY and x not in (0.0, 1.0):
             raise InvalidInput(
-                f"{self.method} takes 0/1 errors, got {x!r}; for log losses or absolute errors "
+                f"{self.method} takes 0/1 errors, got {echo(x)}; for log losses or absolute errors "
                 "use adwin, page_hinkley or kswin"
             )
         return x
@@ -339,9 +339,9 @@ def per_prediction_loss(
         truth = check_values(y_true, name="y_true")
         return np.abs(truth - check_values(y_pred, name="y_pred", n=len(truth)))
     if task != "classification":
-        raise InvalidInput(f"task must be 'classification' or 'regression', not {task!r}")
+        raise InvalidInput(f"task must be 'classification' or 'regression', not {echo(task)}")
     if kind not in LOSS_KINDS:
-        raise InvalidInput(f"kind must be one of {LOSS_KINDS}, not {kind!r}")
+        raise InvalidInput(f"kind must be one of {LOSS_KINDS}, not {echo(kind)}")
     if kind == "log_loss":
         if y_proba is None or classes is None:
             raise InvalidInput("a log loss needs y_proba and the classes its columns stand for")
@@ -412,7 +412,7 @@ def target_drift(reference_labels: Any, current_labels: Any, *, task: Task, alph
     ('chi2', 0.0039, True)
     """
     if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
-        raise InvalidInput(f"alpha must be between 0 and 1, got {alpha!r}")
+        raise InvalidInput(f"alpha must be between 0 and 1, got {echo(alpha)}")
     if task == "classification":
         ref, cur = _label_counts(reference_labels, "reference_labels"), _label_counts(current_labels, "current_labels")
         result = chi2_test(ref, cur)
@@ -426,4 +426,4 @@ def target_drift(reference_labels: Any, current_labels: Any, *, task: Task, alph
         result = ks_test(ref_values, cur_values)
         return TargetDriftResult(task, "ks", result.statistic, result.p_value, float(alpha),
                                  len(ref_values), len(cur_values))
-    raise InvalidInput(f"task must be 'classification' or 'regression', not {task!r}")
+    raise InvalidInput(f"task must be 'classification' or 'regression', not {echo(task)}")

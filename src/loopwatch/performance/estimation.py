@@ -39,7 +39,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 from loopwatch.performance import kernels
 from loopwatch.performance.calibration import CALIBRATIONS, choose_calibration, fit_calibrator
 from loopwatch.performance.labels import (
@@ -106,11 +106,11 @@ class ConfidenceBasedEstimator:
     def _check_params(self) -> tuple[tuple[Any, ...], int | None]:
         classes = check_classes(self.classes)
         if self.calibration not in CALIBRATIONS:
-            raise InvalidInput(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+            raise InvalidInput(f"calibration must be one of {CALIBRATIONS}, got {echo(self.calibration)}")
         if len(classes) > 2 and (self.positive is not None or self.threshold is not None):
             raise InvalidInput("positive and threshold apply to two classes only")
         if self.threshold is not None and not 0 < float(self.threshold) < 1:
-            raise InvalidInput(f"threshold must be between 0 and 1, got {self.threshold!r}")
+            raise InvalidInput(f"threshold must be between 0 and 1, got {echo(self.threshold)}")
         check_count(self.n_sim, name="n_sim", minimum=1)
         check_count(self.calibration_resamples, name="calibration_resamples")
         pos = positive_index(classes, self.positive) if len(classes) == 2 else None

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 from loopwatch.performance.labels import label_text
 
 #: Most categories of one column that get a code of their own (the trees take at most 255 bins);
@@ -59,13 +59,13 @@ class InputEncoder:
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         missing = [c for c in self.columns if c not in frame.columns]
         if missing:
-            raise InvalidInput(f"the inputs lack the columns {missing!r}")
+            raise InvalidInput(f"the inputs lack the columns {echo(missing)}")
         out = np.full((len(frame), len(self.columns)), np.nan)
         for j, name in enumerate(self.numeric):
             try:
                 out[:, j] = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
             except (TypeError, ValueError) as exc:
-                raise InvalidInput(f"column {name!r} is numeric in the reference but not here") from exc
+                raise InvalidInput(f"column {echo(name)} is numeric in the reference but not here") from exc
         for j, (name, cats) in enumerate(zip(self.categorical, self.categories), start=len(self.numeric)):
             lookup = {c: float(i) for i, c in enumerate(cats)}
             out[:, j] = [lookup.get(t, np.nan) if t is not None else np.nan for t in _texts(frame[name])]

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 
 
 def label_text(value: Any) -> str:
@@ -30,7 +30,7 @@ def check_classes(classes: Sequence[Any]) -> tuple[Any, ...]:
     if len(out) < 2:
         raise InvalidInput(f"classification needs at least two classes, got {len(out)}")
     if len({label_text(c) for c in out}) != len(out):
-        raise InvalidInput(f"classes must be distinct: {list(out)!r}")
+        raise InvalidInput(f"classes must be distinct: {echo(list(out))}")
     return out
 
 
@@ -64,7 +64,7 @@ def encode_labels(values: Any, classes: tuple[Any, ...], *, name: str) -> np.nda
             code = lookup.get(label_text(value))
         if code is None:
             raise InvalidInput(
-                f"{name} holds {value!r}, which is not one of the classes {list(classes)!r}"
+                f"{name} holds {echo(value)}, which is not one of the classes {echo(list(classes))}"
             )
         codes[j] = code
     return codes[np.asarray(inverse, dtype=np.int64).reshape(-1)]
@@ -100,11 +100,11 @@ def check_values(values: Any, *, name: str, n: int | None = None) -> np.ndarray:
 
 def check_confidence(confidence: float) -> float:
     if not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
-        raise InvalidInput(f"confidence must be between 0 and 1, got {confidence!r}")
+        raise InvalidInput(f"confidence must be between 0 and 1, got {echo(confidence)}")
     return float(confidence)
 
 
 def check_count(value: Any, *, name: str, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidInput(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise InvalidInput(f"{name} must be an integer >= {minimum}, got {echo(value)}")
     return int(value)

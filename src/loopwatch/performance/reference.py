@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from loopwatch.errors import IntegrityError, InvalidInput
+from loopwatch.errors import IntegrityError, InvalidInput, echo
 from loopwatch.performance.estimation import ConfidenceBasedEstimator, DirectLossEstimator
 from loopwatch.performance.inputs import InputEncoder
 from loopwatch.performance.labels import check_classes, check_proba, check_values, encode_labels
@@ -194,11 +194,11 @@ def fit_estimator(
         raise InvalidInput(f"the reference is of a {reference.task} model, not {task}")
     if reference.task == "classification":
         if classes is not None and check_classes(classes) != reference.classes:
-            raise InvalidInput(f"the reference's classes are {list(reference.classes)!r}, not {list(classes)!r}")
+            raise InvalidInput(f"the reference's classes are {echo(list(reference.classes))}, not {echo(list(classes))}")
         if reference.y_proba is None:
             raise InvalidInput("the reference holds no probabilities: a confidence-based estimate needs them")
         estimator = ConfidenceBasedEstimator(classes=reference.classes, positive=positive, seed=seed)
         return estimator.fit(reference.y_proba, reference.y_true)
     if reference.task == "regression":
         return DirectLossEstimator(seed=seed).fit(reference.X, reference.y_pred, reference.y_true)
-    raise InvalidInput(f"unknown task {reference.task!r}; expected one of {TASKS}")
+    raise InvalidInput(f"unknown task {echo(reference.task)}; expected one of {TASKS}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 
 #: ``too_few_labels`` / ``too_few_rows``: fewer than the minimum; ``single_class``: every label
 #: is one class (a ranking metric is undefined); ``no_estimator``: the version kept no holdout
@@ -33,7 +33,7 @@ class Unmeasured:
 
     def __post_init__(self) -> None:
         if self.reason not in REASONS:
-            raise InvalidInput(f"unknown reason {self.reason!r} for a metric without a value")
+            raise InvalidInput(f"unknown reason {echo(self.reason)} for a metric without a value")
 
     def to_dict(self) -> dict[str, Any]:
         return {"value": None, "metric": self.metric, "reason": self.reason,

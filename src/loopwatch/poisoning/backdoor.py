@@ -74,7 +74,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 from loopwatch.features.schema import category_label
 from loopwatch.poisoning.base import FloatArray, ScreenResult, check_rate, class_codes
 
@@ -147,7 +147,7 @@ def backdoor_screen(
     level = check_rate(alpha, "alpha")
     share = check_rate(max_share, "max_share")
     if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 2:
-        raise InvalidInput(f"min_count must be an integer of at least 2, got {min_count!r}")
+        raise InvalidInput(f"min_count must be an integer of at least 2, got {echo(min_count)}")
     n = len(features)
     codes, classes = class_codes(labels)
     proba = np.asarray(probabilities, dtype=np.float64)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 from loopwatch.features.schema import category_label
 
 if TYPE_CHECKING:  # the drift package imports scikit-learn: only when encoding
@@ -85,7 +85,7 @@ class ScreenResult:
 def check_rate(value: float, name: str) -> float:
     """A share in (0, 1), or InvalidInput."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0.0 < value < 1.0:
-        raise InvalidInput(f"{name} must be a share in (0, 1), got {value!r}")
+        raise InvalidInput(f"{name} must be a share in (0, 1), got {echo(value)}")
     return float(value)
 
 

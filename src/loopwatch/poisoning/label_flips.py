@@ -52,7 +52,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 from loopwatch.poisoning.base import (
     FloatArray,
     ScreenResult,
@@ -145,7 +145,7 @@ def label_flip_screen(
     if matrix.ndim != 2 or matrix.shape[0] != len(labels):
         raise InvalidInput(f"x must be a matrix with one row per label, got shape {matrix.shape}")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise InvalidInput(f"k must be a positive integer, got {k!r}")
+        raise InvalidInput(f"k must be a positive integer, got {echo(k)}")
     codes, classes = class_codes(labels)
     n_classes = len(classes)
     if probabilities is None:

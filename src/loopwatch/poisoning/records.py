@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 from loopwatch.records.feedback import key_text, utc_moment
 from loopwatch.records.jsonutil import utc_iso
 
@@ -31,10 +31,10 @@ def entry_id(request_id: str, row_index: int) -> str:
 def parse_entry_id(text: Any) -> tuple[str, int]:
     """``(request_id, row_index)`` of an id made by :func:`entry_id`, or InvalidInput."""
     if not isinstance(text, str) or ":" not in text:
-        raise InvalidInput(f"a quarantine id is REQUEST_ID:ROW_INDEX, got {str(text)[:100]!r}")
+        raise InvalidInput(f"a quarantine id is REQUEST_ID:ROW_INDEX, got {echo(str(text)[:100])}")
     request_id, _, row = text.rpartition(":")
     if not row.isdigit() or len(row) > 10 or not request_id:
-        raise InvalidInput(f"a quarantine id is REQUEST_ID:ROW_INDEX, got {text[:100]!r}")
+        raise InvalidInput(f"a quarantine id is REQUEST_ID:ROW_INDEX, got {echo(text[:100])}")
     key_text(request_id, "request_id")
     index = int(row)
     if index >= 2**31:

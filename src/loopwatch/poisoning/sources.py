@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 from loopwatch.features.schema import category_label
 from loopwatch.poisoning.base import ScreenResult, check_rate
 
@@ -117,7 +117,7 @@ def source_skew_test(
     if len(sources) != n or len(predictions) != n:
         raise InvalidInput("labels, sources and predictions must have one entry per row")
     if isinstance(min_labels, bool) or not isinstance(min_labels, int) or min_labels < 1:
-        raise InvalidInput(f"min_labels must be a positive integer, got {min_labels!r}")
+        raise InvalidInput(f"min_labels must be a positive integer, got {echo(min_labels)}")
     label_text = np.array([category_label(v) for v in labels], dtype=object)
     source_text = np.array([NO_SOURCE if s is None else str(s) for s in sources], dtype=object)
     has_prediction = np.array([p is not None for p in predictions], dtype=bool)

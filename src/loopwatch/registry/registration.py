@@ -22,7 +22,7 @@ from loopwatch.features.schema import Task
 from loopwatch.models.artifacts import dump_model, load_model, sha256_hex, types_beyond_defaults
 from loopwatch.models.registered import fitted_version, monitor_only_version
 from loopwatch.records import ModelVersion
-from loopwatch.registry.registry import Registry, check_model_name
+from loopwatch.registry.registry import Registry
 
 #: How each front door tells its user to trust a type (the hint of the refusal).
 TRUST_HINTS = {
@@ -70,7 +70,7 @@ def register_artifact(
     via: str = "library",
 ) -> ModelVersion:
     """Register the skops file ``artifact`` as the next version of ``name``."""
-    check_model_name(name)
+    registry.check_name(name)
     needed = check_trusted(artifact, trust, via=via)
     try:
         estimator = load_model(artifact, expected_sha256=sha256_hex(artifact), trusted=needed)
@@ -123,7 +123,7 @@ def register_monitor_only(
     """Register a version with no model: a schema and a reference of the external model's
     features, predictions, probabilities and labels (see
     :func:`~loopwatch.models.registered.monitor_only_version`)."""
-    check_model_name(name)
+    registry.check_name(name)
     built = monitor_only_version(
         reference, prediction_column=prediction_column, target=target, probability_columns=probability_columns,
         probability_prefix=probability_prefix, classes=classes, task=task, categorical=categorical,

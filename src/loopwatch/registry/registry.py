@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from loopwatch.errors import Conflict, IntegrityError, InvalidInput, NotApplicable, NotFound
+from loopwatch.errors import Conflict, IntegrityError, InvalidInput, NotApplicable, NotFound, echo
 from loopwatch.models.artifacts import dump_model, load_model, sha256_hex
 from loopwatch.models.imputation import imputed_features
 from loopwatch.models.training import TrainedModel, prepare_features
@@ -34,6 +34,7 @@ from loopwatch.records import (
     TrainingEvent,
 )
 from loopwatch.records.jsonutil import dumps
+from loopwatch.records.names import check_model_name, is_model_name
 from loopwatch.registry.samples import decode_frame, encode_frame
 from loopwatch.stores.base import EventQuery, Store
 
@@ -74,18 +75,12 @@ def refuse_monitor_only(meta: ModelVersion, what: str) -> None:
     """Raise :class:`NotApplicable` when ``what`` needs the model itself and ``meta`` has none."""
     if is_monitor_only(meta):
         raise NotApplicable(
-            f"model {meta.name!r} version {meta.version} is monitor-only: loopwatch has no model to "
+            f"model {echo(meta.name)} version {meta.version} is monitor-only: loopwatch has no model to "
             f"{what} with; send its predictions to /v1/models/{meta.name}/events",
             detail={"monitor_only": True, "not_applicable": what},
         )
 
 
-def check_model_name(name: str) -> str:
-    if not name or len(name) > 100 or not all(c.isalnum() or c in "-_." for c in name):
-        raise InvalidInput(
-            f"model name {name!r} must be 1-100 characters of letters, digits, '-', '_' or '.'"
-        )
-    return name
 
 
 class Registry:
@@ -102,6 +97,18 @@ class Registry:
         self._lock = threading.Lock()
 
     # --- registering ----------------------------------------------------------------
+    def check_name(self, name: str) -> str:
+        """``name`` when a version may be registered under it: a name that follows the rule
+        (:mod:`loopwatch.records.names`), or one stored before the rule, which stays usable
+        from the library and the CLI until it is renamed."""
+        if is_model_name(name):
+            return name
+        if isinstance(name, str) and name and self.store.model_exists(name):
+            _log.warning("model %s breaks the name rule; rename it with 'loopwatch models rename'",
+                         echo(name))
+            return name
+        return check_model_name(name)
+
     def register(
         self,
         name: str,
@@ -118,7 +125,7 @@ class Registry:
         pipeline came from, stored as given (so its owner's hash is the version's); a
         monitor-only version (no pipeline) stores an empty one that is never loaded.
         """
-        check_model_name(name)
+        self.check_name(name)
         if artifact is None:
             artifact = b"" if trained.pipeline is None else dump_model(trained.pipeline)
         reference = encode_frame(trained.reference_sample)
@@ -197,7 +204,7 @@ class Registry:
             candidate = self.aliases(name, fresh=True).get("candidate")
             if candidate is None:
                 self._require_model(name)
-                raise Conflict(f"model {name!r} has no candidate to promote; name a version")
+                raise Conflict(f"model {echo(name)} has no candidate to promote; name a version")
             version = candidate
         return self.set_alias(name, alias, version, reason="promote")
 
@@ -206,13 +213,13 @@ class Registry:
         current = self.aliases(name, fresh=True).get("production")
         if current is None:
             self._require_model(name)
-            raise Conflict(f"model {name!r} has no production version")
+            raise Conflict(f"model {echo(name)} has no production version")
         for change in reversed(self.store.alias_history(name, "production")):
             if change.version == current and change.previous_version not in (None, current):
                 back = self.set_alias(name, "production", change.previous_version, reason="rollback")
                 self._restore_candidate(name, current)
                 return back
-        raise Conflict(f"model {name!r} has no earlier production version to roll back to")
+        raise Conflict(f"model {echo(name)} has no earlier production version to roll back to")
 
     def _restore_candidate(self, name: str, rolled_back: int) -> None:
         """A rollback undoes the whole promotion: the version it took out of production is the
@@ -236,7 +243,7 @@ class Registry:
             number = self.aliases(name).get(alias)
             if number is None:
                 self._require_model(name)
-                raise NotFound(f"model {name!r} has no {alias} version")
+                raise NotFound(f"model {echo(name)} has no {alias} version")
             version = number
         cached = self._models.get((name, version))
         if cached is not None:
@@ -334,7 +341,7 @@ class Registry:
             r for r in self.store.list_rebaselines(name) if r.model_version == meta.version]
         sha = rebaselines[-1].profile_sha256 if rebaselines else meta.profile_sha256
         if sha is None:
-            raise NotFound(f"model {name!r} version {meta.version} has no reference profile")
+            raise NotFound(f"model {echo(name)} version {meta.version} has no reference profile")
         key = (name, meta.version, sha)
         cached = self._profiles.get(key)
         if cached is not None:
@@ -374,7 +381,7 @@ class Registry:
         events = [e for e in self.store.iter_events(query) if e.data is not None]
         if len(events) < 20:
             raise InvalidInput(
-                f"model {name!r} version {version} has {len(events)} events with logged inputs "
+                f"model {echo(name)} version {version} has {len(events)} events with logged inputs "
                 "in that period; a rebaseline needs at least 20"
             )
         frame = pd.DataFrame([e.data for e in events])
@@ -418,13 +425,29 @@ class Registry:
             unknown = sorted(set(settings.nullable) - known)
             if unknown:
                 raise InvalidInput(
-                    f"not features of model {name!r}: {', '.join(map(repr, unknown[:10]))}; "
+                    f"not features of model {echo(name)}: {', '.join(map(repr, unknown[:10]))}; "
                     f"its features are: {', '.join(sorted(known)[:50])}"
                 )
             settings = replace(settings, nullable=tuple(sorted(set(settings.nullable))))
         self.store.set_model_settings(name, settings)
         self._settings.pop(name, None)
         return settings
+
+    def rename(self, old: str, new: str) -> dict[str, int]:
+        """Give model ``old`` the name ``new`` everywhere it is stored (one transaction); the
+        way out for a name stored before the name rule. Returns the rows moved per table."""
+        check_model_name(new, what="new model name")
+        moved = self.store.rename_model(old, new)
+        with self._lock:
+            for cache in (self._models, self._refused):
+                for key in [k for k in cache if k[0] == old]:
+                    cache.pop(key, None)
+            for key in [k for k in self._profiles if k[0] == old]:
+                self._profiles.pop(key, None)
+        self._aliases.pop(old, None)
+        self._settings.pop(old, None)
+        _log.info("model %s renamed to %s", echo(old), echo(new))
+        return moved
 
     def _require_model(self, name: str) -> None:
         self.store.get_model_settings(name)

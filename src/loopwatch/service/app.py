@@ -11,11 +11,13 @@ from typing import Any, AsyncIterator
 from fastapi import Depends, FastAPI
 
 from loopwatch.config import Settings
+from loopwatch.errors import echo
 from loopwatch.ingestion import Ingestor
 from loopwatch.prediction import Predictor
+from loopwatch.records.names import NAME_RULE, is_model_name
 from loopwatch.registry import Registry
 from loopwatch.service.auth import include_protected, install_auth
-from loopwatch.service.errors import install_error_handlers, refuse_nul_characters
+from loopwatch.service.errors import install_error_handlers, refuse_nul_characters, refuse_unsafe_model_names
 from loopwatch.service.metrics import ServiceMetrics
 from loopwatch.service.middleware import BodyLimitMiddleware, MetricsMiddleware
 from loopwatch.service.routers import feedback, health, ingest, logs, models, monitor, predict, selection, train
@@ -73,6 +75,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         )
         app.state.loopwatch = state
         holder["state"] = state
+        await asyncio.to_thread(report_unsafe_names, opened)
         metrics.watch_evaluations(opened)
         retention = asyncio.create_task(_retention_loop(opened))
         scheduler = _start_scheduler(settings, opened, registry)
@@ -85,6 +88,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             if shadow is not None:
                 await asyncio.to_thread(shadow.close)
             writer.close()
+            await app.state.key_guard.aclose()
             if own_store:
                 opened.close()
 
@@ -93,7 +97,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         version=_version(),
         summary="Serve scikit-learn models and log every prediction as a durable event.",
         lifespan=lifespan,
-        dependencies=[Depends(refuse_nul_characters)],
+        # NUL first: its message says what is wrong with such a URL more precisely
+        dependencies=[Depends(refuse_nul_characters), Depends(refuse_unsafe_model_names)],
     )
     install_error_handlers(app)
     # every router with the scope its routes need to read and to change (docs/security.md)
@@ -128,6 +133,19 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     install_auth(app, settings)  # outside the body limit: no key, no body read
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def report_unsafe_names(store: Store) -> list[str]:
+    """Warn about every stored model whose name breaks the name rule (stored before it): the
+    service refuses such a name on every route, the library and the CLI still take it, and
+    ``loopwatch models rename`` gives it another. Returns those names."""
+    unsafe = [m.name for m in store.list_models() if not is_model_name(m.name)]
+    for name in unsafe:
+        _log.warning(
+            "model %s breaks the model name rule (%s): the service refuses it on every route; "
+            "rename it with: loopwatch models rename OLD NEW", echo(name), NAME_RULE,
+        )
+    return unsafe
 
 
 async def _retention_loop(store: Store) -> None:

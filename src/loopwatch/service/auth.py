@@ -33,9 +33,11 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.concurrency import run_in_threadpool
 
 from loopwatch.auth import ApiKey, KeyVerifier, LeaseLimiter
+from loopwatch.auth.verifier import key_id_of
 from loopwatch.config import Settings
-from loopwatch.errors import Forbidden, LoopwatchError, TooManyRequests, Unauthorized
+from loopwatch.errors import Forbidden, LoopwatchError, TooManyRequests, Unauthorized, echo
 from loopwatch.service.errors import from_loopwatch_error
+from loopwatch.service.key_generation import GenerationReader, reader_for
 from loopwatch.service.schemas import ErrorOut
 from loopwatch.stores.base import Store
 
@@ -54,8 +56,9 @@ KEY_SCOPE = "loopwatch.api_key"
 API_KEY_HEADER = "x-api-key"
 #: Methods that only read; the others need a router's write scope.
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: Seconds a verified key is trusted without looking at the store again (a revoke takes
-#: effect within this time in the other workers).
+#: Seconds a verified key is trusted while the store's key generation stays the same. A
+#: revocation moves the generation on and takes effect at once; this only bounds how long a
+#: change made to the keys table by other means (by hand, say) goes unseen.
 KEY_CACHE_SECONDS = 5.0
 
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -73,6 +76,8 @@ class _Parts:
     store: Store
     verifier: KeyVerifier
     limiter: LeaseLimiter
+    #: Reads the store's key generation at the start of each request (service/key_generation.py).
+    generation: GenerationReader
 
 
 class KeyGuard:
@@ -93,21 +98,32 @@ class KeyGuard:
                 store=store,
                 verifier=KeyVerifier(lookup=store.get_api_key, ttl_seconds=self.ttl_seconds),
                 limiter=LeaseLimiter(claim=claim),
+                generation=reader_for(store),
             )
         return self._parts
+
+    async def aclose(self) -> None:
+        """Release the generation reader's connection (when the service stops)."""
+        if self._parts is not None:
+            await self._parts.generation.aclose()
 
     async def admit(self, token: str | None, store: Store) -> ApiKey:
         """The caller's key, once verified and within its limits; else Unauthorized or TooManyRequests.
 
-        Verification and the limits are answered from memory on most requests; only
-        a key not seen for a while, or a used-up lease, goes to the store (in a thread).
+        Every request reads the store's key generation first, so that a revocation that
+        has committed holds for it (see :mod:`loopwatch.auth.verifier`); the key itself
+        and the limits are answered from memory on most requests, and only a key not
+        cached at that generation, or a used-up lease, is looked up (in a thread).
         """
         parts = self.parts(store)
         now = self.clock()
         moment = datetime.fromtimestamp(now, tz=timezone.utc)
-        key = parts.verifier.verify(token, now=moment, store=False)
+        key_id_of(token)  # a missing or malformed token is refused before any read
+        # read before any lookup the verification makes: the order is what makes it exact
+        generation = await parts.generation.read()
+        key = parts.verifier.verify(token, now=moment, generation=generation, store=False)
         if key is None:
-            key = await run_in_threadpool(parts.verifier.verify, token, now=moment)
+            key = await run_in_threadpool(parts.verifier.verify, token, now=moment, generation=generation)
             assert key is not None
         verdict = parts.limiter.take(key, now, store=False)
         if verdict is None:
@@ -196,7 +212,7 @@ def requires(scope: str, *, write: str | None = None) -> Any:
         needed = scope if request.method in READ_METHODS else (write or scope)
         if not key.allows(needed):
             raise Forbidden(
-                f"key {key.key_id} lacks the scope {needed!r} (it has {', '.join(key.scopes)})",
+                f"key {key.key_id} lacks the scope {echo(needed)} (it has {', '.join(key.scopes)})",
                 detail={"key_id": key.key_id, "needed": needed, "scopes": list(key.scopes)},
             )
 

@@ -4,6 +4,9 @@
 
 Validation errors never echo the offending input back: a hostile value (a
 bare NaN, a huge string) must not end up in the response or break its encoder.
+Every answer goes through :func:`error_response`, which caps the message and each
+text in the detail (:func:`loopwatch.errors.cap_message`), so no error repeats more
+than a few hundred characters of what was sent, whichever path raised it.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from loopwatch.errors import InvalidInput, LoopwatchError
+from loopwatch.errors import InvalidInput, LoopwatchError, cap_detail, cap_message, clip
 from loopwatch.records.jsonutil import dumps
+from loopwatch.records.names import check_model_name
 
 _log = logging.getLogger("loopwatch.service")
 
@@ -39,9 +43,9 @@ _STATUS_CODES = {
 def error_response(
     status: int, code: str, message: str, detail: Any = None, headers: dict[str, str] | None = None
 ) -> Response:
-    body: dict[str, Any] = {"status": status, "code": code, "message": message}
+    body: dict[str, Any] = {"status": status, "code": code, "message": cap_message(message)}
     if detail is not None:
-        body["detail"] = detail
+        body["detail"] = cap_detail(detail)
     return Response(
         dumps({"error": body}), status_code=status, media_type="application/json", headers=headers
     )
@@ -66,7 +70,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         problems = [
             {
-                "location": [str(part) for part in err.get("loc", ())],
+                # a location names what was sent (a body key may be any text): capped like any echo
+                "location": [clip(str(part)) for part in err.get("loc", ())],
                 "problem": str(err.get("msg", "invalid")) + _json_reason(err),
             }
             for err in exc.errors()[:20]
@@ -100,6 +105,20 @@ def refuse_nul_characters(request: Request) -> None:
         "\x00" in key or "\x00" in value for key, value in request.query_params.multi_items()
     ):
         raise InvalidInput("the URL must not contain NUL characters")
+
+
+def refuse_unsafe_model_names(request: Request) -> None:
+    """App-wide dependency: a model name in the path (``/v1/models/{name}/...``) or in a
+    ``model`` filter must follow the name rule (:mod:`loopwatch.records.names`), else 422.
+
+    It runs after routing, so it sees the name as the route decoded it: ``%2e%2e`` is
+    ``..`` here and refused, on every route, whatever the model does or does not exist.
+    """
+    name = request.path_params.get("name")
+    if name is not None:
+        check_model_name(name)
+    for model in request.query_params.getlist("model"):
+        check_model_name(model, what="model filter")
 
 
 def _json_reason(err: dict[str, Any]) -> str:

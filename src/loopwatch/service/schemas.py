@@ -18,6 +18,8 @@ from pydantic import (
     model_validator,
 )
 
+from loopwatch.records.names import NAME_PATTERN
+
 #: Version numbers are INTEGER columns; larger ones cannot even be bound as SQLite parameters.
 MAX_VERSION = 2**31 - 1
 VersionNumber = Annotated[StrictInt, Field(ge=1, le=MAX_VERSION)]
@@ -281,7 +283,8 @@ class LabelIn(_In):
 
 
 class FeedbackIn(_In):
-    model: str = Field(..., min_length=1, max_length=100, description="The model the labels are for.")
+    model: str = Field(..., min_length=1, max_length=100, pattern=NAME_PATTERN,
+                       description="The model the labels are for.")
     labels: list[LabelIn] = Field(
         ..., min_length=1, max_length=MAX_LIST_LENGTH, description="Labels, at most max_rows_per_request."
     )

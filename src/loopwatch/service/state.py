@@ -12,6 +12,7 @@ from loopwatch.config import Settings
 from loopwatch.ingestion import Ingestor
 from loopwatch.prediction import Predictor
 from loopwatch.records import Rejection
+from loopwatch.records.names import is_model_name
 from loopwatch.registry import Registry
 from loopwatch.service.metrics import ServiceMetrics
 from loopwatch.service.shadow import ShadowScorer
@@ -41,11 +42,16 @@ class ServiceState:
     def reject(
         self, model_name: str, client_id: str | None, reason: str, status: int, message: str
     ) -> None:
-        """Count a refused predict request, for data-quality monitoring."""
+        """Count a refused predict request, for data-quality monitoring.
+
+        A name that breaks the name rule is no model's: such a request is counted in the
+        metrics but leaves no row naming it in the store."""
         self.metrics.rejections.labels(reason=reason).inc()
+        if not is_model_name(model_name):
+            return
         self.writer.submit_rejection(
             Rejection(
-                model_name=model_name[:200],
+                model_name=model_name,
                 timestamp=datetime.now(timezone.utc),
                 client_id=client_id[:200] if client_id else None,
                 reason=reason,
@@ -62,4 +68,4 @@ def get_state(request: Request) -> ServiceState:
 
 def predict_model_name(path: str) -> str | None:
     match = PREDICT_PATH.match(path)
-    return match.group(1) if match else None
+    return match.group(1) if match and is_model_name(match.group(1)) else None

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 from loopwatch.stats.sketch import (
     CategoricalSummary,
     FloatArray,
@@ -94,11 +94,11 @@ def count_mapping(counts: Counts, name: str = "counts") -> Mapping[str, float]:
         raise InvalidInput(f"{name} must map category labels to counts")
     for key, value in mapping.items():
         if not isinstance(key, str):
-            raise InvalidInput(f"{name}: category labels must be strings, got {key!r}")
+            raise InvalidInput(f"{name}: category labels must be strings, got {echo(key)}")
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise InvalidInput(f"{name}: count of {key!r} is not a number")
+            raise InvalidInput(f"{name}: count of {echo(key)} is not a number")
         if not (np.isfinite(value) and value >= 0):
-            raise InvalidInput(f"{name}: count of {key!r} must be finite and non-negative")
+            raise InvalidInput(f"{name}: count of {echo(key)} must be finite and non-negative")
     return mapping
 
 

@@ -56,7 +56,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 from loopwatch.stats.binned import ROW_DISTANCES, Counts, count_mapping, bin_counts, quantile_edges
 from loopwatch.stats.sketch import FloatArray, IntArray, NumericSummary, sorted_finite_array
 from loopwatch.stats.univariate import ks_statistic_from_sorted, wasserstein, wasserstein_normed
@@ -128,7 +128,7 @@ class NullCalibration:
         True
         """
         if name not in self.moments:
-            raise InvalidInput(f"no calibration for {name!r}; have {sorted(self.moments)}")
+            raise InvalidInput(f"no calibration for {echo(name)}; have {sorted(self.moments)}")
         if not 0 < alpha < 1:
             raise InvalidInput("alpha must lie strictly between 0 and 1")
         mean, var = self.fit_moments[name]

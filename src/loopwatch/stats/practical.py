@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 from loopwatch.stats.calibration import NullCalibration, bootstrap_null  # noqa: F401  (doctest)
 
 #: One-sided level of "mean + 3 sd" under a normal null: the band is exceeded by chance
@@ -115,9 +115,9 @@ def check_overrides(overrides: Mapping[str, Any], *, name: str = "practical_thre
     out: dict[str, float] = {}
     for key, value in overrides.items():
         if key not in DEFAULT_FLOORS:
-            raise InvalidInput(f"{name}: unknown statistic {key!r}; known: {', '.join(STATISTICS)}")
+            raise InvalidInput(f"{name}: unknown statistic {echo(key)}; known: {', '.join(STATISTICS)}")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise InvalidInput(f"{name}[{key!r}] must be a finite number >= 0")
+            raise InvalidInput(f"{name}[{echo(key)}] must be a finite number >= 0")
         out[str(key)] = float(value)
     return out
 

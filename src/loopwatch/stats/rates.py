@@ -27,7 +27,7 @@ from typing import Any
 
 from scipy import stats
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def _count(value: Any, name: str) -> int:
     try:
         number = operator.index(value)
     except TypeError as exc:
-        raise InvalidInput(f"{name} must be an integer count, got {value!r}") from exc
+        raise InvalidInput(f"{name} must be an integer count, got {echo(value)}") from exc
     if number < 0:
         raise InvalidInput(f"{name} must be >= 0, got {number}")
     return int(number)

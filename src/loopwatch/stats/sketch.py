@@ -34,7 +34,7 @@ from typing import Any, overload
 import numpy as np
 import numpy.typing as npt
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -347,9 +347,9 @@ class CategoricalSummary:
         clean: dict[str, int] = {}
         for key, value in self.counts.items():
             if not isinstance(key, str):
-                raise InvalidInput(f"category labels must be strings, got {key!r}")
+                raise InvalidInput(f"category labels must be strings, got {echo(key)}")
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
-                raise InvalidInput(f"count of {key!r} must be a non-negative integer, got {value!r}")
+                raise InvalidInput(f"count of {echo(key)} must be a non-negative integer, got {echo(value)}")
             if value:
                 clean[key] = int(value)
         if not clean:

@@ -38,7 +38,7 @@ import numpy.typing as npt
 from scipy import special
 from scipy import stats as sps
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 from loopwatch.stats.binned import align_categories
 from loopwatch.stats.sketch import (
     FloatArray,
@@ -136,7 +136,7 @@ def ks_statistic_from_sorted(reference_sorted: Reference, current_sorted: npt.Ar
 def ks_method(n_reference: int, n_current: int, *, exact_reference: bool = True, method: KSMethod = "auto") -> str:
     """The p-value mode :func:`ks_test` uses: ``"exact"`` or ``"asymp"``."""
     if method not in ("auto", "exact", "asymp"):
-        raise InvalidInput(f"method must be 'auto', 'exact' or 'asymp', not {method!r}")
+        raise InvalidInput(f"method must be 'auto', 'exact' or 'asymp', not {echo(method)}")
     if method == "asymp":
         return "asymp"
     if method == "exact":

@@ -6,7 +6,7 @@ plain path) for the embedded default, ``postgresql://...`` for teams.
 
 from __future__ import annotations
 
-from loopwatch.errors import InvalidInput
+from loopwatch.errors import InvalidInput, echo
 from loopwatch.stores.base import EventPage, EventQuery, Store, StoredRequest
 
 
@@ -26,7 +26,7 @@ def open_store(url: str, *, sqlite_synchronous: str = "FULL", migrate: bool = Tr
         store = SQLiteStore(url, synchronous=sqlite_synchronous)
     else:
         raise InvalidInput(
-            f"unsupported database URL {url!r}: use sqlite:///path or postgresql://..."
+            f"unsupported database URL {echo(url)}: use sqlite:///path or postgresql://..."
         )
     if migrate:
         store.migrate()

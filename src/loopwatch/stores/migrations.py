@@ -343,7 +343,44 @@ MIGRATIONS: Final[list[tuple[int, str, list[str]]]] = [
             )""",
         ],
     ),
+    (
+        11,
+        "key revocations seen at once: a generation that every revocation moves on",
+        [
+            # one row; a revocation adds 1 in its own transaction, and every request compares
+            # it with the generation its worker's cached keys were read at (auth/verifier.py)
+            """CREATE TABLE key_generation (
+                id INTEGER PRIMARY KEY,
+                generation BIGINT NOT NULL
+            )""",
+            "INSERT INTO key_generation (id, generation) VALUES (1, 0)",
+        ],
+    ),
 ]
+
+
+#: Every column that holds a model's name, by table: what renaming a model rewrites
+#: (``models`` first, the table the others refer to). A test compares it with the schema,
+#: so that a table added later cannot be forgotten.
+MODEL_NAME_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
+    ("models", "name"),
+    ("model_versions", "name"),
+    ("aliases", "name"),
+    ("alias_history", "name"),
+    ("requests", "model_name"),
+    ("events", "model_name"),
+    ("rejections", "model_name"),
+    ("training_events", "model_name"),
+    ("labels", "model_name"),
+    ("label_revisions", "model_name"),
+    ("incidents", "model_name"),
+    ("monitor_configs", "model_name"),
+    ("rebaselines", "model_name"),
+    ("quarantine", "model_name"),
+    ("evaluation_failures", "model_name"),
+    ("evaluation_status", "model_name"),
+    ("external_versions", "model_name"),
+)
 
 
 def statements_for(dialect: str, statements: list[str]) -> list[str]:

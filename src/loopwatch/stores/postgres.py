@@ -64,5 +64,15 @@ class PostgresStore(
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
         super()._ensure_migrations_table(cur)
 
+    def _read_outside_transaction(self, statement: str) -> list[tuple[Any, ...]]:
+        # autocommit for this one statement: one round trip instead of BEGIN, SELECT, COMMIT
+        # (switching it is a client-side flag while the connection is idle)
+        conn = self._conn()
+        conn.autocommit = True
+        try:
+            return list(conn.execute(statement).fetchall())
+        finally:
+            conn.autocommit = False
+
     def _is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, self._psycopg.errors.UniqueViolation)

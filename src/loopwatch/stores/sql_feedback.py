@@ -13,7 +13,7 @@ import math
 from datetime import datetime, timedelta
 from typing import Any, Iterator, Literal, Sequence
 
-from loopwatch.errors import InvalidInput, StoreError
+from loopwatch.errors import InvalidInput, StoreError, echo
 from loopwatch.records import BusinessObservation, Label, LabelOutcome, StoredLabel
 from loopwatch.records.events import SHADOW_REQUEST_TYPE
 from loopwatch.records.feedback import same_label
@@ -77,11 +77,11 @@ class SqlFeedbackMixin(SqlStoreBase):
             found = cur.fetchone()
             if found is None or found[0] != label.model_name:
                 return (
-                    f"no prediction of model {label.model_name!r} with request id "
-                    f"{label.request_id!r} and row {label.row_index}"
+                    f"no prediction of model {echo(label.model_name)} with request id "
+                    f"{echo(label.request_id)} and row {label.row_index}"
                 )
             if found[4] == SHADOW_REQUEST_TYPE:  # the outcome belongs to the served prediction
-                return (f"request {label.request_id!r} is a candidate's shadow, which answered no one: "
+                return (f"request {echo(label.request_id)} is a candidate's shadow, which answered no one: "
                         "label the served request it shadows")
             return (str(label.request_id), int(label.row_index or 0), int(found[1]), int(found[2]), found[3])
         latest = (
@@ -99,7 +99,7 @@ class SqlFeedbackMixin(SqlStoreBase):
             cur.execute(self._sql(latest.format("")), (label.model_name, label.entity_id))
             found = cur.fetchone()
         if found is None:
-            return f"no prediction of model {label.model_name!r} for entity {label.entity_id!r}"
+            return f"no prediction of model {echo(label.model_name)} for entity {echo(label.entity_id)}"
         return (found[0], int(found[1]), int(found[2]), int(found[3]), label.entity_id)
 
     def _write_label(self, cur: Any, label: Label, target: _Target, now: int) -> LabelOutcome:
@@ -154,7 +154,7 @@ class SqlFeedbackMixin(SqlStoreBase):
             if cur.rowcount == 1:
                 cur.execute(insert_revision, record(revision))
                 return LabelOutcome("corrected", request_id, row_index)
-        raise StoreError(f"could not label request {request_id!r} row {row_index}: too much contention")
+        raise StoreError(f"could not label request {echo(request_id)} row {row_index}: too much contention")
 
     def iter_labels(
         self,

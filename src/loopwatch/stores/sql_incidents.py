@@ -7,7 +7,7 @@ import math
 from datetime import datetime
 from typing import Any, Sequence
 
-from loopwatch.errors import IntegrityError, InvalidInput, NotFound, StoreError
+from loopwatch.errors import IntegrityError, InvalidInput, NotFound, StoreError, echo
 from loopwatch.records import ConfigVersion, IncidentRecord, Rebaseline
 from loopwatch.records.feedback import key_text, utc_moment
 from loopwatch.records.jsonutil import dumps, loads
@@ -97,7 +97,7 @@ class SqlIncidentsMixin(SqlStoreBase):
             f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE incident_id = ?", (incident_id,)
         )
         if not found:
-            raise NotFound(f"no incident {incident_id!r}")
+            raise NotFound(f"no incident {echo(incident_id)}")
         return _incident_from_row(found[0])
 
     def acknowledge_incident(
@@ -118,7 +118,7 @@ class SqlIncidentsMixin(SqlStoreBase):
                 (to_micros(at), by, note, incident_id),
             )
             if cur.rowcount == 0:
-                raise NotFound(f"no incident {incident_id!r}")
+                raise NotFound(f"no incident {echo(incident_id)}")
             cur.execute(
                 self._sql(f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE incident_id = ?"),
                 (incident_id,),
@@ -246,7 +246,7 @@ class SqlIncidentsMixin(SqlStoreBase):
                         (model_name, model_version),
                     )
                     if cur.fetchone() is None:
-                        raise NotFound(f"model {model_name!r} has no version {model_version}")
+                        raise NotFound(f"model {echo(model_name)} has no version {model_version}")
                     cur.execute(
                         self._sql(
                             "INSERT INTO artifacts (sha256, kind, size, content, created_at) "

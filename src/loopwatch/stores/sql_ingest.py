@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
-from loopwatch.errors import NotFound, StoreError
+from loopwatch.errors import NotFound, StoreError, echo
 from loopwatch.records.ingest import IngestBatch, IngestOutcome
 from loopwatch.records.jsonutil import dumps, loads
 from loopwatch.stores.base import to_micros
@@ -143,13 +143,13 @@ class SqlIngestMixin(SqlStoreBase):
             try:
                 return self._create_external_version(name, label, base_version=base_version, created_at=created_at)
             except _Refused:
-                raise NotFound(f"model {name!r} has no version {base_version}") from None
+                raise NotFound(f"model {echo(name)} has no version {base_version}") from None
             except Exception as exc:
                 # another worker saw the label (or took the number) first: look again
                 if self._is_unique_violation(exc) and attempt < 4:
                     continue
-                raise StoreError(f"could not record version label {label!r} of {name!r}: {exc}") from exc
-        raise StoreError(f"could not record version label {label!r} of {name!r}")  # pragma: no cover
+                raise StoreError(f"could not record version label {echo(label)} of {echo(name)}: {exc}") from exc
+        raise StoreError(f"could not record version label {echo(label)} of {echo(name)}")  # pragma: no cover
 
     def _create_external_version(self, name: str, label: str, *, base_version: int, created_at: datetime) -> int:
         at = to_micros(created_at)

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from loopwatch.auth.keys import ApiKey, check_key_id, check_scopes
-from loopwatch.errors import Conflict, InvalidInput, NotFound
+from loopwatch.errors import Conflict, InvalidInput, NotFound, StoreError, echo
 from loopwatch.records.jsonutil import dumps, loads
 from loopwatch.stores.base import from_micros, to_micros
 from loopwatch.stores.sql import SqlStoreBase
@@ -16,6 +16,7 @@ _KEY_COLUMNS = (
     "rate_per_second, daily_budget"
 )
 USAGE_KINDS = ("second", "day")
+KEY_GENERATION_SQL = "SELECT generation FROM key_generation WHERE id = 1"
 
 # One statement grants up to ``want`` more requests in a window without the window's
 # total passing ``limit``: a new window starts from zero, an older one (a worker whose
@@ -68,7 +69,7 @@ class SqlKeysMixin(SqlStoreBase):
                 )
         except Exception as exc:
             if self._is_unique_violation(exc):
-                raise Conflict(f"key id {key.key_id!r} is taken") from exc
+                raise Conflict(f"key id {echo(key.key_id)} is taken") from exc
             raise
         return key
 
@@ -81,18 +82,40 @@ class SqlKeysMixin(SqlStoreBase):
         return [_key_from_row(row) for row in rows]
 
     def revoke_api_key(self, key_id: str, *, at: datetime) -> ApiKey:
-        """Revoke a key (the first revocation's time stays); the record is kept for the audit trail."""
+        """Revoke a key (the first revocation's time stays); the record is kept for the audit trail.
+
+        The same transaction moves the key generation on (:meth:`key_generation`): once it has
+        committed, every worker that compares the generation at the start of a request sees
+        that its cached keys are stale, so the revocation holds for every later request.
+        """
         check_key_id(key_id)
         with self._transaction() as cur:
             cur.execute(
                 self._sql("UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"),
                 (to_micros(at), key_id),
             )
+            if cur.rowcount:
+                cur.execute("UPDATE key_generation SET generation = generation + 1 WHERE id = 1")
             cur.execute(self._sql(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = ?"), (key_id,))
             row = cur.fetchone()
         if row is None:
-            raise NotFound(f"no API key with id {key_id!r}")
+            raise NotFound(f"no API key with id {echo(key_id)}")
         return _key_from_row(row)
+
+    def key_generation(self) -> int:
+        """How many revocations the store has seen: one single-row read, made at the start of
+        every authenticated request, as one statement outside any transaction (a few
+        microseconds on SQLite, one round trip on PostgreSQL)."""
+        try:
+            rows = self._read_outside_transaction(KEY_GENERATION_SQL)
+        except Exception as exc:
+            self._drop_connection()
+            raise StoreError(f"cannot check API keys: the database cannot be read ({exc})") from exc
+        return int(rows[0][0]) if rows else 0
+
+    def _read_outside_transaction(self, statement: str) -> list[tuple[Any, ...]]:
+        """One read statement as its own transaction; dialects make it one round trip."""
+        return self._fetchall(statement)
 
     def claim_key_usage(self, key_id: str, *, kind: str, window: int, want: int, limit: int) -> int:
         """Grant up to ``want`` requests of ``key_id`` in ``window`` (a second or a day number)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Sequence
 
-from loopwatch.errors import InvalidInput, NotFound
+from loopwatch.errors import InvalidInput, NotFound, echo
 from loopwatch.poisoning.records import QuarantineEntry, entry_id
 from loopwatch.records.feedback import key_text, utc_moment
 from loopwatch.records.jsonutil import dumps, loads
@@ -122,7 +122,7 @@ class SqlQuarantineMixin(SqlStoreBase):
             missing = [entry_id(r, i) for r, i in wanted if (r, i) not in stored]
             if missing:
                 raise NotFound(
-                    f"{len(missing)} of the rows are not quarantined for model {model_name!r}: "
+                    f"{len(missing)} of the rows are not quarantined for model {echo(model_name)}: "
                     + ", ".join(missing[:10]),
                     detail={"missing": missing[:100]},
                 )

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Sequence
 
-from loopwatch.errors import Conflict, NotFound, StoreError
+from loopwatch.errors import Conflict, InvalidInput, LoopwatchError, NotFound, StoreError, echo
 from loopwatch.features.schema import FeatureSchema
 from loopwatch.records import AliasChange, ModelInfo, ModelSettings, ModelVersion
 from loopwatch.records.jsonutil import dumps, loads
 from loopwatch.stores.base import from_micros, to_micros
+from loopwatch.stores.migrations import MODEL_NAME_COLUMNS
 from loopwatch.stores.sql import SqlStoreBase
 
 _VERSION_COLUMNS = (
@@ -98,8 +99,8 @@ class SqlRegistryMixin(SqlStoreBase):
                 # two writers picked the same number: take the next one
                 if self._is_unique_violation(exc) and attempt < 4:
                     continue
-                raise StoreError(f"could not register a version of {name!r}: {exc}") from exc
-        raise StoreError(f"could not register a version of {name!r}")  # pragma: no cover
+                raise StoreError(f"could not register a version of {echo(name)}: {exc}") from exc
+        raise StoreError(f"could not register a version of {echo(name)}")  # pragma: no cover
 
     def get_model_version(self, name: str, version: int) -> ModelVersion:
         found = self._fetchall(
@@ -107,14 +108,14 @@ class SqlRegistryMixin(SqlStoreBase):
             (name, version),
         )
         if not found:
-            if not self._model_exists(name):
-                raise NotFound(f"no model named {name!r}")
-            raise NotFound(f"model {name!r} has no version {version}")
+            if not self.model_exists(name):
+                raise NotFound(f"no model named {echo(name)}")
+            raise NotFound(f"model {echo(name)} has no version {version}")
         return self._version_from_row(found[0], self.get_aliases(name))
 
     def list_versions(self, name: str) -> list[ModelVersion]:
-        if not self._model_exists(name):
-            raise NotFound(f"no model named {name!r}")
+        if not self.model_exists(name):
+            raise NotFound(f"no model named {echo(name)}")
         aliases = self.get_aliases(name)
         found = self._fetchall(
             f"SELECT {_VERSION_COLUMNS} FROM model_versions WHERE name = ? ORDER BY version",
@@ -165,7 +166,7 @@ class SqlRegistryMixin(SqlStoreBase):
                     (name, version),
                 )
                 if cur.fetchone() is None:
-                    raise NotFound(f"model {name!r} has no version {version}")
+                    raise NotFound(f"model {echo(name)} has no version {version}")
             cur.execute(
                 self._sql("SELECT version FROM aliases WHERE name = ? AND alias = ?"),
                 (name, alias),
@@ -174,7 +175,7 @@ class SqlRegistryMixin(SqlStoreBase):
             previous = None if row is None else int(row[0])
             if version is None:
                 if previous is None:
-                    raise Conflict(f"model {name!r} has no {alias} alias to remove")
+                    raise Conflict(f"model {echo(name)} has no {alias} alias to remove")
                 cur.execute(
                     self._sql("DELETE FROM aliases WHERE name = ? AND alias = ?"), (name, alias)
                 )
@@ -231,7 +232,7 @@ class SqlRegistryMixin(SqlStoreBase):
             "SELECT log_data, retention_days, nullable FROM models WHERE name = ?", (name,)
         )
         if not found:
-            raise NotFound(f"no model named {name!r}")
+            raise NotFound(f"no model named {echo(name)}")
         return _settings(*found[0])
 
     def set_model_settings(self, name: str, settings: ModelSettings) -> None:
@@ -241,10 +242,66 @@ class SqlRegistryMixin(SqlStoreBase):
              dumps(list(settings.nullable)).decode() if settings.nullable else None, name),
         )
         if changed == 0:
-            raise NotFound(f"no model named {name!r}")
+            raise NotFound(f"no model named {echo(name)}")
 
-    def _model_exists(self, name: str) -> bool:
+    def rename_model(self, old: str, new: str) -> dict[str, int]:
+        """Give model ``old`` the name ``new`` in every table that names it, in one transaction;
+        return the rows moved per table.
+
+        ``new`` must not be taken. Incident ids, which start with the model's name, and the
+        schedule's claim follow the name, so that the next evaluation updates the same
+        incidents. Text written at the time (stored answers, incident summaries, the
+        reasons in the alias history) keeps the old name: it is a record of what was.
+        """
+        if old == new:
+            raise InvalidInput("the new name is the old one")
+        moved: dict[str, int] = {}
+        try:
+            with self._transaction() as cur:
+                self._serialize(cur, f"model:{old}")
+                self._serialize(cur, f"model:{new}")
+                cur.execute(self._sql("SELECT 1 FROM models WHERE name = ?"), (new,))
+                if cur.fetchone():
+                    raise Conflict(f"a model named {echo(new)} exists already")
+                # the versions refer to the models row: make the new row, move the rest, drop the old
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO models (name, created_at, log_data, retention_days, nullable) "
+                        "SELECT ?, created_at, log_data, retention_days, nullable FROM models WHERE name = ?"
+                    ),
+                    (new, old),
+                )
+                if cur.rowcount != 1:
+                    raise NotFound(f"no model named {echo(old)}")
+                moved["models"] = 1
+                for table, column in MODEL_NAME_COLUMNS[1:]:
+                    cur.execute(self._sql(f"UPDATE {table} SET {column} = ? WHERE {column} = ?"), (new, old))
+                    moved[table] = int(cur.rowcount or 0)
+                cur.execute(self._sql("DELETE FROM models WHERE name = ?"), (old,))
+                old_prefix, new_prefix = f"{old}:", f"{new}:"
+                cur.execute(
+                    self._sql(
+                        "UPDATE incidents SET incident_id = ? || substr(incident_id, ?) "
+                        "WHERE model_name = ? AND substr(incident_id, 1, ?) = ?"
+                    ),
+                    (new_prefix, len(old_prefix) + 1, new, len(old_prefix), old_prefix),
+                )
+                moved["incident_ids"] = int(cur.rowcount or 0)
+                cur.execute(
+                    self._sql("UPDATE claims SET claim_key = ? WHERE claim_key = ?"),
+                    (f"schedule:{new}", f"schedule:{old}"),
+                )
+        except LoopwatchError:
+            raise
+        except Exception as exc:
+            if self._is_unique_violation(exc):
+                raise Conflict(f"rows naming {echo(new)} exist already; the model was not renamed") from exc
+            raise StoreError(f"could not rename model {echo(old)}: {exc}") from exc
+        return moved
+
+    def model_exists(self, name: str) -> bool:
         return bool(self._fetchall("SELECT 1 FROM models WHERE name = ?", (name,)))
+
 
     @staticmethod
     def _version_from_row(r: Sequence[Any], aliases: dict[str, int]) -> ModelVersion:

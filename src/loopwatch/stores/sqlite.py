@@ -83,5 +83,11 @@ class SQLiteStore(
             self._local.lock_pid = os.getpid()
         return int(fd)
 
+    def _read_outside_transaction(self, statement: str) -> list[tuple[Any, ...]]:
+        # the connection is in autocommit mode between transactions: one statement is its
+        # own read transaction, without BEGIN and COMMIT; fetchall steps it to its end, so
+        # that it holds no snapshot of the WAL afterwards
+        return list(self._conn().execute(statement).fetchall())
+
     def _is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.IntegrityError)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from loopwatch.errors import Conflict, InvalidInput, NotFound, Overloaded, PayloadTooLarge
+from loopwatch.errors import Conflict, InvalidInput, NotFound, Overloaded, PayloadTooLarge, echo
 from loopwatch.ingestion import IngestCall
 from loopwatch.service.routers.predict import JsonBodyRoute
 from loopwatch.service.schemas import ERROR_RESPONSES, MAX_LIST_LENGTH
@@ -79,7 +79,7 @@ async def ingest(
     unknown = [(i, k) for i, e in enumerate(body.events) for k in e if k not in EVENT_FIELDS]
     if unknown:
         problems = [{"event": i, "field": str(k)[:100], "problem": "unknown field"} for i, k in unknown[:20]]
-        raise InvalidInput(f"event {unknown[0][0]}: unknown field {str(unknown[0][1])[:100]!r}",
+        raise InvalidInput(f"event {unknown[0][0]}: unknown field {echo(str(unknown[0][1])[:100])}",
                            detail={"problems": problems})
     ingestor = state.ingestor
     assert ingestor is not None

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from loopwatch.errors import InvalidInput, NotFound
+from loopwatch.errors import InvalidInput, NotFound, echo
 from loopwatch.prediction import MAX_REQUEST_ID_LENGTH, SHADOW_SUFFIX
 from loopwatch.stores.base import EventQuery
 from loopwatch.stores.export import export_schemas, ndjson_lines, write_parquet
@@ -133,7 +133,7 @@ async def export_logs(
 async def delete_request(request_id: str, state: ServiceState = Depends(get_state)) -> dict[str, Any]:
     deleted = await run_in_threadpool(state.store.delete_request, request_id)
     if deleted == 0:
-        raise NotFound(f"no logged request with id {request_id!r}")
+        raise NotFound(f"no logged request with id {echo(request_id)}")
     return {"request_id": request_id, "deleted_events": deleted}
 
 
@@ -163,5 +163,5 @@ async def training_events(
 async def fingerprint(fingerprint_id: str, state: ServiceState = Depends(get_state)) -> dict[str, Any]:
     found = await run_in_threadpool(state.store.get_fingerprint, fingerprint_id)
     if found is None:
-        raise NotFound(f"no fingerprint {fingerprint_id!r}")
+        raise NotFound(f"no fingerprint {echo(fingerprint_id)}")
     return found.to_dict()

@@ -18,9 +18,11 @@ from loopwatch.errors import (
     Overloaded,
     PayloadTooLarge,
     UnsupportedMediaType,
+    echo,
 )
 from loopwatch.records.ingest import INGESTED_REQUEST_TYPE
 from loopwatch.prediction import PredictCall, check_client_request_id, new_request_id
+from loopwatch.service.errors import refuse_nul_characters, refuse_unsafe_model_names
 from loopwatch.service.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse
 from loopwatch.service.state import CLIENT_ID_HEADER, ServiceState, get_state
 
@@ -41,7 +43,7 @@ def require_json_media(request: Request) -> None:
     """A 415 unless the body is declared JSON (``application/json`` or ``application/*+json``)."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
-        raise UnsupportedMediaType(f"unsupported content type {media[:100]!r}: send application/json")
+        raise UnsupportedMediaType(f"unsupported content type {echo(media[:100])}: send application/json")
 
 
 class StrictJsonRoute(APIRoute):
@@ -54,6 +56,9 @@ class StrictJsonRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def strict(request: Request) -> Response:
+            # the URL first, as the app's dependencies do on every other route
+            refuse_nul_characters(request)
+            refuse_unsafe_model_names(request)
             try:
                 require_json_media(request)
             except UnsupportedMediaType as exc:
@@ -134,7 +139,7 @@ async def predict(
     outcome = await asyncio.wrap_future(future)
     if outcome.status == "conflict":
         raise Conflict(
-            f"request id {request_id!r} was already used with a different body",
+            f"request id {echo(request_id)} was already used with a different body",
             detail={"request_id": request_id},
         )
     if outcome.status == "duplicate":

@@ -8,7 +8,7 @@ import pandas as pd
 from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from loopwatch.errors import InvalidInput, LoopwatchError, UnsupportedMediaType
+from loopwatch.errors import InvalidInput, LoopwatchError, UnsupportedMediaType, echo
 from loopwatch.features.table_rows import validate_table_rows
 from loopwatch.records.jsonutil import loads
 from loopwatch.registry.registry import check_model_name
@@ -103,5 +103,5 @@ def _frame_from_body(body: bytes, content_type: str | None) -> pd.DataFrame:
             raise InvalidInput('the JSON body must be {"rows": [{...}, ...]}')
         return validate_table_rows(parsed["rows"], min_rows=10)
     raise UnsupportedMediaType(
-        f"unsupported content type {media!r}: send text/csv, {PARQUET_TYPES[0]} or application/json"
+        f"unsupported content type {echo(media)}: send text/csv, {PARQUET_TYPES[0]} or application/json"
     )
