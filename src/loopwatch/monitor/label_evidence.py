@@ -95,7 +95,7 @@ def label_findings(
             entry["estimated_missing"] = no_estimate.to_dict()
         found = None
         departure = None
-        last_test = None
+        tests: list[tuple[datetime, dict[str, float], dict[str, Any], int]] = []
         testable = estimated is not None and start not in drifted_windows
         for checkpoint in _checkpoints(mine, spec):
             seen = mine[mine["label_time"] < checkpoint]
@@ -111,7 +111,7 @@ def label_findings(
             departure = -departure if context.higher_is_better else departure
             test = _departure_test(departure, realized, estimated, history.get(int(number), []), checkpoint)
             entry["departure"] = test
-            last_test = (checkpoint, realized, test, len(seen))
+            tests.append((checkpoint, realized, test, len(seen)))
             if test["excess"] > config.performance_tolerance and test["z"] > z_crit:
                 found = _concept_finding(context, start, spec, checkpoint, realized, estimated, test, len(seen))
         if testable and found is None and departure is not None:
@@ -129,8 +129,8 @@ def label_findings(
         if found is not None:
             part.findings.append(found)
             found_in.add(int(number))
-        elif last_test is not None:
-            judged.setdefault(int(number), []).append((start, estimated, *last_test))
+        elif tests:
+            judged.setdefault(int(number), []).append((start, estimated, tests))
     for number, series in judged.items():
         if number in found_in:  # the per-window test already named this version's drift
             continue
@@ -208,33 +208,46 @@ def _concept_finding(
 def _pooled_concept_finding(context: Any, series: list[tuple[Any, ...]], spec: WindowSpec,
                             config: MonitoringConfig) -> Finding | None:
     """A concept drift found by pooling windows: a one-sided CUSUM over the windows' departure
-    z scores (:mod:`loopwatch.stats.cusum`), in time order, when the run's mean excess also
-    reaches the practical tolerance. Each window alone may fall short of the per-window bar
-    while a run of them is overwhelming evidence (a drift costing every day a little)."""
+    z scores (:mod:`loopwatch.stats.cusum`), in time order, when the mean excess of the windows
+    nearest the crossing also reaches the practical tolerance. Each window alone may fall short
+    of the per-window bar while a run of them is overwhelming evidence (a drift costing every
+    day a little).
+
+    ``series`` holds, per window, its start, its estimate and its tests, one per label
+    checkpoint. The pooled test is run as of each checkpoint, on each window's latest test by
+    then, so that the finding is dated when the evidence first existed."""
     assert spec.length is not None
-    alarm = cusum_alarm([item[4]["z"] for item in series])
-    if alarm is None:
-        return None
-    first, last = alarm
-    run = series[first:last + 1]
-    # the practical size is judged on the windows nearest the crossing: a run begins wherever
-    # the sum last touched zero, and the small excesses of its first windows would dilute it
-    recent = run[-POOLED_PRACTICAL_WINDOWS:]
-    excess = float(np.mean([item[4]["excess"] for item in recent]))
-    if excess <= config.performance_tolerance:
-        return None
-    start, estimated, checkpoint, realized, test, labels = series[last]
-    pooled = {**test, "excess": round(excess, 4), "pooled_windows": len(run),
-              "pooled_since": run[0][0].isoformat(),
-              "cusum": round(float(cusum_path([item[4]["z"] for item in series])[last]), 2)}
-    finding = _concept_finding(context, start, spec, checkpoint, realized, estimated, pooled, labels)
-    # dated by the window where the pooled evidence crossed, as the window test dates by its
-    # window; where the run began is in the evidence
-    return replace(finding, severity=excess, summary=(
-        f"realized {context.metric} fell {excess:.3f} further below the label-free estimate than usual, on average "
-        f"over the {len(recent)} windows to {start:%Y-%m-%d} (CUSUM of the z scores of the {len(run)} windows since "
-        f"{run[0][0]:%Y-%m-%d}: {pooled['cusum']:.1f}) while the inputs held: the relation between inputs and "
-        "outcome changed"))
+    moments = sorted({test[0] for item in series for test in item[2]})
+    for moment in moments:
+        current = []
+        for start, estimated, tests in series:
+            known = [t for t in tests if t[0] <= moment]
+            if known:
+                current.append((start, estimated, known[-1]))
+        zs = [item[2][2]["z"] for item in current]
+        alarm = cusum_alarm(zs)
+        if alarm is None:
+            continue
+        first, last = alarm
+        run = current[first:last + 1]
+        # the practical size is judged on the windows nearest the crossing: a run begins wherever
+        # the sum last touched zero, and the small excesses of its first windows would dilute it
+        recent = run[-POOLED_PRACTICAL_WINDOWS:]
+        excess = float(np.mean([item[2][2]["excess"] for item in recent]))
+        if excess <= config.performance_tolerance:
+            continue
+        start, estimated, (_, realized, test, labels) = current[last]
+        pooled = {**test, "excess": round(excess, 4), "pooled_windows": len(run),
+                  "pooled_since": run[0][0].isoformat(), "cusum": round(float(cusum_path(zs)[last]), 2)}
+        finding = _concept_finding(context, start, spec, moment, realized, estimated, pooled, labels)
+        # dated by the window where the pooled evidence crossed, as the window test dates by
+        # its window; where the run began is in the evidence
+        return replace(finding, severity=excess, summary=(
+            f"realized {context.metric} fell {excess:.3f} further below the label-free estimate than usual, on "
+            f"average over the {len(recent)} windows to {start:%Y-%m-%d} (CUSUM of the z scores of the {len(run)} "
+            f"windows since {run[0][0]:%Y-%m-%d}: {pooled['cusum']:.1f}) while the inputs held: the relation "
+            "between inputs and outcome changed"))
+    return None
 
 
 def _checkpoints(rows: pd.DataFrame, spec: WindowSpec) -> list[datetime]:
