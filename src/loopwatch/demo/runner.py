@@ -169,9 +169,12 @@ def prepare_database(workdir: Path) -> Path:
     return path
 
 
-#: Rows the demo's model is trained and calibrated on, and the share held out for calibration.
-TRAINING_ROWS = 10_000
-HOLDOUT_SHARE = 0.5
+#: Rows the demo's model is trained and calibrated on, and the share held out (measured and
+#: calibrated on). A 5,000-row holdout (10,000 rows, half held out) cut the stable-day
+#: estimation error to 0.010-0.015 on five graded seeds, but the concept drift of one unseen
+#: seed was then found two days late; it waits for the concept test's baseline to be fixed.
+TRAINING_ROWS = 5_000
+HOLDOUT_SHARE = 0.2
 
 
 def run_demo(
@@ -190,9 +193,6 @@ def run_demo(
     settings = Settings.from_env({}, home=workdir, database=str(path))
     latency_spec = scenario.latency_model_spec()
     with Workspace(settings) as ws:
-        # half of the rows are held out: the label-free estimators are calibrated on the
-        # holdout, and on 1,000 rows its own sampling error (an AUC of 0.803 against the
-        # population's 0.773) was most of the estimate's error on stable days
         training = scenario.training_data(n=TRAINING_ROWS)
         versions = [ws.train(MODEL_NAME, training, target=TARGET, seed=seed, test_size=HOLDOUT_SHARE)]
         if latency_spec is not None:
