@@ -80,6 +80,16 @@ def test_a_numeric_column_refuses_strings_and_non_finite_numbers() -> None:
     assert [p["row"] for p in problems] == [0, 1]
 
 
+def test_a_column_left_empty_is_all_missing_not_refused() -> None:
+    problems: list[dict] = []
+    for feature in (Feature(name="x", kind="numeric"),
+                    Feature(name="c", kind="categorical", categories=("a",), category_type="string")):
+        encoded = encode_feature(feature, pa.nulls(3), offset=0, problems=problems)
+        assert encoded is not None and encoded.missing.all()
+        assert [orjson.loads("{" + piece + "}") for piece in encoded.pieces.to_pylist()] == [{feature.name: None}] * 3
+    assert problems == []
+
+
 def test_probability_rows_are_json_arrays() -> None:
     texts = list_texts([np.array([0.25, 1.0]), np.array([0.75, 0.0])]).to_pylist()
     assert [orjson.loads(t) for t in texts] == [[0.25, 0.75], [1.0, 0.0]]

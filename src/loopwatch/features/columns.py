@@ -41,6 +41,11 @@ def check_column(feature: Feature, values: np.ndarray, missing: np.ndarray, *, o
 
     present = ~missing
     kind = values.dtype.kind
+    if not present.any():
+        # all null (a file's column left empty in a batch is typed null): nothing to check
+        if feature.kind == "numeric":
+            return CheckedColumn(np.full(len(values), np.nan), missing)
+        return CheckedColumn(np.full(len(values), None, dtype=object), missing)
     if feature.kind == "numeric":
         if kind not in "iuf":
             what = {"b": "boolean", "U": "string", "O": "string", "S": "string"}.get(kind, kind)
