@@ -9,7 +9,7 @@ on day 44 or later, never on day 30.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,9 +21,9 @@ from loopwatch.loops.config import MonitoringConfig
 from loopwatch.loops.diagnosis import diagnose_labels
 from loopwatch.loops.evidence import LabelEvidence
 from loopwatch.loops.report import Finding, Incident, Recommendation
+from loopwatch.monitor.pooled_concept import pooled_concept_finding
 from loopwatch.monitor.outcomes import segment_performance, target_drift_of, window_value
 from loopwatch.monitor.windows import WindowSpec
-from loopwatch.stats.cusum import cusum_alarm, cusum_path
 from loopwatch.stores.base import Store
 
 #: Bootstrap resamples for a window's realized metric.
@@ -33,8 +33,6 @@ N_BOOT = 200
 CONCEPT_ALPHA_SHARE = 0.25
 #: Earlier stable windows needed before a window is judged against their usual gap.
 BASELINE_WINDOWS = 5
-#: Windows, up to the crossing, whose mean excess must reach the tolerance for a pooled finding.
-POOLED_PRACTICAL_WINDOWS = 5
 
 
 @dataclass
@@ -134,7 +132,7 @@ def label_findings(
     for number, series in judged.items():
         if number in found_in:  # the per-window test already named this version's drift
             continue
-        pooled = _pooled_concept_finding(contexts[number], series, spec, config)
+        pooled = pooled_concept_finding(contexts[number], series, spec, config, make=_concept_finding)
         if pooled is not None:
             part.findings.append(pooled)
     concept_windows = {f.window_start for f in part.findings}
@@ -203,51 +201,6 @@ def _concept_finding(
         evidence={"metric": context.metric, "realized": realized, "estimated": estimated, "labels": labels,
                   "holdout": context.holdout, **test},
     )
-
-
-def _pooled_concept_finding(context: Any, series: list[tuple[Any, ...]], spec: WindowSpec,
-                            config: MonitoringConfig) -> Finding | None:
-    """A concept drift found by pooling windows: a one-sided CUSUM over the windows' departure
-    z scores (:mod:`loopwatch.stats.cusum`), in time order, when the mean excess of the windows
-    nearest the crossing also reaches the practical tolerance. Each window alone may fall short
-    of the per-window bar while a run of them is overwhelming evidence (a drift costing every
-    day a little).
-
-    ``series`` holds, per window, its start, its estimate and its tests, one per label
-    checkpoint. The pooled test is run as of each checkpoint, on each window's latest test by
-    then, so that the finding is dated when the evidence first existed."""
-    assert spec.length is not None
-    moments = sorted({test[0] for item in series for test in item[2]})
-    for moment in moments:
-        current = []
-        for start, estimated, tests in series:
-            known = [t for t in tests if t[0] <= moment]
-            if known:
-                current.append((start, estimated, known[-1]))
-        zs = [item[2][2]["z"] for item in current]
-        alarm = cusum_alarm(zs)
-        if alarm is None:
-            continue
-        first, last = alarm
-        run = current[first:last + 1]
-        # the practical size is judged on the windows nearest the crossing: a run begins wherever
-        # the sum last touched zero, and the small excesses of its first windows would dilute it
-        recent = run[-POOLED_PRACTICAL_WINDOWS:]
-        excess = float(np.mean([item[2][2]["excess"] for item in recent]))
-        if excess <= config.performance_tolerance:
-            continue
-        start, estimated, (_, realized, test, labels) = current[last]
-        pooled = {**test, "excess": round(excess, 4), "pooled_windows": len(run),
-                  "pooled_since": run[0][0].isoformat(), "cusum": round(float(cusum_path(zs)[last]), 2)}
-        finding = _concept_finding(context, start, spec, moment, realized, estimated, pooled, labels)
-        # dated by the window where the pooled evidence crossed, as the window test dates by
-        # its window; where the run began is in the evidence
-        return replace(finding, severity=excess, summary=(
-            f"realized {context.metric} fell {excess:.3f} further below the label-free estimate than usual, on "
-            f"average over the {len(recent)} windows to {start:%Y-%m-%d} (CUSUM of the z scores of the {len(run)} "
-            f"windows since {run[0][0]:%Y-%m-%d}: {pooled['cusum']:.1f}) while the inputs held: the relation "
-            "between inputs and outcome changed"))
-    return None
 
 
 def _checkpoints(rows: pd.DataFrame, spec: WindowSpec) -> list[datetime]:
