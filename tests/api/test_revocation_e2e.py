@@ -25,11 +25,9 @@ import pandas as pd
 import pytest
 
 from loopwatch.auth.manage import issue_key
-from loopwatch.config import Settings
 from loopwatch.demo import ServiceProcess
 from loopwatch.stores import open_store
-from loopwatch.workspace import Workspace
-from tests.api.helpers import PREDICT, copy_database
+from tests.api.helpers import PREDICT
 from tests.conftest import churn_rows
 
 pytestmark = pytest.mark.slow
@@ -180,16 +178,10 @@ def _fire_through(
     return sent, returned
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path, churn_training: pd.DataFrame) -> str:
-    if request.param == "sqlite":
-        path = tmp_path / "revoke.db"
-        copy_database(request.getfixturevalue("trained_template"), path)
-        return str(path)
-    url = request.getfixturevalue("postgres_dsn")
-    with Workspace(Settings.from_env({}, home=tmp_path, database=url)) as ws:
-        ws.train("churn", churn_training.head(300), target="churned")
-    return url
+@pytest.fixture
+def database(churn_database: str) -> str:
+    """The shared "churn" database (SQLite path or PostgreSQL URL) of tests/api/conftest.py."""
+    return churn_database
 
 
 def _keys(database: str) -> tuple[str, dict[str, tuple[str, str]]]:
