@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from itertools import repeat
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeAlias
 
 import numpy as np
 import orjson
@@ -239,50 +239,70 @@ def encode_batch(registry: Registry, record_batch: pa.RecordBatch, *, base: Mode
         shown = problems[:MAX_REPORTED_PROBLEMS]
         raise SchemaViolation(f"row {shown[0]['row']}, {shown[0]['feature']}: {shown[0]['problem']}",
                               detail={"problems": shown})
-    data = join_objects([encoded[name] for name in names]).to_pylist() if log_data else [None] * n
+    data: Column = (join_objects([encoded[name] for name in names]).to_pylist() if log_data else _Same(None))
     summaries = _summaries(np.column_stack([encoded[name].missing for name in names]), names, n)
     labels = texts["model_version"]
     if labels is not None:
         for label in sorted({v for v in labels if v is not None} - set(versions)):
             versions[label] = registry.store.resolve_external_version(
                 base.name, label, base_version=base.version, created_at=datetime.now(timezone.utc))
-    version_of: Iterable[int] = (repeat(base.version, n) if labels is None
-                                 else [base.version if v is None else versions[v] for v in labels])
+    version_of: Column = (_Same(base.version) if labels is None
+                          else [base.version if v is None else versions[v] for v in labels])
     client_versions = texts["client_version"]
     fingerprints = {v: software_fingerprint(base.artifact_sha256, v) for v in set(client_versions or [None])}
-    fp_ids: Iterable[str] = (repeat(fingerprints[None].id, n) if client_versions is None
-                             else [fingerprints[v].id for v in client_versions])
-    entity: Iterable[str | None] = texts["entity_id"] or repeat(None, n)
-    proba_json = repeat(None, n) if probabilities is None else list_texts(list(probabilities.T)).to_pylist()
+    fp_ids: Column = (_Same(fingerprints[None].id) if client_versions is None
+                      else [fingerprints[v].id for v in client_versions])
+    entity: Column = texts["entity_id"] or _Same(None)
+    proba_json: Column = (_Same(None) if probabilities is None
+                          else list_texts(list(probabilities.T)).to_pylist())
     stamp_list = stamps.tolist()
-    lat_list = latency.tolist()
+    latency_values: Column = _Same(NO_LATENCY) if "latency_ms" not in field_of else latency.tolist()
     requests: dict[str, tuple[int, int]] = {}
+    request_ids: Column
+    hashes: Column
     if texts["request_id"] is None:
         # the ids derive from the batch's content: its hash is every row's content hash
         digest = _batch_digest(record_batch)
         request_id = f"file-{chunk}-{digest[:24]}"
-        request_ids: Iterable[str] = repeat(request_id, n)
-        hashes: Iterable[str] = repeat(digest, n)
+        request_ids, hashes = _Same(request_id), _Same(digest)
         requests[request_id] = (n, int(stamps.min()))
     else:
         request_ids = texts["request_id"]
-        # read twice below (hashes, then rows): iterators become lists
-        version_of, entity, proba_json = list(version_of), list(entity), list(proba_json)
         hashes = [
-            hashlib.sha256(orjson.dumps((d, p, q, t, e, v, c, la))).hexdigest()
-            for d, p, q, t, e, v, c, la in zip(data, prediction, proba_json, stamp_list, entity, version_of,
-                                               client_versions or repeat(None, n), lat_list)
+            hashlib.sha256(orjson.dumps(content)).hexdigest()
+            for content in zip(*(_each(c, n) for c in (data, prediction, proba_json, stamp_list, entity, version_of,
+                                                        client_versions or _Same(None), latency_values)))
         ]
         for rid, ts in zip(request_ids, stamp_list):
             count, first = requests.get(rid, (0, ts))
             requests[rid] = (count + 1, min(first, ts))
-    logged_at = to_micros(datetime.now(timezone.utc))
-    replayed = int("timestamp" in field_of)
-    rows = list(zip(request_ids, row_index.tolist(), repeat(base.name), version_of, stamp_list, repeat(logged_at),
-                    lat_list, lat_list, prediction, proba_json, summaries, data, repeat(INGESTED_REQUEST_TYPE),
-                    repeat(client_id), fp_ids, repeat(replayed), entity, hashes))
-    return IngestBatch(model_name=base.name, rows=rows, fingerprints={f.id: f for f in fingerprints.values()},
-                       requests=requests, unique_keys=texts["request_id"] is None, versions={k: versions[k] for k in sorted(set(labels or ()) - {None})})
+    columns: list[Column] = [  # the store's ingest columns, in order
+        request_ids, row_index.tolist(), _Same(base.name), version_of, stamp_list,
+        _Same(to_micros(datetime.now(timezone.utc))), latency_values, latency_values, prediction, proba_json,
+        summaries, data, _Same(INGESTED_REQUEST_TYPE), _Same(client_id), fp_ids,
+        _Same(int("timestamp" in field_of)), entity, hashes,
+    ]
+    return IngestBatch(model_name=base.name, rows=list(zip(*(_each(c, n) for c in columns))),
+                       fingerprints={f.id: f for f in fingerprints.values()}, requests=requests,
+                       unique_keys=texts["request_id"] is None,
+                       versions={k: versions[k] for k in sorted(set(labels or ()) - {None})},
+                       # the store may bind these once per batch rather than once per row
+                       constant_columns=frozenset(i for i, c in enumerate(columns) if isinstance(c, _Same)))
+
+
+@dataclass(frozen=True)
+class _Same:
+    """A column whose value is the same in every row of the batch."""
+
+    value: Any
+
+
+#: A batch's column: one value per row, or one value for every row.
+Column: TypeAlias = "list[Any] | _Same"
+
+
+def _each(column: list[Any] | _Same, n: int) -> Iterable[Any]:
+    return repeat(column.value, n) if isinstance(column, _Same) else column
 
 
 def _refuse(problems: list[dict[str, Any]], rows: np.ndarray, offset: int, what: str, message: str) -> None:

@@ -5,7 +5,7 @@ become one integer version each, also when several threads see a new label at on
 from __future__ import annotations
 
 import threading
-
+from typing import Any
 
 from loopwatch.records.ingest import INGESTED_REQUEST_TYPE, IngestBatch
 from loopwatch.records.jsonutil import dumps
@@ -103,3 +103,47 @@ def test_a_label_on_a_monitor_only_model_makes_a_monitor_only_version(store: Sto
     copy = store.get_model_version("iris", number)
     assert copy.params["monitor_only"] is True and copy.params["not_applicable"] == {"shadow": "no model"}
     assert copy.estimator == "monitor-only" and copy.params["external_version"] == "ext-1"
+
+
+def test_columns_promised_constant_are_stored_as_if_bound_row_by_row(store: Store) -> None:
+    """The SQLite path writes constant columns as literals: the rows read back the same
+    as a batch that binds every value, odd text (a quote, non-ASCII) included."""
+    store.create_model_version(**version_kwargs("iris"))
+    rows = [("r-a", i, str(i)) for i in range(4)]
+    plain = batch(rows)
+    odd = [row[:13] + ("it's ключ",) + row[14:] for row in batch([("r-b", i, str(i)) for i in range(4)]).rows]
+    promised = IngestBatch(model_name="iris", rows=odd, fingerprints=plain.fingerprints,
+                           requests={"r-b": (4, to_micros(T0))},
+                           constant_columns=frozenset(i for i in range(18) if len({r[i] for r in odd}) == 1))
+    assert {2, 3, 5, 6, 12, 13, 14, 15, 16} <= promised.constant_columns
+    store.write_ingested(plain)
+    store.write_ingested(promised)
+    events: dict[str, list[Any]] = {}
+    for event in store.iter_events(EventQuery(model_name="iris")):
+        events.setdefault(event.request_id, []).append(event)
+    assert len(events["r-a"]) == len(events["r-b"]) == 4
+    for a, b in zip(sorted(events["r-a"], key=lambda e: e.row_index), sorted(events["r-b"], key=lambda e: e.row_index)):
+        assert b.client_id == "it's ключ"
+        assert {**vars(a), "request_id": "", "client_id": ""} == {**vars(b), "request_id": "", "client_id": ""}
+
+
+def test_sql_literals_read_back_as_the_same_value_and_type() -> None:
+    import sqlite3
+
+    from hypothesis import given, strategies as st
+
+    from loopwatch.stores.sql_ingest import sql_literal
+
+    con = sqlite3.connect(":memory:")
+
+    @given(st.one_of(st.none(), st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=True, allow_infinity=True),
+                     st.text(max_size=30), st.from_regex(r"[A-Za-z0-9_.:-]{0,30}", fullmatch=True)))
+    def reads_back(value: object) -> None:
+        literal = sql_literal(value)
+        if literal is None:  # left to be bound
+            assert isinstance(value, (float, str))
+            return
+        (back,) = con.execute(f"SELECT {literal}").fetchone()
+        assert back == value and type(back) is type(value)
+
+    reads_back()

@@ -21,7 +21,6 @@ from rich.table import Table
 from loopwatch.cli.common import err, handle_errors, out, settings_options
 from loopwatch.config import Settings
 from loopwatch.errors import InvalidInput, NotFound, UnreadableData, echo
-from loopwatch.feedback.bookkeeping import summarize_outcomes
 from loopwatch.records import BusinessObservation, Label, LabelOutcome
 from loopwatch.records.jsonutil import dumps
 from loopwatch.workspace import Workspace
@@ -176,6 +175,9 @@ def feedback(file: Path, model: str, client: str | None, as_json: bool, settings
         outcomes: list[LabelOutcome] = []
         for start in range(0, len(labels), CHUNK):
             outcomes.extend(ws.store.write_labels(labels[start : start + CHUNK]))
+    # here, not at the top: loopwatch.feedback pulls in scipy, and every command would wait for it
+    from loopwatch.feedback.bookkeeping import summarize_outcomes
+
     summary = summarize_outcomes(outcomes)
     if as_json:
         click.echo(dumps(summary).decode())

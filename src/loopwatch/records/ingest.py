@@ -36,6 +36,9 @@ class IngestBatch:
     #: True when no two rows share an id (ids the file path derived itself), so the
     #: store may skip looking for repeats inside the batch.
     unique_keys: bool = False
+    #: Positions in ``rows`` whose value is the same in every row (a promise of the
+    #: encoder, which made them so): a store may bind them once per batch, not per row.
+    constant_columns: frozenset[int] = frozenset()
 
     @property
     def n_events(self) -> int:

@@ -49,7 +49,7 @@ class PostgresStore(
     def _serialize(self, cur: Any, key: str) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (SERIALIZE_LOCK_SPACE, key))
 
-    def _insert_ingested(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
+    def _insert_ingested(self, cur: Any, rows: list[tuple[Any, ...]], constant: frozenset[int] = frozenset()) -> None:
         with cur.copy(f"COPY events ({INGEST_EVENT_COLUMNS}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)

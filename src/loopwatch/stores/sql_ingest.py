@@ -10,7 +10,10 @@ events agree on which of them stored each.
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, Iterable, Sequence
 
 from loopwatch.errors import NotFound, StoreError, echo
@@ -24,19 +27,45 @@ INGEST_EVENT_COLUMNS = ENTITY_EVENT_COLUMNS + ", content_sha256"
 _INGEST_PLACEHOLDERS = ", ".join("?" * len(INGEST_EVENT_COLUMNS.split(",")))
 #: Request ids looked up per statement (well under SQLite's parameter limit).
 _LOOKUP_CHUNK = 500
+#: Text that is its own SQL literal between single quotes.
+_PLAIN_TEXT = re.compile(r"[A-Za-z0-9_.:-]{0,200}")
 _VERSION_COPY_COLUMNS = (
     "task, estimator, artifact_sha256, reference_sha256, feature_schema, metrics, data_summary, profile_sha256"
 )
+
+
+def sql_literal(value: Any) -> str | None:
+    """``value`` as an SQL literal that reads back as the same value and type, or None when
+    it had better be bound: only integers, finite floats, NULL and plain-word text."""
+    if value is None:
+        return "NULL"
+    if type(value) is int:
+        return str(value)
+    if type(value) is float and math.isfinite(value):
+        return repr(value)
+    if type(value) is str and _PLAIN_TEXT.fullmatch(value):
+        return f"'{value}'"
+    return None
 
 
 class SqlIngestMixin(SqlStoreBase):
     def _is_unique_violation(self, exc: BaseException) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _insert_ingested(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
-        cur.executemany(
-            self._sql(f"INSERT INTO events ({INGEST_EVENT_COLUMNS}) VALUES ({_INGEST_PLACEHOLDERS})"), rows
-        )
+    def _insert_ingested(self, cur: Any, rows: list[tuple[Any, ...]], constant: frozenset[int] = frozenset()) -> None:
+        # A value the batch promises is the same in every row goes into the statement as a
+        # literal, when it is one that needs no escaping: binding a parameter costs the
+        # sqlite3 module about 0.1 µs, and most of an ingested event's 18 columns are constant.
+        inline = {i: literal for i in constant if (literal := sql_literal(rows[0][i])) is not None} if rows else {}
+        if not inline:
+            cur.executemany(
+                self._sql(f"INSERT INTO events ({INGEST_EVENT_COLUMNS}) VALUES ({_INGEST_PLACEHOLDERS})"), rows
+            )
+            return
+        bound = [i for i in range(len(rows[0])) if i not in inline]
+        values = ", ".join(inline.get(i, "?") for i in range(len(rows[0])))
+        pick = itemgetter(*bound) if len(bound) > 1 else (lambda row: (row[bound[0]],))
+        cur.executemany(self._sql(f"INSERT INTO events ({INGEST_EVENT_COLUMNS}) VALUES ({values})"), map(pick, rows))
 
     def write_ingested(self, batch: IngestBatch) -> IngestOutcome:
         """Commit the batch's new events; count those already stored; refuse it on a conflict."""
@@ -49,7 +78,7 @@ class SqlIngestMixin(SqlStoreBase):
                 if not stored and batch.unique_keys:  # the bulk path's common case: all new
                     self._write_fingerprints(cur, batch)
                     self._write_request_rows(cur, batch, set(batch.requests))
-                    self._insert_ingested(cur, batch.rows)
+                    self._insert_ingested(cur, batch.rows, batch.constant_columns)
                     return IngestOutcome("stored", accepted=batch.n_events)
                 fresh: list[tuple[Any, ...]] = []
                 conflicts: list[tuple[str, int]] = []
@@ -73,7 +102,7 @@ class SqlIngestMixin(SqlStoreBase):
                 self._write_fingerprints(cur, batch)
                 self._write_request_rows(cur, batch, {row[0] for row in fresh})
                 if fresh:
-                    self._insert_ingested(cur, fresh)
+                    self._insert_ingested(cur, fresh, batch.constant_columns)
             return IngestOutcome("stored", accepted=len(fresh), duplicates=duplicates)
         except _Refused as refused:
             return IngestOutcome("conflict", conflicts=refused.keys)
