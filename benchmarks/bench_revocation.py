@@ -18,8 +18,12 @@ client meets it, against the code before it:
    ``loopwatch serve`` processes side by side (before and after), with auth on
    (``LOOPWATCH_AUTH=on``), durable logging on and a predict key sent with every request;
    ``wrk -t2 -c32`` with ``predict.lua`` (1-row requests), ``--runs`` runs per side and
-   worker count, the two sides alternating and the order flipping every run. Every run must
-   answer only 2xx (a 401 would mean the key was not accepted).
+   worker count, the two sides alternating and the order flipping every run. Then the same
+   number of runs with both driven *together* (``wrk -t1 -c16`` each, at once): the two
+   servers share the cores, and whatever else loads the machine, at the same moments, so the
+   ratio of their req/s in a run is the ratio of their cost per request with the machine's
+   drift taken out (on a shared machine, alternating runs differ by 10 % and more from one
+   to the next). Every run must answer only 2xx (a 401 would mean the key was not accepted).
 4. Writes ``benchmarks/results/revocation.json``; the table is in ``docs/benchmarks.md``.
 """
 
@@ -30,6 +34,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -105,7 +110,10 @@ def start_postgres(workdir: Path) -> tuple[Any, str | None]:
         sys.path.pop(0)  # tests/ holds packages (logging) that must not shadow the library's
     try:
         (workdir / "pg").mkdir(parents=True, exist_ok=True)
-        return ThrowawayPostgres("loopwatch_revocation", tmp_parent=workdir / "pg").start(), None
+        # durable, as a real server; two services side by side each hold a connection per
+        # thread-pool thread (up to 40), more than the default 100 connections allow
+        settings = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on", "max_connections": "300"}
+        return ThrowawayPostgres("loopwatch_revocation", settings=settings, tmp_parent=workdir / "pg").start(), None
     except Exception as exc:  # no server programs: say so in the results
         return None, f"{type(exc).__name__}: {exc}"
 
@@ -162,7 +170,8 @@ def databases(backend: str, workers: int, template: Path, workdir: Path, pg: Any
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--before", default=None,
-                    help="git ref of the code to compare with (default: where this branch left main)")
+                    help="git ref of the code to compare with (default: where this branch left main; "
+                         "name it once the branch is merged)")
     ap.add_argument("--runs", type=int, default=5, help="measured runs per cell and side (default 5)")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run (default 10)")
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds of unmeasured load per server")
@@ -244,10 +253,37 @@ def measure(cells: list[tuple[str, int]], args: Any, wrk: str, before: Path, wor
                         failures.append(f"{prefix}: {result.get('non_2xx')} non-2xx, "
                                         f"{result.get('socket_errors')} socket errors")
                     runs.append({"backend": backend, "workers": workers, "side": side, "run": run,
-                                 "at": now_iso(), **result})
+                                 "mode": "alternating", "at": now_iso(), **result})
                     print(f"{backend} w={workers} {side:<6} run {run}: {result['rps']:8.1f} req/s  "
                           f"p50 {result['p50_ms']:7.2f} ms  cpu {result['server_cpu_ms_per_request']} ms/req  "
                           f"other cores {result['other_cpu_cores']}", flush=True)
+            # both at once: the two servers share the cores (and whatever else loads the machine)
+            # at the same moments, so the ratio of their req/s is the ratio of their cost per
+            # request, with the machine's drift taken out
+            for run in range(1, args.runs + 1):
+                results: dict[str, dict[str, Any]] = {}
+
+                def drive(side: str, run: int = run) -> None:
+                    results[side], _ = run_wrk(wrk, services[side], body, f"c{run}{backend}w{workers}{side}",
+                                               threads=1, connections=args.connections // 2,
+                                               seconds=args.duration,
+                                               headers={"Authorization": f"Bearer {tokens[side]}"})
+
+                threads = [threading.Thread(target=drive, args=(side,)) for side in SIDES]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                for side in SIDES:
+                    result = results[side]
+                    if result.get("non_2xx") or result.get("socket_errors"):
+                        failures.append(f"c{run}{backend}w{workers}{side}: {result.get('non_2xx')} non-2xx, "
+                                        f"{result.get('socket_errors')} socket errors")
+                    runs.append({"backend": backend, "workers": workers, "side": side, "run": run,
+                                 "mode": "together", "at": now_iso(), **result})
+                ratio = results["after"]["rps"] / results["before"]["rps"]
+                print(f"{backend} w={workers} together run {run}: before {results['before']['rps']:.1f}, after "
+                      f"{results['after']['rps']:.1f} req/s (after/before {ratio:.3f})", flush=True)
         finally:
             for svc in services.values():
                 svc.stop()
@@ -260,7 +296,8 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for backend, workers in dict.fromkeys((r["backend"], r["workers"]) for r in runs):
         entry: dict[str, Any] = {"backend": backend, "workers": workers}
         for side in SIDES:
-            mine = [r for r in runs if (r["backend"], r["workers"], r["side"]) == (backend, workers, side)]
+            mine = [r for r in runs if (r["backend"], r["workers"], r["side"], r["mode"])
+                    == (backend, workers, side, "alternating")]
             entry[side] = {
                 "runs": len(mine),
                 "rps_median": round(median(r["rps"] for r in mine), 1),
@@ -275,9 +312,23 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         entry["within_2pct"] = entry["rps_change_pct"] is not None and entry["rps_change_pct"] >= -2.0
         cb, ca = (entry[s]["server_cpu_ms_per_request_median"] for s in SIDES)
         entry["cpu_change_pct"] = round((ca / cb - 1) * 100, 1) if cb else None
+        together = {side: {r["run"]: r["rps"] for r in runs if (r["backend"], r["workers"], r["side"], r["mode"])
+                           == (backend, workers, side, "together")} for side in SIDES}
+        ratios = [together["after"][n] / together["before"][n] for n in sorted(together["before"])
+                  if together["before"][n] and n in together["after"]]
+        entry["together"] = {
+            "runs": len(ratios),
+            "before_rps": [together["before"][n] for n in sorted(together["before"])],
+            "after_rps": [together["after"][n] for n in sorted(together["after"])],
+            "ratios": [round(x, 4) for x in ratios],
+            "change_pct_median": round((median(ratios) - 1) * 100, 1) if ratios else None,
+        }
+        entry["within_2pct_together"] = bool(ratios) and entry["together"]["change_pct_median"] >= -2.0
         summary.append(entry)
-        print(f"{backend}, {workers} worker(s): before {b} req/s, after {a} req/s ({entry['rps_change_pct']:+}%); "
-              f"CPU/request {cb} -> {ca} ms ({entry['cpu_change_pct']:+}%)", flush=True)
+        print(f"{backend}, {workers} worker(s): alternating: before {b} req/s, after {a} req/s "
+              f"({entry['rps_change_pct']:+}%), CPU/request {cb} -> {ca} ms ({entry['cpu_change_pct']:+}%); "
+              f"together: after/before {entry['together']['change_pct_median']:+}% (median of "
+              f"{entry['together']['ratios']})", flush=True)
     return summary
 
 

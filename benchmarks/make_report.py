@@ -409,7 +409,8 @@ def revocation_section(r: dict[str, Any]) -> tuple[str, list[str]]:
         f"{params['commits']['after']}. Every authenticated request now reads the store's key "
         "generation before it trusts a cached key ([security.md](security.md#keys)).\n\n",
         "**The key check alone** (`KeyGuard.admit` with a cached key, what the auth middleware awaits "
-        "per request; medians of 10 timed loops per side, CPU of every thread of the process):\n\n",
+        "per request; medians of 10 timed loops per side; CPU of every thread of the loopwatch process, "
+        "not the database server's):\n\n",
     ]
     rows = []
     for a in r["admit"]:
@@ -422,29 +423,51 @@ def revocation_section(r: dict[str, Any]) -> tuple[str, list[str]]:
     text.append(markdown_table(["store", "µs per call before", "after", "added", "CPU µs before / after",
                                 "CPU added"], rows))
     text.append(
-        f"\n\n**Predict throughput** with a key (`wrk -t2 -c{params['connections']} -d{params['duration_s']:g}s`, "
-        f"1-row requests, durable logging on, auth on, {params['runs']} runs per side alternating; medians):\n\n"
+        f"\n\n**Predict throughput** with a key (1-row requests, durable logging on, auth on). *Alternating*: "
+        f"`wrk -t2 -c{params['connections']} -d{params['duration_s']:g}s` on one side at a time, "
+        f"{params['runs']} runs per side, the order flipping every run. *Together*: both sides at once "
+        f"(`wrk -t1 -c{params['connections'] // 2}` each), {params['runs']} runs; each run's ratio after/before "
+        "has the machine's drift taken out, since both shared the cores at the same moments. Medians:\n\n"
     )
     rows, verdicts = [], []
     for e in r["summary"]:
-        b, a = e["before"], e["after"]
-        verdict = "within 2%" if e["within_2pct"] else "more than 2% slower"
+        b, a, t = e["before"], e["after"], e.get("together") or {}
         rows.append([
             e["backend"], e["workers"], fmt_num(b["rps_median"], 1), fmt_num(a["rps_median"], 1),
-            f"**{e['rps_change_pct']:+.1f}%** {verdict}",
-            f"{b['server_cpu_ms_per_request_median']:.2f} / {a['server_cpu_ms_per_request_median']:.2f}",
-            f"{e['cpu_change_pct']:+.1f}%", f"{b['p50_ms_median']:.0f} / {a['p50_ms_median']:.0f}",
+            f"**{e['rps_change_pct']:+.1f}%**",
             ", ".join(fmt_num(v, 0) for v in b["rps_all"]), ", ".join(fmt_num(v, 0) for v in a["rps_all"]),
-            f"{b['other_cpu_cores_median']:.2f} / {a['other_cpu_cores_median']:.2f}",
+            f"{b['server_cpu_ms_per_request_median']:.2f} / {a['server_cpu_ms_per_request_median']:.2f}",
+            f"**{t['change_pct_median']:+.1f}%**" if t.get("ratios") else "-",
+            ", ".join(f"{x:.2f}" for x in t.get("ratios", [])),
         ])  # fmt: skip
-        verdicts.append(f"{e['backend']}, {e['workers']} worker(s): {e['rps_change_pct']:+.1f}%")
+        together = f", together {t['change_pct_median']:+.1f}%" if t.get("ratios") else ""
+        verdicts.append(f"{e['backend']}, {e['workers']} worker(s): alternating {e['rps_change_pct']:+.1f}%{together}")
     text.append(markdown_table(
-        ["store", "workers", "req/s before", "req/s after", "change", "server CPU ms/req before / after",
-         "CPU change", "p50 ms before / after", "req/s before, all runs", "req/s after, all runs",
-         "CPU cores used by others before / after"], rows))  # fmt: skip
+        ["store", "workers", "req/s before", "req/s after", "change (alternating)", "req/s before, all runs",
+         "req/s after, all runs", "server CPU ms/req before / after", "change (together)",
+         "after/before per run (together)"], rows))  # fmt: skip
     if r.get("failures"):
         text.append("\n\n**Failed checks:** " + "; ".join(r["failures"]))
-    text.append("\n")
+    shares = []
+    for a in r["admit"]:
+        cells = [e for e in r["summary"] if e["backend"] == a["backend"]]
+        if "skipped" in a or not cells:
+            continue
+        per_request_ms = min(e["before"]["server_cpu_ms_per_request_median"] for e in cells)
+        shares.append(f"{a['backend']}: {a['added_cpu_us']:+.0f} µs of CPU per request, "
+                      f"{a['added_cpu_us'] / (per_request_ms * 10):.2f}% of the {per_request_ms:.1f} ms a predict "
+                      "request costs the server")
+    text.append(
+        "\n\nReading it: the end-to-end medians move by more from run to run than the 2 % they are "
+        "asked to resolve (the machine is shared), so the key check is also timed alone. What the "
+        "generation read adds: " + "; ".join(shares) + " (on PostgreSQL the database server also runs "
+        "one single-row SELECT). The branch also makes the two app-wide URL checks (NUL characters, model "
+        "names) `async`: FastAPI runs a plain-function dependency in the thread pool, and the NUL check was "
+        "one. Counted with cProfile over 400 predict requests in process, the event loop handed work to "
+        "the thread pool 12 times per request before, and 8 times after (16 with the name check as a plain "
+        "function); those hops cost more than the generation read, which is why the branch is faster than "
+        "before where the thread pool is busiest (two workers on two cores).\n"
+    )
     return "".join(text), verdicts
 
 
@@ -506,11 +529,15 @@ def build() -> str:
     if rv:
         text, verdicts = revocation_section(rv)
         body += [f"## Exact revocation: predict before and after\n\n{when(rv)}.\n\n", text, "\n"]
-        worst = min((e["rps_change_pct"] for e in rv["summary"]), default=None)
-        met = worst is not None and worst >= -2.0
+        worst = min((e["rps_change_pct"] for e in rv["summary"]), default=float("nan"))
+        worst_together = min((e["together"]["change_pct_median"] for e in rv["summary"]
+                              if (e.get("together") or {}).get("ratios")), default=float("nan"))
         verdict_lines.append(
-            f"- **Exact revocation keeps predict req/s within 2 % of before: {'MET' if met else 'MISSED'}** "
-            f"(worst cell {worst:+.1f}%). " + "; ".join(verdicts) + "."
+            f"- **Exact revocation keeps predict req/s within 2 % of before: "
+            f"{'MET' if worst_together >= -2.0 else 'MISSED'} by the runs driven together** "
+            f"(worst cell {worst_together:+.1f}%), {'met' if worst >= -2.0 else 'missed'} by the alternating "
+            f"medians (worst cell {worst:+.1f}%, where single runs of one side differ by 10 % and more). "
+            + "; ".join(verdicts) + "."
         )
     sp = load("profile_service.json")
     if sp:

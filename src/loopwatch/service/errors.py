@@ -95,8 +95,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal_error", "internal error; see the server log")
 
 
-def refuse_nul_characters(request: Request) -> None:
+async def refuse_nul_characters(request: Request) -> None:
     """App-wide dependency: a NUL in the path or query is a 422 before any route runs.
+
+    ``async`` though it awaits nothing: FastAPI runs a plain function dependency in the
+    thread pool, a hop per request that costs more than the check.
 
     PostgreSQL text cannot hold NUL, so such a model name, request id or filter
     would otherwise reach the database and come back as a 500.
@@ -107,7 +110,7 @@ def refuse_nul_characters(request: Request) -> None:
         raise InvalidInput("the URL must not contain NUL characters")
 
 
-def refuse_unsafe_model_names(request: Request) -> None:
+async def refuse_unsafe_model_names(request: Request) -> None:
     """App-wide dependency: a model name in the path (``/v1/models/{name}/...``) or in a
     ``model`` filter must follow the name rule (:mod:`loopwatch.records.names`), else 422.
 

@@ -57,8 +57,8 @@ class StrictJsonRoute(APIRoute):
 
         async def strict(request: Request) -> Response:
             # the URL first, as the app's dependencies do on every other route
-            refuse_nul_characters(request)
-            refuse_unsafe_model_names(request)
+            await refuse_nul_characters(request)
+            await refuse_unsafe_model_names(request)
             try:
                 require_json_media(request)
             except UnsupportedMediaType as exc:
