@@ -165,8 +165,17 @@ def _features(*, n: int = 200, boundary: float | None = 0.1, spread: float | Non
                          grid_rows=n, expected_grid=0.0, off_support_share=0.0, expected_off_support_share=0.01)
 
 
-def test_a_signal_counts_at_its_weakest_over_the_baselines(related: ExtractionDetector) -> None:
-    related.reference_boundary_share_ = 0.1  # as if fitted with probabilities: 10% near the boundary
+@pytest.fixture(scope="module")
+def judge() -> ExtractionDetector:
+    """Fitted with outputs of which exactly 10% are near the boundary."""
+    p = np.where(np.arange(3000) % 10 == 0, 0.5, 0.9)
+    return ExtractionDetector(seed=0).fit(_related(np.random.default_rng(0), 3000),
+                                          probabilities=np.column_stack([1 - p, p]))
+
+
+def test_a_signal_counts_at_its_weakest_over_the_baselines(judge: ExtractionDetector) -> None:
+    related = judge
+    assert related.reference_boundary_share_ == pytest.approx(0.1)
     client = _features(boundary=0.8)
     alone = related.decide(client)
     assert alone.against["boundary"] == {"reference": pytest.approx(0.7 / 0.9)}
@@ -192,9 +201,9 @@ def test_a_signal_counts_at_its_weakest_over_the_baselines(related: ExtractionDe
        st.floats(0.05, 20), st.integers(1, 400))
 @settings(max_examples=60, deadline=None)
 def test_baselines_never_raise_a_signal_and_the_score_is_the_strongest_over_its_threshold(
-    related: ExtractionDetector, share: float, others: list[float], history: list[float], spread: float, n: int
+    judge: ExtractionDetector, share: float, others: list[float], history: list[float], spread: float, n: int
 ) -> None:
-    related.reference_boundary_share_ = 0.1
+    related = judge
     client = _features(n=n, boundary=share, spread=spread)
     alone = related.decide(client)
     judged = related.decide(client, others=[_features(boundary=b) for b in others],

@@ -197,3 +197,14 @@ def test_a_client_is_judged_against_its_own_earlier_windows(settings: Settings) 
     assert mobile["reference"] == 1.0 and mobile["others"] > 0.5 and mobile["history"] == 0.0
     # without day 36 in the range, mobile-app has no history and is named
     assert [a.client_id for a in fresh if a.flagged] == ["mobile-app"]
+
+
+def test_a_versions_detector_is_fitted_once_per_process(settings: Settings) -> None:
+    """Fitting takes a second or more: later evaluations reuse it, per artifact and reference."""
+    from loopwatch.monitor.extraction_watch import _fit
+
+    with Workspace(settings) as ws:
+        meta = ws.registry.resolve("churn")
+        first = _fit(ws.registry, meta, fpr=0.01, seed=0)
+        assert _fit(ws.registry, meta, fpr=0.01, seed=0) is first
+        assert _fit(ws.registry, meta, fpr=0.05, seed=0) is not first

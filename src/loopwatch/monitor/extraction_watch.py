@@ -13,6 +13,7 @@ client; the loop engine turns alerts into ``adversarial_probing`` incidents.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -154,14 +155,16 @@ def watch_clients(
 #: and a scheduled evaluation would otherwise refit every version every time.
 _FITTED: OrderedDict[tuple[str, str, float, int], ExtractionDetector] = OrderedDict()
 _FITTED_MAX = 8
+_FITTED_LOCK = threading.Lock()  # the schedule and requests evaluate in threads of one process
 
 
 def _fit(registry: Registry, meta: ModelVersion, *, fpr: float, seed: int) -> ExtractionDetector:
     """A detector on the version's reference sample and the model's own outputs on it."""
     key = (meta.artifact_sha256, meta.reference_sha256, float(fpr), int(seed))
-    if key in _FITTED:
-        _FITTED.move_to_end(key)
-        return _FITTED[key]
+    with _FITTED_LOCK:
+        if key in _FITTED:
+            _FITTED.move_to_end(key)
+            return _FITTED[key]
     schema = meta.schema
     # the sample keeps the training table's types; the detector reads what logged rows hold
     reference = model_frame(registry.reference_sample(meta.name, meta.version), schema)
@@ -180,9 +183,10 @@ def _fit(registry: Registry, meta: ModelVersion, *, fpr: float, seed: int) -> Ex
         reference, probabilities=probabilities, numeric=list(schema.numeric), categorical=list(schema.categorical)
     )
     if complete:
-        _FITTED[key] = detector
-        while len(_FITTED) > _FITTED_MAX:
-            _FITTED.popitem(last=False)
+        with _FITTED_LOCK:
+            _FITTED[key] = detector
+            while len(_FITTED) > _FITTED_MAX:
+                _FITTED.popitem(last=False)
     return detector
 
 

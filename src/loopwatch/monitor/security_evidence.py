@@ -39,16 +39,26 @@ def probing_findings(
             window_start=alert.window_start,
             window_end=alert.window_end,
             available_at=alert.window_end,
-            severity=alert.score,
+            # the strongest signal that named it, in [0, 1] as other kinds' severities
+            severity=max(alert.signals[k] for k in alert.reasons),
             summary=(
                 f"client {_described(alert.client_id, names)} sent {alert.n_rows} queries between {alert.first_seen:%H:%M} and "
-                f"{alert.last_seen:%H:%M} that look like probing for the decision boundary "
-                f"({', '.join(alert.reasons)})"
+                f"{alert.last_seen:%H:%M} that look like probing of the model: "
+                f"{', '.join(_REASONS.get(r, r) for r in alert.reasons)}"
             ),
             evidence={"client_id": alert.client_id, "client_name": names.get(alert.client_id, alert.client_id),
                       **alert.to_dict()},
         ))
     return found
+
+
+#: What each extraction signal says about a client's queries, for the finding's summary.
+_REASONS = {
+    "support": "off the data (support)",
+    "boundary": "crowding the decision boundary (boundary)",
+    "grid": "one feature varied at a time (grid)",
+    "spread": "packed or spread unlike real cases (spread)",
+}
 
 
 def evasion_findings(
