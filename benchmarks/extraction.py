@@ -17,7 +17,7 @@ regression on its queries and the labels it was answered) is scored on held-out 
 Seeds: the graded table uses seeds 0-4; the detectors were tuned on seeds 100-104 (``--seeds``).
 The scenario lives in ``tests/extraction_scenario.py`` (``tests/monitor/test_extraction_realdata.py``
 runs a small version of it in CI). Writes ``benchmarks/results/extraction.json`` (or ``--out``).
-About 15 minutes on two shared cores for both tables and five seeds.
+About 8 to 12 minutes on two shared cores for both tables and five seeds.
 """
 
 from __future__ import annotations
