@@ -68,6 +68,7 @@ def main() -> None:
                           f"agreement={result['surrogate_agreement']:.3f} "
                           f"signals={attacker[0]['signals'] if attacker else None}", flush=True)
     summary = summarize(runs)
+    runs = [slim(r) for r in runs]
     _common.write_json(args.out, {
         "benchmark": "extraction", "created": _common.now_iso(), "machine": _common.machine_facts(),
         "seeds": seeds, "tuned_on_seeds": [100, 101, 102, 103, 104],
@@ -75,6 +76,18 @@ def main() -> None:
         "summary": summary, "runs": runs,
     })
     print(markdown(runs, summary))
+
+
+def slim(run: dict[str, Any]) -> dict[str, Any]:
+    """What the results keep of a run: the attacker's scores in full, the ordinary clients'
+    score and signals per day, the incidents by kind and day."""
+    def kept(score: dict[str, Any]) -> dict[str, Any]:
+        if score["client"] == "attacker":
+            return score
+        return {k: score[k] for k in ("client", "day", "n_rows", "score", "flagged", "signals") if k in score}
+
+    return {**run, "scores": [kept(s) for s in run["scores"]],
+            "incidents": [{"kind": i["kind"], "first_seen": i["first_seen"]} for i in run["incidents"]]}
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
