@@ -126,6 +126,21 @@ def test_adjacent_windows_merge_even_with_a_zero_gap() -> None:
     assert len(merge_findings("m", [finding(day=0), finding(day=1)], gap=timedelta(0))) == 1
 
 
+def test_two_clients_named_in_one_window_are_two_incidents() -> None:
+    """An incident of a kind that names a client names one client: a second probing client in
+    the same days is its own incident, not hidden behind the more severe one."""
+    parts = [finding("adversarial_probing", 0, severity=0.9, client_id="a"),
+             finding("adversarial_probing", 0, severity=0.6, client_id="b"),
+             finding("adversarial_probing", 1, severity=0.7, client_id="a"),
+             finding("adversarial_evasion", 1, client_id="b")]
+    incidents = merge_findings("churn", parts, gap=DAY)
+    named = sorted((i.kind, i.evidence["client_id"], i.findings) for i in incidents)
+    assert named == [("adversarial_evasion", "b", 1), ("adversarial_probing", "a", 2), ("adversarial_probing", "b", 1)]
+    assert len({i.incident_id for i in incidents}) == 3
+    # kinds that name no client still merge as before
+    assert len(merge_findings("churn", [finding(day=0, client_id="a"), finding(day=0, client_id="b")], gap=DAY)) == 1
+
+
 def test_different_kinds_never_merge() -> None:
     parts = [finding("covariate_shift", 0), finding("latency_regression", 0), finding("covariate_shift", 1),
              finding("latency_regression", 1), finding("selection_bias", 1)]

@@ -1,10 +1,12 @@
 """Evasion monitored per window, on a real SQLite log: four quiet days of a churn model's
 ordinary clients, and on day 2 a client (with a key of its own) that sends rows walked
 across the decision boundary by the boundary attack. The loop engine must name that
-client in that window, and nothing else; without it, nothing at all."""
+client in that window, and nothing else; without it, nothing at all. A window whose inputs
+drifted hides nothing: with every customer's watch time up that day, the client is still named."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from loopwatch.detectors.attacks import boundary_attack
 from loopwatch.loops.report import LoopReport
 from loopwatch.monitor.loops_runner import evaluate_loops
 from loopwatch.prediction import PredictCall
-from loopwatch.simulate import ChurnScenario, Timeline
+from loopwatch.simulate import ChurnScenario, Timeline, default_timeline
 from loopwatch.workspace import Workspace
 
 UTC = timezone.utc
@@ -28,9 +30,12 @@ def day(index: int) -> datetime:
     return START + timedelta(days=index)
 
 
-def build_log(home: Path, *, attack: bool) -> tuple[Settings, str | None]:
+def build_log(home: Path, *, attack: bool, drift: bool = False) -> tuple[Settings, str | None]:
     settings = Settings.from_env({}, home=home, database=str(home / "evasion.db"))
-    world = ChurnScenario(seed=5, days=DAYS, predictions_per_day=400, timeline=Timeline(incidents=()))
+    # a drift of everyone's inputs on the attack day: watch time up by a standard deviation
+    incidents = default_timeline(covariate_shift_day=ATTACK_DAY, covariate_shift_sd=1.0,
+                                 data_incident_days=1.0).of_kind("covariate_shift") if drift else ()
+    world = ChurnScenario(seed=5, days=DAYS, predictions_per_day=400, timeline=Timeline(incidents=incidents))
     key_id = None
     with Workspace(settings) as ws:
         training = world.training_data(n=3000)
@@ -97,7 +102,6 @@ def test_the_drift_monitor_alarms_on_the_window_of_the_attack(attacked_log: tupl
     assert evasion["effect"] >= evasion["practical_threshold"] >= 0.02
     assert evasion["practical"]["statistic"] == "evasion_rate"
     # set above the attack's excess share, the same window no longer alarms on its rate
-    from dataclasses import replace
 
     from loopwatch.monitor.runner import MONITOR_CONFIG
 
@@ -147,3 +151,42 @@ def test_the_window_evidence_carries_the_flagged_share(attacked: tuple[LoopRepor
     assert all(share < 0.04 for share in quiet)
     assert all(w["evasion"]["calibrated_rate"] == pytest.approx(0.01, abs=0.005) for w in report.windows)
     assert by_start[attack_start]["evasion"]["p_value"] < 1e-6
+
+
+def test_a_window_whose_inputs_drifted_still_names_the_evading_client(tmp_path: Path) -> None:
+    """Every client's customers watch more on the attack day, so the window drifts; the evader
+    is judged against the other clients of that window and still stands out."""
+    settings, key_id = build_log(tmp_path, attack=True, drift=True)
+    report = evaluate(settings)
+    attack_window = next(w for w in report.windows if w["start"].startswith(day(ATTACK_DAY).date().isoformat()))
+    assert attack_window["drifted_features"], attack_window  # the window drifted
+    named = [i for i in report.incidents if i.kind == "adversarial_evasion"]
+    assert [(i.evidence["client_id"], i.first_seen) for i in named] == [(key_id, day(ATTACK_DAY))]
+    assert named[0].evidence["window_drifted"] is True
+    # the drift is its own incident, and no ordinary client is named for it
+    assert "covariate_shift" in {i.kind for i in report.incidents}
+    assert all(i.evidence.get("client_id") == key_id for i in report.incidents
+               if i.kind in ("adversarial_evasion", "adversarial_probing"))
+
+
+def test_the_evasion_of_a_known_client_whose_software_changed_joins_that_change() -> None:
+    """A client seen before, whose new version sends one feature in the wrong unit, is flagged
+    on every row by the evasion score: that is the software change, one incident with the
+    evasion test in its evidence. A new client (no history) flagged in the same window is not."""
+    from loopwatch.loops.report import Finding
+    from loopwatch.monitor.loops_runner import _evasion_of_changed_software
+
+    start, end = day(2), day(3)
+
+    def finding(kind: str, **evidence: object) -> Finding:
+        return Finding(kind=kind, window_start=start, window_end=end, available_at=end, severity=1.0,
+                       summary=kind, evidence=dict(evidence))
+
+    change = finding("software_change", software_change={"what": "client_version", "client": "app", "value": "app 3.0"})
+    drift = finding("covariate_shift")
+    known = finding("adversarial_evasion", client_id="app", history_rate=0.05, rate=1.0)
+    new = finding("adversarial_evasion", client_id="evader", history_rate=None, rate=0.9)
+    later = replace(known, window_start=day(3), window_end=day(4))
+    findings, evasions = _evasion_of_changed_software([change, drift], [known, new, later])
+    assert evasions == [new, later]
+    assert findings[0].evidence["evasion"] == known.evidence and findings[1] == drift

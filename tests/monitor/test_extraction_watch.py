@@ -1,11 +1,12 @@
 """The extraction watch on a real SQLite log written through the HTTP app: four days of the
 demo (seed 2, days 36-39) replayed batch by batch with each batch's client id; on day 38
-client "probe-7" maps the decision boundary. Only probe-7 is named, in day 38's window."""
+client "probe-7" maps the decision boundary. Only probe-7 is named, in day 38's window. Each
+client is judged against the other clients of its window and its own earlier windows."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from typing import Any, Iterator
 
 import pandas as pd
 import pytest
@@ -64,8 +65,11 @@ def test_only_the_probe_is_named_and_in_its_window(settings: Settings) -> None:
     assert day_start(PROBE_DAY) + timedelta(hours=13) <= alert.first_seen < alert.last_seen
     assert alert.last_seen <= day_start(PROBE_DAY) + timedelta(hours=16)
     assert alert.n_rows == 400 and alert.flagged and alert.model_version == 1
-    assert alert.score >= alert.threshold >= 0.5
+    assert alert.score >= alert.threshold == 1.0
     assert set(alert.reasons) >= {"grid", "spread"}
+    assert all(alert.signals[k] >= alert.thresholds[k] >= 0.5 for k in alert.reasons)
+    # judged against the reference and the three other clients of its window (it has no history)
+    assert set(alert.against["grid"]) == {"reference", "others"}
     data = alert.to_dict()
     assert data["client_id"] == "probe-7" and data["window_start"].startswith("2026-02-12")
     assert isinstance(data["features"]["neighbour_share"], float)
@@ -80,6 +84,8 @@ def test_every_client_window_is_scored_and_the_ordinary_ones_stay_far_below(sett
     assert {a.client_id for a in ordinary} == {"web-app", "mobile-app", "crm-batch"}
     assert not any(a.flagged for a in ordinary)
     assert max(a.score for a in ordinary) < 0.3
+    # from their second day on, the ordinary clients are also judged against their own history
+    assert all("history" in a.against["support"] for a in ordinary if a.window_start > day_start(DAYS[0]))
 
 
 def test_the_range_limits_what_is_read(settings: Settings) -> None:
@@ -142,3 +148,63 @@ def test_a_finding_names_the_probing_key_by_its_name_and_id(settings: Settings) 
     assert f"key 'partner probe' ({key.key_id})" in keyed[0].summary
     assert [(f.evidence["client_id"], f.evidence["client_name"]) for f in plain] == [("probe-7", "probe-7")]
     assert "client probe-7 sent" in plain[0].summary
+
+
+def _events(settings: Settings, days: tuple[int, ...]) -> list[Any]:
+    from loopwatch.stores.base import EventQuery
+
+    with Workspace(settings) as ws:
+        events = list(ws.store.iter_events(EventQuery(model_name="churn", since=day_start(days[0]),
+                                                      until=day_start(days[-1] + 1), limit=10_000)))
+    return [e for e in events if e.client_id != "probe-7"]
+
+
+def test_a_move_of_every_clients_traffic_to_the_boundary_names_no_client(settings: Settings) -> None:
+    """Day 37's answers all set near the boundary (as a drift towards it would): against the
+    reference each client crowds the boundary; against the other clients of the window, none does."""
+    from dataclasses import replace
+
+    events = [replace(e, probability=[0.5, 0.5]) for e in _events(settings, (37,))]
+    with Workspace(settings) as ws:
+        together = watch_clients(ws.store, ws.registry, "churn", since=None, until=None, events=events,
+                                 all_clients=True)
+        alone = watch_clients(ws.store, ws.registry, "churn", since=None, until=None,
+                              events=[e for e in events if e.client_id == "web-app"])
+    assert {a.client_id for a in together} == {"web-app", "mobile-app", "crm-batch"}
+    assert not any(a.flagged for a in together)
+    assert all(a.against["boundary"]["reference"] == 1.0 and a.against["boundary"]["others"] == 0.0
+               for a in together)
+    # a client alone in its window has no population to be judged against: the reference decides
+    assert [(a.client_id, a.reasons) for a in alone] == [("web-app", ("boundary",))]
+
+
+def test_a_client_is_judged_against_its_own_earlier_windows(settings: Settings) -> None:
+    """mobile-app's answers sit near the boundary on days 36 and 37. On day 36 every client's do
+    (not flagged, so day 36 becomes its history); on day 37 only mobile-app's: against the
+    reference and the others it crowds the boundary, against its own normal it does not."""
+    from dataclasses import replace
+
+    events = [replace(e, probability=[0.5, 0.5]) if e.timestamp < day_start(37) or e.client_id == "mobile-app"
+              else e for e in _events(settings, (36, 37))]
+    with Workspace(settings) as ws:
+        alerts = watch_clients(ws.store, ws.registry, "churn", since=None, until=None, events=events,
+                               all_clients=True)
+        fresh = watch_clients(ws.store, ws.registry, "churn", since=None, until=None, all_clients=True,
+                              events=[e for e in events if e.timestamp >= day_start(37)])
+    day37 = {a.client_id: a for a in alerts if a.window_start == day_start(37)}
+    assert not any(a.flagged for a in alerts)
+    mobile = day37["mobile-app"].against["boundary"]
+    assert mobile["reference"] == 1.0 and mobile["others"] > 0.5 and mobile["history"] == 0.0
+    # without day 36 in the range, mobile-app has no history and is named
+    assert [a.client_id for a in fresh if a.flagged] == ["mobile-app"]
+
+
+def test_a_versions_detector_is_fitted_once_per_process(settings: Settings) -> None:
+    """Fitting takes a second or more: later evaluations reuse it, per artifact and reference."""
+    from loopwatch.monitor.extraction_watch import _fit
+
+    with Workspace(settings) as ws:
+        meta = ws.registry.resolve("churn")
+        first = _fit(ws.registry, meta, fpr=0.01, seed=0)
+        assert _fit(ws.registry, meta, fpr=0.01, seed=0) is first
+        assert _fit(ws.registry, meta, fpr=0.05, seed=0) is not first

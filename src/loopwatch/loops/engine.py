@@ -74,8 +74,14 @@ def loop_of(kind: str, evidence: dict[str, Any]) -> tuple[str, str]:
     return DEFAULT_LOOP.get(kind, "eda"), "Investigate the evidence."
 
 
+#: Kinds whose findings name a client: each client's findings are its own incident, so that two
+#: clients named in one window are two incidents, each naming its client.
+CLIENT_KINDS = frozenset({"adversarial_probing", "adversarial_evasion"})
+
+
 def merge_findings(model: str, findings: Iterable[Finding], *, gap: timedelta) -> list[Incident]:
-    """Findings of one kind in windows no more than ``gap`` apart are one incident.
+    """Findings of one kind (and, for the kinds that name a client, of one client) in windows no
+    more than ``gap`` apart are one incident.
 
     An incident shows the evidence of its most telling finding (one whose label-free
     estimate fell outranks one whose estimate held, then the more severe), and its loop
@@ -84,13 +90,14 @@ def merge_findings(model: str, findings: Iterable[Finding], *, gap: timedelta) -
     if gap < timedelta(0):
         raise InvalidInput(f"gap must not be negative, got {gap}")
     incidents: list[Incident] = []
-    open_by_kind: dict[str, int] = {}
+    open_by_kind: dict[tuple[str, Any], int] = {}
     used_ids: set[str] = set()
     # a total order, so the incidents do not depend on the order the findings came in
     order = sorted(findings, key=lambda f: (f.window_start, f.kind, f.window_end, f.available_at, f.severity,
                                             f.summary))
     for finding in order:
-        index = open_by_kind.get(finding.kind)
+        key = (finding.kind, finding.evidence.get("client_id") if finding.kind in CLIENT_KINDS else None)
+        index = open_by_kind.get(key)
         if index is not None and finding.window_start - incidents[index].last_seen <= gap:
             current = incidents[index]
             merged = replace(
@@ -125,7 +132,7 @@ def merge_findings(model: str, findings: Iterable[Finding], *, gap: timedelta) -
                 evidence=finding.evidence,
             )
         )
-        open_by_kind[finding.kind] = len(incidents) - 1
+        open_by_kind[key] = len(incidents) - 1
     return sorted(incidents, key=lambda i: (i.detected_at, i.kind))
 
 

@@ -4,21 +4,25 @@ Reads a model's logged events (each carries its ``client_id``: the ``X-Client-ID
 header, or the API key's id when keys are on), groups them by window and client,
 and scores every client's queries with an
 :class:`~loopwatch.detectors.extraction.ExtractionDetector` fitted on the
-reference sample of the version that served most of them. An alert names the
+reference sample of the version that served most of them. Each client is decided
+against the reference, the other clients of its window served by the same version
+(the population), and its own earlier windows in the range in which it was not
+flagged (its history), whether or not the window drifted. An alert names the
 client; the loop engine turns alerts into ``adversarial_probing`` incidents.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass
+import threading
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from loopwatch.detectors.extraction import ExtractionDetector, ExtractionScore
+from loopwatch.detectors.extraction import ExtractionDetector, QueryFeatures
 from loopwatch.errors import IntegrityError, InvalidInput
 from loopwatch.features.frames import model_frame
 from loopwatch.monitor.windows import WindowSpec
@@ -47,6 +51,10 @@ class ClientAlert:
     reasons: tuple[str, ...]
     signals: dict[str, float]
     features: dict[str, Any]
+    #: Each signal's threshold, and each signal against each baseline it had (``reference``,
+    #: ``others``: the window's other clients, ``history``: the client's earlier unflagged windows).
+    thresholds: dict[str, float] = field(default_factory=dict)
+    against: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +71,8 @@ class ClientAlert:
             "flagged": self.flagged,
             "reasons": list(self.reasons),
             "signals": dict(self.signals),
+            "thresholds": dict(self.thresholds),
+            "against": {k: dict(v) for k, v in self.against.items()},
             "features": dict(self.features),
         }
 
@@ -105,49 +115,82 @@ def watch_clients(
     versions = {v.version: v for v in store.list_versions(name)}
     detectors: dict[int, ExtractionDetector] = {}
     alerts: list[ClientAlert] = []
-    for (start, client), client_events in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or "")):
-        number = Counter(e.model_version for e in client_events).most_common(1)[0][0]
-        meta = versions[number]
-        if number not in detectors:
-            detectors[number] = _fit(registry, meta, fpr=fpr, seed=seed)
-        result = _score(detectors[number], meta, client_events, client)
-        if not (result.flagged or all_clients):
-            continue
-        times = [e.timestamp for e in client_events]
-        alerts.append(
-            ClientAlert(
-                model=name, client_id=client, model_version=number,
-                window_start=start, window_end=start + spec.length,
-                first_seen=min(times), last_seen=max(times),
-                n_rows=result.features.n_rows, score=result.score, threshold=result.threshold,
-                flagged=result.flagged, reasons=result.reasons, signals=dict(result.signals),
-                features=result.features.to_dict(),
+    # the client's earlier windows in which it was not flagged, per model version: its own normal
+    history: dict[tuple[str | None, int], list[QueryFeatures]] = {}
+    for start in sorted({start for start, _ in groups}):
+        clients = sorted((client for s, client in groups if s == start), key=lambda c: c or "")
+        scored: dict[str | None, tuple[int, QueryFeatures]] = {}
+        for client in clients:
+            client_events = groups[(start, client)]
+            number = Counter(e.model_version for e in client_events).most_common(1)[0][0]
+            if number not in detectors:
+                detectors[number] = _fit(registry, versions[number], fpr=fpr, seed=seed)
+            scored[client] = (number, _features(detectors[number], versions[number], client_events))
+        for client in clients:
+            number, features = scored[client]
+            # the population: the other clients of the window served by the same version
+            others = [f for c, (n, f) in scored.items() if c != client and n == number]
+            result = detectors[number].decide(features, others=others, history=history.get((client, number), ()),
+                                              client_id=client)
+            if not result.flagged:
+                history.setdefault((client, number), []).append(features)
+            if not (result.flagged or all_clients):
+                continue
+            times = [e.timestamp for e in groups[(start, client)]]
+            alerts.append(
+                ClientAlert(
+                    model=name, client_id=client, model_version=number,
+                    window_start=start, window_end=start + spec.length,
+                    first_seen=min(times), last_seen=max(times),
+                    n_rows=result.features.n_rows, score=result.score, threshold=result.threshold,
+                    flagged=result.flagged, reasons=result.reasons, signals=dict(result.signals),
+                    features=result.features.to_dict(), thresholds=dict(result.thresholds),
+                    against={k: dict(v) for k, v in result.against.items()},
+                )
             )
-        )
     return alerts
+
+
+#: Detectors fitted per (artifact, reference sample, fpr, seed): fitting takes a second or more
+#: and a scheduled evaluation would otherwise refit every version every time.
+_FITTED: OrderedDict[tuple[str, str, float, int], ExtractionDetector] = OrderedDict()
+_FITTED_MAX = 8
+_FITTED_LOCK = threading.Lock()  # the schedule and requests evaluate in threads of one process
 
 
 def _fit(registry: Registry, meta: ModelVersion, *, fpr: float, seed: int) -> ExtractionDetector:
     """A detector on the version's reference sample and the model's own outputs on it."""
+    key = (meta.artifact_sha256, meta.reference_sha256, float(fpr), int(seed))
+    with _FITTED_LOCK:
+        if key in _FITTED:
+            _FITTED.move_to_end(key)
+            return _FITTED[key]
     schema = meta.schema
     # the sample keeps the training table's types; the detector reads what logged rows hold
     reference = model_frame(registry.reference_sample(meta.name, meta.version), schema)
     probabilities = None
+    complete = True
     if schema.task == "classification":
         try:
             pipeline = registry.load(meta.name, meta.version).pipeline
             probabilities = pipeline.predict_proba(reference)
-        except (IntegrityError, AttributeError):
-            # no trustworthy outputs of the reference: the boundary signal is left out
+        except (IntegrityError, AttributeError) as exc:
+            # no trustworthy outputs of the reference: the boundary signal is left out (and the
+            # detector is not kept, so that a restored artifact brings the signal back)
             probabilities = None
-    return ExtractionDetector(fpr=fpr, seed=seed).fit(
+            complete = isinstance(exc, AttributeError)
+    detector = ExtractionDetector(fpr=fpr, seed=seed).fit(
         reference, probabilities=probabilities, numeric=list(schema.numeric), categorical=list(schema.categorical)
     )
+    if complete:
+        with _FITTED_LOCK:
+            _FITTED[key] = detector
+            while len(_FITTED) > _FITTED_MAX:
+                _FITTED.popitem(last=False)
+    return detector
 
 
-def _score(
-    detector: ExtractionDetector, meta: ModelVersion, events: list[PredictionEvent], client: str | None
-) -> ExtractionScore:
+def _features(detector: ExtractionDetector, meta: ModelVersion, events: list[PredictionEvent]) -> QueryFeatures:
     rows = [e.data for e in events if e.data is not None]
     frame = model_frame(pd.DataFrame(rows, columns=meta.schema.names), meta.schema) if rows else None
     width = len(meta.schema.classes)
@@ -155,4 +198,4 @@ def _score(
     proba = np.asarray(probabilities, dtype=np.float64) if probabilities and width >= 2 else None
     if proba is not None and detector.reference_boundary_share_ is None:
         proba = None  # nothing to compare the share near the boundary with
-    return detector.score(frame, proba, client_id=client)
+    return detector.features(frame, proba)

@@ -159,6 +159,7 @@ def evaluate_loops(
                                         drifted_windows=drifted_windows, fpr=config.adversarial_fpr,
                                         alpha=config.evasion_alpha,
                                         probes=probes)
+    findings, evasions = _evasion_of_changed_software(findings, evasions)
     findings = findings + probes + evasions
     label_part = label_findings(store, name, frame, contexts, config, spec=spec, until=now,
                                 drifted_windows=drifted_windows)
@@ -263,6 +264,26 @@ def _without(events: list[PredictionEvent], probing: set[tuple[datetime, Any]],
         return events
     starts = spec.starts_of(pd.Series([e.timestamp for e in events]))
     return [e for e, start in zip(events, starts) if (start.to_pydatetime(), e.client_id) not in probing]
+
+
+def _evasion_of_changed_software(findings: list[Finding], evasions: list[Finding]) -> tuple[list[Finding], list[Finding]]:
+    """An evasion suspect whose own software changed in that window (a client known from its
+    history, now at a new version whose inputs differ) is that software change: its evasion
+    test joins the ``software_change`` finding's evidence rather than raising a second incident.
+    A pipeline that starts sending minutes for hours puts every row far from the training data,
+    which the evasion score flags; the software change says why. A client without history (a
+    new key, an attacker's first window) is never explained this way."""
+    changed = {(f.window_start, (f.evidence.get("software_change") or {}).get("client")): i
+               for i, f in enumerate(findings)
+               if f.kind == "software_change" and (f.evidence.get("software_change") or {}).get("what") == "client_version"}
+    findings, kept = list(findings), []
+    for evasion in evasions:
+        at = changed.get((evasion.window_start, evasion.evidence.get("client_id")))
+        if at is None or evasion.evidence.get("history_rate") is None:
+            kept.append(evasion)
+            continue
+        findings[at] = replace(findings[at], evidence={**findings[at].evidence, "evasion": evasion.evidence})
+    return findings, kept
 
 
 def _time_windows(frame: pd.DataFrame, spec: WindowSpec) -> list[tuple[datetime, pd.DataFrame]]:

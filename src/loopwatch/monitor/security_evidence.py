@@ -39,16 +39,26 @@ def probing_findings(
             window_start=alert.window_start,
             window_end=alert.window_end,
             available_at=alert.window_end,
-            severity=alert.score,
+            # the strongest signal that named it, in [0, 1] as other kinds' severities
+            severity=max(alert.signals[k] for k in alert.reasons),
             summary=(
                 f"client {_described(alert.client_id, names)} sent {alert.n_rows} queries between {alert.first_seen:%H:%M} and "
-                f"{alert.last_seen:%H:%M} that look like probing for the decision boundary "
-                f"({', '.join(alert.reasons)})"
+                f"{alert.last_seen:%H:%M} that look like probing of the model: "
+                f"{', '.join(_REASONS.get(r, r) for r in alert.reasons)}"
             ),
             evidence={"client_id": alert.client_id, "client_name": names.get(alert.client_id, alert.client_id),
                       **alert.to_dict()},
         ))
     return found
+
+
+#: What each extraction signal says about a client's queries, for the finding's summary.
+_REASONS = {
+    "support": "off the data (support)",
+    "boundary": "crowding the decision boundary (boundary)",
+    "grid": "one feature varied at a time (grid)",
+    "spread": "packed or spread unlike real cases (spread)",
+}
 
 
 def evasion_findings(
@@ -64,13 +74,20 @@ def evasion_findings(
     probes: Sequence[Finding],
 ) -> tuple[list[Finding], list[Finding]]:
     """Clients whose predictions the evasion score flags well above its calibrated rate, above
-    the other clients' rate and above their own history, in windows whose inputs held.
+    the other clients' rate and above their own history, in every window.
 
-    A client's history is its flags in the earlier windows of the range whose inputs held and
-    in which it was not a suspect, so an attack never becomes part of its normal.
+    Each client is judged on its own: a window whose inputs drifted is tested like any other,
+    since the drift may be the attacker's own traffic; a drift of everyone's inputs raises
+    every client's rate and so is no client's excess over the others. A client's history is
+    its flags in the earlier windows of the range in which it was not a suspect, so an attack
+    never becomes part of its normal. ``drifted_windows`` only marks the evidence.
 
     Returns the evasion findings and the probing findings, the latter with the evasion test
-    of their client and window added: a probing client is one incident, not two.
+    of their client and window added: a probing client is one incident, not two. A client named
+    for probing on the boundary signal alone that is also an evasion suspect is reported as
+    evasion, with the probing evidence added: crafted inputs stop just across the boundary, and
+    what tells a mapping of the model apart (queries off the data, on a lattice, packed) is
+    missing.
     """
     from loopwatch.detectors.evasion_rates import evasion_by_client
 
@@ -79,6 +96,7 @@ def evasion_findings(
     names = key_names(store)
     probing = {(p.window_start, p.evidence.get("client_id")): i for i, p in enumerate(probes)}
     probes = list(probes)
+    evading: set[int] = set()  # probes reported as evasion instead
     found = []
     history: dict[tuple[int, str], tuple[int, int]] = {}
     for start, rows in time_windows:
@@ -95,19 +113,23 @@ def evasion_findings(
             tested = evasion_by_client(flags, k_calibration=k_calibration, n_calibration=n_calibration,
                                        history=past, alpha=alpha)
             suspects = {c.client_id for c in tested if c.suspect}
-            if start not in drifted_windows:
-                for client, values in flags.items():
-                    if client not in suspects:
-                        k, n = past[client]
-                        history[(int(number), client)] = (k + sum(values), n + len(values))
+            for client, values in flags.items():
+                if client not in suspects:
+                    k, n = past[client]
+                    history[(int(number), client)] = (k + sum(values), n + len(values))
             for client in tested:
                 client_id = client.client_id or None
-                if (start, client_id) in probing:
-                    at = probing[(start, client_id)]
-                    probes[at] = replace(probes[at], evidence={**probes[at].evidence, "evasion": client.to_dict()})
+                probe = probing.get((start, client_id))
+                if probe is not None and not (client.suspect and probes[probe].evidence.get("reasons") == ["boundary"]):
+                    probes[probe] = replace(probes[probe],
+                                            evidence={**probes[probe].evidence, "evasion": client.to_dict()})
                     continue
-                if not client.suspect or start in drifted_windows:
+                if not client.suspect:
                     continue
+                also = ""
+                if probe is not None:
+                    evading.add(probe)
+                    also = "; its queries also crowd the decision boundary"
                 found.append(Finding(
                     kind="adversarial_evasion",
                     window_start=start,
@@ -117,12 +139,19 @@ def evasion_findings(
                     summary=(
                         f"client {_described(client_id, names)}: {client.n_flagged} of {client.n_rows} inputs "
                         f"({client.rate:.1%}) flagged as adversarial, against {client.calibrated_rate:.1%} on "
-                        f"clean reference rows and {_share(client.others_rate)} for the other clients"
+                        f"clean reference rows and {_share(client.others_rate)} for the other clients{also}"
                     ),
                     evidence={"client_id": client_id, "client_name": names.get(client_id or "", client_id),
-                              "model_version": int(number), **client.to_dict()},
+                              "model_version": int(number), "window_drifted": start in drifted_windows,
+                              **client.to_dict(),
+                              **({"probing": _probing_evidence(probes[probe])} if probe is not None else {})},
                 ))
-    return found, probes
+    return found, [p for i, p in enumerate(probes) if i not in evading]
+
+
+def _probing_evidence(probe: Finding) -> dict[str, Any]:
+    keep = ("score", "threshold", "reasons", "signals", "thresholds", "n_rows", "first_seen", "last_seen")
+    return {k: probe.evidence[k] for k in keep if k in probe.evidence}
 
 
 def window_evasion(registry: Registry, name: str, version: int, rows: pd.DataFrame, *, fpr: float
