@@ -3,7 +3,6 @@ flagged share is raised, and on clients at the calibrated rate stay within their
 
 from __future__ import annotations
 
-import doctest
 
 import numpy as np
 import pytest
@@ -11,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-import loopwatch.detectors.evasion_rates as evasion_rates
 from loopwatch.detectors.evasion_rates import evasion_by_client
 from loopwatch.errors import InvalidInput
 
@@ -138,8 +136,3 @@ def test_the_order_of_clients_and_rows_does_not_matter(clients: dict[str, list[b
 def test_bad_parameters_are_refused(kwargs: dict) -> None:
     with pytest.raises(InvalidInput):
         evasion_by_client({"a": flags(1, 40)}, k_calibration=1, n_calibration=100, **kwargs)
-
-
-def test_the_docstring_example_runs() -> None:
-    result = doctest.testmod(evasion_rates)
-    assert result.attempted >= 2 and result.failed == 0

@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.base import clone
 
-from loopwatch.detectors.extraction import ExtractionDetector, near_boundary_share, one_feature_neighbours
+from loopwatch.detectors.extraction import ExtractionDetector
+from loopwatch.detectors.query_geometry import near_boundary_share, one_feature_neighbours
 from loopwatch.errors import InvalidInput
 from loopwatch.models import train_model
 from loopwatch.models.training import prepare_features
@@ -232,12 +233,3 @@ def test_unfitted_and_invalid_parameters_are_refused(churn_training: pd.DataFram
         ExtractionDetector().fit(churn_training.head(5))
     with pytest.raises(InvalidInput, match="one row per reference row"):
         ExtractionDetector().fit(churn_training, probabilities=np.zeros((3, 2)))
-
-
-def test_the_docstring_example_runs() -> None:
-    import doctest
-
-    import loopwatch.detectors.extraction as module
-
-    result = doctest.testmod(module)
-    assert result.attempted > 0 and result.failed == 0, result

@@ -18,12 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 
-from loopwatch.detectors.extraction import (
-    ExtractionDetector,
-    QueryFeatures,
-    _median_nn_dropping,
-    _nearest_dropping,
-)
+from loopwatch.detectors.extraction import ExtractionDetector, QueryFeatures
+from loopwatch.detectors.query_geometry import median_nn_dropping, nearest_dropping
 from loopwatch.models import train_model
 from loopwatch.models.training import prepare_features
 from loopwatch.simulate import FEATURES, sample_customers
@@ -239,8 +235,8 @@ def test_distances_with_a_group_left_out_match_scipy(
                 rows[:, lo:lo + w] = np.eye(w)[rng.integers(0, w, len(rows))] / np.sqrt(2.0)
     groups = [np.arange(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
     choices = [np.arange(width)] + [np.setdiff1d(np.arange(width), g) for g in groups]
-    nearest = _nearest_dropping(x, y, groups)
-    median = _median_nn_dropping(x, groups)
+    nearest = nearest_dropping(x, y, groups)
+    median = median_nn_dropping(x, groups)
     for k, columns in enumerate(choices):
         if columns.size == 0:
             expected_nearest = np.zeros(n)

@@ -8,7 +8,6 @@ and the monitor.
 
 from __future__ import annotations
 
-import doctest
 
 import numpy as np
 import pandas as pd
@@ -17,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loopwatch.errors import SchemaViolation
-from loopwatch.features import frames, schema as schema_module
 from loopwatch.features.frames import labels_of, model_frame, typed_frame
 from loopwatch.features.schema import Feature, FeatureSchema, accepted_category_type, category_label, infer_schema
 from loopwatch.features.validate import validate_rows
@@ -160,12 +158,6 @@ def test_strings_and_booleans_are_their_labels(values: list[object]) -> None:
     if flags:
         rows = validate_rows(schema, [{"f": v} for v in flags]).rows
         assert plain(typed_frame(pd.DataFrame(rows), schema)["f"]) == flags
-
-
-@pytest.mark.parametrize("module", [frames, schema_module])
-def test_docstring_examples(module: object) -> None:
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
-    assert result.attempted > 0 and result.failed == 0, result
 
 
 def test_a_number_whose_label_is_one_of_a_string_columns_categories_is_that_category() -> None:

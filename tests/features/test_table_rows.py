@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import numpy as np
@@ -11,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import loopwatch.features.table_rows as table_rows
 from loopwatch.errors import InvalidInput, SchemaViolation
 from loopwatch.features.table_rows import validate_table_rows
 from loopwatch.features.validate import MAX_CATEGORY_LENGTH, MAX_REPORTED_PROBLEMS
@@ -125,8 +123,3 @@ def test_one_string_among_numbers_is_always_refused_at_its_row(xs: list, text: s
     with pytest.raises(SchemaViolation) as caught:
         validate_table_rows(table(x=values), min_rows=2)
     assert caught.value.detail["problems"][0]["row"] == at
-
-
-def test_the_docstring_examples_run() -> None:
-    result = doctest.testmod(table_rows, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 2 and result.failed == 0

@@ -3,7 +3,6 @@ checked against scipy, with properties and known answers."""
 
 from __future__ import annotations
 
-import doctest
 import json
 import math
 
@@ -15,13 +14,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from loopwatch.errors import InvalidInput
-from loopwatch.feedback import business
 from loopwatch.feedback.business import lagged_correlation, relation_changed
-
-
-def test_the_doctests_run() -> None:
-    result = doctest.testmod(business)
-    assert result.attempted >= 4 and result.failed == 0
 
 
 class TestAgainstScipy:

@@ -3,7 +3,6 @@ properties of the value and the cost, and intervals that cover at their stated r
 
 from __future__ import annotations
 
-import doctest
 import json
 
 import numpy as np
@@ -29,11 +28,6 @@ cell = st.floats(-1000, 1000, allow_nan=False)
 
 def matrix_of(array: np.ndarray, classes: list[str] = CLASSES) -> ValueMatrix:
     return ValueMatrix(values={t: {p: float(array[i, j]) for j, p in enumerate(classes)} for i, t in enumerate(classes)})
-
-
-def test_the_doctests_run() -> None:
-    result = doctest.testmod(value_module)
-    assert result.attempted >= 8 and result.failed == 0
 
 
 class TestClassificationValue:

@@ -3,10 +3,6 @@ loops package."""
 
 from __future__ import annotations
 
-import doctest
-import importlib
-import inspect
-import pkgutil
 
 import numpy as np
 import pandas as pd
@@ -15,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 
-import loopwatch.loops
 from loopwatch.errors import InvalidInput
 from loopwatch.loops.importance import prediction_sensitivity
 
@@ -115,24 +110,3 @@ def test_shares_of_a_linear_model_sum_to_one(weights: list[float], n: int, seed:
             if weight == 0.0:
                 assert shares[name] == 0.0
     pd.testing.assert_frame_equal(rows, before)
-
-
-# --- the docstring examples of the loops package run and print what they say -------------------
-
-def _modules_with_examples() -> list[str]:
-    out = []
-    for info in pkgutil.iter_modules(loopwatch.loops.__path__, "loopwatch.loops."):
-        module = importlib.import_module(info.name)
-        if ">>>" in inspect.getsource(module):
-            out.append(info.name)
-    return out
-
-
-def test_the_importance_module_has_examples() -> None:
-    assert "loopwatch.loops.importance" in _modules_with_examples()
-
-
-@pytest.mark.parametrize("name", _modules_with_examples())
-def test_docstring_examples(name: str) -> None:
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0, result

@@ -218,12 +218,3 @@ def test_over_represented_bins_and_categories() -> None:
     labels = ["a"] * 70 + ["b"] * 20 + ["new"] * 10 + [None]
     flagged = over_represented_categories(labels, {"a": 300, "b": 700})
     assert flagged[:70].all() and not flagged[70:90].any() and flagged[90:100].all() and not flagged[100]
-
-
-def test_the_docstring_examples_run() -> None:
-    import doctest
-
-    import loopwatch.loops.labelling as module
-
-    result = doctest.testmod(module)
-    assert result.attempted >= 5 and result.failed == 0

@@ -71,221 +71,26 @@ False
 
 from __future__ import annotations
 
-import functools
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Self, Sequence
+from typing import Self, Sequence
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator
 
+from loopwatch.detectors.extraction_scores import SIGNALS, ExtractionScore, QueryFeatures
+from loopwatch.detectors.query_geometry import (
+    distinct_positions,
+    lattice_neighbours,
+    median_nn_dropping,
+    near_boundary_share,
+    nearest_dropping,
+    numeric_values,
+    one_blas_thread,
+    value_codes,
+)
 from loopwatch.errors import InvalidInput
-
-#: Decimals numeric values are compared at: a lattice step of 0.05 stays 0.05,
-#: float noise from JSON round trips disappears.
-_DECIMALS = 9
-#: The signals, in the order they are reported.
-SIGNALS = ("boundary", "grid", "spread", "support")
-
-
-@dataclass(frozen=True, kw_only=True)
-class QueryFeatures:
-    """What one client's queries in a window look like (``None``: not computable)."""
-
-    n_rows: int
-    n_distinct: int
-    near_boundary_share: float | None
-    expected_near_boundary_share: float | None
-    neighbour_share: float | None
-    step_regularity: float | None
-    step_entropy: float | None
-    #: Median nearest-neighbour distance over the reference's at the same size, with the
-    #: features (all, or all but one) that bring it closest to 1.
-    spread_ratio: float | None
-    #: The same with every feature.
-    spread_ratio_all_features: float | None = None
-    #: The feature left out for ``spread_ratio`` (``None``: none was).
-    spread_left_out: str | None = None
-    #: Distinct rows the one-feature neighbours were counted on (a random draw of at most
-    #: ``max_grid_rows``), and the reference's ``grid`` statistic at that many rows.
-    grid_rows: int | None = None
-    expected_grid: float | None = None
-    #: Share of the (at most ``max_spread_rows``) distinct rows farther from every reference
-    #: row than the reference's own held-out rows ever are (all but ``support_quantile`` of
-    #: them), with the features (all, or all but one) that bring it lowest.
-    off_support_share: float | None = None
-    expected_off_support_share: float | None = None
-    #: The feature left out for ``off_support_share`` (``None``: none was).
-    support_left_out: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def statistics(self) -> dict[str, float]:
-        """The statistic behind each computable signal (what baselines are medians of).
-
-        ``grid`` is the share of one-feature neighbours (weighted by step regularity) beyond
-        the reference's at the same number of rows, since a larger sample of any table holds
-        more of them, over ``max(1 - reference's, 0.5)``; ``spread`` is the log of the spread ratio.
-        """
-        out: dict[str, float] = {}
-        if self.near_boundary_share is not None and self.expected_near_boundary_share is not None:
-            out["boundary"] = self.near_boundary_share
-        if self.neighbour_share is not None:
-            grid = self.neighbour_share * (1.0 + (self.step_regularity or 0.0)) / 2.0
-            expected = self.expected_grid or 0.0
-            # beyond the reference's share, as a part of what it leaves; where the reference
-            # itself is mostly twins (a table of a few discrete features) the twin share says
-            # little, so the excess is never more than twice the plain difference
-            out["grid"] = (grid - expected) / max(1.0 - expected, 0.5)
-        if self.spread_ratio is not None:
-            out["spread"] = math.log(max(self.spread_ratio, 1e-12))
-        if self.off_support_share is not None:
-            out["support"] = self.off_support_share
-        return out
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExtractionScore:
-    """One client's signals, each signal's threshold, and the decision.
-
-    ``signals`` holds each signal at its weakest over the baselines in ``against``
-    (``reference``, and ``others`` and ``history`` when the client had them);
-    ``score`` is the strongest signal over its threshold, and ``flagged`` needs
-    ``score >= threshold`` (1) and at least ``min_rows`` rows.
-    """
-
-    client_id: str | None
-    features: QueryFeatures
-    signals: dict[str, float]
-    thresholds: dict[str, float]
-    score: float
-    threshold: float
-    flagged: bool
-    against: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    @property
-    def reasons(self) -> tuple[str, ...]:
-        """The signals at or above their thresholds, strongest (over its threshold) first."""
-        strong = sorted(((v / self.thresholds[k], k) for k, v in self.signals.items()
-                         if v >= self.thresholds[k]), key=lambda item: (-item[0], item[1]))
-        return tuple(k for _, k in strong)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "client_id": self.client_id,
-            "features": self.features.to_dict(),
-            "signals": dict(self.signals),
-            "thresholds": dict(self.thresholds),
-            "against": {k: dict(v) for k, v in self.against.items()},
-            "score": self.score,
-            "threshold": self.threshold,
-            "flagged": self.flagged,
-            "reasons": list(self.reasons),
-        }
-
-
-# --- the signals as functions -----------------------------------------------------------
-
-
-def near_boundary_share(probabilities: ArrayLike, *, margin: float = 0.2) -> float:
-    """Share of rows whose two most probable classes are less than ``margin`` apart."""
-    proba = np.asarray(probabilities, dtype=np.float64)
-    if proba.ndim != 2 or proba.shape[0] == 0:
-        raise InvalidInput("probabilities must be a non-empty matrix with one column per class")
-    if proba.shape[1] == 1:
-        gap = np.abs(2.0 * proba[:, 0] - 1.0)
-    else:
-        top = np.sort(proba, axis=1)
-        gap = top[:, -1] - top[:, -2]
-    return float(np.mean(gap < margin))
-
-
-def _codes(frame: pd.DataFrame, numeric: Sequence[str]) -> np.ndarray:
-    """Each value as an integer code per column (equal values, equal codes; missing is -1)."""
-    columns = []
-    for name in frame.columns:
-        values = frame[name]
-        if name in numeric:
-            values = pd.to_numeric(values, errors="coerce").round(_DECIMALS)
-        columns.append(pd.factorize(values, use_na_sentinel=True)[0])
-    return np.column_stack(columns) if columns else np.zeros((len(frame), 0), dtype=np.int64)
-
-
-def _numeric_values(frame: pd.DataFrame, numeric: Sequence[str]) -> np.ndarray:
-    """The numeric columns as floats (NaN elsewhere), rounded as they are compared."""
-    out = np.full(frame.shape, np.nan)
-    for j, name in enumerate(frame.columns):
-        if name in numeric:
-            out[:, j] = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64).round(_DECIMALS)
-    return out
-
-
-def _distinct_positions(codes: np.ndarray) -> np.ndarray:
-    if codes.shape[0] == 0:
-        return np.zeros(0, dtype=np.int64)
-    _, first = np.unique(codes, axis=0, return_index=True)
-    return np.sort(first)
-
-
-def one_feature_neighbours(
-    frame: pd.DataFrame, *, numeric: Sequence[str] = ()
-) -> tuple[float, float | None, float | None]:
-    """Of the distinct rows, the share with a twin that differs in exactly one feature; and
-    the regularity and normalised entropy of the steps between such twins along numeric features.
-
-    Regularity is, over groups of at least three twins, the share of steps equal to their
-    group's most common step (1 on a lattice); the entropy is that of all steps pooled
-    (0 when every step is the same). Both are ``None`` when there are too few steps.
-    """
-    codes = _codes(frame, numeric)
-    keep = _distinct_positions(codes)
-    return _neighbours(codes[keep], _numeric_values(frame, numeric)[keep])
-
-
-def _neighbours(codes: np.ndarray, values: np.ndarray) -> tuple[float, float | None, float | None]:
-    """:func:`one_feature_neighbours` on distinct rows' codes and numeric values."""
-    n, d = codes.shape
-    if n < 2 or d < 2:
-        return 0.0, None, None
-    has_twin = np.zeros(n, dtype=bool)
-    regular, steps_in_groups = 0, 0
-    pooled: list[np.ndarray] = []
-    for j in range(d):
-        _, key = np.unique(np.delete(codes, j, axis=1), axis=0, return_inverse=True)
-        key = key.ravel()
-        in_group = np.bincount(key)[key] >= 2  # distinct rows sharing every other feature differ in this one
-        has_twin |= in_group
-        column = values[:, j]
-        if not in_group.any() or np.isnan(column).all():
-            continue
-        order = np.lexsort((column, key))
-        sorted_key = key[order]
-        gaps = np.round(np.diff(column[order]), _DECIMALS)
-        valid = (sorted_key[1:] == sorted_key[:-1]) & np.isfinite(gaps)
-        if not valid.any():
-            continue
-        group, gap = sorted_key[1:][valid], gaps[valid]
-        pooled.append(gap)
-        steps = np.bincount(group)
-        pairs, pair_counts = np.unique(np.column_stack([group, gap.view(np.int64)]), axis=0, return_counts=True)
-        modal = np.zeros(len(steps), dtype=np.int64)
-        np.maximum.at(modal, pairs[:, 0], pair_counts)
-        wide = steps >= 2  # a lone step is regular by definition: no evidence either way
-        regular += int(modal[wide].sum())
-        steps_in_groups += int(steps[wide].sum())
-    regularity = regular / steps_in_groups if steps_in_groups else None
-    entropy = None
-    if pooled:
-        all_gaps = np.concatenate(pooled)
-        if all_gaps.size >= 2:
-            _, counts = np.unique(all_gaps, return_counts=True)
-            p = counts / counts.sum()
-            entropy = float(max(0.0, -(p * np.log(p)).sum() / math.log(all_gaps.size)))
-    return float(has_twin.mean()), regularity, entropy
-
 
 # --- the detector -----------------------------------------------------------------------
 
@@ -387,8 +192,8 @@ class ExtractionDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn s
             self.reference_boundary_share_ = near_boundary_share(reference_proba, margin=self.boundary_margin)
         rng = np.random.default_rng(self.seed)
         prepared = self._prepare(frame)
-        with _one_blas_thread():
-            keep = _distinct_positions(prepared[0])
+        with one_blas_thread():
+            keep = distinct_positions(prepared[0])
             self.spread_sizes_, self.spread_distances_ = self._spread_baseline(prepared[2][keep], rng)
             self.grid_sizes_, self.grid_expected_ = self._grid_baseline(prepared[0][keep], prepared[1][keep], rng)
             self._fit_support(prepared[2][keep], rng)
@@ -443,7 +248,7 @@ class ExtractionDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn s
             raise InvalidInput("ExtractionDetector is not fitted: call fit first")
         prepared = self._prepare(self._align(frame)) if frame is not None and len(frame) else None
         proba = None if probabilities is None else np.asarray(probabilities, dtype=np.float64)
-        with _one_blas_thread():
+        with one_blas_thread():
             return self._features(prepared, proba, np.random.default_rng(self.seed))
 
     # -- internals -----------------------------------------------------------------------
@@ -496,12 +301,12 @@ class ExtractionDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn s
         if prepared is not None:
             codes, values, encoded = prepared
             n_rows = max(n_rows, len(codes))
-            keep = _distinct_positions(codes)
+            keep = distinct_positions(codes)
             n_distinct = len(keep)
             counted = keep if len(keep) <= self.max_grid_rows else np.sort(
                 rng.choice(keep, size=self.max_grid_rows, replace=False))
             grid_rows = len(counted)
-            neighbours, regularity, entropy = _neighbours(codes[counted], values[counted])
+            neighbours, regularity, entropy = lattice_neighbours(codes[counted], values[counted])
             expected_grid = float(np.interp(math.log(max(grid_rows, 1)), np.log(self.grid_sizes_), self.grid_expected_))
             spread = self._spread_ratio(encoded[keep], rng)
             if support:
@@ -531,7 +336,7 @@ class ExtractionDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn s
 
     def _prepare(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Codes (for equality), numeric values (for steps) and the encoding (for distances)."""
-        return _codes(frame, self.numeric_), _numeric_values(frame, self.numeric_), self._encode(frame)
+        return value_codes(frame, self.numeric_), numeric_values(frame, self.numeric_), self._encode(frame)
 
     def _encode(self, frame: pd.DataFrame) -> np.ndarray:
         """Numeric features in reference standard deviations (missing: the median), and one-hot
@@ -570,7 +375,7 @@ class ExtractionDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn s
         sizes = np.unique(np.geomspace(2, max(2, top), num=10).round().astype(int))
         groups = self._groups()
         distances = np.array([
-            np.mean([_median_nn_dropping(encoded[rng.choice(len(encoded), size=s, replace=False)], groups)
+            np.mean([median_nn_dropping(encoded[rng.choice(len(encoded), size=s, replace=False)], groups)
                      for _ in range(3)], axis=0)
             for s in sizes
         ])
@@ -591,7 +396,7 @@ class ExtractionDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn s
             draws = []
             for _ in range(3):
                 picked = rng.choice(len(codes), size=int(size), replace=False)
-                share, regularity, _ = _neighbours(codes[picked], values[picked])
+                share, regularity, _ = lattice_neighbours(codes[picked], values[picked])
                 draws.append(share * (1.0 + (regularity or 0.0)) / 2.0)
             expected.append(float(np.mean(draws)))
         return sizes, np.asarray(expected)
@@ -608,7 +413,7 @@ class ExtractionDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn s
         if len(held) < 10:  # too few rows to say how far real rows lie: no support signal
             self.support_radius_ = None
             return
-        nearest = _nearest_dropping(held, self.support_rows_, self._groups())
+        nearest = nearest_dropping(held, self.support_rows_, self._groups())
         self.support_radius_ = np.quantile(nearest, 1.0 - self.support_quantile, axis=0, method="higher")
         self.support_null_share_ = float(np.mean(nearest[:, 0] > self.support_radius_[0]))
 
@@ -620,7 +425,7 @@ class ExtractionDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn s
             return None
         top = self.max_spread_rows
         rows = encoded if len(encoded) <= top else encoded[rng.choice(len(encoded), size=top, replace=False)]
-        shares = np.mean(_nearest_dropping(rows, self.support_rows_, self._groups()) > self.support_radius_, axis=0)
+        shares = np.mean(nearest_dropping(rows, self.support_rows_, self._groups()) > self.support_radius_, axis=0)
         lowest = int(np.argmin(shares))
         return float(shares[lowest]), None if lowest == 0 else self.features_[lowest - 1]
 
@@ -632,7 +437,7 @@ class ExtractionDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn s
             return None
         top = int(self.spread_sizes_[-1])
         rows = encoded if len(encoded) <= top else encoded[rng.choice(len(encoded), size=top, replace=False)]
-        observed = np.maximum(_median_nn_dropping(rows, self._groups()), 1e-12)
+        observed = np.maximum(median_nn_dropping(rows, self._groups()), 1e-12)
         at = math.log(len(rows))
         expected = np.exp([np.interp(at, np.log(self.spread_sizes_), np.log(self.spread_distances_[:, j]))
                            for j in range(self.spread_distances_.shape[1])])
@@ -686,89 +491,3 @@ def _median_statistics(group: Sequence[QueryFeatures]) -> dict[str, float]:
         for name, value in features.statistics().items():
             pooled.setdefault(name, []).append(value)
     return {name: float(np.median(values)) for name, values in pooled.items()}
-
-
-def _one_blas_thread() -> Any:
-    """Nearest-neighbour products here are small: waking BLAS threads costs more than they
-    save (measured: 23 ms against 7 ms for 500 rows on a busy 2-core machine)."""
-    return _blas_controller().limit(limits=1, user_api="blas")
-
-
-@functools.lru_cache(maxsize=1)
-def _blas_controller() -> Any:
-    # inspecting the loaded libraries takes ~5 ms: done once per process, not per call
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-def _parts(a: np.ndarray, b: np.ndarray, groups: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Each group of columns' part of the squared distances between the rows of ``a`` and ``b``."""
-    parts = []
-    for columns in groups:
-        if len(columns) == 1:  # a numeric feature: an outer difference, no product needed
-            j = int(columns[0])
-            parts.append(np.square(a[:, j][:, None] - b[:, j][None, :]))
-            continue
-        x, y = a[:, columns], b[:, columns]
-        one_hot = _one_hot(x, y)
-        if one_hot is not None:  # a category: 2 v^2 apart when the categories differ, else 0
-            (px, py), value = one_hot
-            parts.append((px[:, None] != py[None, :]) * (2.0 * value * value))
-            continue
-        parts.append(np.einsum("ij,ij->i", x, x)[:, None] + np.einsum("ij,ij->i", y, y)[None, :] - 2.0 * x @ y.T)
-    return parts
-
-
-def _one_hot(x: np.ndarray, y: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], float] | None:
-    """The position of each row's one non-zero value, when every row of ``x`` and ``y`` holds
-    exactly one and all hold the same value (a one-hot encoded category), else ``None``."""
-    both = np.vstack([x, y])
-    if both.size == 0 or np.any(np.count_nonzero(both, axis=1) != 1):
-        return None
-    values = both.max(axis=1)
-    if not np.all(values == values[0]) or values[0] <= 0:
-        return None
-    positions = both.argmax(axis=1)
-    return (positions[: len(x)], positions[len(x):]), float(values[0])
-
-
-def _summed(parts: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    total = np.zeros(shape)
-    for part in parts:
-        total += part
-    return total
-
-
-def _nearest_dropping(queries: np.ndarray, rows: np.ndarray, groups: Sequence[np.ndarray]) -> np.ndarray:
-    """Distance from each query to its nearest row of ``rows``: one column with all columns of
-    the encoding, then one per group of columns left out (see :func:`_median_nn_dropping`)."""
-    out = np.empty((len(queries), 1 + len(groups)))
-    for lo in range(0, len(queries), 512):
-        parts = _parts(queries[lo : lo + 512], rows, groups)
-        total = _summed(parts, (len(queries[lo : lo + 512]), len(rows)))
-        buffer = np.empty_like(total)
-        out[lo : lo + 512, 0] = total.min(axis=1)
-        for k, part in enumerate(parts):
-            out[lo : lo + 512, 1 + k] = np.subtract(total, part, out=buffer).min(axis=1)
-    return np.sqrt(np.maximum(out, 0.0))
-
-
-def _median_nn_dropping(x: np.ndarray, groups: Sequence[np.ndarray]) -> np.ndarray:
-    """Median distance from each row to its nearest other row, with all columns (first) and
-    with each group of columns left out (then one per group), brute force: at most
-    ``max_spread_rows`` rows reach here, and matrix products beat a tree in 20 dimensions.
-
-    Leaving a group out subtracts its part of every squared distance, so the ``1 + groups``
-    answers cost one product per group rather than one search each.
-    """
-    out = np.full(1 + len(groups), np.nan)
-    if len(x) < 2:
-        return out
-    parts = _parts(x, x, groups)
-    total = _summed(parts, (len(x), len(x)))
-    # a row is not its own neighbour; every group's part of a row's distance to itself is 0
-    total[np.arange(len(x)), np.arange(len(x))] = np.inf
-    buffer = np.empty_like(total)
-    nearest = [total.min(axis=1)] + [np.subtract(total, part, out=buffer).min(axis=1) for part in parts]
-    return np.median(np.sqrt(np.maximum(np.asarray(nearest), 0.0)), axis=1)

@@ -79,9 +79,13 @@ def evaluate_loops(
     # judged without them, or an attacker's own queries would also be raised as a change in the
     # inputs (a "changed mix" of the segment feature, say) of everyone
     probing = {(p.window_start, p.evidence.get("client_id")) for p in probes}
+    # except a client named on the boundary signal alone: it may be an evader (see
+    # evasion_findings), and its flagged rows belong in the window's evasion share
+    mapping = {(p.window_start, p.evidence.get("client_id")) for p in probes
+               if p.evidence.get("reasons") != ["boundary"]}
     drift = monitor(
         store, registry, name, window=config.window, since=since, until=until,
-        events=_without(events, probing, spec) if probing else events,
+        events=_without(events, mapping, spec) if mapping else events,
         compare_previous=False, config=replace(
             MONITOR_CONFIG, alpha=config.drift_alpha, practical_thresholds=config.practical_thresholds,
             practical_band_rows=config.practical_band_rows,
