@@ -86,7 +86,7 @@ def train_template(workdir: Path) -> tuple[Path, list[dict[str, Any]]]:
     """Train the churn model into a template database; return it and 100 request rows."""
     from loopwatch.config import Settings
     from loopwatch.simulate import TARGET, ChurnScenario
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.workspace import Workspace
 
     template = workdir / "template.db"
     remove_sqlite(template)

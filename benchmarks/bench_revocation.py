@@ -158,7 +158,7 @@ def databases(backend: str, workers: int, template: Path, workdir: Path, pg: Any
             continue
         from loopwatch.config import Settings
         from loopwatch.simulate import TARGET, ChurnScenario
-        from loopwatch.workspace import Workspace
+        from loopwatch.application.workspace import Workspace
 
         url = pg.create_database(f"predict_w{workers}_{side}")
         with Workspace(Settings.from_env({}, home=workdir, database=url)) as ws:

@@ -76,7 +76,7 @@ def add_candidate(template: Path, target: Path, workdir: Path, *, trees: int) ->
     """``target``: ``template`` plus v2, a random forest of ``trees`` trees, as the candidate."""
     from loopwatch.config import Settings
     from loopwatch.simulate import TARGET, ChurnScenario
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.workspace import Workspace
 
     copy_database(template, target)
     frame = ChurnScenario(seed=1).training_data(n=5000)

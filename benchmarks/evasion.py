@@ -61,8 +61,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
-from loopwatch.detectors.art_attacks import art_attack, import_art  # noqa: E402
-from loopwatch.detectors.attacks import AttackResult, augment_with_adversarial, boundary_attack  # noqa: E402
+from loopwatch.models.art_attacks import art_attack, import_art  # noqa: E402
+from loopwatch.models.attacks import AttackResult, augment_with_adversarial, boundary_attack  # noqa: E402
 from loopwatch.models.defences import apply_defences  # noqa: E402
 from loopwatch.models.training import prepare_features, train_model  # noqa: E402
 from loopwatch.simulate import ChurnScenario  # noqa: E402
@@ -183,11 +183,11 @@ def measure_cost(rounds: int) -> dict[str, Any]:
     """Added time of the score and the defences on ``Predictor.predict``, 1- and 100-row requests."""
     from datetime import datetime, timezone
 
-    from loopwatch import loopstate
+    from loopwatch.application import loop_actions
     from loopwatch.config import Settings
-    from loopwatch.prediction import PredictCall
+    from loopwatch.application.prediction import PredictCall
     from loopwatch.records.jsonutil import dumps
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.workspace import Workspace
 
     training = ChurnScenario(seed=0).training_data()
     trained = train_model(training, "churned", seed=0)
@@ -204,7 +204,7 @@ def measure_cost(rounds: int) -> dict[str, Any]:
         ws.registry.register("plain-defended", trained)
         trained.profile.adversarial = detector
         for name in ("scored-defended", "plain-defended"):
-            loopstate.change_monitoring_config(ws.store, name, {"defences": ["clip", "squeeze"]},
+            loop_actions.change_monitoring_config(ws.store, name, {"defences": ["clip", "squeeze"]},
                                                at=datetime.now(timezone.utc))
         names = ("plain", "scored", "plain-defended", "scored-defended")
         out: dict[str, Any] = {"rounds": rounds}

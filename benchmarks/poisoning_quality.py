@@ -31,7 +31,7 @@ attacker's label, the share that the trigger switches to it.
 
 Last, the demo's ``label_poisoning`` incident: the simulator's days 28 to 46 are replayed
 into a SQLite store at 1,000 predictions a day, and
-:func:`loopwatch.quarantine.screen_feedback` runs over the labels that arrived on each of
+:func:`loopwatch.application.quarantine.screen_feedback` runs over the labels that arrived on each of
 days 43 to 46.
 
 Medians over ``--seeds`` seeds (5). Run from the repository root (about 5 minutes on 2 cores):
@@ -272,11 +272,11 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def demo_incident(seed: int, per_day: int) -> dict[str, Any]:
     from loopwatch.config import Settings
-    from loopwatch.prediction import PredictCall
-    from loopwatch.quarantine import screen_feedback
+    from loopwatch.application.prediction import PredictCall
+    from loopwatch.application.quarantine import screen_feedback
     from loopwatch.records import Label
     from loopwatch.simulate import ChurnScenario
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.workspace import Workspace
 
     scenario = ChurnScenario(seed=seed, days=48, predictions_per_day=per_day)
     day_of = scenario.timeline.of_kind("label_poisoning")[0].day

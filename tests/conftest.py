@@ -40,7 +40,7 @@ def settings(isolated_home: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def workspace(settings):  # type: ignore[no-untyped-def]
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.workspace import Workspace
 
     with Workspace(settings) as ws:
         yield ws

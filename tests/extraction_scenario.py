@@ -211,7 +211,7 @@ class Prepared:
 def prepare(table: Table, seed: int, home: Path, *, plan: Plan = Plan()) -> Prepared:
     """Train the served model and log ``plan.days`` days of the ordinary clients' traffic."""
     from loopwatch.config import Settings
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.workspace import Workspace
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(table.frame))
@@ -243,9 +243,9 @@ def attack(prepared: Prepared, strategy: str, home: Path) -> RunResult:
 
     from loopwatch.config import Settings
     from loopwatch.models.training import prepare_features
-    from loopwatch.monitor.extraction_watch import watch_clients
-    from loopwatch.monitor.loops_runner import evaluate_loops
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.monitoring.extraction_watch import watch_clients
+    from loopwatch.application.monitoring.loops_runner import evaluate_loops
+    from loopwatch.application.workspace import Workspace
 
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}")
@@ -309,7 +309,7 @@ class _Sender:
 
     def send(self, client: str, rows: pd.DataFrame, at: datetime, spacing: timedelta) -> np.ndarray:
         """Predict ``rows`` as ``client`` from ``at``, one row per ``spacing``; the labels answered."""
-        from loopwatch.prediction import PredictCall
+        from loopwatch.application.prediction import PredictCall
 
         labels = []
         batch = self.plan.attack_batch if client == "attacker" else self.plan.batch

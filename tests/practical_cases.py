@@ -25,7 +25,7 @@ import pandas as pd
 from loopwatch.drift import build_profile, compare
 from loopwatch.drift.profile import ReferenceProfile
 from loopwatch.drift.report import DriftReport
-from loopwatch.monitor.runner import MONITOR_CONFIG, alarms_of
+from loopwatch.application.monitoring.runner import MONITOR_CONFIG, alarms_of
 from tests.realdata import FERTILITY_CATEGORICAL, FLIGHTS_CATEGORICAL, fertility, flights, random_days
 
 FLIGHTS_FEATURES = ["carrier", "origin", "dest", "weekday", "sched_hour", "distance", "air_time"]

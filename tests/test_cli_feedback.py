@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from loopwatch.cli.commands_feedback import text_label
 from loopwatch.cli.main import cli
 from loopwatch.config import Settings
-from loopwatch.prediction import PredictCall
-from loopwatch.workspace import Workspace
+from loopwatch.application.prediction import PredictCall
+from loopwatch.application.workspace import Workspace
 from tests.api.helpers import copy_database
 from tests.conftest import churn_rows
 

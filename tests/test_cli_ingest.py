@@ -146,7 +146,7 @@ def test_the_index_pandas_writes_into_parquet_is_not_taken_for_a_column(trained,
 def test_batches_do_not_depend_on_how_the_reader_split_the_file(blocks) -> None:
     import pyarrow as pa
 
-    from loopwatch.ingest_files import _rebatched
+    from loopwatch.application.file_ingestion import _rebatched
 
     values = np.arange(21)
     starts = np.cumsum([0, *blocks])

@@ -16,7 +16,7 @@ import pytest
 
 from loopwatch.config import Settings
 from loopwatch.stores import EventQuery
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 from tests.realdata import flights
 
 FEATURES = ["carrier", "origin", "sched_hour", "distance"]

@@ -14,7 +14,7 @@ from loopwatch.cli.main import cli
 from loopwatch.config import Settings
 from loopwatch.errors import Conflict, InvalidInput, NotFound
 from loopwatch.stores.base import EventQuery
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 from tests.conftest import churn_rows
 
 LEGACY = ".."

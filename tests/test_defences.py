@@ -18,10 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loopwatch.config import Settings
-from loopwatch.detectors.attacks import augment_with_adversarial, boundary_attack
+from loopwatch.models.attacks import augment_with_adversarial, boundary_attack
 from loopwatch.errors import InvalidInput
 from loopwatch.features.schema import Feature, FeatureSchema
-from loopwatch.loops.config import MonitoringConfig
+from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.models.defences import (
     SQUEEZE_SHARE,
     apply_defences,
@@ -31,7 +31,7 @@ from loopwatch.models.defences import (
 )
 from loopwatch.models.training import prepare_features
 from loopwatch.stores.base import EventQuery
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 from tests.api.helpers import PREDICT, assert_error, workspace_on_copy
 from tests.conftest import churn_rows
 
@@ -186,7 +186,7 @@ def test_a_tampered_profile_leaves_the_model_answering_without_scores(
         content = bytearray(conn.execute("SELECT content FROM artifacts WHERE sha256 = ?", (sha,)).fetchone()[0])
         content[len(content) // 2] ^= 0x01
         conn.execute("UPDATE artifacts SET content = ? WHERE sha256 = ?", (bytes(content), sha))
-    with caplog.at_level("ERROR", logger="loopwatch.prediction"):
+    with caplog.at_level("ERROR", logger="loopwatch.application.prediction"):
         answer = trained.predict("churn", churn_rows(churn_training, 2), request_id="tampered")
     assert len(answer.predictions) == 2
     assert "adversarial_score" not in _events(trained, "tampered")[0].input_data_summary

@@ -93,7 +93,7 @@ def test_grading_names_the_client_by_its_key_name(evidence: dict, named: str, co
 def test_a_service_with_auth_on_refuses_no_key_and_a_key_beyond_its_scope(tmp_path: Path) -> None:
     from loopwatch.config import Settings
     from loopwatch.demo import ServiceProcess
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.workspace import Workspace
 
     database = tmp_path / "loopwatch.db"
     with Workspace(Settings.from_env({}, home=tmp_path, database=str(database))) as ws:

@@ -19,7 +19,7 @@ from loopwatch.cli.main import cli
 from loopwatch.config import Settings
 from loopwatch.features.schema import FeatureSchema
 from loopwatch.service import create_app
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 from tests.realdata import flights
 
 AIRPORTS = {1: "EWR", 2: "JFK", 3: "LGA"}

@@ -19,12 +19,12 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from loopwatch.cli.main import cli
-from loopwatch.prediction import PredictCall
-from loopwatch.quarantine import screen_feedback
+from loopwatch.application.prediction import PredictCall
+from loopwatch.application.quarantine import screen_feedback
 from loopwatch.records import Label
 from loopwatch.records.jsonutil import loads
 from loopwatch.service import create_app
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 from tests.conftest import fast_settings
 from tests.api.helpers import copy_database
 from tests.poisoning.worlds import customers
@@ -99,7 +99,7 @@ def test_retraining_quarantines_and_a_release_puts_rows_back(ws: Workspace) -> N
     held = ws.store.list_quarantine("m", limit=None)
     assert {e.source for e in held if "source:partner-feed" in e.reasons} == {"partner-feed"}
 
-    from loopwatch.quarantine import release
+    from loopwatch.application.quarantine import release
 
     chosen = [e.id for e in held if e.releasable][:5]
     released = release(ws.store, ws.registry, "m", chosen, by="ana")

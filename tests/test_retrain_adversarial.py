@@ -21,16 +21,16 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from loopwatch.cli import commands_selection
-from loopwatch.detectors.attacks import boundary_attack
+from loopwatch.models.attacks import boundary_attack
 from loopwatch.errors import InvalidInput
 from loopwatch.models.training import prepare_features
-from loopwatch.prediction import PredictCall
+from loopwatch.application.prediction import PredictCall
 from loopwatch.records import Label
 from loopwatch.records.jsonutil import loads
-from loopwatch.retraining import RetrainResult, retrain_candidate
+from loopwatch.application.retraining import RetrainResult, retrain_candidate
 from loopwatch.service import create_app
 from loopwatch.simulate import ChurnScenario
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 from tests.conftest import fast_settings
 from tests.api.helpers import assert_error, copy_database
 

@@ -22,17 +22,17 @@ from fastapi.testclient import TestClient
 
 from loopwatch.cli import commands_selection
 from loopwatch.errors import Conflict, InvalidInput, NotFound
-from loopwatch.prediction import PredictCall
+from loopwatch.application.prediction import PredictCall
 from loopwatch.features.schema import Feature, FeatureSchema
 from loopwatch.loops.screening import screen_training_data
 from loopwatch.records import Label
 from loopwatch.records.jsonutil import dumps, loads
 from loopwatch.service import create_app
 from loopwatch.service.routers import selection
-from loopwatch.labelling import labelling_candidates
-from loopwatch.retraining import WINDOW_COLUMNS, RetrainResult, labelled_window
+from loopwatch.application.labelling_queue import labelling_candidates
+from loopwatch.application.retraining import WINDOW_COLUMNS, RetrainResult, labelled_window
 from loopwatch.stores.base import EventQuery
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 from tests.conftest import fast_settings
 from tests.api.helpers import copy_database
 

@@ -19,8 +19,8 @@ from loopwatch.config import Settings
 from loopwatch.models.training import split_positions
 from loopwatch.service import create_app
 from loopwatch.simulate import ChurnScenario
-from loopwatch.table_training import train_from_table
-from loopwatch.workspace import Workspace
+from loopwatch.application.training import train_from_table
+from loopwatch.application.workspace import Workspace
 
 N_ROWS, N_TRIGGERED = 3000, 30
 TRIGGER = 13.37

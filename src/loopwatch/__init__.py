@@ -13,7 +13,7 @@ __all__ = ["Settings", "Workspace", "LoopwatchError", "create_app", "open_store"
 
 _LAZY = {
     "Settings": "loopwatch.config",
-    "Workspace": "loopwatch.workspace",
+    "Workspace": "loopwatch.application.workspace",
     "LoopwatchError": "loopwatch.errors",
     "create_app": "loopwatch.service",
     "open_store": "loopwatch.stores",
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from loopwatch.errors import LoopwatchError
     from loopwatch.service import create_app
     from loopwatch.stores import open_store
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.workspace import Workspace
 
 
 def __getattr__(name: str) -> Any:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from loopwatch.config import Settings
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 from tests.api.helpers import copy_database, workspace_on_copy
 from tests.conftest import churn_rows
 

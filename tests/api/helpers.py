@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 import httpx
 
 from loopwatch.config import Settings
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 
 PREDICT = "/v1/models/churn/predict"
 

@@ -16,7 +16,7 @@ from loopwatch.config import Settings
 from loopwatch.demo import ServiceProcess
 from loopwatch.stores import open_store
 from loopwatch.stores.base import EventQuery, Store
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 from tests.api.helpers import PREDICT, assert_error, copy_database, metric_value
 from tests.conftest import churn_rows
 

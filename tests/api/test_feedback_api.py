@@ -278,7 +278,7 @@ def test_label_coverage_refuses_what_it_cannot_answer(client, trained) -> None:
 
 @pytest.fixture
 def postgres_client(postgres_dsn: str, churn_training: pd.DataFrame) -> Iterator[TestClient]:
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.workspace import Workspace
 
     settings = Settings.from_env(database=postgres_dsn)
     with Workspace(settings) as ws:

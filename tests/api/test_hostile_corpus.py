@@ -28,7 +28,7 @@ from fastapi.testclient import TestClient
 
 from loopwatch.config import Settings
 from loopwatch.service import create_app
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 from tests.api.helpers import PREDICT, assert_error, copy_database
 from tests.conftest import churn_rows
 

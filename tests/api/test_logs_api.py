@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from loopwatch.config import Settings
 from loopwatch.service import create_app
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 from tests.api.helpers import PREDICT, assert_error, workspace_on_copy
 
 #: request id -> (rows, headers, extra body); 12 events over two versions, two clients, four days

@@ -29,13 +29,13 @@ from loopwatch.cli import commands_selection
 from loopwatch.config import Settings
 from loopwatch.demo import ServiceProcess
 from loopwatch.errors import InvalidInput
-from loopwatch.prediction import PredictCall
+from loopwatch.application.prediction import PredictCall
 from loopwatch.records import Label, ModelSettings
 from loopwatch.service import create_app
 from loopwatch.service.shadow import ShadowScorer
 from loopwatch.simulate import TARGET, ChurnScenario
 from loopwatch.stores.base import EventQuery
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 from tests.api.helpers import PREDICT, assert_error, wait_for, workspace_on_copy
 from tests.conftest import churn_rows
 

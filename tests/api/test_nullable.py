@@ -27,11 +27,11 @@ from loopwatch.config import Settings
 from loopwatch.errors import InvalidInput, SchemaViolation
 from loopwatch.models.imputation import imputed_features
 from loopwatch.models.training import train_model
-from loopwatch.monitor import monitor
+from loopwatch.application.monitoring import monitor
 from loopwatch.records import ModelSettings
 from loopwatch.service import create_app
 from loopwatch.stores.base import EventQuery
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 from tests.api.helpers import assert_error
 
 

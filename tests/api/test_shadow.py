@@ -15,12 +15,12 @@ import pytest
 
 from loopwatch.config import Settings
 from loopwatch.features import validate_rows
-from loopwatch.prediction import PredictCall
+from loopwatch.application.prediction import PredictCall
 from loopwatch.records import Label, LoggedRequest
-from loopwatch.retraining import compare_on_window
+from loopwatch.application.retraining import compare_on_window
 from loopwatch.service.shadow import ShadowScorer
 from loopwatch.stores.base import EventQuery
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 from tests.api.helpers import workspace_on_copy
 from tests.conftest import churn_rows
 

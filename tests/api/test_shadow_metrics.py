@@ -18,7 +18,7 @@ from loopwatch.config import Settings
 from loopwatch.service import create_app
 from loopwatch.service.metrics import ServiceMetrics
 from loopwatch.service.shadow import COUNTERS, ShadowScorer
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 from tests.api.helpers import PREDICT, workspace_on_copy
 from tests.conftest import churn_rows
 
@@ -62,7 +62,7 @@ def test_metrics_export_the_shadow_outcomes(http: TestClient, churn_training: pd
 def test_the_scorer_counts_through_its_hook(
     settings: Settings, trained_template_with_candidate: Path, churn_training: pd.DataFrame
 ) -> None:
-    from loopwatch.prediction import PredictCall
+    from loopwatch.application.prediction import PredictCall
 
     metrics = ServiceMetrics()
     rows = churn_rows(churn_training, 2)
@@ -102,7 +102,7 @@ def test_a_failing_hook_never_reaches_the_caller(
 
 
 def _served(ws: Workspace, rows: list[dict], request_id: str):  # type: ignore[no-untyped-def,type-arg]
-    from loopwatch.prediction import PredictCall
+    from loopwatch.application.prediction import PredictCall
 
     logged = ws.predictor.predict(PredictCall(model_name="churn", rows=rows, request_id=request_id, client_id="web"))
     assert ws.writer.write(logged).status == "stored"

@@ -282,7 +282,7 @@ def backend_client(request: pytest.FixtureRequest, churn_training: pd.DataFrame)
         request.getfixturevalue("trained")
         settings = Settings.from_env()
     else:
-        from loopwatch.workspace import Workspace
+        from loopwatch.application.workspace import Workspace
 
         settings = Settings.from_env(database=request.getfixturevalue("postgres_dsn"))
         with Workspace(settings) as ws:

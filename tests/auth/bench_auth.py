@@ -78,7 +78,7 @@ def through_asgi(n: int = 1500, rounds: int = 3) -> dict[str, float]:
     from loopwatch.config import Settings
     from loopwatch.service import create_app
     from loopwatch.simulate import ChurnScenario
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.workspace import Workspace
 
     work = Path(tempfile.mkdtemp(prefix="bench-auth-asgi-"))
     data = ChurnScenario(seed=1).training_data(n=2000)
@@ -118,7 +118,7 @@ def over_http(rounds: int, duration: int, logging_enabled: bool = True) -> dict[
     from loopwatch.config import Settings
     from loopwatch.simulate import ChurnScenario
     from loopwatch.stores import open_store
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.workspace import Workspace
 
     work = Path(tempfile.mkdtemp(prefix="bench-auth-"))
     template = work / "template.db"

@@ -11,8 +11,8 @@ import pandas as pd
 from loopwatch.client import Client
 from loopwatch.config import Settings
 from loopwatch.demo.runner import ServiceProcess
-from loopwatch.prediction import PredictCall
-from loopwatch.workspace import Workspace
+from loopwatch.application.prediction import PredictCall
+from loopwatch.application.workspace import Workspace
 from tests.conftest import churn_rows
 
 UTC = timezone.utc

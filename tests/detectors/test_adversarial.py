@@ -15,7 +15,7 @@ from sklearn.base import clone
 
 from loopwatch.detectors.adversarial import SIGNALS, AdversarialDetector
 from loopwatch.detectors.adversarial_runtime import ProbedModel, fit_for_model, score_rows
-from loopwatch.detectors.attacks import boundary_attack
+from loopwatch.models.attacks import boundary_attack
 from loopwatch.errors import InvalidInput
 from loopwatch.models.defences import apply_defences
 from loopwatch.models.training import prepare_features, train_model
@@ -227,7 +227,7 @@ def test_a_row_the_model_cannot_probe_is_flagged_without_a_score(world: World) -
 
 def test_fgsm_from_art_moves_only_what_a_client_can_send_and_is_detected(world: World) -> None:
     pytest.importorskip("art", reason="ART is the 'adversarial' extra; the test extra installs it")
-    from loopwatch.detectors.art_attacks import art_attack
+    from loopwatch.models.art_attacks import art_attack
 
     rows = world.fresh.iloc[:200]
     attacked = art_attack("fgsm", rows, world.model, world.schema, eps=0.5, seed=0)

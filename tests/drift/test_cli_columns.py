@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 from loopwatch.cli.main import cli
 from loopwatch.errors import InvalidInput
-from loopwatch.tables import select_columns, split_names
+from loopwatch.features.tables import select_columns, split_names
 from tests.realdata import flights
 
 

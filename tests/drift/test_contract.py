@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 
 from loopwatch.cli.main import cli
 from loopwatch.drift import compare
-from loopwatch.tables import read_table
+from loopwatch.features.tables import read_table
 
 ROOT = Path(__file__).resolve().parents[2]
 NUMERIC_STATISTICS = {"ks", "wasserstein", "wasserstein_normed", "kl_divergence", "js_distance", "psi", "hellinger"}

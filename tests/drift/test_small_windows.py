@@ -87,7 +87,7 @@ def test_a_window_compare_refuses_is_reported_as_refused_and_renders(profile: Re
     from datetime import datetime, timezone
 
     from loopwatch.drift.html import render_monitor
-    from loopwatch.monitor.runner import MONITOR_CONFIG, MonitorReport, WindowReport, _compare_window
+    from loopwatch.application.monitoring.runner import MONITOR_CONFIG, MonitorReport, WindowReport, _compare_window
 
     start = datetime(2026, 1, 5, tzinfo=timezone.utc)
     current = pd.DataFrame({"other": [1.0, 2.0, 3.0]})

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from loopwatch.config import Settings
-from loopwatch.prediction import PredictCall
-from loopwatch.workspace import Workspace
+from loopwatch.application.prediction import PredictCall
+from loopwatch.application.workspace import Workspace
 from tests.conftest import churn_rows
 
 UTC = timezone.utc

@@ -11,8 +11,8 @@ from typing import Iterator
 import httpx
 import pytest
 
-from loopwatch.alerts import MAX_CLAIM_KEY, alert_key, alert_payload, deliver_alerts, user_agent
-from loopwatch.loops.config import MonitoringConfig
+from loopwatch.application.alerts import MAX_CLAIM_KEY, alert_key, alert_payload, deliver_alerts, user_agent
+from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.records import IncidentRecord
 from loopwatch.stores import open_store
 from tests.loops.receivers import Receiver, closed_port_url, serve_receiver
@@ -143,7 +143,7 @@ def test_a_receiver_answering_500_is_retried_then_logged(
 ) -> None:
     receiver.status = 500
     store.upsert_incident(incident())
-    with caplog.at_level(logging.WARNING, logger="loopwatch.alerts"):
+    with caplog.at_level(logging.WARNING, logger="loopwatch.application.alerts"):
         (result,) = deliver_alerts(store, open_incidents(store), config(receiver.url), now=T0, **FAST)
     assert result.outcome == "failed" and result.http_status == 500
     assert result.attempts == 3 and receiver.hits == 3  # the first attempt and two retries

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loopwatch.errors import InvalidInput
-from loopwatch.loops.config import CONCEPT_METHODS, MonitoringConfig
+from loopwatch.loops.monitoring_config import CONCEPT_METHODS, MonitoringConfig
 from loopwatch.records.jsonutil import dumps, loads
 
 FIELD_NAMES = {f.name for f in fields(MonitoringConfig)}

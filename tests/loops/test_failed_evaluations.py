@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from loopwatch.cli.main import cli
-from loopwatch.loopstate import loop_status
-from loopwatch.scheduler import Scheduler, run_due
+from loopwatch.application.loop_actions import loop_status
+from loopwatch.application.scheduler import Scheduler, run_due
 from tests.api.helpers import wait_for
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=timezone.utc)
@@ -26,7 +26,7 @@ def metric(text: str, name: str, model: str) -> float | None:
 def test_a_failed_evaluation_is_recorded_logged_and_the_others_go_on(
     trained, caplog: pytest.LogCaptureFixture  # type: ignore[no-untyped-def]
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="loopwatch.scheduler"):
+    with caplog.at_level(logging.ERROR, logger="loopwatch.application.scheduler"):
         runs = run_due(trained.store, trained.registry, now=NOW, models=["ghost", "churn"])
     assert [(r.model, r.ok) for r in runs] == [("ghost", False), ("churn", True)]
     assert any("ghost" in r.getMessage() for r in caplog.records)

@@ -14,7 +14,7 @@ import pytest
 
 from loopwatch.records import IncidentRecord
 from loopwatch.registry import Registry
-from loopwatch.scheduler import MAX_TICK_SECONDS, Scheduler, run_due, scheduled_models
+from loopwatch.application.scheduler import MAX_TICK_SECONDS, Scheduler, run_due, scheduled_models
 from loopwatch.stores import open_store
 from tests.api.helpers import copy_database, wait_for
 from tests.loops.receivers import Receiver, closed_port_url, serve_receiver

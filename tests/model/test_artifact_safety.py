@@ -23,7 +23,7 @@ from loopwatch.errors import IntegrityError
 from loopwatch.models import sha256_hex
 from loopwatch.service import create_app
 from loopwatch.stores.base import EventQuery
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 from tests.api.helpers import PREDICT, assert_error, copy_database
 from tests.conftest import churn_rows
 

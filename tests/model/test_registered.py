@@ -174,7 +174,7 @@ def log_external(workspace, name: str, frame: pd.DataFrame, start: str) -> None:
 
 
 def test_the_monitor_watches_a_monitor_only_model_and_says_evasion_does_not_apply(workspace, january, model) -> None:
-    from loopwatch.monitor.runner import monitor
+    from loopwatch.application.monitoring.runner import monitor
 
     workspace.register("ext", reference=with_outputs(model, january.iloc[4_000:6_000]), target="late",
                        prediction_column="pred", probability_prefix="proba_")

@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loopwatch.features.frames import typed_frame
-from loopwatch.monitor import monitor
+from loopwatch.application.monitoring import monitor
 from loopwatch.stores.base import EventQuery
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 from tests.conftest import fast_settings
 
 CODES = (1, 2, 3, 7)
@@ -105,7 +105,7 @@ def test_the_monitor_counts_what_was_sent_whatever_its_form(ws: Workspace, windo
 
 
 def _call(rows: list[dict[str, Any]], moment: datetime) -> Any:
-    from loopwatch.prediction import PredictCall
+    from loopwatch.application.prediction import PredictCall
 
     return PredictCall(model_name="m", rows=rows, timestamp=moment, request_type="api")
 

@@ -14,12 +14,12 @@ import pytest
 
 from loopwatch.auth.manage import issue_key
 from loopwatch.config import Settings
-from loopwatch.detectors.attacks import boundary_attack
+from loopwatch.models.attacks import boundary_attack
 from loopwatch.loops.report import LoopReport
-from loopwatch.monitor.loops_runner import evaluate_loops
-from loopwatch.prediction import PredictCall
+from loopwatch.application.monitoring.loops_runner import evaluate_loops
+from loopwatch.application.prediction import PredictCall
 from loopwatch.simulate import ChurnScenario, Timeline, default_timeline
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 
 UTC = timezone.utc
 START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -85,7 +85,7 @@ def attacked(attacked_log: tuple[Settings, str]) -> tuple[LoopReport, str]:
 
 def test_the_drift_monitor_alarms_on_the_window_of_the_attack(attacked_log: tuple[Settings, str]) -> None:
     """``loopwatch monitor`` tests each window's flagged share like any other rate."""
-    from loopwatch.monitor.runner import monitor
+    from loopwatch.application.monitoring.runner import monitor
 
     settings, _ = attacked_log
     with Workspace(settings) as ws:
@@ -103,7 +103,7 @@ def test_the_drift_monitor_alarms_on_the_window_of_the_attack(attacked_log: tupl
     assert evasion["practical"]["statistic"] == "evasion_rate"
     # set above the attack's excess share, the same window no longer alarms on its rate
 
-    from loopwatch.monitor.runner import MONITOR_CONFIG
+    from loopwatch.application.monitoring.runner import MONITOR_CONFIG
 
     with Workspace(settings) as ws:
         lenient = monitor(ws.store, ws.registry, "churn", window="1d",
@@ -174,7 +174,7 @@ def test_the_evasion_of_a_known_client_whose_software_changed_joins_that_change(
     on every row by the evasion score: that is the software change, one incident with the
     evasion test in its evidence. A new client (no history) flagged in the same window is not."""
     from loopwatch.loops.report import Finding
-    from loopwatch.monitor.loops_runner import _evasion_of_changed_software
+    from loopwatch.application.monitoring.loops_runner import _evasion_of_changed_software
 
     start, end = day(2), day(3)
 

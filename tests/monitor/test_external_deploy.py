@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 
 from loopwatch.config import Settings
-from loopwatch.ingest_files import ColumnMap, ingest_file
-from loopwatch.loops.config import MonitoringConfig
+from loopwatch.application.file_ingestion import ColumnMap, ingest_file
+from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.report import LoopReport
-from loopwatch.monitor.loops_runner import evaluate_loops
-from loopwatch.workspace import Workspace
+from loopwatch.application.monitoring.loops_runner import evaluate_loops
+from loopwatch.application.workspace import Workspace
 from tests.realdata import flights
 
 MODEL = "air-time"

@@ -13,11 +13,11 @@ import pytest
 
 from loopwatch.config import Settings
 from loopwatch.errors import InvalidInput, NotFound
-from loopwatch.monitor.extraction_watch import ClientAlert, watch_clients
+from loopwatch.application.monitoring.extraction_watch import ClientAlert, watch_clients
 from loopwatch.records import ModelSettings
 from loopwatch.records.jsonutil import utc_iso
 from loopwatch.simulate import ChurnScenario
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 
 UTC = timezone.utc
 DAYS = (36, 37, 38, 39)
@@ -133,7 +133,7 @@ def test_a_finding_names_the_probing_key_by_its_name_and_id(settings: Settings) 
     from dataclasses import replace
 
     from loopwatch.auth.manage import issue_key
-    from loopwatch.monitor.security_evidence import probing_findings
+    from loopwatch.application.monitoring.security_evidence import probing_findings
     from loopwatch.stores.base import EventQuery
 
     with Workspace(settings) as ws:
@@ -201,7 +201,7 @@ def test_a_client_is_judged_against_its_own_earlier_windows(settings: Settings) 
 
 def test_a_versions_detector_is_fitted_once_per_process(settings: Settings) -> None:
     """Fitting takes a second or more: later evaluations reuse it, per artifact and reference."""
-    from loopwatch.monitor.extraction_watch import _fit
+    from loopwatch.application.monitoring.extraction_watch import _fit
 
     with Workspace(settings) as ws:
         meta = ws.registry.resolve("churn")

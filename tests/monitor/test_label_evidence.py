@@ -26,15 +26,15 @@ import pandas as pd
 import pytest
 
 from loopwatch.config import Settings
-from loopwatch.loops.config import MonitoringConfig
+from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.report import LoopReport
-from loopwatch.monitor.label_evidence import LabelPart, label_findings, labelled_frame, signals_of
-from loopwatch.monitor.loops_runner import evaluate_loops, record_incidents
-from loopwatch.prediction import PredictCall
+from loopwatch.application.monitoring.label_evidence import LabelPart, label_findings, labelled_frame, signals_of
+from loopwatch.application.monitoring.loops_runner import evaluate_loops, record_incidents
+from loopwatch.application.prediction import PredictCall
 from loopwatch.records.feedback import Label
 from loopwatch.simulate import ChurnScenario, Timeline, default_timeline, rows_to_frame, stable_churn_probability
 from loopwatch.stores.base import EventQuery
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 
 UTC = timezone.utc
 START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -150,7 +150,7 @@ def label_times_of(ws: Workspace, name: str, index: int) -> pd.Series:
 
 
 def frame_of(ws: Workspace, name: str) -> pd.DataFrame:
-    from loopwatch.monitor.windows import events_frame
+    from loopwatch.application.monitoring.windows import events_frame
 
     events = list(ws.store.iter_events(EventQuery(model_name=name, limit=10_000)))
     frame = events_frame(events, ws.registry.resolve(name).schema.classes)
@@ -211,8 +211,8 @@ def test_labels_of_a_period_whose_inputs_drifted_do_not_give_a_concept_drift(rep
 
 
 def test_label_findings_leave_out_windows_whose_inputs_drifted(log: Log) -> None:
-    from loopwatch.monitor.evidence import PerformanceContext
-    from loopwatch.monitor.windows import WindowSpec
+    from loopwatch.application.monitoring.window_checks import PerformanceContext
+    from loopwatch.application.monitoring.windows import WindowSpec
 
     config = MonitoringConfig()
     with log.workspace() as ws:

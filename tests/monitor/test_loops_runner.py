@@ -33,12 +33,12 @@ import pandas as pd
 import pytest
 
 from loopwatch.config import Settings
-from loopwatch.loops.config import MonitoringConfig
+from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.report import LoopReport
-from loopwatch.monitor.loops_runner import evaluate_loops, latency_budget, load_config, record_incidents
-from loopwatch.prediction import PredictCall
+from loopwatch.application.monitoring.loops_runner import evaluate_loops, latency_budget, load_config, record_incidents
+from loopwatch.application.prediction import PredictCall
 from loopwatch.simulate import ChurnScenario, Timeline, default_timeline
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 
 UTC = timezone.utc
 START = datetime(2026, 1, 5, tzinfo=UTC)

@@ -26,7 +26,7 @@ from loopwatch.drift.compare import MULTIVARIATE_MIN_ROWS
 from loopwatch.drift.profile import MIN_REFERENCE_ROWS
 from loopwatch.records.feedback import Label
 from loopwatch.records.jsonutil import utc_iso
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 
 UTC = timezone.utc
 START = datetime(2026, 1, 5, tzinfo=UTC)

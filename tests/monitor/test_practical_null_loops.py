@@ -15,9 +15,9 @@ import pytest
 
 from loopwatch.config import Settings
 from loopwatch.loops.report import LoopReport
-from loopwatch.monitor.loops_runner import evaluate_loops
-from loopwatch.prediction import PredictCall
-from loopwatch.workspace import Workspace
+from loopwatch.application.monitoring.loops_runner import evaluate_loops
+from loopwatch.application.prediction import PredictCall
+from loopwatch.application.workspace import Workspace
 from tests import practical_cases as cases
 from tests.realdata import codes_as_labels
 
@@ -73,7 +73,7 @@ def test_the_loops_raise_no_drift_incident(report: LoopReport) -> None:
 
 
 def test_the_monitor_reads_the_models_practical_settings(report: LoopReport, home: Path) -> None:
-    from loopwatch.monitor.runner import monitor
+    from loopwatch.application.monitoring.runner import monitor
 
     with workspace(home) as ws:
         ws.store.put_monitor_config("flights", {"practical_thresholds": {"js_distance": 0.5},

@@ -15,8 +15,8 @@ import pytest
 
 from loopwatch.config import Settings
 from loopwatch.drift.compare import MULTIVARIATE_MIN_ROWS
-from loopwatch.prediction import PredictCall
-from loopwatch.workspace import Workspace
+from loopwatch.application.prediction import PredictCall
+from loopwatch.application.workspace import Workspace
 from tests.realdata import FLIGHTS_CATEGORICAL, codes_as_labels, flights
 
 TRAIN_ROWS = 3000

@@ -22,10 +22,10 @@ from click.testing import CliRunner
 from loopwatch.cli.main import cli
 from loopwatch.config import Settings
 from loopwatch.errors import InvalidInput, NotFound
-from loopwatch.monitor import MONITOR_ALPHA, MonitorReport, monitor
+from loopwatch.application.monitoring import MONITOR_ALPHA, MonitorReport, monitor
 from loopwatch.records.jsonutil import utc_iso
 from loopwatch.simulate import FEATURES, ChurnScenario, stable_timeline
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 
 UTC = timezone.utc
 DAYS = 10

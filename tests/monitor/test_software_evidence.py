@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loopwatch.monitor.evidence import (
+from loopwatch.application.monitoring.window_checks import (
     SOFTWARE_MIN_SHARE,
     SOFTWARE_RECENT_WINDOWS,
     latency_of,

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from loopwatch.errors import InvalidInput
-from loopwatch.monitor import WindowSpec, events_frame, split
+from loopwatch.application.monitoring import WindowSpec, events_frame, split
 from loopwatch.records import PredictionEvent
 
 UTC = timezone.utc

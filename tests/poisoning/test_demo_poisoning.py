@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from loopwatch.config import Settings
-from loopwatch.prediction import PredictCall
-from loopwatch.quarantine import screen_feedback
+from loopwatch.application.prediction import PredictCall
+from loopwatch.application.quarantine import screen_feedback
 from loopwatch.records import Label
 from loopwatch.simulate import ChurnScenario
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 
 FIRST_LOGGED_DAY = 28
 POISONING_DAY = 46

@@ -21,7 +21,7 @@ from scipy import stats
 from loopwatch.drift import build_profile, compare
 from loopwatch.drift.compare import DriftConfig
 from loopwatch.errors import InvalidInput
-from loopwatch.loops.config import MonitoringConfig
+from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.stats.binned import js_distance
 from loopwatch.stats.calibration import bootstrap_null, bootstrap_null_categorical
 from loopwatch.stats.practical import (

@@ -12,7 +12,7 @@ import pytest
 from loopwatch.errors import IntegrityError, InvalidInput
 from loopwatch.models.artifacts import sha256_hex
 from loopwatch.models.training import TrainedModel, train_model
-from loopwatch.prediction import PredictCall, Predictor
+from loopwatch.application.prediction import PredictCall, Predictor
 from loopwatch.records import ModelSettings
 from loopwatch.registry import Registry
 from loopwatch.stores import Store

@@ -55,7 +55,7 @@ def drift(reference: Path, current: Path, include: tuple[str, ...], exclude: tup
     """
     from loopwatch.drift import compare
     from loopwatch.drift.html import render_drift
-    from loopwatch.tables import read_table, select_columns, split_names
+    from loopwatch.features.tables import read_table, select_columns, split_names
 
     before, after = read_table(reference), read_table(current)
     # ids and targets are not features: testing them raises alarms about nothing
@@ -151,8 +151,8 @@ def monitor(model: str, window: str, since: str | None, until: str | None, versi
     Exit code 1 when any window raises an alarm (for cron and CI), 0 when none does, 2 for errors.
     """
     from loopwatch.drift.html import render_monitor
-    from loopwatch.monitor import monitor as run_monitor
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.monitoring import monitor as run_monitor
+    from loopwatch.application.workspace import Workspace
 
     with Workspace(settings) as ws:
         result = run_monitor(

@@ -23,7 +23,7 @@ from loopwatch.config import Settings
 from loopwatch.errors import InvalidInput, NotFound, UnreadableData, echo
 from loopwatch.records import BusinessObservation, Label, LabelOutcome
 from loopwatch.records.jsonutil import dumps
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 
 #: Records written per transaction.
 CHUNK = 5000

@@ -37,8 +37,8 @@ def ingest(file: Path, name: str, maps: tuple[str, ...], probability_prefix: str
     a file (after an interruption, say) stores nothing twice: the events' ids derive from
     the rows' content unless a request id column is mapped.
     """
-    from loopwatch.ingest_files import ColumnMap, ingest_file
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.file_ingestion import ColumnMap, ingest_file
+    from loopwatch.application.workspace import Workspace
 
     fields: dict[str, str] = {}
     for item in maps:

@@ -16,7 +16,7 @@ from loopwatch.auth.manage import issue_key, key_view, list_keys, revoke_key
 from loopwatch.cli.common import err, handle_errors, out, settings_options
 from loopwatch.config import Settings
 from loopwatch.records.jsonutil import dumps
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 
 
 @click.group()

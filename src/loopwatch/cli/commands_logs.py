@@ -14,7 +14,7 @@ from loopwatch.errors import InvalidInput, NotFound, echo
 from loopwatch.records.jsonutil import dumps
 from loopwatch.stores.base import EventQuery
 from loopwatch.stores.export import export_schemas, write_ndjson, write_parquet
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 
 
 @click.group(invoke_without_command=True)

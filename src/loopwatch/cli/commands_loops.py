@@ -54,8 +54,8 @@ def loops(model: str, since: str | None, until: str | None, window: str | None, 
     sent by the schedule. Exit code 1 when an incident is open and unacknowledged
     (for cron), 0 otherwise, 2 for errors.
     """
-    from loopwatch.loopstate import loop_status
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.loop_actions import loop_status
+    from loopwatch.application.workspace import Workspace
 
     with Workspace(settings) as ws:
         data = loop_status(ws.store, ws.registry, model, now=_now(), fresh=not recorded,
@@ -116,8 +116,8 @@ def watch(models: tuple[str, ...], once: bool, tick: float | None, as_json: bool
     many watchers and servers share the database. Stop with Ctrl-C. With --once, exit
     code 2 when an evaluation failed.
     """
-    from loopwatch.scheduler import Scheduler
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.scheduler import Scheduler
+    from loopwatch.application.workspace import Workspace
 
     with Workspace(settings) as ws:
         for name in models:
@@ -166,8 +166,8 @@ def _print_runs(runs: list[Any], *, as_json: bool) -> None:
 @handle_errors
 def incidents(model: str, status: str | None, as_json: bool, settings: Settings) -> None:
     """MODEL's recorded incidents, oldest first."""
-    from loopwatch.loopstate import incident_view, list_incidents
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.loop_actions import incident_view, list_incidents
+    from loopwatch.application.workspace import Workspace
 
     with Workspace(settings) as ws:
         found = [incident_view(r) for r in list_incidents(ws.store, model, status=status)]
@@ -188,8 +188,8 @@ def incidents(model: str, status: str | None, as_json: bool, settings: Settings)
 @handle_errors
 def ack(incident_id: str, by: str | None, note: str | None, as_json: bool, settings: Settings) -> None:
     """Acknowledge INCIDENT_ID: it stays listed, and no alert is sent for it again."""
-    from loopwatch.loopstate import acknowledge, incident_view
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.loop_actions import acknowledge, incident_view
+    from loopwatch.application.workspace import Workspace
 
     with Workspace(settings) as ws:
         done = acknowledge(ws.store, incident_id, by=by or _user(), at=_now(), note=note)
@@ -211,8 +211,8 @@ def ack(incident_id: str, by: str | None, note: str | None, as_json: bool, setti
 def rebaseline(model: str, since: str, until: str, version: int | None, reason: str, as_json: bool,
                settings: Settings) -> None:
     """Accept MODEL's traffic in [--since, --until) as the new normal: monitoring compares with it from now on."""
-    from loopwatch.loopstate import rebaseline as run_rebaseline
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.loop_actions import rebaseline as run_rebaseline
+    from loopwatch.application.workspace import Workspace
 
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
     with Workspace(settings) as ws:
@@ -242,21 +242,21 @@ def config(model: str, assignments: tuple[str, ...], from_file: Path | None, his
 
     loopwatch config churn --set latency_budget_ms=50 --set 'webhooks=["https://..."]'
     """
-    from loopwatch import loopstate
-    from loopwatch.workspace import Workspace
+    from loopwatch.application import loop_actions
+    from loopwatch.application.workspace import Workspace
 
     changes = _changes(assignments, from_file)
     if changes and (history or version is not None):
         raise InvalidInput("--history and --version show a configuration: do not combine them with changes")
     with Workspace(settings) as ws:
         if changes:
-            saved = loopstate.change_monitoring_config(ws.store, model, changes, at=_now(),
+            saved = loop_actions.change_monitoring_config(ws.store, model, changes, at=_now(),
                                                        author=author or _user())
             _echo_json(saved.to_dict())
         elif history:
-            _echo_json([v.to_dict() for v in loopstate.monitoring_config_versions(ws.store, model)])
+            _echo_json([v.to_dict() for v in loop_actions.monitoring_config_versions(ws.store, model)])
         else:
-            _echo_json(loopstate.monitoring_config(ws.store, model, version))
+            _echo_json(loop_actions.monitoring_config(ws.store, model, version))
 
 
 def _changes(assignments: tuple[str, ...], from_file: Path | None) -> dict[str, Any]:

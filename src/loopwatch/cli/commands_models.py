@@ -9,7 +9,7 @@ from loopwatch.cli.common import handle_errors, out, settings_options
 from loopwatch.config import Settings
 from loopwatch.records import ModelSettings
 from loopwatch.records.jsonutil import dumps
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 
 
 @click.group()

@@ -31,8 +31,8 @@ def quarantine(model: str, release_ids: tuple[str, ...], by: str | None, status:
     from the reference, a skewed feedback source, a backdoor pattern) and leaves
     the rows it sets aside out of training until they are released.
     """
-    from loopwatch import quarantine as library
-    from loopwatch.workspace import Workspace
+    from loopwatch.application import quarantine as library
+    from loopwatch.application.workspace import Workspace
 
     with Workspace(settings) as ws:
         if release_ids:

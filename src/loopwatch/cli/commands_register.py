@@ -60,8 +60,8 @@ def register(name: str, artifact: Path | None, reference: Path, target: str | No
     (with an artifact) evasion scores are built from it, by the model itself when there is one.
     """
     from loopwatch.registry.registration import register_artifact, register_monitor_only
-    from loopwatch.tables import read_table
-    from loopwatch.workspace import Workspace
+    from loopwatch.features.tables import read_table
+    from loopwatch.application.workspace import Workspace
 
     if (artifact is None) == (prediction_column is None):
         raise InvalidInput("give --artifact (a fitted model) or --prediction-column (a monitor-only model)")

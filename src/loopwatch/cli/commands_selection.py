@@ -44,7 +44,7 @@ def label_queue(model: str, budget: int, since: str | None, until: str | None, r
     A share is drawn uniformly at random; the rest are the most uncertain, novel, or
     in drifted segments. Export with --format csv or json for a labelling tool.
     """
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.workspace import Workspace
 
     if out_path is not None and fmt == "table":  # a file gets data, not a drawing of a table
         fmt = "json" if out_path.suffix.lower() == ".json" else "csv"
@@ -98,7 +98,7 @@ def retrain(model: str, since: str | None, until: str | None, reference: bool, e
 
     The new version becomes the candidate; compare it with `loopwatch gate`.
     """
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.workspace import Workspace
 
     with Workspace(settings) as ws:
         result = ws.retrain(
@@ -141,7 +141,7 @@ def gate(model: str, since: str | None, until: str | None, metric: str | None, m
 
     Exit code 0 when the gate passes, 1 when it does not, 2 for errors.
     """
-    from loopwatch.workspace import Workspace
+    from loopwatch.application.workspace import Workspace
 
     with Workspace(settings) as ws:
         decision, change = ws.gate(model, since=parse_time(since, "--since"), until=parse_time(until, "--until"),

@@ -13,11 +13,11 @@ from loopwatch.cli.common import err, handle_errors, out, settings_options
 from loopwatch.config import Settings
 from loopwatch.errors import InvalidInput, echo
 from loopwatch.records.jsonutil import dumps
-from loopwatch.tables import read_table
+from loopwatch.features.tables import read_table
 
 #: Longest client id, as the HTTP API keeps of X-Client-ID.
 MAX_CLIENT_ID_LENGTH = 200
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 
 
 @click.command()
@@ -49,7 +49,7 @@ def train(data: Path, name: str, target: str, task: str | None, estimator: str |
     The rows are screened for poisoning first; the rows set aside are listed (by their
     place in DATA, from 0) and left out.
     """
-    from loopwatch.table_training import train_from_table
+    from loopwatch.application.training import train_from_table
 
     # progress goes to stderr: stdout holds only the result
     with Workspace(settings) as ws, Progress(console=err, transient=True, disable=as_json) as progress:
@@ -105,7 +105,7 @@ def predict(data: Path, name: str, version: str | None, batch_rows: int, output:
     Columns the model does not know (ids, the target) are kept in the output but not sent;
     nor are the timestamp and entity columns.
     """
-    from loopwatch.tables import column_ids, column_times
+    from loopwatch.features.tables import column_ids, column_times
 
     if client_id is not None and not (0 < len(client_id) <= MAX_CLIENT_ID_LENGTH and "\x00" not in client_id):
         raise InvalidInput(f"--client must be 1-{MAX_CLIENT_ID_LENGTH} characters without NUL")

@@ -73,33 +73,3 @@ cli.add_command(commands_selection.retrain)
 cli.add_command(commands_selection.gate)
 cli.add_command(commands_keys.keys)
 cli.add_command(commands_quarantine.quarantine)
-
-
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the summary and the incident timeline as JSON.")
-@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the simulated period.")
-@click.option("--days", type=click.IntRange(7, 365), default=70, show_default=True, help="Days to simulate.")
-@click.option(
-    "--per-day", type=click.IntRange(10, 100_000), default=1000, show_default=True, help="Predictions per day."
-)
-@click.option(
-    "--dir",
-    "workdir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Folder for the demo's database (default HOME/demo; its demo database is replaced).",
-)
-@click.option("--port", type=int, default=0, help="Port of the demo service (default: a free one).")
-def demo(as_json: bool, seed: int, days: int, per_day: int, workdir: str | None, port: int) -> None:
-    """Run the churn demo: train v1, serve it on loopback, replay a production period."""
-    from loopwatch.cli.commands_demo import run
-
-    run(as_json=as_json, seed=seed, days=days, per_day=per_day, workdir=workdir, port=port)
-
-
-def main() -> None:
-    cli(prog_name="loopwatch")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -32,7 +32,7 @@ from loopwatch.records.jsonutil import utc_iso
 from loopwatch.demo.feedback import MODEL_NAME, configure_monitoring, evaluate, send_feedback
 from loopwatch.demo.files import RECENT_DAYS, write_demo_files
 from loopwatch.demo.keys import check_auth, issue_demo_keys, scenario_parties
-from loopwatch.workspace import Workspace
+from loopwatch.application.workspace import Workspace
 
 #: Concurrent client connections replaying traffic.
 REPLAY_CONCURRENCY = 4

@@ -1,10 +1,10 @@
 """Diagnosis and the loop engine: which feedback loop to take, with its evidence.
 
-Pure code over plain evidence: :mod:`loopwatch.monitor.loops_runner` gathers the
+Pure code over plain evidence: :mod:`loopwatch.application.monitoring.loops_runner` gathers the
 evidence from the store and calls in here.
 """
 
-from loopwatch.loops.config import MonitoringConfig
+from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.diagnosis import diagnose_labels, diagnose_window
 from loopwatch.loops.engine import loop_of, merge_findings, recommendations
 from loopwatch.loops.evidence import LabelEvidence, SoftwareChange, WindowEvidence

@@ -22,7 +22,7 @@ serving version's trusted training sample), ``source:<id>`` (reading
 prediction of each row) and ``backdoor:<pattern>``. Each screen that ran
 appends its name to ``screened_by``; one that could not run (too few rows, no
 reference, a single source) says why in ``skipped``. A row set aside by a
-poisoning screen alone may be released (:mod:`loopwatch.quarantine`); a row
+poisoning screen alone may be released (:mod:`loopwatch.application.quarantine`); a row
 failing a certain check never trains.
 """
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from loopwatch.features.schema import FeatureSchema
+from loopwatch.records.schema import FeatureSchema
 from loopwatch.records.jsonutil import utc_iso
 
 #: Aliases a version can hold; ``production`` is served when no version is named.

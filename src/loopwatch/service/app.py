@@ -12,8 +12,8 @@ from fastapi import Depends, FastAPI
 
 from loopwatch.config import Settings
 from loopwatch.errors import echo
-from loopwatch.ingestion import Ingestor
-from loopwatch.prediction import Predictor
+from loopwatch.application.ingestion import Ingestor
+from loopwatch.application.prediction import Predictor
 from loopwatch.records.names import NAME_RULE, is_model_name
 from loopwatch.registry import Registry
 from loopwatch.service.auth import include_protected, install_auth
@@ -165,7 +165,7 @@ def _start_scheduler(settings: Settings, store: Store, registry: Registry) -> An
     one tick, so that starting the service stays light."""
     if not settings.schedule_enabled:
         return None
-    from loopwatch.scheduler import Scheduler
+    from loopwatch.application.scheduler import Scheduler
 
     scheduler = Scheduler(store, registry, tick_seconds=settings.schedule_tick_seconds)
     return scheduler.start(delay=settings.schedule_tick_seconds)

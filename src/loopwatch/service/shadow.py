@@ -30,7 +30,7 @@ from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 from loopwatch.errors import LoopwatchError, Overloaded
-from loopwatch.prediction import SHADOW_SUFFIX, PredictCall, Predictor
+from loopwatch.application.prediction import SHADOW_SUFFIX, PredictCall, Predictor
 from loopwatch.records import LoggedRequest, RequestOutcome
 from loopwatch.records.events import SHADOW_REQUEST_TYPE
 from loopwatch.records.jsonutil import dumps, loads

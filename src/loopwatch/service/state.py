@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 from fastapi import Request
 
 from loopwatch.config import Settings
-from loopwatch.ingestion import Ingestor
-from loopwatch.prediction import Predictor
+from loopwatch.application.ingestion import Ingestor
+from loopwatch.application.prediction import Predictor
 from loopwatch.records import Rejection
 from loopwatch.records.names import is_model_name
 from loopwatch.registry import Registry

@@ -135,7 +135,7 @@ async def labels_coverage(
     until: datetime | None = Query(None, description="Prediction time to (exclusive), with timezone."),
     state: ServiceState = Depends(get_state),
 ) -> Response:
-    from loopwatch.monitor.windows import WindowSpec  # monitoring code loads on first use
+    from loopwatch.application.monitoring.windows import WindowSpec  # monitoring code loads on first use
 
     spec = WindowSpec.parse(window)
     if spec.length is None:

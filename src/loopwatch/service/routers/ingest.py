@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from loopwatch.errors import Conflict, InvalidInput, NotFound, Overloaded, PayloadTooLarge, echo
-from loopwatch.ingestion import IngestCall
+from loopwatch.application.ingestion import IngestCall
 from loopwatch.service.routers.predict import JsonBodyRoute
 from loopwatch.service.schemas import ERROR_RESPONSES, MAX_LIST_LENGTH
 from loopwatch.service.state import ServiceState, get_state

@@ -13,7 +13,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from loopwatch.errors import InvalidInput, NotFound, echo
-from loopwatch.prediction import MAX_REQUEST_ID_LENGTH, SHADOW_SUFFIX
+from loopwatch.application.prediction import MAX_REQUEST_ID_LENGTH, SHADOW_SUFFIX
 from loopwatch.stores.base import EventQuery
 from loopwatch.stores.export import export_schemas, ndjson_lines, write_parquet
 from loopwatch.service.schemas import (

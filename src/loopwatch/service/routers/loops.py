@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from loopwatch import loopstate
+from loopwatch.application import loop_actions
 from loopwatch.records.jsonutil import dumps, loads
 from loopwatch.service.routers.predict import require_json_media
 from loopwatch.service.schemas import ERROR_RESPONSES, MAX_VERSION
@@ -64,7 +64,7 @@ async def get_loops(
     state: ServiceState = Depends(get_state),
 ) -> Response:
     data = await run_in_threadpool(
-        loopstate.loop_status, state.store, state.registry, name, now=_now(), fresh=fresh, since=since,
+        loop_actions.loop_status, state.store, state.registry, name, now=_now(), fresh=fresh, since=since,
         until=until, window=window,
     )
     return _json(data)
@@ -76,8 +76,8 @@ async def get_incidents(
     status: str | None = Query(None, max_length=20, description="open, acknowledged or resolved."),
     state: ServiceState = Depends(get_state),
 ) -> Response:
-    found = await run_in_threadpool(loopstate.list_incidents, state.store, name, status=status)
-    return _json([loopstate.incident_view(r) for r in found])
+    found = await run_in_threadpool(loop_actions.list_incidents, state.store, name, status=status)
+    return _json([loop_actions.incident_view(r) for r in found])
 
 
 @router.post(
@@ -93,9 +93,9 @@ async def acknowledge_incident(
 ) -> Response:
     by = body.by or (x_client_id[:200] if x_client_id else None)
     found = await run_in_threadpool(
-        loopstate.acknowledge, state.store, incident_id, by=by, at=_now(), note=body.note
+        loop_actions.acknowledge, state.store, incident_id, by=by, at=_now(), note=body.note
     )
-    return _json(loopstate.incident_view(found))
+    return _json(loop_actions.incident_view(found))
 
 
 @router.get(
@@ -108,7 +108,7 @@ async def get_monitoring_config(
     version: int | None = Query(None, ge=1, le=MAX_VERSION),
     state: ServiceState = Depends(get_state),
 ) -> Response:
-    data = await run_in_threadpool(loopstate.monitoring_config, state.store, name, version)
+    data = await run_in_threadpool(loop_actions.monitoring_config, state.store, name, version)
     return _json(data)
 
 
@@ -136,7 +136,7 @@ async def put_monitoring_config(
     require_json_media(request)
     changes = loads(await request.body() or b"null")
     saved = await run_in_threadpool(
-        loopstate.change_monitoring_config, state.store, name, changes, at=_now(),
+        loop_actions.change_monitoring_config, state.store, name, changes, at=_now(),
         author=author or (x_client_id[:200] if x_client_id else None),
     )
     data = saved.to_dict()
@@ -149,7 +149,7 @@ async def put_monitoring_config(
     responses=_JSON,
 )
 async def list_monitoring_configs(name: str, state: ServiceState = Depends(get_state)) -> Response:
-    found = await run_in_threadpool(loopstate.monitoring_config_versions, state.store, name)
+    found = await run_in_threadpool(loop_actions.monitoring_config_versions, state.store, name)
     return _json([v.to_dict() for v in found])
 
 
@@ -162,7 +162,7 @@ async def post_rebaseline(
     name: str, body: RebaselineIn, state: ServiceState = Depends(get_state)
 ) -> Response:
     done = await run_in_threadpool(
-        loopstate.rebaseline, state.registry, name, since=body.since, until=body.until,
+        loop_actions.rebaseline, state.registry, name, since=body.since, until=body.until,
         reason=body.reason, at=_now(), version=body.version,
     )
     return _json(done.to_dict())
@@ -171,7 +171,7 @@ async def post_rebaseline(
 @router.get("/models/{name}/rebaselines", summary="The model's rebaselines, oldest first", responses=_JSON)
 async def list_rebaselines(name: str, state: ServiceState = Depends(get_state)) -> Response:
     def load() -> list[dict[str, Any]]:
-        loopstate.require_model(state.store, name)
+        loop_actions.require_model(state.store, name)
         return [r.to_dict() for r in state.store.list_rebaselines(name)]
 
     return _json(await run_in_threadpool(load))

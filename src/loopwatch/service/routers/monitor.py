@@ -34,7 +34,7 @@ async def monitor_model(
     state: ServiceState = Depends(get_state),
 ) -> Any:
     from loopwatch.drift.html import render_monitor
-    from loopwatch.monitor import monitor
+    from loopwatch.application.monitoring import monitor
 
     for moment, what in ((since, "since"), (until, "until")):
         if moment is not None and moment.tzinfo is None:

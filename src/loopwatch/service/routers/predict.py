@@ -21,7 +21,7 @@ from loopwatch.errors import (
     echo,
 )
 from loopwatch.records.ingest import INGESTED_REQUEST_TYPE
-from loopwatch.prediction import PredictCall, check_client_request_id, new_request_id
+from loopwatch.application.prediction import PredictCall, check_client_request_id, new_request_id
 from loopwatch.service.errors import refuse_nul_characters, refuse_unsafe_model_names
 from loopwatch.service.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse
 from loopwatch.service.state import CLIENT_ID_HEADER, ServiceState, get_state

@@ -94,7 +94,7 @@ async def labelling_queue(
     format: Literal["json", "csv"] = Query("json"),
     state: ServiceState = Depends(get_state),
 ) -> Response:
-    from loopwatch.labelling import labelling_queue as build_queue
+    from loopwatch.application.labelling_queue import labelling_queue as build_queue
 
     items = await run_in_threadpool(
         build_queue, state.store, state.registry, name, budget=budget, since=_utc(since, "since"),
@@ -131,7 +131,7 @@ async def labelling_queue(
 async def retrain(
     name: str, body: RetrainIn = Body(default_factory=RetrainIn), state: ServiceState = Depends(get_state)
 ) -> Response:
-    from loopwatch.retraining import retrain_candidate
+    from loopwatch.application.retraining import retrain_candidate
 
     def run() -> dict[str, Any]:
         result = retrain_candidate(
@@ -157,7 +157,7 @@ async def retrain(
 async def gate(
     name: str, body: GateIn = Body(default_factory=GateIn), state: ServiceState = Depends(get_state)
 ) -> Response:
-    from loopwatch.retraining import compare_on_window, promote_if_passed
+    from loopwatch.application.retraining import compare_on_window, promote_if_passed
 
     options: dict[str, Any] = {
         "since": _utc(body.since, "since"), "until": _utc(body.until, "until"), "metric": body.metric,
@@ -191,7 +191,7 @@ async def list_quarantine(
     offset: int = Query(0, ge=0, le=2**31, description="Rows to skip."),
     state: ServiceState = Depends(get_state),
 ) -> Response:
-    from loopwatch import quarantine
+    from loopwatch.application import quarantine
 
     released = {"held": False, "released": True, "all": None}[status]
     body = await run_in_threadpool(
@@ -215,7 +215,7 @@ async def release_quarantine(
     x_client_id: str | None = Header(None, description="Who is calling (the releaser when by is absent)."),
     state: ServiceState = Depends(get_state),
 ) -> Response:
-    from loopwatch import quarantine
+    from loopwatch.application import quarantine
 
     by = body.by or (x_client_id[:200] if x_client_id else None)
     released = await run_in_threadpool(quarantine.release, state.store, state.registry, name, body.ids, by=by)

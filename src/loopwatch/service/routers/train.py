@@ -14,8 +14,8 @@ from loopwatch.records.jsonutil import loads
 from loopwatch.registry.registry import check_model_name
 from loopwatch.service.schemas import ERROR_RESPONSES, ROW_SCHEMA, TrainOut
 from loopwatch.service.state import ServiceState, get_state
-from loopwatch.table_training import train_from_table
-from loopwatch.tables import read_table
+from loopwatch.application.training import train_from_table
+from loopwatch.features.tables import read_table
 
 router = APIRouter(tags=["train"])
 

@@ -6,7 +6,7 @@ and a ``loopwatch watch``) may run a :class:`Scheduler` on the same store: befor
 evaluating, each claims the key ``schedule:<model>`` in the store, and only the
 winner of the claim evaluates, so a model is evaluated once per period whatever
 the number of workers. The new incidents, and the open unacknowledged ones whose
-alert cooldown has passed, go to the model's webhooks (see :mod:`loopwatch.alerts`).
+alert cooldown has passed, go to the model's webhooks (see :mod:`loopwatch.application.alerts`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from loopwatch.alerts import DeliveryResult, deliver_alerts
-from loopwatch.loops.config import MonitoringConfig
+from loopwatch.application.alerts import DeliveryResult, deliver_alerts
+from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.records.jsonutil import utc_iso
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from loopwatch.records.incidents import IncidentRecord
     from loopwatch.registry import Registry
 
-_log = logging.getLogger("loopwatch.scheduler")
+_log = logging.getLogger("loopwatch.application.scheduler")
 
 #: The scheduler looks at least this often (seconds) at which models are due.
 MAX_TICK_SECONDS = 60.0
@@ -105,7 +105,7 @@ def evaluate_and_alert(
     client: httpx.Client | None = None,
 ) -> ScheduledRun:
     """One evaluation of ``model`` up to ``now``: record its incidents and send the alerts due."""
-    from loopwatch.monitor.loops_runner import evaluate_loops, record_incidents
+    from loopwatch.application.monitoring.loops_runner import evaluate_loops, record_incidents
 
     try:
         report = evaluate_loops(store, registry, model, until=now, config=config,

@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 from loopwatch.errors import InvalidInput, PayloadTooLarge, SchemaViolation, echo
 from loopwatch.features import validate_rows
 from loopwatch.features.validate import MAX_REPORTED_PROBLEMS
-from loopwatch.prediction import MAX_ENTITY_ID_LENGTH, SHADOW_SUFFIX
+from loopwatch.application.prediction import MAX_ENTITY_ID_LENGTH, SHADOW_SUFFIX
 from loopwatch.records import ModelVersion, software_fingerprint
 from loopwatch.records.fingerprint import Fingerprint
 from loopwatch.records.ingest import INGESTED_REQUEST_TYPE, NO_LATENCY, IngestBatch

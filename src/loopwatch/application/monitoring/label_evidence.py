@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from loopwatch.loops.config import MonitoringConfig
+from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.diagnosis import diagnose_labels
 from loopwatch.loops.evidence import LabelEvidence
 from loopwatch.loops.report import Finding, Incident, Recommendation
-from loopwatch.monitor.pooled_concept import pooled_concept_finding
-from loopwatch.monitor.outcomes import segment_performance, target_drift_of, window_value
-from loopwatch.monitor.windows import WindowSpec
+from loopwatch.application.monitoring.pooled_concept import pooled_concept_finding
+from loopwatch.application.monitoring.outcomes import segment_performance, target_drift_of, window_value
+from loopwatch.application.monitoring.windows import WindowSpec
 from loopwatch.stores.base import Store
 
 #: Bootstrap resamples for a window's realized metric.

@@ -11,9 +11,9 @@ import pandas as pd
 from scipy import stats
 
 from loopwatch.drift.report import DriftReport
-from loopwatch.loops.config import MonitoringConfig
+from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.evidence import SoftwareChange
-from loopwatch.monitor.runner import QUALITY_SHARE
+from loopwatch.application.monitoring.runner import QUALITY_SHARE
 from loopwatch.records import ModelVersion
 from loopwatch.registry import Registry
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loopwatch.detectors.attacks import AttackResult, valid_numeric
+from loopwatch.models.attacks import AttackResult, valid_numeric
 from loopwatch.errors import InvalidInput, require, echo
 from loopwatch.features.schema import FeatureSchema
 

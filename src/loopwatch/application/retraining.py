@@ -1,7 +1,7 @@
 """Close the loops to data collection and model selection, over a store and its registry.
 
 - :func:`labelled_window` gathers the labelled predictions of a period
-  (:mod:`loopwatch.labelling` chooses which unlabelled ones to label next).
+  (:mod:`loopwatch.application.labelling_queue` chooses which unlabelled ones to label next).
 - :func:`retrain_candidate` trains a candidate on the recent labelled window,
   screened first (:mod:`loopwatch.loops.screening`), and registers it as the
   ``candidate``.
@@ -9,7 +9,7 @@
   labelled rows and asks the gate (:mod:`loopwatch.loops.gate`);
   :func:`promote_if_passed` promotes when it passes.
 
-Like :mod:`loopwatch.workspace`, this is library code with no edge of its own:
+Like :mod:`loopwatch.application.workspace`, this is library code with no edge of its own:
 the CLI, the service and notebooks call it.
 """
 
@@ -159,20 +159,20 @@ def retrain_candidate(
     The training table is the window's logged inputs with their labels as the
     target, plus the production version's reference sample when
     ``include_reference``. The window is screened first
-    (:func:`loopwatch.quarantine.screen_for_retraining`, tuned by ``screens``):
+    (:func:`loopwatch.application.quarantine.screen_for_retraining`, tuned by ``screens``):
     the rows set aside are quarantined and left out unless released. The
     candidate keeps production's task, categorical and nullable features, and
     estimator unless another is named.
 
     ``adversarial_share`` in (0, 0.5] turns on adversarial training (classifiers
     with numeric features only): after screening, that share of the training
-    rows is attacked with :func:`loopwatch.detectors.attacks.boundary_attack`
+    rows is attacked with :func:`loopwatch.models.attacks.boundary_attack`
     against the *production* pipeline, the attacker's current target and the
     only model there is before the candidate, and every flipped row is added
     with its true label (seeded by ``seed``). The holdout is split from the
     augmented table: its metrics are not comparable with a plain candidate's.
     """
-    from loopwatch.quarantine import screen_for_retraining
+    from loopwatch.application.quarantine import screen_for_retraining
 
     started = time.perf_counter()
     production = registry.resolve(name, "production")
@@ -208,7 +208,7 @@ def retrain_candidate(
     kept[schema.target] = kept[schema.target].infer_objects()
     adversarial = None
     if adversarial_share:  # quarantined rows are gone by now: they never seed an adversarial example
-        from loopwatch.detectors.attacks import augment_with_adversarial
+        from loopwatch.models.attacks import augment_with_adversarial
 
         pipeline = registry.load(name, production.version).pipeline
         augmented = augment_with_adversarial(kept, schema.target, pipeline, share=adversarial_share, seed=seed,

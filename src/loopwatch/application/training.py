@@ -16,7 +16,7 @@ rows measured on and not screened). Training again with screening off
 A table sent for training has no feedback source and no served predictions, so
 the source screen does not run; labels that arrive as feedback are screened at
 retraining, where they have both. Library code with no edge of its own, like
-:mod:`loopwatch.retraining`.
+:mod:`loopwatch.application.retraining`.
 """
 
 from __future__ import annotations

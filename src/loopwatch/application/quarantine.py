@@ -10,7 +10,7 @@ and watch feedback sources as their labels arrive.
   arrived in a period (:mod:`loopwatch.poisoning.sources`), so a skewed source
   is named before any retraining reads its labels.
 
-Like :mod:`loopwatch.retraining`, this is library code with no edge of its
+Like :mod:`loopwatch.application.retraining`, this is library code with no edge of its
 own: the CLI, the service, the loop engine and notebooks call it.
 """
 
@@ -61,7 +61,7 @@ def screen_for_retraining(
     """Screen the training rows of a labelled window, quarantine what is set aside.
 
     ``training`` holds the features and the label (column ``schema.target``),
-    ``window`` the matching rows of :func:`loopwatch.retraining.labelled_window`
+    ``window`` the matching rows of :func:`loopwatch.application.retraining.labelled_window`
     (request id, row index, label source and revision, served prediction).
     """
     moment = now or datetime.now(timezone.utc)

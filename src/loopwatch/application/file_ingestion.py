@@ -30,7 +30,7 @@ import orjson
 from loopwatch.errors import InvalidInput, SchemaViolation, echo, listed
 from loopwatch.features.arrow_json import encode_feature, join_objects, list_texts, numpy_of
 from loopwatch.features.validate import MAX_REPORTED_PROBLEMS
-from loopwatch.ingestion import MAX_LATENCY_MS, PROBABILITY_SUM_TOLERANCE, _valid_id
+from loopwatch.application.ingestion import MAX_LATENCY_MS, PROBABILITY_SUM_TOLERANCE, _valid_id
 from loopwatch.records import ModelVersion, software_fingerprint
 from loopwatch.records.ingest import INGESTED_REQUEST_TYPE, NO_LATENCY, IngestBatch
 from loopwatch.registry import Registry

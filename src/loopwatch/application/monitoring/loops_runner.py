@@ -18,22 +18,22 @@ import numpy as np
 import pandas as pd
 
 from loopwatch.features.frames import model_frame
-from loopwatch.loops.config import MonitoringConfig
+from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.diagnosis import diagnose_window
 from loopwatch.loops.engine import merge_findings, recommendations
 from loopwatch.loops.evidence import SoftwareChange, WindowEvidence
 from loopwatch.loops.importance import prediction_sensitivity
 from loopwatch.loops.report import Finding, LoopReport
-from loopwatch.monitor.evidence import (
+from loopwatch.application.monitoring.window_checks import (
     PerformanceContext,
     latency_of,
     new_segments_of,
     software_changes_of,
 )
-from loopwatch.monitor.label_evidence import label_findings, signals_of
-from loopwatch.monitor.security_evidence import evasion_findings, poisoning_findings, probing_findings
-from loopwatch.monitor.runner import MONITOR_CONFIG, monitor
-from loopwatch.monitor.windows import WindowSpec, events_frame
+from loopwatch.application.monitoring.label_evidence import label_findings, signals_of
+from loopwatch.application.monitoring.security_evidence import evasion_findings, poisoning_findings, probing_findings
+from loopwatch.application.monitoring.runner import MONITOR_CONFIG, monitor
+from loopwatch.application.monitoring.windows import WindowSpec, events_frame
 from loopwatch.records import ModelVersion, PredictionEvent
 from loopwatch.registry import Registry
 from loopwatch.registry.registry import is_monitor_only

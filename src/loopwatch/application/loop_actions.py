@@ -15,10 +15,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Mapping
 
 from loopwatch.errors import InvalidInput, NotFound, echo
-from loopwatch.loops.config import MonitoringConfig
+from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.kinds import LOOP_TITLES
 from loopwatch.records.jsonutil import utc_iso
-from loopwatch.scheduler import load_monitoring_config
+from loopwatch.application.scheduler import load_monitoring_config
 
 if TYPE_CHECKING:  # pragma: no cover
     from loopwatch.records.incidents import ConfigVersion, IncidentRecord, Rebaseline
@@ -59,14 +59,14 @@ def loop_status(
     require_model(store, name)
     config, version = load_monitoring_config(store, name)
     if window is not None:
-        from loopwatch.monitor.windows import WindowSpec
+        from loopwatch.application.monitoring.windows import WindowSpec
 
         WindowSpec.parse(window)  # a clear 422 before anything is evaluated
         config = config.merged({"window": window})
     if not fresh:
         return _recorded_status(store, name, config=config, version=version, now=now)
 
-    from loopwatch.monitor.loops_runner import evaluate_loops, record_incidents
+    from loopwatch.application.monitoring.loops_runner import evaluate_loops, record_incidents
 
     report = evaluate_loops(store, registry, name, since=since, until=until, config=config,
                             config_version=version)
@@ -191,7 +191,7 @@ def change_monitoring_config(
     require_model(store, name)
     current, _ = load_monitoring_config(store, name)
     changed = current.merged(changes)
-    from loopwatch.monitor.windows import WindowSpec
+    from loopwatch.application.monitoring.windows import WindowSpec
 
     WindowSpec.parse(changed.window)  # else every scheduled evaluation would fail on it
     saved: ConfigVersion = store.put_monitor_config(name, changed.to_dict(), at=at, author=author)

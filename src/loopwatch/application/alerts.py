@@ -8,7 +8,7 @@ passed is sent again; an acknowledged (or resolved) one never is.
 
 Delivery never raises into the caller: a receiver that is down or answers 5xx
 is retried twice with a growing pause, and then the failure is logged on the
-``loopwatch.alerts`` logger and returned as a :class:`DeliveryResult`. The
+``loopwatch.application.alerts`` logger and returned as a :class:`DeliveryResult`. The
 claim stays taken, so a failed alert is tried again after the cooldown, not at
 every evaluation (a receiver that is down is not hammered by every worker).
 """
@@ -28,10 +28,10 @@ from loopwatch.records.jsonutil import dumps, utc_iso
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
-    from loopwatch.loops.config import MonitoringConfig
+    from loopwatch.loops.monitoring_config import MonitoringConfig
     from loopwatch.records.incidents import IncidentRecord
 
-_log = logging.getLogger("loopwatch.alerts")
+_log = logging.getLogger("loopwatch.application.alerts")
 
 #: Seconds a webhook receiver gets to answer one attempt.
 TIMEOUT_SECONDS = 5.0

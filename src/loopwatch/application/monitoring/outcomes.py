@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loopwatch.loops.config import MonitoringConfig
+from loopwatch.loops.monitoring_config import MonitoringConfig
 
 #: Least labelled rows of a segment before its realized metric is reported.
 MIN_SEGMENT_LABELS = 100

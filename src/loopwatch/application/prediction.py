@@ -21,7 +21,7 @@ import numpy as np
 
 from loopwatch.errors import IntegrityError, InvalidInput, echo
 from loopwatch.features import validate_rows
-from loopwatch.loops.config import MonitoringConfig
+from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.models.defences import apply_defences
 from loopwatch.records import LoggedRequest, ModelVersion, software_fingerprint
 from loopwatch.records.jsonutil import dumps
@@ -30,7 +30,7 @@ from loopwatch.registry import Registry
 if TYPE_CHECKING:  # pragma: no cover
     from loopwatch.detectors.adversarial import AdversarialDetector
 
-_log = logging.getLogger("loopwatch.prediction")
+_log = logging.getLogger("loopwatch.application.prediction")
 
 MAX_REQUEST_ID_LENGTH = 128
 #: Seconds a model's monitoring configuration (its response defences) is trusted per process.

@@ -11,9 +11,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from loopwatch.loops.config import MonitoringConfig
+from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.report import Finding
-from loopwatch.monitor.windows import WindowSpec
+from loopwatch.application.monitoring.windows import WindowSpec
 from loopwatch.stats.cusum import cusum_alarm, cusum_path
 
 #: Windows, up to the crossing, whose mean excess must reach the tolerance for a pooled finding.

@@ -1,4 +1,8 @@
-"""``loopwatch demo``: print what the demo did."""
+"""``loopwatch demo``: run the demo and print what it did.
+
+The command lives with the demo, above the CLI: the program (:mod:`loopwatch.__main__`) adds
+it to the CLI's commands, so the CLI never imports the demo.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +21,29 @@ from loopwatch.config import Settings
 from loopwatch.records.jsonutil import dumps
 
 
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the summary and the incident timeline as JSON.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the simulated period.")
+@click.option("--days", type=click.IntRange(7, 365), default=70, show_default=True, help="Days to simulate.")
+@click.option(
+    "--per-day", type=click.IntRange(10, 100_000), default=1000, show_default=True, help="Predictions per day."
+)
+@click.option(
+    "--dir",
+    "workdir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for the demo's database (default HOME/demo; its demo database is replaced).",
+)
+@click.option("--port", type=int, default=0, help="Port of the demo service (default: a free one).")
+def demo(as_json: bool, seed: int, days: int, per_day: int, workdir: str | None, port: int) -> None:
+    """Run the churn demo: train v1, serve it on loopback, replay a production period."""
+    run(as_json=as_json, seed=seed, days=days, per_day=per_day, workdir=workdir, port=port)
+
+
 @handle_errors
 def run(*, as_json: bool, seed: int, days: int, per_day: int, workdir: str | None, port: int) -> None:
-    from loopwatch.demo import run_demo
+    from loopwatch.demo.runner import run_demo
 
     folder = Path(workdir) if workdir else Settings.from_env().home / "demo"
     columns = (TextColumn("replaying days"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -25,9 +25,9 @@ from loopwatch.drift.report import DataQuality, DriftReport, SkippedTest
 from loopwatch.errors import InvalidInput, LoopwatchError, echo
 from loopwatch.features.frames import model_frame
 from loopwatch.features.schema import FeatureSchema
-from loopwatch.loops.config import MonitoringConfig
-from loopwatch.monitor.security_evidence import window_evasion
-from loopwatch.monitor.windows import Window, WindowSpec, events_frame, split
+from loopwatch.loops.monitoring_config import MonitoringConfig
+from loopwatch.application.monitoring.security_evidence import window_evasion
+from loopwatch.application.monitoring.windows import Window, WindowSpec, events_frame, split
 from loopwatch.records import PredictionEvent
 from loopwatch.records.jsonutil import utc_iso
 from loopwatch.registry import Registry
@@ -49,7 +49,7 @@ QUALITY_SHARE = 0.02
 #: The evasion threshold's false-positive rate for a model with no monitoring configuration.
 DEFAULT_ADVERSARIAL_FPR = MonitoringConfig().adversarial_fpr
 
-logger = logging.getLogger("loopwatch.monitor")
+logger = logging.getLogger("loopwatch.application.monitoring")
 
 
 @dataclass(frozen=True)

@@ -21,20 +21,20 @@ from loopwatch.config import Settings
 from loopwatch.errors import Conflict, InvalidInput, echo
 from loopwatch.features.frames import canonical_column
 from loopwatch.features.schema import Task
-from loopwatch.prediction import PredictCall, Predictor
+from loopwatch.application.prediction import PredictCall, Predictor
 from loopwatch.records import ModelVersion, RequestOutcome
 from loopwatch.records.jsonutil import loads
 from loopwatch.registry import Registry
 from loopwatch.stores import open_store
 from loopwatch.stores.base import Store
 from loopwatch.stores.writer import GroupCommitWriter
-from loopwatch.tables import read_table
+from loopwatch.features.tables import read_table
 
 if TYPE_CHECKING:  # pragma: no cover
     from loopwatch.loops.gate import GateDecision
     from loopwatch.loops.labelling import QueueItem
     from loopwatch.records import AliasChange
-    from loopwatch.retraining import RetrainResult
+    from loopwatch.application.retraining import RetrainResult
 
 
 @dataclass(frozen=True)
@@ -103,9 +103,9 @@ class Workspace:
         screen: bool = False,
     ) -> ModelVersion:
         """Train and register a version. ``screen`` screens the rows for poisoning first, as
-        ``loopwatch train`` and the service do (:mod:`loopwatch.table_training`); a library
+        ``loopwatch train`` and the service do (:mod:`loopwatch.application.training`); a library
         caller training on data it trusts may leave it off."""
-        from loopwatch.table_training import train_from_table
+        from loopwatch.application.training import train_from_table
 
         frame = data if isinstance(data, pd.DataFrame) else read_table(data)
         return train_from_table(
@@ -240,7 +240,7 @@ class Workspace:
             if progress is not None:
                 progress(len(chunk))
 
-    # --- data collection and model selection (loopwatch.labelling, loopwatch.retraining) ---
+    # --- data collection and model selection (loopwatch.application.labelling_queue, loopwatch.application.retraining) ---
     def labelling_queue(
         self,
         name: str,
@@ -253,7 +253,7 @@ class Workspace:
         weights: Mapping[str, float] | None = None,
     ) -> list[QueueItem]:
         """Unlabelled predictions to label next: a random share, then the most informative."""
-        from loopwatch.labelling import labelling_queue
+        from loopwatch.application.labelling_queue import labelling_queue
 
         return labelling_queue(
             self.store, self.registry, name, budget=budget, since=since, until=until,
@@ -274,7 +274,7 @@ class Workspace:
     ) -> RetrainResult:
         """Train a candidate on the labelled predictions of ``[since, until)``, screened first
         (with adversarial examples added to its training rows when ``adversarial_share`` > 0)."""
-        from loopwatch.retraining import retrain_candidate
+        from loopwatch.application.retraining import retrain_candidate
 
         return retrain_candidate(
             self.store, self.registry, name, since=since, until=until,
@@ -298,7 +298,7 @@ class Workspace:
         promote: bool = False,
     ) -> tuple[GateDecision, AliasChange | None]:
         """The promotion gate on the labelled window; with ``promote``, promote when it passes."""
-        from loopwatch.retraining import compare_on_window, promote_if_passed
+        from loopwatch.application.retraining import compare_on_window, promote_if_passed
 
         options: dict[str, Any] = {
             "since": since, "until": until, "metric": metric, "margin": margin, "confidence": confidence,

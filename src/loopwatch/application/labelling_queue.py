@@ -4,7 +4,7 @@
 signals (uncertainty, novelty against the training data, whether it falls where
 the inputs drifted); :func:`labelling_queue` hands them to the pure ranking of
 :mod:`loopwatch.loops.labelling`. Library code with no edge of its own, like
-:mod:`loopwatch.retraining`.
+:mod:`loopwatch.application.retraining`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from loopwatch.loops.labelling import (
 )
 from loopwatch.records import PredictionEvent
 from loopwatch.registry import Registry
-from loopwatch.retraining import logged_events
+from loopwatch.application.retraining import logged_events
 from loopwatch.stores.base import Store
 
 

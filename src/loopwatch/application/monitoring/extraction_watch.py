@@ -25,7 +25,7 @@ import pandas as pd
 from loopwatch.detectors.extraction import ExtractionDetector, QueryFeatures
 from loopwatch.errors import IntegrityError, InvalidInput
 from loopwatch.features.frames import model_frame
-from loopwatch.monitor.windows import WindowSpec
+from loopwatch.application.monitoring.windows import WindowSpec
 from loopwatch.records import ModelVersion, PredictionEvent
 from loopwatch.records.jsonutil import utc_iso
 from loopwatch.registry import Registry

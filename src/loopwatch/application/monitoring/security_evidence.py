@@ -27,7 +27,7 @@ def probing_findings(
     events: Sequence[PredictionEvent],
 ) -> list[Finding]:
     """One finding per client and window whose queries crowd the decision boundary or a grid."""
-    from loopwatch.monitor.extraction_watch import watch_clients
+    from loopwatch.application.monitoring.extraction_watch import watch_clients
 
     names = key_names(store)
     found = []
@@ -190,9 +190,9 @@ def poisoning_findings(
     Every label as it was sent counts, corrected ones too: a poisoned label that an honest
     source later corrects is no longer the row's current label, but it was sent.
     """
-    from loopwatch.monitor.windows import WindowSpec
+    from loopwatch.application.monitoring.windows import WindowSpec
     from loopwatch.poisoning.sources import source_skew_test
-    from loopwatch.quarantine import _served_predictions
+    from loopwatch.application.quarantine import _served_predictions
 
     spec = WindowSpec.parse(window)
     sent = list(store.iter_label_revisions(name, since=since, until=until))
