@@ -35,7 +35,8 @@ import pytest
 from loopwatch.config import Settings
 from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.report import LoopReport
-from loopwatch.application.monitoring.loops_runner import evaluate_loops, latency_budget, load_config, record_incidents
+from loopwatch.application.configs import load_monitoring_config
+from loopwatch.application.monitoring.loops_runner import evaluate_loops, latency_budget, record_incidents
 from loopwatch.application.prediction import PredictCall
 from loopwatch.simulate import ChurnScenario, Timeline, default_timeline
 from loopwatch.application.workspace import Workspace
@@ -161,9 +162,9 @@ def window_of(report: LoopReport, index: int) -> list[dict[str, Any]]:
 
 def test_the_configuration_is_read_from_the_store(log: Log, report: LoopReport) -> None:
     with log.workspace() as ws:
-        config, version = load_config(ws.store, "churn")
+        config, version = load_monitoring_config(ws.store, "churn")
         assert (config, version) == (MonitoringConfig.from_dict(CONFIG), 1)
-        assert load_config(ws.store, "quiet") == (MonitoringConfig(), None)
+        assert load_monitoring_config(ws.store, "quiet") == (MonitoringConfig(), None)
     assert report.config_version == 1 and report.window == "1d"
     assert report.evaluated_at == day(DAYS)
 

@@ -18,7 +18,7 @@ from loopwatch.errors import InvalidInput, NotFound, echo
 from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.kinds import LOOP_TITLES
 from loopwatch.records.jsonutil import utc_iso
-from loopwatch.application.scheduler import load_monitoring_config
+from loopwatch.application.configs import load_monitoring_config
 
 if TYPE_CHECKING:  # pragma: no cover
     from loopwatch.records.incidents import ConfigVersion, IncidentRecord, Rebaseline

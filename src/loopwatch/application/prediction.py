@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from loopwatch.application.configs import load_monitoring_config
 from loopwatch.errors import IntegrityError, InvalidInput, echo
 from loopwatch.features import validate_rows
 from loopwatch.loops.monitoring_config import MonitoringConfig
@@ -225,8 +226,7 @@ class Predictor:
         cached = self._configs.get(name)
         if cached is not None and now - cached[0] < CONFIG_TTL_SECONDS:
             return cached[1]
-        stored = self.registry.store.get_monitor_config(name)
-        config = MonitoringConfig() if stored is None else MonitoringConfig.from_dict(stored.config)
+        config, _ = load_monitoring_config(self.registry.store, name)
         self._configs[name] = (now, config)
         return config
 

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from loopwatch.application.alerts import DeliveryResult, deliver_alerts
+from loopwatch.application.configs import load_monitoring_config
 from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.records.jsonutil import utc_iso
 
@@ -61,14 +62,6 @@ class ScheduledRun:
             "deliveries": [d.to_dict() for d in self.deliveries],
             "error": self.error,
         }
-
-
-def load_monitoring_config(store: Any, model: str) -> tuple[MonitoringConfig, int | None]:
-    """The model's latest monitoring configuration and its version (the defaults, ``None``, when unset)."""
-    found = store.get_monitor_config(model)
-    if found is None:
-        return MonitoringConfig(), None
-    return MonitoringConfig.from_dict(found.config), found.version
 
 
 def scheduled_models(store: Any) -> list[str]:

@@ -47,8 +47,26 @@ class Prediction:
     outcome: str
 
 
+def open_writer(store: Store, settings: Settings, *,
+                on_commit: Callable[[int, int, float], None] | None = None) -> GroupCommitWriter:
+    """The group-commit writer, started, with every option the settings give: the one place
+    the library, the CLI and the service build it."""
+    return GroupCommitWriter(
+        store,
+        queue_max_requests=settings.queue_max_requests,
+        batch_max_requests=settings.batch_max_requests,
+        batch_max_wait_ms=settings.batch_max_wait_ms,
+        retry_after_seconds=settings.retry_after_seconds,
+        on_commit=on_commit,
+    ).start()
+
+
 class Workspace:
-    def __init__(self, settings: Settings | None = None, *, store: Store | None = None) -> None:
+    """The store, its registry, the predictor and the log writer, built once from the settings:
+    what the library, the CLI and the service all stand on."""
+
+    def __init__(self, settings: Settings | None = None, *, store: Store | None = None,
+                 on_commit: Callable[[int, int, float], None] | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self._own_store = store is None
         self.store = store or open_store(
@@ -56,6 +74,7 @@ class Workspace:
         )
         self.registry = Registry(self.store, cache_size=self.settings.model_cache_size)
         self.predictor = Predictor(self.registry, max_rows=self.settings.max_rows_per_request)
+        self._on_commit = on_commit
         self._writer: GroupCommitWriter | None = None
 
     def __enter__(self) -> Workspace:
@@ -67,18 +86,15 @@ class Workspace:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+            self._writer = None
         if self._own_store:
             self.store.close()
 
     @property
     def writer(self) -> GroupCommitWriter:
+        """The log writer, started on first use."""
         if self._writer is None:
-            self._writer = GroupCommitWriter(
-                self.store,
-                queue_max_requests=self.settings.queue_max_requests,
-                batch_max_requests=self.settings.batch_max_requests,
-                batch_max_wait_ms=self.settings.batch_max_wait_ms,
-            ).start()
+            self._writer = open_writer(self.store, self.settings, on_commit=self._on_commit)
         return self._writer
 
     def rename_model(self, old: str, new: str) -> dict[str, int]:

@@ -15,7 +15,7 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,8 @@ _log = logging.getLogger("loopwatch.registry")
 
 #: Seconds an alias lookup is trusted before the store is asked again.
 ALIAS_TTL_SECONDS = 1.0
+#: Results derived from versions' artifacts a registry keeps (see :meth:`Registry.derived`).
+DERIVED_CACHE_SIZE = 64
 #: Seconds a version whose artifact failed its check stays refused before it is read again.
 REFUSAL_TTL_SECONDS = 30.0
 #: How the alias history records the candidate cleared because production took its version
@@ -94,6 +96,7 @@ class Registry:
         self._profiles: dict[tuple[str, int, str], ReferenceProfile] = {}
         self._loading: dict[tuple[str, int], threading.Lock] = {}
         self._refused: dict[tuple[str, int], tuple[float, IntegrityError]] = {}
+        self._derived: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._lock = threading.Lock()
 
     # --- registering ----------------------------------------------------------------
@@ -357,6 +360,24 @@ class Registry:
             while len(self._profiles) > self.cache_size:
                 self._profiles.pop(next(iter(self._profiles)))
         return loaded
+
+    def derived(self, key: tuple[Any, ...], build: Callable[[], Any], *,
+                keep: Callable[[Any], bool] | None = None) -> Any:
+        """What ``build`` computes from a version's stored artifacts (a segment's reference,
+        feature importance, a fitted extraction detector), kept on this registry, at most
+        ``DERIVED_CACHE_SIZE`` of them. ``key`` must name the hashes it is built from, so that
+        it is never stale; ``keep`` may refuse to keep a result (one built from partial data)."""
+        with self._lock:
+            if key in self._derived:
+                self._derived.move_to_end(key)
+                return self._derived[key]
+        value = build()  # outside the lock: building may take seconds
+        if keep is None or keep(value):
+            with self._lock:
+                self._derived[key] = value
+                while len(self._derived) > DERIVED_CACHE_SIZE:
+                    self._derived.popitem(last=False)
+        return value
 
     def rebaseline(
         self,

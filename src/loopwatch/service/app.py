@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI
 from loopwatch.config import Settings
 from loopwatch.errors import echo
 from loopwatch.application.ingestion import Ingestor
-from loopwatch.application.prediction import Predictor
+from loopwatch.application.workspace import Workspace
 from loopwatch.records.names import NAME_RULE, is_model_name
 from loopwatch.registry import Registry
 from loopwatch.service.auth import include_protected, install_auth
@@ -26,9 +26,7 @@ from loopwatch.service.routers import register as register_router
 from loopwatch.service.routers import loops as loops_router
 from loopwatch.service.shadow import ShadowScorer
 from loopwatch.service.state import CLIENT_ID_HEADER, ServiceState, predict_model_name
-from loopwatch.stores import open_store
 from loopwatch.stores.base import Store
-from loopwatch.stores.writer import GroupCommitWriter
 
 _log = logging.getLogger("loopwatch.service")
 
@@ -44,19 +42,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        own_store = store is None
-        opened = store or open_store(
-            settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
-        )
-        registry = Registry(opened, cache_size=settings.model_cache_size)
-        writer = GroupCommitWriter(
-            opened,
-            queue_max_requests=settings.queue_max_requests,
-            batch_max_requests=settings.batch_max_requests,
-            batch_max_wait_ms=settings.batch_max_wait_ms,
-            retry_after_seconds=settings.retry_after_seconds,
-            on_commit=lambda n, rows, seconds: metrics.commits.observe(seconds),
-        ).start()
+        # the same construction as the library's and the CLI's (Workspace)
+        workspace = Workspace(settings, store=store, on_commit=lambda n, rows, seconds: metrics.commits.observe(seconds))
+        opened, registry, writer = workspace.store, workspace.registry, workspace.writer
         # the candidate scores live traffic off the request path; never the caller's answer
         shadow = (
             ShadowScorer(registry, writer, max_queue=1000, max_rows=settings.max_rows_per_request,
@@ -67,7 +55,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             settings=settings,
             store=opened,
             registry=registry,
-            predictor=Predictor(registry, max_rows=settings.max_rows_per_request),
+            predictor=workspace.predictor,
             writer=writer,
             metrics=metrics,
             shadow=shadow,
@@ -87,10 +75,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
                 await asyncio.to_thread(scheduler.stop)
             if shadow is not None:
                 await asyncio.to_thread(shadow.close)
-            writer.close()
             await app.state.key_guard.aclose()
-            if own_store:
-                opened.close()
+            workspace.close()
 
     app = FastAPI(
         title="loopwatch",

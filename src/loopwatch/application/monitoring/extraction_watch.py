@@ -13,8 +13,7 @@ client; the loop engine turns alerts into ``adversarial_probing`` incidents.
 
 from __future__ import annotations
 
-import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Sequence
@@ -151,20 +150,18 @@ def watch_clients(
     return alerts
 
 
-#: Detectors fitted per (artifact, reference sample, fpr, seed): fitting takes a second or more
-#: and a scheduled evaluation would otherwise refit every version every time.
-_FITTED: OrderedDict[tuple[str, str, float, int], ExtractionDetector] = OrderedDict()
-_FITTED_MAX = 8
-_FITTED_LOCK = threading.Lock()  # the schedule and requests evaluate in threads of one process
-
-
 def _fit(registry: Registry, meta: ModelVersion, *, fpr: float, seed: int) -> ExtractionDetector:
-    """A detector on the version's reference sample and the model's own outputs on it."""
-    key = (meta.artifact_sha256, meta.reference_sha256, float(fpr), int(seed))
-    with _FITTED_LOCK:
-        if key in _FITTED:
-            _FITTED.move_to_end(key)
-            return _FITTED[key]
+    """A detector on the version's reference sample and the model's own outputs on it, kept on
+    the registry: fitting takes a second or more, and a scheduled evaluation would otherwise
+    refit every version every time."""
+    key = ("extraction", meta.artifact_sha256, meta.reference_sha256, float(fpr), int(seed))
+    fitted: tuple[ExtractionDetector, bool] = registry.derived(
+        key, lambda: _fitted(registry, meta, fpr=fpr, seed=seed), keep=lambda pair: pair[1])
+    return fitted[0]
+
+
+def _fitted(registry: Registry, meta: ModelVersion, *, fpr: float, seed: int) -> tuple[ExtractionDetector, bool]:
+    """The detector, and whether it is whole (it is not kept otherwise)."""
     schema = meta.schema
     # the sample keeps the training table's types; the detector reads what logged rows hold
     reference = model_frame(registry.reference_sample(meta.name, meta.version), schema)
@@ -182,12 +179,7 @@ def _fit(registry: Registry, meta: ModelVersion, *, fpr: float, seed: int) -> Ex
     detector = ExtractionDetector(fpr=fpr, seed=seed).fit(
         reference, probabilities=probabilities, numeric=list(schema.numeric), categorical=list(schema.categorical)
     )
-    if complete:
-        with _FITTED_LOCK:
-            _FITTED[key] = detector
-            while len(_FITTED) > _FITTED_MAX:
-                _FITTED.popitem(last=False)
-    return detector
+    return detector, complete
 
 
 def _features(detector: ExtractionDetector, meta: ModelVersion, events: list[PredictionEvent]) -> QueryFeatures:

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from loopwatch.application.configs import load_monitoring_config
 from loopwatch.features.frames import model_frame
 from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.diagnosis import diagnose_window
@@ -43,14 +44,6 @@ from loopwatch.stores.base import EventQuery, Store
 LABEL_KINDS = frozenset({"concept_drift"})
 
 
-def load_config(store: Store, name: str) -> tuple[MonitoringConfig, int | None]:
-    """The model's latest monitoring configuration, or the defaults."""
-    stored = store.get_monitor_config(name)
-    if stored is None:
-        return MonitoringConfig(), None
-    return MonitoringConfig.from_dict(stored.config), stored.version
-
-
 def evaluate_loops(
     store: Store,
     registry: Registry,
@@ -64,7 +57,7 @@ def evaluate_loops(
     """Everything loopwatch finds about ``name`` in ``[since, until)``, as of ``until``."""
     registry.resolve(name)  # a clear 404 for an unknown model
     if config is None:
-        config, config_version = load_config(store, name)
+        config, config_version = load_monitoring_config(store, name)
     spec = WindowSpec.parse(config.window)
     now = until or datetime.now(timezone.utc)
     query = EventQuery(model_name=name, since=since, until=until, limit=10_000)
@@ -314,15 +307,13 @@ def _labelled(change: SoftwareChange, versions: dict[int, ModelVersion]) -> Soft
     return replace(change, label=str(label)) if label else change
 
 
-_IMPORTANCE: dict[tuple[str, str, int], dict[str, float]] = {}
-
-
 def _importance(registry: Registry, name: str, version: int) -> dict[str, float]:
     meta = registry.resolve(name, version)
     if is_monitor_only(meta):
         return {}  # no model to ask: drifted features are ranked by their effect alone
-    key = (meta.artifact_sha256, name, version)
-    if key not in _IMPORTANCE:
+    key = ("importance", meta.artifact_sha256, meta.reference_sha256, name, version)
+
+    def build() -> dict[str, float]:
         model = registry.load(name, version)
         # the reference sample keeps the training table's types; the pipeline takes labels
         sample = model_frame(registry.reference_sample(name, version), meta.schema)
@@ -335,5 +326,7 @@ def _importance(registry: Registry, name: str, version: int) -> dict[str, float]
                 return proba[:, -1] if proba.shape[1] == 2 else proba.max(axis=1)
             return np.asarray(pipeline.predict(rows[features]), dtype=np.float64)
 
-        _IMPORTANCE[key] = prediction_sensitivity(output, sample[features], features, seed=0)
-    return _IMPORTANCE[key]
+        return prediction_sensitivity(output, sample[features], features, seed=0)
+
+    found: dict[str, float] = registry.derived(key, build)
+    return found

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from loopwatch.application.configs import load_monitoring_config
 from loopwatch.drift.compare import DriftConfig, compare, data_quality
 from loopwatch.drift.profile import MIN_REFERENCE_ROWS, ReferenceProfile, build_profile
 from loopwatch.drift.report import DataQuality, DriftReport, SkippedTest
@@ -143,8 +144,7 @@ def monitor(
     """
     spec = WindowSpec.parse(window)
     if config is None or adversarial_fpr is None:
-        stored = store.get_monitor_config(name)
-        settings = MonitoringConfig.from_dict(stored.config) if stored else MonitoringConfig()
+        settings, _ = load_monitoring_config(store, name)
         # the model's own practical thresholds, unless the caller configured the comparison
         config = config or replace(MONITOR_CONFIG, practical_thresholds=settings.practical_thresholds,
                                    practical_band_rows=settings.practical_band_rows)
@@ -340,9 +340,6 @@ def _segments(window: Window, segment: str | None) -> list[tuple[str | None, pd.
     return [(None, window.frame)] + [(str(value), rows) for value, rows in groups]
 
 
-_SEGMENT_CACHE: dict[tuple[str, str, int, str, str], ReferenceProfile | None] = {}
-
-
 def _segment_profile(
     registry: Registry, name: str, version: int, column: str, value: str
 ) -> ReferenceProfile | None:
@@ -353,19 +350,19 @@ def _segment_profile(
     """
     meta = registry.resolve(name, version)
     # the same name and version in another database is another model: key on its reference
-    key = (meta.reference_sha256, name, version, column, value)
-    if key not in _SEGMENT_CACHE:
+    key = ("segment", meta.reference_sha256, name, version, column, value)
+
+    def build() -> ReferenceProfile | None:
         # the sample keeps the training table's types; segments are named by label
         sample = model_frame(registry.reference_sample(name, version), meta.schema)
         rows = sample[sample[column].astype(str) == value]
         if len(rows) < 200:
-            _SEGMENT_CACHE[key] = None
-        else:
-            _SEGMENT_CACHE[key] = build_profile(
-                rows[meta.schema.names], numeric=meta.schema.numeric,
-                categorical=meta.schema.categorical, seed=0,
-            )
-    return _SEGMENT_CACHE[key]
+            return None
+        return build_profile(rows[meta.schema.names], numeric=meta.schema.numeric,
+                             categorical=meta.schema.categorical, seed=0)
+
+    found: ReferenceProfile | None = registry.derived(key, build)
+    return found
 
 
 def _rejection_times(store: Store, name: str, since: datetime | None) -> np.ndarray:
