@@ -18,6 +18,7 @@ from loopwatch.errors import InvalidInput, NotFound, echo
 from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.kinds import LOOP_TITLES
 from loopwatch.records.jsonutil import utc_iso
+from loopwatch.records.period import Period
 from loopwatch.application.configs import load_monitoring_config
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,11 +52,7 @@ def loop_status(
     otherwise the recorded incidents that are not resolved are answered.
     ``open_incidents`` counts those nobody has acknowledged.
     """
-    for moment, what in ((since, "since"), (until, "until")):
-        if moment is not None and moment.tzinfo is None:
-            raise InvalidInput(f"{what} must carry a timezone, e.g. 2026-01-05T00:00:00Z")
-    if since is not None and until is not None and since >= until:
-        raise InvalidInput("since must be before until")
+    Period(since=since, until=until)  # InvalidInput for a period without timezones or backwards
     require_model(store, name)
     config, version = load_monitoring_config(store, name)
     if window is not None:
@@ -214,11 +211,7 @@ def rebaseline(
     version: int | None = None,
 ) -> Rebaseline:
     """Rebuild a version's (the production one's by default) reference from its traffic in [since, until)."""
-    for moment, what in ((since, "since"), (until, "until")):
-        if moment.tzinfo is None:
-            raise InvalidInput(f"{what} must carry a timezone, e.g. 2026-01-05T00:00:00Z")
-    if since >= until:
-        raise InvalidInput("since must be before until")
+    Period(since=since, until=until)
     if not reason.strip() or len(reason) > 2000 or "\x00" in reason:
         raise InvalidInput("reason must be a non-empty text of at most 2000 characters")
     number = registry.resolve(name, version).version

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from loopwatch.errors import InvalidInput, PayloadTooLarge
 from loopwatch.feedback.bookkeeping import label_coverage, summarize_outcomes
 from loopwatch.records import BusinessObservation, Label, LabelOutcome
+from loopwatch.records.period import Period
 from loopwatch.records.jsonutil import dumps, utc_iso
 from loopwatch.service.routers.predict import JsonBodyRoute
 from loopwatch.service.schemas import (
@@ -140,9 +141,7 @@ async def labels_coverage(
     spec = WindowSpec.parse(window)
     if spec.length is None:
         raise InvalidInput("label coverage needs a window of time (1h, 1d, 7d, 1w), not count:N")
-    for moment, what in ((since, "since"), (until, "until")):
-        if moment is not None and moment.tzinfo is None:
-            raise InvalidInput(f"{what} must carry a timezone, e.g. 2026-01-05T00:00:00Z")
+    Period(since=since, until=until)
     length = spec.length
 
     def compute() -> dict[str, Any]:

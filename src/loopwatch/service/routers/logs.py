@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from loopwatch.records.period import Period
 from loopwatch.errors import InvalidInput, NotFound, echo
 from loopwatch.application.prediction import MAX_REQUEST_ID_LENGTH, SHADOW_SUFFIX
 from loopwatch.stores.base import EventQuery
@@ -31,12 +32,6 @@ router = APIRouter(tags=["logs"], responses=ERROR_RESPONSES)
 
 #: Page size when none is asked for (or max_page_size, when that is smaller).
 DEFAULT_PAGE_SIZE = 100
-
-
-def _utc(moment: datetime | None, what: str) -> datetime | None:
-    if moment is not None and moment.tzinfo is None:
-        raise InvalidInput(f"{what} must carry a timezone, e.g. 2026-01-05T00:00:00Z")
-    return moment
 
 
 def _page_size(limit: int | None, state: ServiceState) -> int:
@@ -62,11 +57,12 @@ def event_query(
     state: ServiceState = Depends(get_state),
 ) -> EventQuery:
     limit = _page_size(limit, state)
+    period = Period(since=since, until=until)
     return EventQuery(
         model_name=model,
         model_version=version,
-        since=_utc(since, "since"),
-        until=_utc(until, "until"),
+        since=period.since,
+        until=period.until,
         request_id=request_id,
         client_id=client_id,
         request_type=request_type,
@@ -145,7 +141,7 @@ async def rejections(
     state: ServiceState = Depends(get_state),
 ) -> list[dict[str, Any]]:
     limit = _page_size(limit, state)
-    found = await run_in_threadpool(state.store.query_rejections, model, _utc(since, "since"), limit)
+    found = await run_in_threadpool(state.store.query_rejections, model, Period(since=since).since, limit)
     return [r.to_dict() for r in found]
 
 

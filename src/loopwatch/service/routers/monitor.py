@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from loopwatch.errors import InvalidInput
+from loopwatch.records.period import Period
 from loopwatch.records.jsonutil import dumps
 from loopwatch.service.schemas import ERROR_RESPONSES
 from loopwatch.service.state import ServiceState, get_state
@@ -36,9 +36,7 @@ async def monitor_model(
     from loopwatch.drift.html import render_monitor
     from loopwatch.application.monitoring import monitor
 
-    for moment, what in ((since, "since"), (until, "until")):
-        if moment is not None and moment.tzinfo is None:
-            raise InvalidInput(f"{what} must carry a timezone, e.g. 2026-01-05T00:00:00Z")
+    Period(since=since, until=until)
     result = await run_in_threadpool(
         monitor, state.store, state.registry, name, window=window, since=since, until=until,
         version=version, segment=segment,

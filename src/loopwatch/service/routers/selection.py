@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from starlette.concurrency import run_in_threadpool
 
-from loopwatch.errors import InvalidInput
+from loopwatch.records.period import Period
 from loopwatch.records.jsonutil import dumps
 from loopwatch.service.schemas import ERROR_RESPONSES, MAX_VERSION
 from loopwatch.service.state import ServiceState, get_state
@@ -73,12 +73,6 @@ class ReleaseIn(_In):
     by: str | None = Field(None, min_length=1, max_length=200, description="Who releases (else X-Client-ID).")
 
 
-def _utc(moment: datetime | None, what: str) -> datetime | None:
-    if moment is not None and (moment.tzinfo is None or moment.utcoffset() is None):
-        raise InvalidInput(f"{what} must carry a timezone, e.g. 2026-01-05T00:00:00Z")
-    return moment
-
-
 @router.get(
     "/models/{name}/labelling-queue",
     summary="Unlabelled predictions to send for labelling: a random share and the most informative",
@@ -96,9 +90,10 @@ async def labelling_queue(
 ) -> Response:
     from loopwatch.application.labelling_queue import labelling_queue as build_queue
 
+    period = Period(since=since, until=until)
     items = await run_in_threadpool(
-        build_queue, state.store, state.registry, name, budget=budget, since=_utc(since, "since"),
-        until=_utc(until, "until"), random_share=random_share, seed=seed,
+        build_queue, state.store, state.registry, name, budget=budget, since=period.since,
+        until=period.until, random_share=random_share, seed=seed,
     )
     if format == "csv":
         buffer = io.StringIO()
@@ -133,9 +128,10 @@ async def retrain(
 ) -> Response:
     from loopwatch.application.retraining import retrain_candidate
 
+    period = Period(since=body.since, until=body.until)
     def run() -> dict[str, Any]:
         result = retrain_candidate(
-            state.store, state.registry, name, since=_utc(body.since, "since"), until=_utc(body.until, "until"),
+            state.store, state.registry, name, since=period.since, until=period.until,
             include_reference=body.include_reference, estimator=body.estimator, seed=body.seed,
             min_rows=body.min_rows, adversarial_share=body.adversarial_share,
         )
@@ -159,8 +155,9 @@ async def gate(
 ) -> Response:
     from loopwatch.application.retraining import compare_on_window, promote_if_passed
 
+    period = Period(since=body.since, until=body.until)
     options: dict[str, Any] = {
-        "since": _utc(body.since, "since"), "until": _utc(body.until, "until"), "metric": body.metric,
+        "since": period.since, "until": period.until, "metric": body.metric,
         "margin": body.margin, "confidence": body.confidence, "latency_budget_ms": body.latency_budget_ms,
         "candidate": body.candidate, "n_boot": body.n_boot, "seed": body.seed,
     }
