@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loopwatch.errors import InvalidInput
+from loopwatch.loops.evidence import WindowEvidence
 from loopwatch.loops import (
     DEFAULT_LOOP,
     INCIDENT_KINDS,
@@ -289,9 +290,11 @@ def test_a_whole_report_is_json() -> None:
                                gap=DAY)
     report = LoopReport(model="churn", evaluated_at=T0 + 20 * DAY, config_version=2, window="1d",
                         incidents=incidents, recommendations=recommendations(incidents),
-                        windows=[{"start": "2026-03-02T00:00:00Z"}], performance={"versions": {}})
+                        windows=[WindowEvidence(start=T0, end=T0 + DAY, n_events=10, model_versions=[1])],
+                        performance={"versions": {}})
     data = json.loads(json.dumps(report.to_dict()))
     assert data["evaluated_at"] == "2026-03-22T00:00:00Z"
+    assert data["windows"][0]["start"] == "2026-03-02T00:00:00Z"  # typed until serialised
     assert len(data["incidents"]) == 2 * len(INCIDENT_KINDS)
     assert {i["loop_title"] for i in data["incidents"]} <= set(LOOP_TITLES.values())
     assert [i["incident_id"] for i in data["incidents"]] == [r["incident_id"] for r in data["recommendations"]]

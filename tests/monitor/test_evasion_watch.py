@@ -143,14 +143,14 @@ def test_without_the_attack_no_client_is_suspected(tmp_path: Path) -> None:
 
 def test_the_window_evidence_carries_the_flagged_share(attacked: tuple[LoopReport, str]) -> None:
     report, _ = attacked
-    by_start = {w["start"]: w for w in report.windows}
-    shares = {start: w["evasion"]["rate"] for start, w in by_start.items()}
-    attack_start = day(ATTACK_DAY).isoformat().replace("+00:00", "Z")
+    by_start = {w.start: w for w in report.windows}
+    shares = {start: w.evasion["rate"] for start, w in by_start.items() if w.evasion}
+    attack_start = day(ATTACK_DAY)
     assert max(shares, key=shares.__getitem__) == attack_start
     quiet = [share for start, share in shares.items() if start != attack_start]
     assert all(share < 0.04 for share in quiet)
-    assert all(w["evasion"]["calibrated_rate"] == pytest.approx(0.01, abs=0.005) for w in report.windows)
-    assert by_start[attack_start]["evasion"]["p_value"] < 1e-6
+    assert all(w.evasion and w.evasion["calibrated_rate"] == pytest.approx(0.01, abs=0.005) for w in report.windows)
+    assert by_start[attack_start].evasion["p_value"] < 1e-6
 
 
 def test_a_window_whose_inputs_drifted_still_names_the_evading_client(tmp_path: Path) -> None:
@@ -158,8 +158,8 @@ def test_a_window_whose_inputs_drifted_still_names_the_evading_client(tmp_path: 
     is judged against the other clients of that window and still stands out."""
     settings, key_id = build_log(tmp_path, attack=True, drift=True)
     report = evaluate(settings)
-    attack_window = next(w for w in report.windows if w["start"].startswith(day(ATTACK_DAY).date().isoformat()))
-    assert attack_window["drifted_features"], attack_window  # the window drifted
+    attack_window = next(w for w in report.windows if w.start == day(ATTACK_DAY))
+    assert attack_window.drifted_features, attack_window  # the window drifted
     named = [i for i in report.incidents if i.kind == "adversarial_evasion"]
     assert [(i.evidence["client_id"], i.first_seen) for i in named] == [(key_id, day(ATTACK_DAY))]
     assert named[0].evidence["window_drifted"] is True

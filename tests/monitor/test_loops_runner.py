@@ -36,6 +36,7 @@ from loopwatch.config import Settings
 from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.report import LoopReport
 from loopwatch.application.configs import load_monitoring_config
+from loopwatch.loops.evidence import WindowEvidence
 from loopwatch.application.monitoring.loops_runner import evaluate_loops, latency_budget, record_incidents
 from loopwatch.application.prediction import PredictCall
 from loopwatch.simulate import ChurnScenario, Timeline, default_timeline
@@ -153,8 +154,8 @@ def by_kind(report: LoopReport, kind: str) -> list[Any]:
     return [i for i in report.incidents if i.kind == kind]
 
 
-def window_of(report: LoopReport, index: int) -> list[dict[str, Any]]:
-    return [w for w in report.windows if w["start"] == day(index).isoformat().replace("+00:00", "Z")]
+def window_of(report: LoopReport, index: int) -> list[WindowEvidence]:
+    return [w for w in report.windows if w.start == day(index)]
 
 
 # --- the incidents ----------------------------------------------------------------------------
@@ -207,7 +208,7 @@ def test_a_slower_model_is_a_latency_regression_against_the_ratio_budget(report:
     assert incident.first_seen == day(SLOW_MODEL_DAY)
     assert incident.last_seen == day(DAYS)
     assert incident.loop == "model_selection"
-    baseline = [w["latency_ms"] for w in report.windows[:CONFIG["latency_baseline_windows"]]]
+    baseline = [w.latency_ms for w in report.windows[:CONFIG["latency_baseline_windows"]]]
     assert incident.evidence["budget_ms"] == pytest.approx(float(np.median(baseline)) * 3.0, rel=1e-3)
     assert incident.evidence["latency_ms"] > incident.evidence["budget_ms"]
     assert incident.evidence["software_changes"][0]["value"] == "2"  # lined up with the new version
@@ -220,7 +221,7 @@ def test_stable_days_raise_no_incident(report: LoopReport) -> None:
     assert not [i for i in report.incidents if i.first_seen in stable]
     for index in STABLE_DAYS:
         (window,) = window_of(report, index)
-        assert window["drifted_features"] == {} and not window["multivariate_drift"], index
+        assert window.drifted_features == {} and not window.multivariate_drift, index
 
 
 def test_every_incident_has_one_recommendation_for_its_loop(report: LoopReport) -> None:
@@ -256,13 +257,13 @@ def test_shadow_events_are_never_evaluated(log: Log, report: LoopReport) -> None
     assert shadows == len(SHADOW_DAYS) * PER_DAY  # they are in the log
     for index in SHADOW_DAYS:
         (window,) = window_of(report, index)  # one window, of the served version only
-        assert window["n_events"] == PER_DAY and window["model_versions"] == [1]
-        assert window["drifted_features"] == {}
+        assert window.n_events == PER_DAY and window.model_versions == [1]
+        assert window.drifted_features == {}
         # the candidate's version is not new software because it was scored in shadow
-        assert all(c["what"] != "model_version" for c in window["software_changes"])
+        assert all(c.what != "model_version" for c in window.software_changes)
     (first_served,) = window_of(report, SLOW_MODEL_DAY)
-    change = next(c for c in first_served["software_changes"] if c["what"] == "model_version")
-    assert change["value"] == "2" and change["windows_since_first"] == 0
+    change = next(c for c in first_served.software_changes if c.what == "model_version")
+    assert change.value == "2" and change.windows_since_first == 0
 
 
 def _query(name: str) -> Any:
@@ -300,7 +301,7 @@ def test_no_budget_without_a_budget() -> None:
 
 
 def test_the_baseline_windows_are_not_held_to_the_ratio_budget(report: LoopReport) -> None:
-    budgets = [w["latency_budget_ms"] for w in report.windows]
+    budgets = [w.latency_budget_ms for w in report.windows]
     n = CONFIG["latency_baseline_windows"]
     assert budgets[:n] == [None] * n
     assert len(set(budgets[n:])) == 1 and budgets[n] is not None
@@ -353,7 +354,7 @@ def test_an_incident_two_later_windows_no_longer_show_is_resolved(copy: Workspac
 def test_a_quiet_period_without_traffic_resolves_nothing(copy: Workspace, until: Callable[[int], LoopReport]) -> None:
     # the slow model serves until the log ends; weeks without any traffic follow
     report = until(DAYS + 30)
-    assert report.windows[-1]["end"] == day(DAYS).isoformat().replace("+00:00", "Z")
+    assert report.windows[-1].end == day(DAYS)
     record_incidents(copy.store, report, now=day(DAYS + 30))
     status = {r.kind: r.status for r in copy.store.list_incidents("churn")}
     assert status["latency_regression"] == "open"

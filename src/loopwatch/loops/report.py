@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from loopwatch.loops.evidence import WindowEvidence
 from loopwatch.loops.kinds import LOOP_TITLES
 from loopwatch.records.jsonutil import utc_iso
 
@@ -104,7 +105,8 @@ class LoopReport:
     window: str
     incidents: list[Incident]
     recommendations: list[Recommendation]
-    windows: list[dict[str, Any]] = field(default_factory=list)
+    #: The evidence of each window, typed until the report is serialised.
+    windows: list[WindowEvidence] = field(default_factory=list)
     performance: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, Any] = field(default_factory=dict)
     business: dict[str, Any] = field(default_factory=dict)
@@ -117,7 +119,7 @@ class LoopReport:
             "window": self.window,
             "incidents": [i.to_dict() for i in self.incidents],
             "recommendations": [r.to_dict() for r in self.recommendations],
-            "windows": self.windows,
+            "windows": [w.to_dict() for w in self.windows],
             "performance": self.performance,
             "labels": self.labels,
             "business": self.business,

@@ -171,7 +171,7 @@ def evaluate_loops(
         window=config.window,
         incidents=incidents,
         recommendations=recommendations(incidents, signals),
-        windows=[e.to_dict() for e in evidences],
+        windows=evidences,
         performance=label_part.performance,
         labels=label_part.labels,
         business=label_part.business,
@@ -188,7 +188,7 @@ def record_incidents(store: Store, report: LoopReport, *, now: datetime) -> list
     # alerted (acknowledged ones move on to resolved too); a quiet period without traffic ends
     # nothing. What labels show is judged on the windows whose labels are in: a window whose
     # labels have not arrived cannot say that a concept drift is over.
-    traffic = [_utc(w["end"]) for w in report.windows]
+    traffic = [w.end for w in report.windows]
     labelled = [_utc(w["start"]) + length for w in report.performance.get("windows", [])
                 if length is not None and w.get("realized") is not None]
     new = []

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from loopwatch.errors import LoopwatchError
 from loopwatch.loops.monitoring_config import MonitoringConfig
 
 #: Least labelled rows of a segment before its realized metric is reported.
@@ -60,8 +61,10 @@ def target_drift_of(context: Any, labelled: pd.DataFrame, config: MonitoringConf
             names = {str(c): c for c in context.classes}
             current = np.asarray([names.get(str(v), v) for v in current], dtype=object)
         result = target_drift(reference.y_true, current, task=context.version.task, alpha=config.drift_alpha)
-    except Exception:  # labels of the wrong kind make the test meaningless, not the evaluation fail
-        return None
+    except (LoopwatchError, ValueError, TypeError) as exc:
+        # labels of the wrong kind make the test meaningless, not the evaluation fail: the
+        # window says why it has no target-drift test
+        return {"unmeasured": f"the labels could not be compared with the holdout's: {str(exc)[:200]}"}
     return result.to_dict()
 
 
