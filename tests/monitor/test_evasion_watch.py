@@ -167,26 +167,3 @@ def test_a_window_whose_inputs_drifted_still_names_the_evading_client(tmp_path: 
     assert "covariate_shift" in {i.kind for i in report.incidents}
     assert all(i.evidence.get("client_id") == key_id for i in report.incidents
                if i.kind in ("adversarial_evasion", "adversarial_probing"))
-
-
-def test_the_evasion_of_a_known_client_whose_software_changed_joins_that_change() -> None:
-    """A client seen before, whose new version sends one feature in the wrong unit, is flagged
-    on every row by the evasion score: that is the software change, one incident with the
-    evasion test in its evidence. A new client (no history) flagged in the same window is not."""
-    from loopwatch.loops.report import Finding
-    from loopwatch.application.monitoring.loops_runner import _evasion_of_changed_software
-
-    start, end = day(2), day(3)
-
-    def finding(kind: str, **evidence: object) -> Finding:
-        return Finding(kind=kind, window_start=start, window_end=end, available_at=end, severity=1.0,
-                       summary=kind, evidence=dict(evidence))
-
-    change = finding("software_change", software_change={"what": "client_version", "client": "app", "value": "app 3.0"})
-    drift = finding("covariate_shift")
-    known = finding("adversarial_evasion", client_id="app", history_rate=0.05, rate=1.0)
-    new = finding("adversarial_evasion", client_id="evader", history_rate=None, rate=0.9)
-    later = replace(known, window_start=day(3), window_end=day(4))
-    findings, evasions = _evasion_of_changed_software([change, drift], [known, new, later])
-    assert evasions == [new, later]
-    assert findings[0].evidence["evasion"] == known.evidence and findings[1] == drift

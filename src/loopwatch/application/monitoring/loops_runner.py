@@ -10,7 +10,7 @@ turns findings into incidents and recommendations.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
@@ -24,6 +24,13 @@ from loopwatch.loops.diagnosis import diagnose_window
 from loopwatch.loops.engine import merge_findings, recommendations
 from loopwatch.loops.evidence import SoftwareChange, WindowEvidence
 from loopwatch.loops.importance import prediction_sensitivity
+from loopwatch.loops.policies import (
+    evasion_explained_by_software,
+    mapping_clients,
+    not_software_suspects,
+    one_latency_finding_per_window,
+    probing_clients,
+)
 from loopwatch.loops.report import Finding, LoopReport
 from loopwatch.application.monitoring.window_checks import (
     PerformanceContext,
@@ -54,115 +61,28 @@ def evaluate_loops(
     config: MonitoringConfig | None = None,
     config_version: int | None = None,
 ) -> LoopReport:
-    """Everything loopwatch finds about ``name`` in ``[since, until)``, as of ``until``."""
+    """Everything loopwatch finds about ``name`` in ``[since, until)``, as of ``until``: the
+    evidence gathered from the store, each window diagnosed, and the findings merged into
+    incidents and recommendations."""
     registry.resolve(name)  # a clear 404 for an unknown model
     if config is None:
         config, config_version = load_monitoring_config(store, name)
-    spec = WindowSpec.parse(config.window)
     now = until or datetime.now(timezone.utc)
-    query = EventQuery(model_name=name, since=since, until=until, limit=10_000)
-    events = [e for e in store.iter_events(query) if e.request_type != "shadow"]
-    empty = LoopReport(model=name, evaluated_at=now, config_version=config_version, window=config.window,
-                       incidents=[], recommendations=[])
-    if not events:
-        return empty
-    probes = probing_findings(store, registry, name, since=since, until=until, window=config.window,
-                              events=events)
-    # a probing client's rows are the probing incident's evidence: the population's drift is
-    # judged without them, or an attacker's own queries would also be raised as a change in the
-    # inputs (a "changed mix" of the segment feature, say) of everyone
-    probing = {(p.window_start, p.evidence.get("client_id")) for p in probes}
-    # except a client named on the boundary signal alone: it may be an evader (see
-    # evasion_findings), and its flagged rows belong in the window's evasion share
-    mapping = {(p.window_start, p.evidence.get("client_id")) for p in probes
-               if p.evidence.get("reasons") != ["boundary"]}
-    drift = monitor(
-        store, registry, name, window=config.window, since=since, until=until,
-        events=_without(events, mapping, spec) if mapping else events,
-        compare_previous=False, config=replace(
-            MONITOR_CONFIG, alpha=config.drift_alpha, practical_thresholds=config.practical_thresholds,
-            practical_band_rows=config.practical_band_rows,
-        ),
-        adversarial_fpr=config.adversarial_fpr,
-    )
-    versions = {v.version: v for v in store.list_versions(name)}
-    frame = _frame(store, events, versions)
-    contexts = {number: PerformanceContext.build(registry, name, versions[number], config)
-                for number in sorted(int(v) for v in frame["__version"].unique())}
-    importance = {number: _importance(registry, name, number) for number in contexts}
-
-    findings: list[Finding] = []
-    evidences: list[WindowEvidence] = []
-    seen_software: dict[str, dict[str, int]] | None = None
-    previous_rows: pd.DataFrame | None = None
-    time_windows = _time_windows(frame, spec)
-    # a probing client is also new software of its own (a client version never seen before):
-    # for the same reason, it never makes a software suspect of it
-    latencies = [latency_of(rows, config.latency_percentile) for _, rows in time_windows]
-    budget = latency_budget(config, latencies)
-    for index, (start, rows) in enumerate(time_windows):
-        end = start + spec.length if spec.length is not None else rows["__timestamp"].max()
-        probed = rows["__client_id"].map(lambda client: (start, client) in probing).to_numpy(dtype=bool)
-        software_rows = rows[~probed] if probed.any() else rows
-        changes, seen_software = software_changes_of(software_rows, previous_rows, seen_software, index=index)
-        changes = [_labelled(c, versions) for c in changes]
-        latency = latencies[index]
-        for window in (w for w in drift.windows if w.start == start and w.segment is None):
-            number = window.model_version
-            part = rows[rows["__version"] == number]
-            context = contexts[number]
-            drifted = {n: f.effect for n, f in window.report.features.items() if f.drift}
-            estimated, no_estimate = context.estimate_or_why(part)
-            segment = config.segment_feature or context.default_segment
-            evidence = WindowEvidence(
-                start=start,
-                end=end,
-                n_events=int(len(part)),
-                model_versions=sorted(int(v) for v in rows["__version"].unique()),
-                drifted_features=drifted,
-                importance=importance[number],
-                multivariate_drift=any(m.drift for m in window.report.multivariate.values()),
-                prediction_drift=any(p.drift for p in window.report.predictions.values()),
-                quality_alarms=[a for a in window.alarms if a.startswith("quality:")],
-                segment_feature=segment,
-                segment_drift=bool(segment and segment in drifted),
-                new_segments=new_segments_of(window.report, segment, len(part)),
-                software_changes=[
-                    replace(c, features=[f for f in c.features if f in drifted or not drifted])
-                    for c in changes
-                ],
-                latency_ms=latency,
-                latency_budget_ms=budget if index >= config.latency_baseline_windows or
-                config.latency_budget_ms is not None else None,
-                latency_percentile=config.latency_percentile,
-                latency_over_budget_before=_over(latencies, index - 1, budget),
-                metric=context.metric,
-                estimated=estimated,
-                estimated_missing=None if no_estimate is None else no_estimate.to_dict(),
-                holdout=context.holdout,
-                higher_is_better=context.higher_is_better,
-                evasion=window.evasion,
-                skipped=[t.to_dict() for t in window.skipped],
-            )
-            evidences.append(evidence)
-            found = diagnose_window(evidence, tolerance=config.performance_tolerance)
-            # one latency finding per time window, not one per version serving in it
-            if any(f.kind == "latency_regression" for f in findings if f.window_start == start):
-                found = [f for f in found if f.kind != "latency_regression"]
-            findings.extend(found)
-        previous_rows = software_rows
+    gathered = _gather(store, registry, name, since=since, until=until, config=config)
+    if gathered is None:
+        return LoopReport(model=name, evaluated_at=now, config_version=config_version, window=config.window,
+                          incidents=[], recommendations=[])
+    evidences, findings = _diagnose(gathered, config)
     drifted_windows = {e.start for e in evidences if e.input_drift}
-    evasions, probes = evasion_findings(store, registry, name, time_windows, length=spec.length,
+    evasions, probes = evasion_findings(store, registry, name, gathered.time_windows, length=gathered.spec.length,
                                         drifted_windows=drifted_windows, fpr=config.adversarial_fpr,
-                                        alpha=config.evasion_alpha,
-                                        probes=probes)
-    findings, evasions = _evasion_of_changed_software(findings, evasions)
-    findings = findings + probes + evasions
-    label_part = label_findings(store, name, frame, contexts, config, spec=spec, until=now,
-                                drifted_windows=drifted_windows)
-    findings.extend(label_part.findings)
-    findings.extend(poisoning_findings(store, registry, name, since=since, until=now, window=config.window))
-    incidents = merge_findings(name, findings, gap=spec.length or (now - now))
+                                        alpha=config.evasion_alpha, probes=gathered.probes)
+    findings, evasions = evasion_explained_by_software(findings, evasions)
+    label_part = label_findings(store, name, gathered.frame, gathered.contexts, config, spec=gathered.spec,
+                                until=now, drifted_windows=drifted_windows)
+    findings = [*findings, *probes, *evasions, *label_part.findings,
+                *poisoning_findings(store, registry, name, since=since, until=now, window=config.window)]
+    incidents = merge_findings(name, findings, gap=gathered.spec.length or (now - now))
     signals = signals_of(store, name, config, label_part, incidents, until=now)
     return LoopReport(
         model=name,
@@ -176,6 +96,107 @@ def evaluate_loops(
         labels=label_part.labels,
         business=label_part.business,
     )
+
+
+@dataclass(frozen=True)
+class _Gathered:
+    """What the store holds about a model's period, read once."""
+
+    spec: WindowSpec
+    versions: dict[int, ModelVersion]
+    frame: pd.DataFrame
+    time_windows: list[tuple[datetime, pd.DataFrame]]
+    drift: Any  # the drift monitor's report (MonitorReport)
+    probes: list[Finding]
+    contexts: dict[int, PerformanceContext]
+    importance: dict[int, dict[str, float]]
+
+
+def _gather(store: Store, registry: Registry, name: str, *, since: datetime | None, until: datetime | None,
+            config: MonitoringConfig) -> _Gathered | None:
+    """The period's events, the probing clients, the drift of the population's inputs per
+    window, and each version's performance context; ``None`` without traffic."""
+    spec = WindowSpec.parse(config.window)
+    query = EventQuery(model_name=name, since=since, until=until, limit=10_000)
+    events = [e for e in store.iter_events(query) if e.request_type != "shadow"]
+    if not events:
+        return None
+    probes = probing_findings(store, registry, name, since=since, until=until, window=config.window,
+                              events=events)
+    mapping = mapping_clients(probes)
+    drift = monitor(
+        store, registry, name, window=config.window, since=since, until=until,
+        events=_without(events, mapping, spec) if mapping else events,
+        compare_previous=False, config=replace(
+            MONITOR_CONFIG, alpha=config.drift_alpha, practical_thresholds=config.practical_thresholds,
+            practical_band_rows=config.practical_band_rows,
+        ),
+        adversarial_fpr=config.adversarial_fpr,
+    )
+    versions = {v.version: v for v in store.list_versions(name)}
+    frame = _frame(store, events, versions)
+    contexts = {number: PerformanceContext.build(registry, name, versions[number], config)
+                for number in sorted(int(v) for v in frame["__version"].unique())}
+    return _Gathered(spec=spec, versions=versions, frame=frame, time_windows=_time_windows(frame, spec),
+                     drift=drift, probes=probes, contexts=contexts,
+                     importance={number: _importance(registry, name, number) for number in contexts})
+
+
+def _diagnose(gathered: _Gathered, config: MonitoringConfig) -> tuple[list[WindowEvidence], list[Finding]]:
+    """Each window's evidence (per model version serving in it) and what the diagnosis finds in it."""
+    spec, probing = gathered.spec, probing_clients(gathered.probes)
+    findings: list[Finding] = []
+    evidences: list[WindowEvidence] = []
+    seen_software: dict[str, dict[str, int]] | None = None
+    previous_rows: pd.DataFrame | None = None
+    latencies = [latency_of(rows, config.latency_percentile) for _, rows in gathered.time_windows]
+    budget = latency_budget(config, latencies)
+    for index, (start, rows) in enumerate(gathered.time_windows):
+        end = start + spec.length if spec.length is not None else rows["__timestamp"].max()
+        software_rows = not_software_suspects(rows, start, probing)
+        changes, seen_software = software_changes_of(software_rows, previous_rows, seen_software, index=index)
+        changes = [_labelled(c, gathered.versions) for c in changes]
+        for window in (w for w in gathered.drift.windows if w.start == start and w.segment is None):
+            number = window.model_version
+            part = rows[rows["__version"] == number]
+            context = gathered.contexts[number]
+            drifted = {n: f.effect for n, f in window.report.features.items() if f.drift}
+            estimated, no_estimate = context.estimate_or_why(part)
+            segment = config.segment_feature or context.default_segment
+            evidence = WindowEvidence(
+                start=start,
+                end=end,
+                n_events=int(len(part)),
+                model_versions=sorted(int(v) for v in rows["__version"].unique()),
+                drifted_features=drifted,
+                importance=gathered.importance[number],
+                multivariate_drift=any(m.drift for m in window.report.multivariate.values()),
+                prediction_drift=any(p.drift for p in window.report.predictions.values()),
+                quality_alarms=[a for a in window.alarms if a.startswith("quality:")],
+                segment_feature=segment,
+                segment_drift=bool(segment and segment in drifted),
+                new_segments=new_segments_of(window.report, segment, len(part)),
+                software_changes=[
+                    replace(c, features=[f for f in c.features if f in drifted or not drifted])
+                    for c in changes
+                ],
+                latency_ms=latencies[index],
+                latency_budget_ms=budget if index >= config.latency_baseline_windows or
+                config.latency_budget_ms is not None else None,
+                latency_percentile=config.latency_percentile,
+                latency_over_budget_before=_over(latencies, index - 1, budget),
+                metric=context.metric,
+                estimated=estimated,
+                estimated_missing=None if no_estimate is None else no_estimate.to_dict(),
+                holdout=context.holdout,
+                higher_is_better=context.higher_is_better,
+                evasion=window.evasion,
+                skipped=[t.to_dict() for t in window.skipped],
+            )
+            evidences.append(evidence)
+            findings.extend(diagnose_window(evidence, tolerance=config.performance_tolerance))
+        previous_rows = software_rows
+    return evidences, one_latency_finding_per_window(findings)
 
 
 def record_incidents(store: Store, report: LoopReport, *, now: datetime) -> list[Any]:
@@ -261,26 +282,6 @@ def _without(events: list[PredictionEvent], probing: set[tuple[datetime, Any]],
         return events
     starts = spec.starts_of(pd.Series([e.timestamp for e in events]))
     return [e for e, start in zip(events, starts) if (start.to_pydatetime(), e.client_id) not in probing]
-
-
-def _evasion_of_changed_software(findings: list[Finding], evasions: list[Finding]) -> tuple[list[Finding], list[Finding]]:
-    """An evasion suspect whose own software changed in that window (a client known from its
-    history, now at a new version whose inputs differ) is that software change: its evasion
-    test joins the ``software_change`` finding's evidence rather than raising a second incident.
-    A pipeline that starts sending minutes for hours puts every row far from the training data,
-    which the evasion score flags; the software change says why. A client without history (a
-    new key, an attacker's first window) is never explained this way."""
-    changed = {(f.window_start, (f.evidence.get("software_change") or {}).get("client")): i
-               for i, f in enumerate(findings)
-               if f.kind == "software_change" and (f.evidence.get("software_change") or {}).get("what") == "client_version"}
-    findings, kept = list(findings), []
-    for evasion in evasions:
-        at = changed.get((evasion.window_start, evasion.evidence.get("client_id")))
-        if at is None or evasion.evidence.get("history_rate") is None:
-            kept.append(evasion)
-            continue
-        findings[at] = replace(findings[at], evidence={**findings[at].evidence, "evasion": evasion.evidence})
-    return findings, kept
 
 
 def _time_windows(frame: pd.DataFrame, spec: WindowSpec) -> list[tuple[datetime, pd.DataFrame]]:
