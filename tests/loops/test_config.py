@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import fields
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 import pytest
 from hypothesis import given, settings
@@ -89,6 +89,32 @@ def test_merged_changes_only_what_is_named() -> None:
 def test_integers_are_taken_where_floats_are_expected() -> None:
     config = MonitoringConfig.from_dict({"schedule_seconds": 60, "latency_budget_ms": 50})
     assert isinstance(config.schedule_seconds, float) and config.schedule_seconds == 60.0
+
+
+#: One value of each kind of JSON a client can send.
+_JSON_KINDS = {"null": None, "bool": True, "int": 3, "float": 0.25, "str": "x", "list": ["a"], "object": {"a": 1.0}}
+
+
+def _declared_kinds(hint: Any) -> set[str]:
+    """The JSON kinds a field's annotation admits, read from the annotation itself (so a new
+    field is covered without a line here)."""
+    kinds = set()
+    if type(None) in get_args(hint):
+        kinds.add("null")
+        hint = next(a for a in get_args(hint) if a is not type(None))
+    base = get_origin(hint) or hint
+    return kinds | {bool: {"bool"}, float: {"int", "float"}, int: {"int"}, str: {"str"}, list: {"list"},
+                    dict: {"object"}}[base]
+
+
+@pytest.mark.parametrize("key", sorted(FIELD_NAMES))
+def test_each_setting_refuses_the_json_kinds_its_annotation_does_not_declare(key: str) -> None:
+    declared = _declared_kinds(get_type_hints(MonitoringConfig)[key])
+    for kind, value in _JSON_KINDS.items():
+        if kind in declared:
+            continue
+        with pytest.raises(InvalidInput):
+            MonitoringConfig.from_dict({key: value})
 
 
 _finite = st.floats(allow_nan=False, allow_infinity=False)

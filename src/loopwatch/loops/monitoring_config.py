@@ -7,9 +7,10 @@ defaults are what a model gets before anyone configures it.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any, Mapping, get_args, get_origin, get_type_hints
 
 from loopwatch.errors import InvalidInput, echo, listed
 
@@ -150,7 +151,7 @@ class MonitoringConfig:
             raise InvalidInput(f"unknown monitoring settings: {listed(unknown)}")
         values: dict[str, Any] = {}
         for key, value in data.items():
-            values[key] = _coerce(key, known[key].type, value)
+            values[key] = _coerce(key, value)
         try:
             return cls(**values)
         except TypeError as exc:  # pragma: no cover - guarded by _coerce
@@ -169,52 +170,56 @@ def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
         raise InvalidInput(f"{name} must be a positive number")
 
 
-_FLOATS = {"schedule_seconds", "drift_alpha", "latency_percentile", "latency_budget_ms", "latency_budget_ratio",
-           "performance_tolerance", "min_label_coverage", "labelling_random_share", "alert_cooldown_seconds",
-           "adversarial_fpr", "evasion_alpha"}
-_INTS = {"min_labels", "labelling_budget", "business_max_lag", "latency_baseline_windows", "probability_decimals",
-         "practical_band_rows"}
-_BOOLS = {"withhold_probabilities"}
-_STRINGS = {"window", "segment_feature", "metric", "concept_detector", "business_metric"}
+#: Lists' longest lengths, what a wrong one is told, and whether its items are checked here
+#: (a webhook that is not a URL is told so by the configuration's own check).
+_LISTS = {"webhooks": (20, "webhooks must be a list of at most 20 URLs", False),
+          "defences": (10, "defences must be a list of defence names", True)}
 
 
-def _coerce(key: str, _type: Any, value: Any) -> Any:
-    if value is None and key in {"latency_budget_ms", "latency_budget_ratio", "segment_feature", "metric", "value_matrix",
-                                 "cost_function", "business_metric", "probability_decimals"}:
-        return None
-    if key in _BOOLS:
+def _coerce(key: str, value: Any) -> Any:
+    """``value`` as the type the field declares (its annotation decides, so a new field needs
+    no rule here), or InvalidInput."""
+    hint = _field_types()[key]
+    if type(None) in get_args(hint):  # X | None
+        if value is None:
+            return None
+        hint = next(a for a in get_args(hint) if a is not type(None))
+    if hint is bool:
         if not isinstance(value, bool):
             raise InvalidInput(f"{key} must be true or false")
         return value
-    if key in _FLOATS:
+    if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise InvalidInput(f"{key} must be a finite number")
         return float(value)
-    if key in _INTS:
+    if hint is int:
         if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
             raise InvalidInput(f"{key} must be an integer")
         return value
-    if key in _STRINGS:
+    if hint is str:
         if not isinstance(value, str) or not value or len(value) > 200 or "\x00" in value:
             raise InvalidInput(f"{key} must be a non-empty string without NUL")
         return value
-    if key == "webhooks":
-        if not isinstance(value, list) or len(value) > 20:
-            raise InvalidInput("webhooks must be a list of at most 20 URLs")
+    if get_origin(hint) is list:
+        longest, message, items = _LISTS[key]
+        if (not isinstance(value, list) or len(value) > longest
+                or (items and not all(isinstance(v, str) for v in value))):
+            raise InvalidInput(message)
         return list(value)
-    if key == "defences":
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or len(value) > 10:
-            raise InvalidInput("defences must be a list of defence names")
-        return list(value)
-    if key == "practical_thresholds":
+    if hint == dict[str, float]:  # practical thresholds by statistic
         from loopwatch.stats.practical import check_overrides
 
         return check_overrides(value)
-    if key in {"value_matrix", "cost_function"}:
+    if get_origin(hint) is dict:  # nested JSON objects: the value matrix, the cost function
         if not isinstance(value, Mapping) or len(value) > 1000:
             raise InvalidInput(f"{key} must be a JSON object")
         return {_name(key, k): _plain(key, v, depth=1) for k, v in value.items()}
-    raise InvalidInput(f"{key}: unsupported value")  # pragma: no cover
+    raise InvalidInput(f"{key}: unsupported value")  # pragma: no cover - every annotation is handled above
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    return get_type_hints(MonitoringConfig)
 
 
 def _plain(key: str, value: Any, *, depth: int) -> Any:
