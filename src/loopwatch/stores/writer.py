@@ -128,7 +128,7 @@ class GroupCommitWriter:
             self._commit(self._drain())
 
     def _drain(self) -> list[object]:
-        items = []
+        items: list[object] = []
         while True:
             try:
                 item = self._queue.get_nowait()
