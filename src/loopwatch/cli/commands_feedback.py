@@ -212,12 +212,13 @@ def business(file: Path, client: str | None, as_json: bool, settings: Settings) 
     received_at = datetime.now(timezone.utc)
     for line, record in records:
         try:
-            value = record.get("value")
-            if from_csv and value is not None:
+            raw = record.get("value")
+            value = raw
+            if from_csv and raw is not None:
                 try:
-                    value = float(value)
+                    value = float(raw)
                 except ValueError:
-                    raise InvalidInput(f"value {echo(value[:50])} is not a number") from None
+                    raise InvalidInput(f"value {echo(raw[:50])} is not a number") from None
             observations.append(
                 BusinessObservation(
                     name=record.get("name"),  # type: ignore[arg-type]

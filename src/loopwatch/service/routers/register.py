@@ -28,7 +28,7 @@ from loopwatch.service.state import ServiceState, get_state
 router = APIRouter(tags=["register"])
 
 _ROWS: dict[str, Any] = {"items": ROW_SCHEMA}
-_NAMES = Field(default_factory=list, max_length=1000)
+_NAMES: list[Any] = Field(default_factory=list, max_length=1000)
 
 
 class RegisterIn(BaseModel):
