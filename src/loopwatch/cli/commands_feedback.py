@@ -221,6 +221,7 @@ def business(file: Path, client: str | None, as_json: bool, settings: Settings) 
                     raise InvalidInput(f"value {echo(raw[:50])} is not a number") from None
             observations.append(
                 BusinessObservation(
+                    # the record checks the file's name and value and refuses bad ones
                     name=record.get("name"),  # type: ignore[arg-type]
                     timestamp=_time(record.get("timestamp"), "timestamp"),
                     value=value,  # type: ignore[arg-type]
