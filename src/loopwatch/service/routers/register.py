@@ -20,8 +20,8 @@ from starlette.concurrency import run_in_threadpool
 
 from loopwatch.errors import InvalidInput, LoopwatchError
 from loopwatch.features.table_rows import validate_table_rows
+from loopwatch.records.names import check_model_name
 from loopwatch.registry.registration import register_artifact, register_monitor_only
-from loopwatch.registry.registry import check_model_name
 from loopwatch.service.schemas import ERROR_RESPONSES, MAX_LIST_LENGTH, ROW_SCHEMA, ModelVersionOut
 from loopwatch.service.state import ServiceState, get_state
 
