@@ -12,5 +12,6 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
 .venv/bin/ruff check src tests benchmarks
+.venv/bin/mypy
 export LOOPWATCH_REQUIRE_POSTGRES=1
 exec .venv/bin/python -m pytest --cov=loopwatch --cov-report=term:skip-covered -p no:cacheprovider "$@"

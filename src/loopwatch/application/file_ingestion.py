@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from itertools import repeat
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeAlias
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeAlias, cast
 
 import numpy as np
 import orjson
@@ -267,27 +267,29 @@ def encode_batch(registry: Registry, record_batch: pa.RecordBatch, *, base: Mode
         request_ids, hashes = _Same(request_id), _Same(digest)
         requests[request_id] = (n, int(stamps.min()))
     else:
-        request_ids = texts["request_id"]
+        # every id passed _valid_id above (a missing one was refused), so each is a str
+        given_ids = cast("list[str]", texts["request_id"])
+        request_ids = given_ids
         hashes = [
             hashlib.sha256(orjson.dumps(content)).hexdigest()
             for content in zip(*(_each(c, n) for c in (data, prediction, proba_json, stamp_list, entity, version_of,
                                                         client_versions or _Same(None), latency_values)))
         ]
-        for rid, ts in zip(request_ids, stamp_list):
+        for rid, ts in zip(given_ids, stamp_list):
             count, first = requests.get(rid, (0, ts))
             requests[rid] = (count + 1, min(first, ts))
-    columns: list[Column] = [  # the store's ingest columns, in order
+    ingest_columns: list[Column] = [  # the store's ingest columns, in order
         request_ids, row_index.tolist(), _Same(base.name), version_of, stamp_list,
         _Same(to_micros(datetime.now(timezone.utc))), latency_values, latency_values, prediction, proba_json,
         summaries, data, _Same(INGESTED_REQUEST_TYPE), _Same(client_id), fp_ids,
         _Same(int("timestamp" in field_of)), entity, hashes,
     ]
-    return IngestBatch(model_name=base.name, rows=list(zip(*(_each(c, n) for c in columns))),
+    return IngestBatch(model_name=base.name, rows=list(zip(*(_each(c, n) for c in ingest_columns))),
                        fingerprints={f.id: f for f in fingerprints.values()}, requests=requests,
                        unique_keys=texts["request_id"] is None,
-                       versions={k: versions[k] for k in sorted(set(labels or ()) - {None})},
+                       versions={k: versions[k] for k in sorted({v for v in labels or () if v is not None})},
                        # the store may bind these once per batch rather than once per row
-                       constant_columns=frozenset(i for i, c in enumerate(columns) if isinstance(c, _Same)))
+                       constant_columns=frozenset(i for i, c in enumerate(ingest_columns) if isinstance(c, _Same)))
 
 
 @dataclass(frozen=True)

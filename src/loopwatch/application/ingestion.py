@@ -81,9 +81,9 @@ class Ingestor:
         if problems:
             problems.sort(key=lambda p: p["event"])
             shown = problems[:MAX_REPORTED_PROBLEMS]
-            first = shown[0]
+            worst = shown[0]
             more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-            raise SchemaViolation(f"event {first['event']}, {first['field']}: {first['problem']}{more}",
+            raise SchemaViolation(f"event {worst['event']}, {worst['field']}: {worst['problem']}{more}",
                                   detail={"problems": shown})
         assert validated is not None
         labels = sorted({c.label for c in checked if c.label is not None})

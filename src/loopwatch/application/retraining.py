@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any, Sequence, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -111,6 +111,19 @@ def _event_row(event: PredictionEvent) -> dict[str, Any]:
 
 
 # --- model selection: retrain, compare, promote ---------------------------------------------
+
+
+class _RetrainFacts(TypedDict):
+    """What a retraining records about its window, in the candidate's params and its result."""
+
+    from_version: int
+    since: str | None
+    until: str | None
+    rows_window: int
+    rows_quarantined: int
+    rows_released: int
+    rows_reference: int
+    rows_adversarial: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -221,7 +234,7 @@ def retrain_candidate(
         trained = train_model(
             kept.reset_index(drop=True),
             schema.target,
-            task=schema.task,  # type: ignore[arg-type]
+            task=schema.task,
             estimator=chosen,
             categorical=schema.categorical,
             nullable=[f.name for f in schema.features if f.nullable],
@@ -233,7 +246,7 @@ def retrain_candidate(
         raise
     except (ValueError, TypeError) as exc:  # scikit-learn refusing the labelled data (one class left, say)
         raise InvalidInput(f"cannot train on the labelled window: {str(exc)[:300]}") from exc
-    facts = {
+    facts: _RetrainFacts = {
         "from_version": production.version, "since": None if since is None else utc_iso(since),
         "until": None if until is None else utc_iso(until), "rows_window": int(len(window)),
         "rows_quarantined": screened.n_left_out, "rows_released": screened.n_released, "rows_reference": n_reference,
@@ -398,7 +411,7 @@ def _when(moment: datetime | None, otherwise: str) -> str:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")  # type: ignore[no-any-return]
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
 def _score(registry: Registry, name: str, meta: ModelVersion, rows: list[dict[str, Any]]) -> tuple[list[Any], Any]:

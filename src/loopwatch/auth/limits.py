@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal, overload
 
 from loopwatch.auth.keys import ApiKey
 
@@ -128,6 +128,10 @@ class LeaseLimiter:
         #: Claims sent to the store, for measurement.
         self.claims_ = 0
 
+    @overload
+    def take(self, key: ApiKey, now: float, *, store: Literal[True] = True) -> Verdict: ...
+    @overload
+    def take(self, key: ApiKey, now: float, *, store: bool) -> Verdict | None: ...
     def take(self, key: ApiKey, now: float, *, store: bool = True) -> Verdict | None:
         if not key.limited:
             return ALLOWED

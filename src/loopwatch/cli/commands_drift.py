@@ -91,7 +91,7 @@ def _practical_thresholds(pairs: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
-def _print_drift(data: dict) -> None:  # type: ignore[type-arg]
+def _print_drift(data: dict[str, Any]) -> None:
     table = Table(title=f"drift: {'YES' if data['dataset_drift'] else 'no'} "
                         f"({data['n_reference']} reference rows, {data['n_current']} current rows)")
     for column in ("feature", "kind", "drift", "decided by", "p adjusted / value", "effect", "needs"):

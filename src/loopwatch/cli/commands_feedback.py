@@ -212,14 +212,16 @@ def business(file: Path, client: str | None, as_json: bool, settings: Settings) 
     received_at = datetime.now(timezone.utc)
     for line, record in records:
         try:
-            value = record.get("value")
-            if from_csv and value is not None:
+            raw = record.get("value")
+            value = raw
+            if from_csv and raw is not None:
                 try:
-                    value = float(value)
+                    value = float(raw)
                 except ValueError:
-                    raise InvalidInput(f"value {echo(value[:50])} is not a number") from None
+                    raise InvalidInput(f"value {echo(raw[:50])} is not a number") from None
             observations.append(
                 BusinessObservation(
+                    # the record checks the file's name and value and refuses bad ones
                     name=record.get("name"),  # type: ignore[arg-type]
                     timestamp=_time(record.get("timestamp"), "timestamp"),
                     value=value,  # type: ignore[arg-type]

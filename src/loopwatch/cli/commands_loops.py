@@ -216,7 +216,7 @@ def rebaseline(model: str, since: str, until: str, version: int | None, reason: 
 
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
     with Workspace(settings) as ws:
-        done = run_rebaseline(ws.registry, model, since=start, until=end,  # type: ignore[arg-type]
+        done = run_rebaseline(ws.registry, model, since=start, until=end,
                               reason=reason, at=_now(), version=version)
     if as_json:
         _echo_json(done.to_dict())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.progress import Progress
@@ -18,6 +19,9 @@ from loopwatch.features.tables import read_table
 #: Longest client id, as the HTTP API keeps of X-Client-ID.
 MAX_CLIENT_ID_LENGTH = 200
 from loopwatch.application.workspace import Workspace
+
+if TYPE_CHECKING:  # pragma: no cover
+    from loopwatch.features.schema import Task
 
 
 @click.command()
@@ -41,7 +45,7 @@ from loopwatch.application.workspace import Workspace
 @click.option("--json", "as_json", is_flag=True, help="Print the new version (and the screening) as JSON.")
 @settings_options
 @handle_errors
-def train(data: Path, name: str, target: str, task: str | None, estimator: str | None,
+def train(data: Path, name: str, target: str, task: Task | None, estimator: str | None,
           categorical: str, test_size: float, seed: int, alias: str | None, screen: bool, as_json: bool,
           settings: Settings) -> None:
     """Train a pipeline on DATA (CSV or Parquet) and register it as a new version.
@@ -56,7 +60,7 @@ def train(data: Path, name: str, target: str, task: str | None, estimator: str |
         progress.add_task(f"training {name} on {data.name}", total=None)
         frame = read_table(data)
         done = train_from_table(
-            ws.registry, name, frame, target=target, task=task, estimator=estimator,  # type: ignore[arg-type]
+            ws.registry, name, frame, target=target, task=task, estimator=estimator,
             categorical=[c for c in categorical.split(",") if c], test_size=test_size, seed=seed,
             alias=alias, screen=screen,
         )

@@ -6,7 +6,7 @@ import functools
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, ParamSpec, TypeVar, overload
 
 import click
 from rich.console import Console
@@ -15,6 +15,8 @@ from loopwatch.config import Settings
 from loopwatch.errors import LoopwatchError, echo
 
 F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 out = Console()
 err = Console(stderr=True)
@@ -43,14 +45,16 @@ def settings_options(func: F) -> F:
         settings = Settings.from_env(home=home, database=database)
         return func(*args, settings=settings, **kwargs)
 
+    # click reads the options off the wrapper and the command gets settings in their place:
+    # not a signature a type can state, so the command keeps its own for callers
     return wrapper  # type: ignore[return-value]
 
 
-def handle_errors(func: F) -> F:
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """A loopwatch error becomes one clear line on stderr and exit code 2, never a traceback."""
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
         except LoopwatchError as exc:
@@ -64,9 +68,13 @@ def handle_errors(func: F) -> F:
             err.print("interrupted")
             sys.exit(130)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
+@overload
+def parse_time(value: str, what: str) -> datetime: ...
+@overload
+def parse_time(value: str | None, what: str) -> datetime | None: ...
 def parse_time(value: str | None, what: str) -> datetime | None:
     if value is None:
         return None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from rich.cells import cell_len
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -33,7 +33,7 @@ class Column:
 
     name: str
     wrap: bool = False
-    justify: str = "left"
+    justify: JustifyMethod = "left"
 
 
 def _plain(cell: str) -> str:
@@ -61,7 +61,7 @@ def print_rows(console: Console, *, title: str, columns: Sequence[Column], rows:
     if needed_width(columns, rows) <= console.width:
         table = Table(title=title)
         for column in columns:
-            table.add_column(column.name, no_wrap=not column.wrap, justify=column.justify)  # type: ignore[arg-type]
+            table.add_column(column.name, no_wrap=not column.wrap, justify=column.justify)
         for row in rows:
             table.add_row(*row)
         console.print(table)

@@ -31,14 +31,16 @@ class CappedGroup(click.Group):
         try:
             return super().make_context(*args, **kwargs)
         except click.ClickException as exc:
-            exc.message = cap_message(exc.message)
+            # click declares message Final; capping it in place keeps the error's class and context
+            exc.message = cap_message(exc.message)  # type: ignore[misc]
             raise
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except click.ClickException as exc:
-            exc.message = cap_message(exc.message)
+            # click declares message Final; capping it in place keeps the error's class and context
+            exc.message = cap_message(exc.message)  # type: ignore[misc]
             raise
 
 

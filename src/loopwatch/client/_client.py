@@ -190,6 +190,7 @@ class Client:
                 )
                 return prediction
 
+            # the wrapper also takes request_id, entity_id and timestamp, which a type cannot add
             return wrapper  # type: ignore[return-value]
 
         return decorate

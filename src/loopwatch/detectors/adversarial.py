@@ -214,7 +214,8 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
         """The scores of ``x`` from the model's outputs on :meth:`probe_frame` of ``x``
         (class probabilities for a classifier, predictions for a regressor)."""
         signals = self._signals(x, np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1))
-        return np.max([self._tail_score(name, signals[name]) for name in SIGNALS], axis=0)
+        scores: FloatArray = np.max([self._tail_score(name, signals[name]) for name in SIGNALS], axis=0)
+        return scores
 
     def _check_fitted(self, *, nulls_ready: bool = True) -> None:
         if not hasattr(self, "surrogate_") or (nulls_ready and not hasattr(self, "null_")):
@@ -312,7 +313,8 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
         score = -np.log10((n - rank) / (n + 1.0))
         # past the largest null value every row ties on the tail: rank them by how far past
         spread = max(float(null[-1] - null[n // 2]), 1e-12)
-        return score + np.maximum(values - null[-1], 0.0) / spread
+        tail: FloatArray = score + np.maximum(values - null[-1], 0.0) / spread
+        return tail
 
     def _instability(self, blocks: np.ndarray) -> FloatArray:
         """``perturbation`` over the estimated distance to the boundary (see the module doc)."""
@@ -332,9 +334,12 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
         return np.asarray(np.maximum(gradient, squeezed) / base, dtype=np.float64)
 
     def _distance(self, a: FloatArray, b: FloatArray) -> FloatArray:
+        distance: FloatArray
         if self.probabilistic_:
-            return 0.5 * np.abs(a - b).sum(axis=1)  # total variation between class distributions
-        return np.abs(a - b).max(axis=1) / self.output_scale_
+            distance = 0.5 * np.abs(a - b).sum(axis=1)  # total variation between class distributions
+        else:
+            distance = np.abs(a - b).max(axis=1) / self.output_scale_
+        return distance
 
     def _variants(self, rows: pd.DataFrame, head: pd.DataFrame | None) -> pd.DataFrame:
         """``head`` (if any), the rows, then each probe of them, stacked."""
@@ -429,7 +434,7 @@ def _probe_directions(n_features: int, most: int, rng: np.random.Generator) -> F
 def _margin(probabilities: FloatArray, answer: np.ndarray) -> FloatArray:
     """The probability of ``answer`` minus the largest other class probability, per row."""
     rows = np.arange(len(answer))
-    own = probabilities[rows, answer]
+    own: FloatArray = probabilities[rows, answer]
     if probabilities.shape[1] == 1:
         return own
     others = probabilities.copy()

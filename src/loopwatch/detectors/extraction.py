@@ -460,12 +460,13 @@ class ExtractionDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn s
         low = min(self.min_rows, n)
         sizes = np.exp(rng.uniform(math.log(low), math.log(n), size=self.calibration_clients)).round().astype(int)
         values: dict[str, list[float]] = {name: [] for name in SIGNALS}
+        codes, numbers, encoded = prepared
         for size in sizes:
             picked = np.sort(rng.choice(n, size=int(size), replace=False))
-            client = tuple(part[picked] for part in prepared)
+            client = (codes[picked], numbers[picked], encoded[picked])
             # the reference's own rows are on its support by construction: that signal's null is
             # its held-out rows' (``support_quantile``), and its threshold the floor
-            features = self._features(client, None if proba is None else proba[picked], rng,  # type: ignore[arg-type]
+            features = self._features(client, None if proba is None else proba[picked], rng,
                                       support=False)
             for name, value in features.statistics().items():
                 values[name].append(self._signal(name, value, self._reference_baseline(name)))

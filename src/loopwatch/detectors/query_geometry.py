@@ -200,4 +200,5 @@ def median_nn_dropping(x: np.ndarray, groups: Sequence[np.ndarray]) -> np.ndarra
     total[np.arange(len(x)), np.arange(len(x))] = np.inf
     buffer = np.empty_like(total)
     nearest = [total.min(axis=1)] + [np.subtract(total, part, out=buffer).min(axis=1) for part in parts]
-    return np.median(np.sqrt(np.maximum(np.asarray(nearest), 0.0)), axis=1)
+    medians: np.ndarray = np.median(np.sqrt(np.maximum(np.asarray(nearest), 0.0)), axis=1)
+    return medians

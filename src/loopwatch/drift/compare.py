@@ -18,7 +18,7 @@ that at a million rows a p-value alone cannot flag a shift nobody cares about.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,7 @@ from loopwatch.stats.multivariate import (
     MMD_MIN_ROWS,
     PCA_KS_MIN_ROWS,
     PCA_RECONSTRUCTION_MIN_ROWS,
+    MultivariateResult,
     mmd_test,
     pca_ks_test,
     pca_reconstruction_test,
@@ -349,7 +350,7 @@ def _multivariate(
     alpha = config.family_alpha["multivariate"] / len(MULTIVARIATE_TESTS)
     reduced = profile.pca.transform(encoded)
     reference_reduced = profile.pca.transform(profile.sample)
-    runs = {
+    runs: dict[str, Callable[[], MultivariateResult]] = {
         "pca_reconstruction": lambda: pca_reconstruction_test(
             profile.holdout_errors, profile.pca.reconstruction_error(encoded), alpha=alpha
         ),
@@ -474,15 +475,15 @@ def data_quality(profile: ReferenceProfile, current: pd.DataFrame, *, outputs: S
         present = values[~nan]
         outside = np.count_nonzero((present < summary.minimum) | (present > summary.maximum))
         out_of_range[name] = float(outside / n)
-    for name, summary in profile.univariate.categorical.items():
-        reference_missing[name] = summary.n_missing / max(1, summary.n + summary.n_missing)
+    for name, categories in profile.univariate.categorical.items():
+        reference_missing[name] = categories.n_missing / max(1, categories.n + categories.n_missing)
         if name not in columns:
             continue
-        values = category_values(current, name)
-        missing_rate[name] = sum(v is None for v in values) / n
+        labels = category_values(current, name)
+        missing_rate[name] = sum(v is None for v in labels) / n
         new: dict[str, int] = {}
-        for value in values:
-            if value is not None and value not in summary.counts:
+        for value in labels:
+            if value is not None and value not in categories.counts:
                 new[value] = new.get(value, 0) + 1
         if new:
             unseen[name] = dict(sorted(new.items(), key=lambda kv: -kv[1])[:20])

@@ -8,7 +8,7 @@ not on the size of the data.
 from __future__ import annotations
 
 import html
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:1200px}
@@ -52,7 +52,7 @@ def bar_chart(title: str, labels: Sequence[str], reference: Sequence[float], cur
     )
 
 
-def line_chart(title: str, series: dict[str, Sequence[float]], labels: Sequence[str]) -> str:
+def line_chart(title: str, series: Mapping[str, Sequence[float]], labels: Sequence[str]) -> str:
     width, height, pad = 720, 200, 30
     colours = ["#1e88e5", "#e53935", "#43a047", "#fb8c00", "#8e24aa"]
     values = [v for s in series.values() for v in s if v is not None]

@@ -178,7 +178,8 @@ class ReferenceProfile:
             }
         if self.adversarial is not None:
             payload["adversarial"] = self.adversarial
-        return sio.dumps(payload)
+        data: bytes = sio.dumps(payload)
+        return data
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ReferenceProfile:
@@ -231,7 +232,8 @@ def split_columns(
     unknown = named - set(frame.columns)
     if unknown:
         raise InvalidInput(f"unknown columns named categorical: {listed(sorted(map(str, unknown)))}")
-    numeric, cats = [], []
+    numeric: list[str] = []
+    cats: list[str] = []
     for name in frame.columns:
         if name in exclude:
             continue
@@ -244,9 +246,10 @@ def split_columns(
 def numeric_values(frame: pd.DataFrame, name: str) -> np.ndarray:
     """A numeric column as float64 with NaN for missing; strings in it are a clear error."""
     try:
-        return frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        values: np.ndarray = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"column {echo(name)} is numeric in the reference but not in this table") from exc
+    return values
 
 
 def category_values(frame: pd.DataFrame, name: str) -> list[str | None]:

@@ -41,9 +41,9 @@ def read_table(
     try:
         if fmt == "parquet":
             require("pyarrow", "parquet")
-            frame = pd.read_parquet(handle)  # type: ignore[arg-type]
+            frame = pd.read_parquet(handle)
         else:
-            frame = pd.read_csv(handle, dtype={c: str for c in text_columns} or None)  # type: ignore[arg-type]
+            frame = pd.read_csv(handle, dtype={c: str for c in text_columns} or None)
     except (InvalidInput, NotFound):
         raise
     except Exception as exc:

@@ -199,7 +199,7 @@ def _category(
             return None
         return str(int(value))
     elif kind == "integer" and isinstance(value, (float, np.floating)):
-        if math.isfinite(value) and float(value).is_integer() and abs(value) < 2.0**64:
+        if math.isfinite(value) and float(value).is_integer() and abs(float(value)) < 2.0**64:
             return str(int(value))
         problem(row, name, f"expected an integer category code, got {echo(float(value))}")
         return None

@@ -108,7 +108,8 @@ class CostFunction:
         truth = check_values(y_true, name="y_true")
         error = check_values(y_pred, name="y_pred", n=len(truth)) - truth
         size = np.abs(error) if self.kind == "absolute" else error * error
-        return np.where(error > 0, self.over, self.under) * size
+        cost: np.ndarray = np.where(error > 0, self.over, self.under) * size
+        return cost
 
     def to_dict(self) -> dict[str, Any]:
         return {"over": float(self.over), "under": float(self.under), "kind": self.kind}

@@ -281,7 +281,8 @@ def _auc(weights: np.ndarray, truth: np.ndarray, proba: np.ndarray) -> np.ndarra
     if k == 2:
         return _binary_auc(weights, truth == 1, proba[:, 1])
     per_class = [_binary_auc(weights, truth == c, proba[:, c]) for c in range(k)]
-    return np.mean(per_class, axis=0)  # NaN when a resample lacks a class, as sklearn refuses it
+    auc: np.ndarray = np.mean(per_class, axis=0)  # NaN when a resample lacks a class, as sklearn refuses it
+    return auc
 
 
 def _binary_auc(weights: np.ndarray, positive: np.ndarray, score: np.ndarray) -> np.ndarray:
@@ -308,7 +309,8 @@ def _bootstrap_differences(score: _Scorer, *, n: int, n_boot: int, seed: int) ->
         production, candidate = score(counts.reshape(b, n).astype(np.float64))
         diffs.append(candidate - production)
     out = np.concatenate(diffs)
-    return out[np.isfinite(out)]
+    finite: np.ndarray = out[np.isfinite(out)]
+    return finite
 
 
 # --- input checks --------------------------------------------------------------------------

@@ -78,7 +78,8 @@ def uncertainty_from_probabilities(probabilities: Any) -> np.ndarray:
     if not np.isfinite(proba).all():
         raise InvalidInput("probabilities hold NaN or infinite values")
     k = proba.shape[1]
-    return np.clip((1.0 - proba.max(axis=1)) * k / (k - 1), 0.0, 1.0)
+    uncertainty: np.ndarray = np.clip((1.0 - proba.max(axis=1)) * k / (k - 1), 0.0, 1.0)
+    return uncertainty
 
 
 def novelty_percentiles(scores: Any, reference_scores: Any) -> np.ndarray:
@@ -229,7 +230,7 @@ def _clean(candidates: pd.DataFrame) -> pd.DataFrame:
 
 def _share(column: pd.Series, name: str, *, missing_as: float | None) -> np.ndarray:
     try:
-        values = pd.to_numeric(column, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+        values: np.ndarray = pd.to_numeric(column, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"{name} must be numbers in [0, 1]") from exc
     if missing_as is not None:

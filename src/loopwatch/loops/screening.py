@@ -207,8 +207,8 @@ def _check_features(frame: pd.DataFrame, schema: FeatureSchema, problems: list[l
         column = frame[feature.name]
         fast = _typed_check(column, feature.kind, feature.nullable)
         if fast is not None:  # a typed column: checked whole, as the loop below would
-            for i in np.flatnonzero(~fast):
-                problems[int(i)].append(f"schema:{feature.name}")
+            for failed in np.flatnonzero(~fast):
+                problems[int(failed)].append(f"schema:{feature.name}")
             continue
         for i, value in enumerate(column.tolist()):
             missing = value is None or (isinstance(value, float) and math.isnan(value))
@@ -236,7 +236,8 @@ def _typed_check(column: pd.Series, kind: str, nullable: bool) -> np.ndarray | N
         whole = np.zeros(values.size, dtype=bool)
         whole[finite] = np.mod(values[finite], 1.0) == 0.0
         ok = finite if kind == "numeric" else whole
-        return ok | (missing & nullable)
+        passed: np.ndarray = ok | (missing & nullable)
+        return passed
     return None
 
 

@@ -35,7 +35,8 @@ def sha256_hex(data: bytes) -> str:
 def dump_model(model: Any) -> bytes:
     import skops.io as sio
 
-    return sio.dumps(model)
+    data: bytes = sio.dumps(model)
+    return data
 
 
 def types_beyond_defaults(data: bytes) -> list[str]:

@@ -71,7 +71,7 @@ def fitted_version(
     features = prepare_features(reference, schema)
     scored = holdout if holdout is not None else reference
     if holdout is not None:
-        _require_columns(holdout, [*schema.names, *([target] if labelled else [])], "holdout")
+        _require_columns(holdout, [*schema.names, *([target] if target is not None else [])], "holdout")
     x_scored = prepare_features(scored, schema)
     try:
         with np.errstate(over="ignore"):
@@ -99,17 +99,18 @@ def fitted_version(
         not_applicable["evasion"] = f"the evasion detector could not be fitted: {str(exc)[:200]}"
     if profile.adversarial is None and "evasion" not in not_applicable:
         not_applicable["evasion"] = "too few rows to calibrate the evasion detector"
+    estimator_type = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
     params = {
         "registered": True,
         "monitor_only": False,
-        "estimator_type": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
+        "estimator_type": estimator_type,
         "trusted_types": sorted(trusted_types),
         "outputs_from": "holdout" if holdout is not None else "reference",
         "seed": seed,
         "not_applicable": not_applicable,
     }
     return _version(reference, schema, scored_rows=len(scored), labelled=labelled, estimator=estimator,
-                    name=params["estimator_type"], metrics=metrics, params=params, profile=profile,
+                    name=estimator_type, metrics=metrics, params=params, profile=profile,
                     started=started, seed=seed)
 
 
@@ -223,7 +224,8 @@ def _known(frame: pd.DataFrame, target: str | None) -> np.ndarray:
     """Which rows carry a label (all of them when there is no target: never read then)."""
     if target is None:
         return np.ones(len(frame), dtype=bool)
-    return frame[target].notna().to_numpy()
+    known: np.ndarray = frame[target].notna().to_numpy()
+    return known
 
 
 def _profile(features: pd.DataFrame, schema: FeatureSchema, outputs: pd.DataFrame, x_scored: pd.DataFrame,

@@ -232,7 +232,7 @@ def model_outputs(pipeline: Any, x: pd.DataFrame, schema: FeatureSchema) -> pd.D
     if schema.task == "classification" and hasattr(pipeline, "predict_proba"):
         proba = np.asarray(pipeline.predict_proba(x))
         labels = list(pipeline.classes_)
-        out = {"prediction": [str(labels[i]) for i in proba.argmax(axis=1)]}
+        out: dict[str, list[str] | np.ndarray] = {"prediction": [str(labels[i]) for i in proba.argmax(axis=1)]}
         for i, label in enumerate(labels):
             out[f"probability_{label}"] = proba[:, i].astype(np.float64)
         return pd.DataFrame(out)

@@ -147,7 +147,7 @@ def run_screens(
     elif predictions is None and proba is None:
         skip(sources.NAME, "no predictions to compare the labels with")
     else:
-        predicted = list(predictions) if predictions is not None else [classes[i] for i in proba.argmax(axis=1)]  # type: ignore[union-attr]
+        predicted = list(predictions) if predictions is not None else [classes[i] for i in proba.argmax(axis=1)]  # type: ignore[union-attr]  # proba is set when predictions is not (checked above)
         run.results.append(sources.source_skew_screen(
             list(labels), list(sources_of_rows), predicted, alpha=chosen.alpha,
             min_labels=chosen.min_source_labels))
@@ -159,8 +159,8 @@ def run_screens(
     else:
         expected = proba
         if trusted is not None and reference_labels is not None and len(reference_labels) == len(trusted):
-            expected = reference_probabilities(encoder.transform(trusted), reference_labels, x, classes)
-            expected = proba if expected is None else expected
+            from_reference = reference_probabilities(encoder.transform(trusted), reference_labels, x, classes)
+            expected = proba if from_reference is None else from_reference
         def refit(rows: np.ndarray) -> np.ndarray:
             return fitted_without(x_model, codes, len(classes), rows)
 

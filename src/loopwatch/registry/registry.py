@@ -463,8 +463,8 @@ class Registry:
             for cache in (self._models, self._refused):
                 for key in [k for k in cache if k[0] == old]:
                     cache.pop(key, None)
-            for key in [k for k in self._profiles if k[0] == old]:
-                self._profiles.pop(key, None)
+            for profile_key in [k for k in self._profiles if k[0] == old]:
+                self._profiles.pop(profile_key, None)
         self._aliases.pop(old, None)
         self._settings.pop(old, None)
         _log.info("model %s renamed to %s", echo(old), echo(new))

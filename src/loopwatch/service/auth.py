@@ -26,11 +26,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from loopwatch.auth import ApiKey, KeyVerifier, LeaseLimiter
 from loopwatch.auth.verifier import key_id_of
@@ -41,11 +42,6 @@ from loopwatch.service.key_generation import GenerationReader, reader_for
 from loopwatch.service.schemas import ErrorOut
 from loopwatch.stores.base import Store
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Paths that need no key (see the module docstring for why).
 OPEN_PATHS = frozenset(

@@ -12,7 +12,7 @@ than a few hundred characters of what was sent, whichever path raised it.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,7 +41,7 @@ _STATUS_CODES = {
 
 
 def error_response(
-    status: int, code: str, message: str, detail: Any = None, headers: dict[str, str] | None = None
+    status: int, code: str, message: str, detail: Any = None, headers: Mapping[str, str] | None = None
 ) -> Response:
     body: dict[str, Any] = {"status": status, "code": code, "message": cap_message(message)}
     if detail is not None:

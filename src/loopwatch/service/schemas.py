@@ -29,7 +29,7 @@ VersionNumber = Annotated[StrictInt, Field(ge=1, le=MAX_VERSION)]
 MAX_LIST_LENGTH = 100_000
 EntityId = Annotated[str, Field(min_length=1, max_length=200)]
 
-ROW_SCHEMA = {
+ROW_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "One row: feature name to value. Numbers for numeric features, strings "
     "for categorical ones, null only for features the schema declares nullable.",

@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 from scipy.spatial.distance import pdist, squareform
+from scipy.stats.distributions import rv_frozen
 
 from loopwatch.errors import InvalidInput
 
@@ -255,6 +256,7 @@ def pca_reconstruction_test(
     n_r, n_c = ref.size, cur.size
     statistic = float(cur.mean())
     n_chunks = n_r // n_c
+    null: rv_frozen[Any, Any]  # Student's t over the chunks, else the normal of the CLT
     if n_chunks >= min_chunks:
         means = ref[: n_chunks * n_c].reshape(n_chunks, n_c).mean(axis=1)
         centre = float(means.mean())

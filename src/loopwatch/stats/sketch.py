@@ -248,7 +248,8 @@ class NumericSummary:
     def bin_counts(self, edges: npt.ArrayLike) -> FloatArray:
         """Rows per bin ``(-inf, e0), [e0, e1), ...``: each point weighs ``n / len`` rows."""
         e = sorted_finite_array(edges, name="edges")
-        return counts_below_edges(self.values, e) * (self.n / self.values.size)
+        # int64 counts times a Python float: already float64, so asarray does not copy
+        return np.asarray(counts_below_edges(self.values, e) * (self.n / self.values.size), dtype=np.float64)
 
     def merge(self, other: NumericSummary) -> NumericSummary:
         """The summary of both parts; see the module docstring for the error bound.

@@ -411,7 +411,7 @@ def _event_rows(request: LoggedRequest, fp_id: str, logged_at: int) -> list[tupl
     head = (request.request_id,)
     model = (request.model_name, request.model_version)
     tail = (request.request_type, request.client_id, fp_id, int(request.replayed))
-    rows = [
+    rows: list[tuple[Any, ...]] = [
         (
             *head,
             i,

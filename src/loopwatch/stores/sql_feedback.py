@@ -235,7 +235,8 @@ class SqlFeedbackMixin(SqlStoreBase):
         # an origin far enough back that every offset is positive: SQL integer
         # division truncates toward zero, and we want the floor
         origin = EPOCH_MONDAY_MICROS - step * math.ceil(_ORIGIN_SPAN_MICROS / step)
-        where, params = ["model_name = ?", "request_type <> ?"], [model_name, SHADOW_REQUEST_TYPE]
+        where = ["model_name = ?", "request_type <> ?"]
+        params: list[Any] = [model_name, SHADOW_REQUEST_TYPE]
         if since is not None:
             where.append("ts >= ?")
             params.append(to_micros(since))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Sequence
+from typing import Any, Sequence
 
 from loopwatch.records import Rejection, TrainingEvent
 from loopwatch.records.jsonutil import dumps, loads
@@ -30,7 +30,8 @@ class SqlRecordsMixin(SqlStoreBase):
     def query_rejections(
         self, model_name: str | None = None, since: datetime | None = None, limit: int = 1000
     ) -> list[Rejection]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if model_name is not None:
             where.append("model_name = ?")
             params.append(model_name)

@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeAlias
 
 from loopwatch.errors import Overloaded, StoreError
 from loopwatch.records import LoggedRequest, Rejection, RequestOutcome
@@ -30,7 +30,17 @@ from loopwatch.stores.base import Store
 event_logger = logging.getLogger("loopwatch.events")
 _log = logging.getLogger("loopwatch.writer")
 
-_STOP = object()
+
+class _Stop:
+    """The signal that stops the writer thread."""
+
+
+_STOP = _Stop()
+#: What callers queue: a request and the future it waits on, an ingested batch and its future,
+#: or a rejection to count.
+_Item: TypeAlias = (
+    "tuple[LoggedRequest, Future[RequestOutcome]] | tuple[IngestBatch, Future[IngestOutcome]] | Rejection"
+)
 
 
 class GroupCommitWriter:
@@ -48,7 +58,7 @@ class GroupCommitWriter:
         self.batch_max_requests = batch_max_requests
         self.batch_max_wait = batch_max_wait_ms / 1000
         self.retry_after_seconds = retry_after_seconds
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_max_requests)
+        self._queue: queue.Queue[_Item | _Stop] = queue.Queue(maxsize=queue_max_requests)
         self._on_commit = on_commit
         self._thread = threading.Thread(target=self._run, name="loopwatch-writer", daemon=True)
         self._started = False
@@ -127,21 +137,21 @@ class GroupCommitWriter:
         else:
             self._commit(self._drain())
 
-    def _drain(self) -> list[object]:
-        items = []
+    def _drain(self) -> list[_Item]:
+        items: list[_Item] = []
         while True:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return items
-            if item is not _STOP:
+            if not isinstance(item, _Stop):
                 items.append(item)
 
     def _run(self) -> None:
         stopping = False
         while not stopping:
             first = self._queue.get()
-            if first is _STOP:
+            if isinstance(first, _Stop):
                 return
             batch = [first]
             deadline = time.monotonic() + self.batch_max_wait
@@ -151,19 +161,23 @@ class GroupCommitWriter:
                     item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is _STOP:
+                if isinstance(item, _Stop):
                     stopping = True
                     break
                 batch.append(item)
             self._commit(batch)
 
-    def _commit(self, items: Sequence[object]) -> None:
-        rejections = [item for item in items if isinstance(item, Rejection)]
-        ingested = [item for item in items if isinstance(item, tuple) and isinstance(item[0], IngestBatch)]
-        batch: list[tuple[LoggedRequest, Future[RequestOutcome]]] = [
-            item for item in items  # type: ignore[misc]
-            if not isinstance(item, Rejection) and not isinstance(item[0], IngestBatch)  # type: ignore[index]
-        ]
+    def _commit(self, items: Sequence[_Item]) -> None:
+        rejections: list[Rejection] = []
+        ingested: list[tuple[IngestBatch, Future[IngestOutcome]]] = []
+        batch: list[tuple[LoggedRequest, Future[RequestOutcome]]] = []
+        for item in items:
+            if isinstance(item, Rejection):
+                rejections.append(item)
+            elif isinstance(item[0], IngestBatch):
+                ingested.append(item)
+            else:
+                batch.append(item)
         if rejections:
             try:
                 self.store.write_rejections(rejections)

@@ -21,7 +21,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from loopwatch.detectors.extraction import ExtractionDetector, QueryFeatures
+from loopwatch.detectors.extraction import ExtractionDetector
+from loopwatch.detectors.extraction_scores import QueryFeatures
 from loopwatch.errors import IntegrityError, InvalidInput
 from loopwatch.features.frames import model_frame
 from loopwatch.application.monitoring.windows import WindowSpec

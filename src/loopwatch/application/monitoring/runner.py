@@ -175,7 +175,8 @@ def monitor(
         previous: pd.DataFrame | None = None
         for part in split(frame, spec):
             for segment_value, rows in _segments(part, segment):
-                reference = profile if segment_value is None else _segment_profile(
+                # segment_value is only ever set when a segment column is named
+                reference = profile if segment_value is None or segment is None else _segment_profile(
                     registry, name, number, segment, segment_value
                 )
                 if reference is None:
@@ -192,7 +193,7 @@ def monitor(
                     before, not_before = _against_previous(profile, previous, current, config)
                     skipped += not_before
                 n_rejected = _count_between(rejections, part.start, part.end) if segment_value is None else 0
-                evasion = None if segment_value is not None else window_evasion(
+                evasion: dict[str, Any] | None = None if segment_value is not None else window_evasion(
                     registry, name, number, rows, fpr=adversarial_fpr)
                 if segment_value is None and is_monitor_only(meta):  # said plainly, never an alarm
                     evasion = {"not_applicable": "monitor-only model: loopwatch does not score its predictions"}

@@ -46,7 +46,8 @@ def probing_findings(
                 f"{alert.last_seen:%H:%M} that look like probing of the model: "
                 f"{', '.join(_REASONS.get(r, r) for r in alert.reasons)}"
             ),
-            evidence={"client_id": alert.client_id, "client_name": names.get(alert.client_id, alert.client_id),
+            evidence={"client_id": alert.client_id,
+                      "client_name": None if alert.client_id is None else names.get(alert.client_id, alert.client_id),
                       **alert.to_dict()},
         ))
     return found

@@ -35,7 +35,7 @@ from loopwatch.service.state import ServiceState, get_state
 router = APIRouter(tags=["feedback"], route_class=JsonBodyRoute, responses=ERROR_RESPONSES)
 read_router = APIRouter(tags=["feedback"], responses=ERROR_RESPONSES)
 
-_JSON_ONLY = {415: ERROR_RESPONSES[422] | {"description": "Not JSON"}}
+_JSON_ONLY: dict[int | str, dict[str, Any]] = {415: ERROR_RESPONSES[422] | {"description": "Not JSON"}}
 
 
 def _client(x_client_id: str | None) -> str | None:

@@ -17,7 +17,7 @@ from loopwatch.service.state import ServiceState, get_state
 
 #: The event object as documented; the route checks each field itself so that every
 #: problem of a batch is reported at once, with its event's position.
-EVENT_SCHEMA = {
+EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["features", "prediction"],
     "properties": {
@@ -34,7 +34,7 @@ EVENT_SCHEMA = {
     },
     "additionalProperties": False,
 }
-EVENT_FIELDS = frozenset(EVENT_SCHEMA["properties"])  # type: ignore[arg-type]
+EVENT_FIELDS = frozenset(EVENT_SCHEMA["properties"])
 
 
 class IngestRequest(BaseModel):

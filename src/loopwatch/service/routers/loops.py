@@ -18,7 +18,7 @@ from loopwatch.service.state import ServiceState, get_state
 
 router = APIRouter(tags=["loops"], responses=ERROR_RESPONSES)
 
-_JSON = {200: {"content": {"application/json": {}}}}
+_JSON: dict[int | str, dict[str, Any]] = {200: {"content": {"application/json": {}}}}
 
 
 class AcknowledgeIn(BaseModel):

@@ -20,15 +20,15 @@ from starlette.concurrency import run_in_threadpool
 
 from loopwatch.errors import InvalidInput, LoopwatchError
 from loopwatch.features.table_rows import validate_table_rows
+from loopwatch.records.names import check_model_name
 from loopwatch.registry.registration import register_artifact, register_monitor_only
-from loopwatch.registry.registry import check_model_name
 from loopwatch.service.schemas import ERROR_RESPONSES, MAX_LIST_LENGTH, ROW_SCHEMA, ModelVersionOut
 from loopwatch.service.state import ServiceState, get_state
 
 router = APIRouter(tags=["register"])
 
 _ROWS: dict[str, Any] = {"items": ROW_SCHEMA}
-_NAMES = Field(default_factory=list, max_length=1000)
+_NAMES: list[Any] = Field(default_factory=list, max_length=1000)
 
 
 class RegisterIn(BaseModel):

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from loopwatch.errors import InvalidInput, LoopwatchError, UnsupportedMediaType, echo
 from loopwatch.features.table_rows import validate_table_rows
 from loopwatch.records.jsonutil import loads
-from loopwatch.registry.registry import check_model_name
+from loopwatch.records.names import check_model_name
 from loopwatch.service.schemas import ERROR_RESPONSES, ROW_SCHEMA, TrainOut
 from loopwatch.service.state import ServiceState, get_state
 from loopwatch.application.training import train_from_table
