@@ -129,9 +129,9 @@ def synthetic_errors(name: str, seed: int) -> tuple[np.ndarray, int]:
 
 
 def _alarms(method: str, errors: np.ndarray, seed: int) -> list[int]:
-    from loopwatch.performance.concept import ConceptDriftDetector
+    from loopwatch.performance.concept import ConceptDriftDetector, concept_params
 
-    return ConceptDriftDetector(method=method, seed=seed).run(errors)
+    return ConceptDriftDetector(detector=concept_params(method), seed=seed).run(errors)
 
 
 def calibration_task(task: tuple[str, float, int, tuple[str, ...]]) -> dict[str, Any]:

@@ -24,7 +24,13 @@ from loopwatch.performance.concept import (  # noqa: E402
     DELAY_AT_STEP,
     DETECTORS,
     FALSE_ALARMS_PER_5000,
+    PARAMS_BY_NAME,
+    Adwin,
     ConceptDriftDetector,
+    HddmW,
+    Kswin,
+    PageHinkley,
+    concept_params,
     detect_concept_drift,
     per_prediction_loss,
     target_drift,
@@ -57,14 +63,14 @@ class TestConformance:
         seeds = range(2) if method in SLOW else range(6)
         for seed in seeds:
             errors = step_stream(seed, length=STEP_AT + DELAY_AT_STEP[method] + 1)
-            after = [i for i in ConceptDriftDetector(method=method, seed=seed).run(errors) if i >= STEP_AT]
+            after = [i for i in ConceptDriftDetector(detector=concept_params(method), seed=seed).run(errors) if i >= STEP_AT]
             assert after, f"{method} missed the step on seed {seed}"
             assert after[0] - STEP_AT <= DELAY_AT_STEP[method]
 
     def test_stays_quiet_on_stable_streams_at_its_stated_rate(self, method: str) -> None:
         n_streams = 3 if method in SLOW else 60
         alarms = sum(
-            len(ConceptDriftDetector(method=method, seed=seed).run(stable_stream(10_000 + seed, (0.15, 0.3)[seed % 2])))
+            len(ConceptDriftDetector(detector=concept_params(method), seed=seed).run(stable_stream(10_000 + seed, (0.15, 0.3)[seed % 2])))
             for seed in range(n_streams)
         )
         # a stated rate of 0 was measured as 0 alarms in >= 20 streams: its 95% bound is 3 / 20 per stream
@@ -74,9 +80,9 @@ class TestConformance:
 
     def test_same_seed_same_result_and_update_equals_run(self, method: str) -> None:
         errors = short_step_stream(3)
-        first = ConceptDriftDetector(method=method, seed=5).run(errors)
-        assert first and first == ConceptDriftDetector(method=method, seed=5).run(errors)
-        one_by_one = ConceptDriftDetector(method=method, seed=5)
+        first = ConceptDriftDetector(detector=concept_params(method), seed=5).run(errors)
+        assert first and first == ConceptDriftDetector(detector=concept_params(method), seed=5).run(errors)
+        one_by_one = ConceptDriftDetector(detector=concept_params(method), seed=5)
         flags = [one_by_one.update(x) for x in errors]
         assert [i for i, f in enumerate(flags) if f] == first == one_by_one.drifts_
         assert one_by_one.n_seen_ == len(errors)
@@ -85,13 +91,13 @@ class TestConformance:
         errors = short_step_stream(4)
         copy = errors.copy()
         errors.flags.writeable = False  # an in-place write would raise
-        detector = ConceptDriftDetector(method=method)
+        detector = ConceptDriftDetector(detector=concept_params(method))
         first = detector.run(errors)
         assert first and detector.run(errors) == first  # no state carried over from the first run
         np.testing.assert_array_equal(errors, copy)
 
     def test_clone_gives_an_unfitted_copy_with_the_same_parameters(self, method: str) -> None:
-        detector = ConceptDriftDetector(method=method, params={"grace_period": 5} if method == "adwin" else None, seed=3)
+        detector = ConceptDriftDetector(detector=concept_params(method, {"grace_period": 5} if method == "adwin" else None), seed=3)
         detector.run(stable_stream(0, 0.2, n=200))
         twin = clone(detector)
         assert twin.get_params() == detector.get_params()
@@ -107,10 +113,32 @@ def test_the_doctests_run() -> None:
     assert result.attempted >= 8 and result.failed == 0
 
 
+def test_typed_parameters_are_the_named_defaults_and_report_what_changed() -> None:
+    # the monitoring configuration stores a name: the typed parameters it names run the same detector
+    assert sorted(PARAMS_BY_NAME) == sorted(DETECTORS)
+    for method in DETECTORS:
+        assert concept_params(method) == PARAMS_BY_NAME[method]()
+        assert ConceptDriftDetector(detector=concept_params(method)).method == method
+    assert ConceptDriftDetector().method == "adwin"  # no parameters: ADWIN, as before
+    errors = short_step_stream(6)
+    assert ConceptDriftDetector(detector=HddmW(lambda_val=0.01)).run(errors) == ConceptDriftDetector(
+        detector=concept_params("hddm_w")).run(errors)
+    detector = ConceptDriftDetector(detector=PageHinkley(threshold=20.0), seed=2)
+    detector.run(errors)
+    assert detector.params_ == {"mode": "up", "threshold": 20.0}  # loopwatch's change, and the caller's
+    kswin = ConceptDriftDetector(detector=Kswin(), seed=4)
+    kswin.run(errors[:50])
+    assert kswin.params_ == {"alpha": 1e-4, "window_size": 1000, "stat_size": 300, "seed": 4}
+    with pytest.raises(Exception):  # frozen: a detector's parameters cannot change under it
+        Adwin().delta = 0.1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Adwin(0.1)  # type: ignore[misc]  # keyword-only
+
+
 def test_adwin_fires_on_a_later_step_too() -> None:
     rng = np.random.default_rng(8)
     errors = (rng.random(9000) < np.repeat([0.1, 0.3, 0.6], 3000)).astype(float)
-    drifts = ConceptDriftDetector(method="adwin").run(errors)
+    drifts = ConceptDriftDetector(detector=concept_params("adwin")).run(errors)
     assert any(3000 <= i < 3500 for i in drifts) and any(6000 <= i < 6500 for i in drifts)
 
 
@@ -118,23 +146,27 @@ def test_adwin_fires_on_a_later_step_too() -> None:
 def test_real_valued_losses_go_to_the_detectors_that_take_them(method: str) -> None:
     rng = np.random.default_rng(2)
     losses = np.r_[rng.exponential(0.3, 2000), rng.exponential(1.2, 600)]
-    drifts = ConceptDriftDetector(method=method).run(losses)
+    drifts = ConceptDriftDetector(detector=concept_params(method)).run(losses)
     assert drifts and 2000 <= drifts[0] < 2600
 
 
 @pytest.mark.parametrize("method", ["hddm_a", "hddm_w"])
 def test_binary_detectors_refuse_real_valued_losses(method: str) -> None:
     with pytest.raises(InvalidInput, match="adwin, page_hinkley or kswin"):
-        ConceptDriftDetector(method=method).run([0.0, 1.0, 0.4])
+        ConceptDriftDetector(detector=concept_params(method)).run([0.0, 1.0, 0.4])
     with pytest.raises(InvalidInput, match="0/1 errors"):
-        ConceptDriftDetector(method=method).update(2.0)
+        ConceptDriftDetector(detector=concept_params(method)).update(2.0)
 
 
 def test_bad_detectors_and_losses_are_refused() -> None:
     with pytest.raises(InvalidInput, match="unknown concept drift detector"):
-        ConceptDriftDetector(method="ddm").run([0.0])
+        concept_params("ddm")
     with pytest.raises(InvalidInput, match="invalid parameters for adwin"):
-        ConceptDriftDetector(method="adwin", params={"no_such": 1}).run([0.0])
+        concept_params("adwin", {"no_such": 1})
+    with pytest.raises(InvalidInput, match="invalid parameters for kswin"):
+        ConceptDriftDetector(detector=Kswin(window_size=10, stat_size=300)).run([0.0])
+    with pytest.raises(InvalidInput, match="detector must be one of"):
+        ConceptDriftDetector(detector="adwin").run([0.0])  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="finite"):
         ConceptDriftDetector().run([0.0, float("nan")])
     with pytest.raises(InvalidInput, match="a number"):
@@ -144,18 +176,18 @@ def test_bad_detectors_and_losses_are_refused() -> None:
 def test_a_missing_river_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "river.drift", None)
     with pytest.raises(MissingExtra, match=r"loopwatch\[streaming\]"):
-        ConceptDriftDetector(method="adwin").run([0.0, 1.0])
+        ConceptDriftDetector(detector=concept_params("adwin")).run([0.0, 1.0])
 
 
 class TestDetectConceptDrift:
     def test_maps_alarms_to_label_times_and_skips_the_warmup(self) -> None:
         errors = step_stream(0)
         times = pd.date_range("2024-01-01", periods=len(errors), freq="min", tz="UTC")
-        plain = detect_concept_drift(errors, times, method="adwin")
-        assert plain.drift_indices == ConceptDriftDetector(method="adwin").run(errors)
+        plain = detect_concept_drift(errors, times, detector=Adwin())
+        assert plain.drift_indices == ConceptDriftDetector(detector=concept_params("adwin")).run(errors)
         assert plain.drift_times == [times[i].isoformat() for i in plain.drift_indices]
         assert plain.first_drift_time == plain.drift_times[0]
-        warm = detect_concept_drift(errors, times, method="adwin", warmup=plain.drift_indices[0] + 1)
+        warm = detect_concept_drift(errors, times, detector=Adwin(), warmup=plain.drift_indices[0] + 1)
         assert warm.drift_indices == plain.drift_indices[1:]
         body = json.loads(json.dumps(plain.to_dict()))
         assert body["method"] == "adwin" and body["n"] == len(errors) and body["drifted"] is True

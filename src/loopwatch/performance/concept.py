@@ -6,7 +6,10 @@ as a change in the level of that stream, and the streaming detectors of
 `river <https://riverml.xyz>`_ watch for exactly that, one value at a time, in
 the order the labels arrived. river is the optional extra ``streaming``.
 
-Detectors (``DETECTORS``) and what they take:
+Detectors (``DETECTORS``) and what they take. Each has its own frozen dataclass of
+typed parameters (:class:`Adwin`, :class:`HddmA`, :class:`HddmW`,
+:class:`PageHinkley`, :class:`Kswin`), whose defaults are loopwatch's;
+:func:`concept_params` builds one from the name the monitoring configuration stores:
 
 ============  ===========================  ==================  ===========================
 name          river class                  losses it takes     defaults changed here
@@ -34,8 +37,8 @@ KSWIN also see it going down.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -46,26 +49,102 @@ from loopwatch.stats.univariate import TestResult, chi2_test, ks_test
 
 DETECTORS = ("adwin", "hddm_a", "hddm_w", "page_hinkley", "kswin")
 
-#: river's class of each detector, as (module, name).
-RIVER_CLASSES = {
-    "adwin": ("river.drift", "ADWIN"),
-    "hddm_a": ("river.drift.binary", "HDDMA"),
-    "hddm_w": ("river.drift.binary", "HDDMW"),
-    "page_hinkley": ("river.drift", "PageHinkley"),
-    "kswin": ("river.drift", "KSWIN"),
+
+@dataclass(frozen=True, kw_only=True)
+class Adwin:
+    """river's ``drift.ADWIN``, at river's defaults: any loss (0/1 or real)."""
+
+    name: ClassVar[str] = "adwin"
+    river_class: ClassVar[tuple[str, str]] = ("river.drift", "ADWIN")
+    binary_only: ClassVar[bool] = False
+    changed: ClassVar[tuple[str, ...]] = ()
+
+    delta: float = 0.002
+    clock: int = 32
+    max_buckets: int = 5
+    min_window_length: int = 5
+    grace_period: int = 10
+
+
+@dataclass(frozen=True, kw_only=True)
+class HddmA:
+    """river's ``drift.binary.HDDMA``, at river's defaults (one-sided): 0/1 errors only."""
+
+    name: ClassVar[str] = "hddm_a"
+    river_class: ClassVar[tuple[str, str]] = ("river.drift.binary", "HDDMA")
+    binary_only: ClassVar[bool] = True
+    changed: ClassVar[tuple[str, ...]] = ()
+
+    drift_confidence: float = 0.001
+    warning_confidence: float = 0.005
+    two_sided_test: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class HddmW:
+    """river's ``drift.binary.HDDMW`` with a longer memory (``lambda_val=0.01``): 0/1 errors only."""
+
+    name: ClassVar[str] = "hddm_w"
+    river_class: ClassVar[tuple[str, str]] = ("river.drift.binary", "HDDMW")
+    binary_only: ClassVar[bool] = True
+    changed: ClassVar[tuple[str, ...]] = ("lambda_val",)
+
+    drift_confidence: float = 0.001
+    warning_confidence: float = 0.005
+    lambda_val: float = 0.01
+    two_sided_test: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class PageHinkley:
+    """river's ``drift.PageHinkley`` watching for a rise (``mode="up"``); threshold and delta
+    are in loss units."""
+
+    name: ClassVar[str] = "page_hinkley"
+    river_class: ClassVar[tuple[str, str]] = ("river.drift", "PageHinkley")
+    binary_only: ClassVar[bool] = False
+    changed: ClassVar[tuple[str, ...]] = ("mode",)
+
+    min_instances: int = 30
+    delta: float = 0.005
+    threshold: float = 50.0
+    alpha: float = 0.9999
+    mode: str = "up"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Kswin:
+    """river's ``drift.KSWIN`` with 300 against 300 values at ``alpha=1e-4``; any loss.
+    Its draws come from the detector's ``seed``."""
+
+    name: ClassVar[str] = "kswin"
+    river_class: ClassVar[tuple[str, str]] = ("river.drift", "KSWIN")
+    binary_only: ClassVar[bool] = False
+    changed: ClassVar[tuple[str, ...]] = ("alpha", "window_size", "stat_size")
+
+    alpha: float = 1e-4
+    window_size: int = 1000
+    stat_size: int = 300
+
+
+#: The typed parameters of a concept-drift detector: one frozen dataclass per river detector.
+ConceptDetectorParams = Adwin | HddmA | HddmW | PageHinkley | Kswin
+
+#: Each detector's parameter class, by the name the monitoring configuration stores.
+PARAMS_BY_NAME: dict[str, type[ConceptDetectorParams]] = {
+    cls.name: cls for cls in (Adwin, HddmA, HddmW, PageHinkley, Kswin)
 }
+
+#: river's class of each detector, as (module, name).
+RIVER_CLASSES = {name: cls.river_class for name, cls in PARAMS_BY_NAME.items()}
 
 #: Parameters that differ from river's defaults (see the module docstring for why).
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
-    "adwin": {},
-    "hddm_a": {},
-    "hddm_w": {"lambda_val": 0.01},
-    "page_hinkley": {"mode": "up"},
-    "kswin": {"alpha": 1e-4, "window_size": 1000, "stat_size": 300},
+    name: {k: getattr(cls(), k) for k in cls.changed} for name, cls in PARAMS_BY_NAME.items()
 }
 
 #: Detectors that only take 0/1 errors.
-BINARY_ONLY = frozenset({"hddm_a", "hddm_w"})
+BINARY_ONLY = frozenset(name for name, cls in PARAMS_BY_NAME.items() if cls.binary_only)
 
 #: Alarms per 5,000 predictions of a stable Bernoulli error stream (rates 0.15 and 0.3),
 #: measured with the default parameters; see docs/concept-drift.md.
@@ -88,20 +167,38 @@ DELAY_AT_STEP = {
 }
 
 
-def _check_method(method: str) -> str:
-    if method not in DETECTORS:
+def concept_params(method: str, params: Mapping[str, Any] | None = None) -> ConceptDetectorParams:
+    """The typed parameters of the detector named ``method`` (the monitoring configuration's
+    ``concept_detector``), loopwatch's defaults overridden by ``params``.
+
+    >>> concept_params("kswin", {"alpha": 1e-3})
+    Kswin(alpha=0.001, window_size=1000, stat_size=300)
+    """
+    cls = PARAMS_BY_NAME.get(method) if isinstance(method, str) else None
+    if cls is None:
         raise InvalidInput(f"unknown concept drift detector {echo(method)}; choose one of: {', '.join(DETECTORS)}")
-    return method
+    if params is None:
+        return cls()
+    if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
+        raise InvalidInput("params must be a mapping of parameter names to values")
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise InvalidInput(f"invalid parameters for {method}: {exc}") from exc
 
 
-def detector_params(method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The parameters a detector runs with: loopwatch's defaults, overridden by ``params``."""
-    merged = dict(DEFAULT_PARAMS[_check_method(method)])
-    if params is not None:
-        if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
-            raise InvalidInput("params must be a mapping of parameter names to values")
-        merged.update(params)
-    return merged
+def river_params(params: ConceptDetectorParams) -> dict[str, Any]:
+    """What a result reports of the parameters: loopwatch's changes of river's defaults, and
+    every other parameter set away from river's default."""
+    import inspect
+
+    module_name, class_name = params.river_class
+    signature = inspect.signature(getattr(require(module_name, "streaming"), class_name))
+    river_defaults = {k: p.default for k, p in signature.parameters.items()}
+    return {
+        f.name: getattr(params, f.name) for f in fields(params)
+        if f.name in params.changed or river_defaults.get(f.name, inspect.Parameter.empty) != getattr(params, f.name)
+    }
 
 
 class ConceptDriftDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn ships no stubs
@@ -113,10 +210,10 @@ class ConceptDriftDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn
 
     Parameters
     ----------
-    method:
-        One of ``DETECTORS``.
-    params:
-        Parameters of river's detector, over loopwatch's ``DEFAULT_PARAMS``.
+    detector:
+        The detector and its typed parameters: :class:`Adwin` (the default),
+        :class:`HddmA`, :class:`HddmW`, :class:`PageHinkley` or :class:`Kswin`
+        (:func:`concept_params` builds one from its name).
     seed:
         Seed of the detector's randomness (only KSWIN draws random numbers).
 
@@ -127,7 +224,7 @@ class ConceptDriftDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn
     drifts_:
         Positions (0-based, in the order seen) where drift was detected.
     params_:
-        The parameters river's detector was built with.
+        river's parameters that differ from river's defaults (see :func:`river_params`).
 
     Examples
     --------
@@ -136,7 +233,7 @@ class ConceptDriftDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> errors = np.r_[rng.random(3000) < 0.15, rng.random(2000) < 0.35].astype(float)
-    >>> detector = ConceptDriftDetector(method="adwin")
+    >>> detector = ConceptDriftDetector(detector=Adwin())
     >>> drifts = detector.run(errors)
     >>> len(drifts), 3000 < drifts[0] < 3300
     (1, True)
@@ -144,23 +241,39 @@ class ConceptDriftDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn
     5000
     """
 
-    def __init__(self, *, method: str = "adwin", params: dict[str, Any] | None = None, seed: int = 0) -> None:
-        self.method = method
-        self.params = params
+    def __init__(self, *, detector: ConceptDetectorParams | None = None, seed: int = 0) -> None:
+        self.detector = detector
         self.seed = seed
 
+    @property
+    def method(self) -> str:
+        """The name of the detector (the monitoring configuration's ``concept_detector``)."""
+        return self._params().name
+
+    def _params(self) -> ConceptDetectorParams:
+        if self.detector is None:
+            return Adwin()
+        if not isinstance(self.detector, tuple(PARAMS_BY_NAME.values())):
+            raise InvalidInput(
+                f"detector must be one of {', '.join(c.__name__ for c in PARAMS_BY_NAME.values())}, "
+                f"got {echo(self.detector)}"
+            )
+        return self.detector
+
     def _build(self) -> None:
-        params = detector_params(self.method, self.params)
+        chosen = self._params()
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
             raise InvalidInput(f"seed must be an integer, got {echo(self.seed)}")
-        module_name, class_name = RIVER_CLASSES[self.method]
+        module_name, class_name = chosen.river_class
         module = require(module_name, "streaming")
-        if self.method == "kswin":
-            params.setdefault("seed", int(self.seed))
+        params = river_params(chosen)
+        arguments = {f.name: getattr(chosen, f.name) for f in fields(chosen)}
+        if isinstance(chosen, Kswin):
+            params["seed"] = arguments["seed"] = int(self.seed)
         try:
-            self.detector_ = getattr(module, class_name)(**params)
+            self.detector_ = getattr(module, class_name)(**arguments)
         except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"invalid parameters for {self.method}: {exc}") from exc
+            raise InvalidInput(f"invalid parameters for {chosen.name}: {exc}") from exc
         self.params_ = params
         self.n_seen_ = 0
         self.drifts_: list[int] = []
@@ -172,7 +285,7 @@ class ConceptDriftDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn
             raise InvalidInput(f"a loss must be a number, got {echo(value)}") from exc
         if not math.isfinite(x):
             raise InvalidInput(f"a loss must be finite, got {echo(x)}")
-        if self.method in BINARY_ONLY and x not in (0.0, 1.0):
+        if self._params().binary_only and x not in (0.0, 1.0):
             raise InvalidInput(
                 f"{self.method} takes 0/1 errors, got {echo(x)}; for log losses or absolute errors "
                 "use adwin, page_hinkley or kswin"
@@ -195,7 +308,7 @@ class ConceptDriftDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn
         """Positions in ``values`` where drift was detected, from a fresh detector."""
         array = _loss_array(values, name="values")
         self._build()
-        if self.method in BINARY_ONLY and array.size and not np.isin(array, (0.0, 1.0)).all():
+        if self._params().binary_only and array.size and not np.isin(array, (0.0, 1.0)).all():
             self._check_value(array[~np.isin(array, (0.0, 1.0))][0])  # raises, naming the detectors that apply
         for i, x in enumerate(array.tolist()):
             self.detector_.update(x)
@@ -270,12 +383,12 @@ def detect_concept_drift(
     losses: Sequence[float] | np.ndarray,
     times: Any,
     *,
-    method: str = "adwin",
-    params: dict[str, Any] | None = None,
+    detector: ConceptDetectorParams | None = None,
     seed: int = 0,
     warmup: int = 0,
 ) -> ConceptDriftResult:
-    """Run one detector over ``losses`` (in label-arrival order, ``times`` the label times).
+    """Run one detector (default :class:`Adwin`) over ``losses`` (in label-arrival order,
+    ``times`` the label times).
 
     The first ``warmup`` losses feed the detector but raise no alarm: prepend a
     reference stream of that length so the detector starts out knowing the
@@ -285,7 +398,7 @@ def detect_concept_drift(
     >>> rng = np.random.default_rng(1)
     >>> errors = np.r_[rng.random(3000) < 0.15, rng.random(2000) < 0.35].astype(float)
     >>> times = pd.date_range("2024-01-01", periods=5000, freq="h")
-    >>> result = detect_concept_drift(errors, times, method="page_hinkley")
+    >>> result = detect_concept_drift(errors, times, detector=PageHinkley())
     >>> result.first_drift_time[:10], result.drift_indices[0] > 3000
     ('2024-05-09', True)
     """
@@ -294,15 +407,15 @@ def detect_concept_drift(
     if not 0 <= warmup <= len(array):
         raise InvalidInput("warmup must be an integer between 0 and the number of losses")
     texts = _time_texts(times, len(array))
-    detector = ConceptDriftDetector(method=method, params=params, seed=seed)
-    indices = [i for i in detector.run(array) if i >= warmup]
+    stream = ConceptDriftDetector(detector=detector, seed=seed)
+    indices = [i for i in stream.run(array) if i >= warmup]
     return ConceptDriftResult(
-        method=method,
+        method=stream.method,
         n=len(array),
         drift_indices=indices,
         drift_times=[texts[i] for i in indices],
         first_drift_time=texts[indices[0]] if indices else None,
-        params=dict(detector.params_),
+        params=dict(stream.params_),
         warmup=warmup,
     )
 

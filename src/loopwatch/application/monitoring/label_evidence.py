@@ -313,7 +313,7 @@ def _stream_evidence(
     first that is a concept drift is the evidence, else the first detection.
     """
     try:
-        from loopwatch.performance.concept import detect_concept_drift, per_prediction_loss
+        from loopwatch.performance.concept import concept_params, detect_concept_drift, per_prediction_loss
     except ImportError:
         return None
     context = contexts[max(contexts)]
@@ -327,7 +327,7 @@ def _stream_evidence(
         losses = per_prediction_loss(rows["label"].to_numpy(), rows["prediction"].to_numpy(), proba,
                                      task="classification", classes=context.classes, kind="error")
         result = detect_concept_drift(losses, [t.isoformat() for t in rows["label_time"]],
-                                      method=config.concept_detector)
+                                      detector=concept_params(config.concept_detector))
     except Exception:  # the stream is evidence beside the window tests; without river it is left out
         return None
     losses = np.asarray(losses, dtype=np.float64)
