@@ -60,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, machine_facts, median, now_iso, write_json  # noqa: E402
 
 from loopwatch.features.schema import FeatureSchema, infer_schema  # noqa: E402
-from loopwatch.loops.screening import screen_training_data  # noqa: E402
+from loopwatch.poisoning.screening import screen_training_data  # noqa: E402
 from loopwatch.poisoning.compose import POISONING_SCREENS, ScreenSettings  # noqa: E402
 
 SCREEN_OF_REASON = {"label_flip": "label_flips", "far_from_reference": "reference_distance",

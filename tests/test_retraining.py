@@ -24,7 +24,7 @@ from loopwatch.cli import commands_selection
 from loopwatch.errors import Conflict, InvalidInput, NotFound
 from loopwatch.application.prediction import PredictCall
 from loopwatch.features.schema import Feature, FeatureSchema
-from loopwatch.loops.screening import screen_training_data
+from loopwatch.poisoning.screening import screen_training_data
 from loopwatch.records import Label
 from loopwatch.records.jsonutil import dumps, loads
 from loopwatch.service import create_app

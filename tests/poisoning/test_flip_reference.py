@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loopwatch.features.schema import infer_schema
-from loopwatch.loops.screening import screen_training_data
+from loopwatch.poisoning.screening import screen_training_data
 from loopwatch.poisoning.base import null_threshold
 from loopwatch.poisoning.flip_reference import MIN_REFERENCE_LABELS, reference_null, with_shares
 from loopwatch.poisoning.label_flips import label_flip_screen

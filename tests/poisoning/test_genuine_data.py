@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from loopwatch.features.schema import infer_schema
-from loopwatch.loops.screening import screen_training_data
+from loopwatch.poisoning.screening import screen_training_data
 from tests.realdata import FERTILITY_CATEGORICAL, FLIGHTS_CATEGORICAL, fertility, flights
 
 MAX_SET_ASIDE = 0.005

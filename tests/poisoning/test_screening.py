@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 
 from loopwatch.errors import InvalidInput
 from loopwatch.features.schema import infer_schema
-from loopwatch.loops.screening import ALL_SCREENS, screen_training_data
-from loopwatch.poisoning.compose import ScreenSettings
+from loopwatch.poisoning.screening import ALL_SCREENS, ScreenSettings, screen_training_data
 from loopwatch.records.jsonutil import dumps, loads
 from tests.poisoning.worlds import customers
 
@@ -110,7 +109,7 @@ def test_bad_settings_and_inputs_are_refused() -> None:
 @given(st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 5)), min_size=1,
                 max_size=30), st.sampled_from(["numeric", "categorical"]), st.booleans())
 def test_a_typed_column_is_checked_whole_as_value_by_value(values: list, kind: str, nullable: bool) -> None:
-    from loopwatch.loops.screening import _check_features, _typed_check
+    from loopwatch.poisoning.screening import _check_features, _typed_check
 
     column = pd.Series(values)
     fast = _typed_check(column, kind, nullable)

@@ -2,7 +2,7 @@
 and watch feedback sources as their labels arrive.
 
 - :func:`screen_for_retraining` screens a labelled window before a retrain
-  (:mod:`loopwatch.loops.screening`), stores what it sets aside, and keeps
+  (:mod:`loopwatch.poisoning.screening`), stores what it sets aside, and keeps
   the rows a person released for the label they have;
 - :func:`list_quarantine` and :func:`release` serve ``GET`` and ``POST
   /v1/models/{name}/quarantine[/release]`` and ``loopwatch quarantine``;
@@ -25,8 +25,7 @@ import pandas as pd
 
 from loopwatch.errors import InvalidInput, NotFound, echo, listed
 from loopwatch.features.schema import FeatureSchema
-from loopwatch.loops.screening import ScreeningResult, screen_training_data
-from loopwatch.poisoning.compose import ScreenSettings
+from loopwatch.poisoning.screening import ScreenSettings, ScreeningResult, screen_training_data
 from loopwatch.poisoning.records import QuarantineEntry, is_releasable, parse_entry_id, storable_reasons
 from loopwatch.poisoning.sources import SourceEvidence, source_skew_test
 from loopwatch.registry import Registry

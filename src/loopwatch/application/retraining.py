@@ -3,7 +3,7 @@
 - :func:`labelled_window` gathers the labelled predictions of a period
   (:mod:`loopwatch.application.labelling_queue` chooses which unlabelled ones to label next).
 - :func:`retrain_candidate` trains a candidate on the recent labelled window,
-  screened first (:mod:`loopwatch.loops.screening`), and registers it as the
+  screened first (:mod:`loopwatch.poisoning.screening`), and registers it as the
   ``candidate``.
 - :func:`compare_on_window` scores production and the candidate on the same
   labelled rows and asks the gate (:mod:`loopwatch.loops.gate`);
@@ -28,9 +28,8 @@ from loopwatch.features import validate_rows
 from loopwatch.features.frames import typed_frame
 from loopwatch.features.schema import FeatureSchema, category_label
 from loopwatch.loops.gate import GateDecision, promotion_gate
-from loopwatch.loops.screening import screen_training_data
+from loopwatch.poisoning.screening import ScreenSettings, screen_training_data
 from loopwatch.models.training import train_model
-from loopwatch.poisoning.compose import ScreenSettings
 from loopwatch.records import AliasChange, ModelVersion, PredictionEvent
 from loopwatch.records.jsonutil import utc_iso
 from loopwatch.registry import Registry

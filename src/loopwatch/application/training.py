@@ -1,7 +1,7 @@
 """Train and register a version from a table, its training rows screened for poisoning first.
 
 What ``loopwatch train`` and ``POST /v1/models/{name}/train`` do. The table is
-screened as a retraining window is (:func:`loopwatch.loops.screening.screen_training_data`):
+screened as a retraining window is (:func:`loopwatch.poisoning.screening.screen_training_data`):
 labels at odds with their neighbours and a cross-validated model, exact feature
 patterns that come with one label (backdoor triggers) and, once the model has a
 production version, rows far from that version's reference sample. The table is
@@ -30,10 +30,9 @@ import pandas as pd
 
 from loopwatch.errors import NotFound
 from loopwatch.features.schema import infer_schema
-from loopwatch.loops.screening import screen_training_data
+from loopwatch.poisoning.screening import ScreenSettings, screen_training_data
 from loopwatch.features.schema import Task
 from loopwatch.models.training import split_positions, train_model
-from loopwatch.poisoning.compose import ScreenSettings
 from loopwatch.records import ModelVersion
 from loopwatch.registry import Registry
 

@@ -16,11 +16,27 @@ stated share of the time), and gives each flagged row a reason:
   feature pattern, far purer in its label than similar patterns, that comes
   with one label.
 
-:mod:`~loopwatch.poisoning.compose` runs them on one table;
-:mod:`loopwatch.loops.screening` adds them to the certain checks of every
-retraining. :mod:`~loopwatch.poisoning.records` holds the quarantine record.
-Nothing here touches a store. Importing this package is cheap: the screens
-(numpy, scipy, scikit-learn) load when their modules are imported.
+The front door is :func:`screen_training_data` (:mod:`~loopwatch.poisoning.screening`):
+the certain checks of every training table (labels, schema), then the screens,
+which :mod:`~loopwatch.poisoning.compose` runs on one table; training and
+retraining call it, and ``ScreenSettings`` tunes it.
+:mod:`~loopwatch.poisoning.records` holds the quarantine record. Nothing here
+touches a store. Importing this package is cheap: the front door and the screens
+(numpy, pandas, scipy, scikit-learn) load on first use.
 """
 
 from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["ScreenSettings", "ScreeningResult", "screen_training_data"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from loopwatch.poisoning.screening import ScreeningResult, ScreenSettings, screen_training_data
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module 'loopwatch.poisoning' has no attribute {name!r}")
+    return getattr(import_module("loopwatch.poisoning.screening"), name)

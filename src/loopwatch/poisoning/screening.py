@@ -1,8 +1,10 @@
-"""Screen training rows before a retrain: the hook every retraining goes through.
+"""Screen training rows before a model learns from them: the poisoning screens' front door.
 
 Retraining on production data closes a loop through the outside world: whoever
-can send predictions and labels can shape the next model. Every retrain
-therefore calls :func:`screen_training_data` and reports what it set aside.
+can send predictions and labels can shape the next model. Every training from a
+table and every retrain (:mod:`loopwatch.application.training`,
+:mod:`loopwatch.application.retraining`) therefore calls :func:`screen_training_data`
+and reports what it set aside.
 
 First the cheap checks whose verdict is certain:
 
@@ -14,8 +16,8 @@ First the cheap checks whose verdict is certain:
   string where a number belongs, a non-finite number, a null in a feature that
   is not nullable).
 
-Then, on the rows that pass them and given a schema, the poisoning screens of
-:mod:`loopwatch.poisoning` (each at a stated false-positive rate on clean
+Then, on the rows that pass them and given a schema, the poisoning screens
+(:mod:`loopwatch.poisoning.compose`; each at a stated false-positive rate on clean
 data): ``label_flip``, ``far_from_reference`` (reading ``reference``, the
 serving version's trusted training sample), ``source:<id>`` (reading
 ``sources``, who supplied each row's label, and ``predictions``, the model's
@@ -38,6 +40,8 @@ import pandas as pd
 from loopwatch.errors import InvalidInput, echo
 from loopwatch.features.schema import FeatureSchema, category_label
 from loopwatch.poisoning.compose import POISONING_SCREENS, ScreenSettings, flagged_rows, run_screens
+
+__all__ = ["ALL_SCREENS", "SCREENS", "ScreenSettings", "ScreeningResult", "screen_training_data"]
 
 #: The certain checks, in the order they run; the poisoning screens follow.
 SCREENS = ("labels", "schema")
