@@ -11,7 +11,6 @@ import pytest
 import skops.io as sio
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.base import clone
 
 from loopwatch.detectors.adversarial import SIGNALS, AdversarialDetector
 from loopwatch.detectors.adversarial_runtime import ProbedModel, fit_for_model, score_rows
@@ -44,11 +43,7 @@ def world() -> World:
     return World()
 
 
-# -- the detector contract (the one every detector keeps, for a detector that needs the model) --
-
-def test_the_detector_has_an_example() -> None:  # run by the suite's --doctest-modules
-    assert ">>>" in (AdversarialDetector.__doc__ or "")
-
+# -- the contract beyond the family's checks (tests/detectors/test_conformance.py) ------------------
 
 def test_fit_and_infer_threshold_return_self(world: World) -> None:
     det = world.make()
@@ -64,17 +59,6 @@ def test_does_not_mutate_its_inputs(world: World) -> None:
     det.probe_frame(frames[2], head=frames[2])
     for frame, copy in zip(frames, copies):
         pd.testing.assert_frame_equal(frame, copy)
-
-
-def test_same_random_state_gives_the_same_scores_and_clone_unfits(world: World) -> None:
-    a = world.make().fit(world.fit_rows[:500], world.calibration[:200], model=world.model)
-    b = world.make().fit(world.fit_rows[:500], world.calibration[:200], model=world.model)
-    rows = world.fresh[:100]
-    np.testing.assert_array_equal(a.score_samples(rows, model=world.model), b.score_samples(rows, model=world.model))
-    assert a.threshold_ == b.threshold_
-    twin = clone(a)
-    assert twin.get_params() == a.get_params()
-    assert not hasattr(twin, "threshold_") and not hasattr(twin, "surrogate_")
 
 
 def test_skops_round_trip_keeps_the_scores(world: World) -> None:

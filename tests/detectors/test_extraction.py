@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.base import clone
 
 from loopwatch.detectors.extraction import ExtractionDetector
 from loopwatch.detectors.query_geometry import near_boundary_share, one_feature_neighbours
@@ -206,20 +205,7 @@ def test_neighbour_share_ignores_row_order_and_repeats(data: st.DataObject) -> N
     assert expected[0] == pytest.approx(np.mean(has))
 
 
-# --- the detector's contract ------------------------------------------------------------
-
-
-def test_same_seed_same_answer_clone_and_no_mutation(churn_training: pd.DataFrame) -> None:
-    reference = churn_training.drop(columns="churned")
-    before = reference.copy()
-    a = ExtractionDetector(seed=3, calibration_clients=20).fit(reference)
-    b = clone(a).fit(reference)
-    pd.testing.assert_frame_equal(reference, before)
-    assert a.thresholds_ == b.thresholds_
-    np.testing.assert_array_equal(a.calibration_scores_, b.calibration_scores_)
-    queries = reference.head(300)
-    assert a.score(queries).to_dict() == b.score(queries).to_dict()
-    assert a.score(queries).to_dict()["features"]["n_rows"] == 300
+# --- the detector's contract (the family's checks: tests/detectors/test_conformance.py) ----------
 
 
 def test_unfitted_and_invalid_parameters_are_refused(churn_training: pd.DataFrame) -> None:

@@ -99,6 +99,7 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
     """
 
     name: ClassVar[str] = "adversarial"
+    seed_parameter: ClassVar[str] = "random_state"
 
     def __init__(
         self,
@@ -288,6 +289,11 @@ class AdversarialDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
         return rate_test(
             int(np.count_nonzero(values > threshold)), int(values.size), k_reference, n_reference, alpha=alpha,
         )
+
+    @property
+    def stated_rate(self) -> float:
+        """The false-positive rate ``fit`` calibrates ``threshold_`` at: ``expected_rate``."""
+        return float(self.expected_rate)
 
     def calibration_counts(self, fpr: float | None = None) -> tuple[int, int]:
         """How many calibration rows lie above the threshold for ``fpr``, and how many there are:

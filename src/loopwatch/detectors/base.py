@@ -1,4 +1,6 @@
-"""The outlier detector contract, shared by every detector.
+"""The outlier detector contract, shared by the outlier and novelty detectors.
+
+It is one shape of the family's contract (:mod:`loopwatch.detectors.contract`).
 
 A detector is fitted on reference rows and *calibrated* on other, held-out
 reference rows: its threshold is the score quantile at which the wanted share
@@ -65,6 +67,8 @@ class OutlierDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn ship
 
     #: The name used in reports.
     name: ClassVar[str] = "outlier_detector"
+    #: The parameter that seeds the model's randomness (:class:`~loopwatch.detectors.contract.Detector`).
+    seed_parameter: ClassVar[str] = "random_state"
 
     def __init__(self, *, expected_rate: float = 0.01, random_state: int | None = None) -> None:
         self.expected_rate = expected_rate
@@ -109,6 +113,17 @@ class OutlierDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn ship
         self.calibration_k_ = int(np.count_nonzero(scores > self.threshold_))
         self.calibration_fpr_ = float(fpr)
         return self
+
+    @property
+    def stated_rate(self) -> float:
+        """The false-alarm rate ``fit`` calibrates at: ``expected_rate``."""
+        return float(self.expected_rate)
+
+    def calibration_counts(self) -> tuple[int, int]:
+        """``(calibration_k_, calibration_n_)``: what a window's flagged count is tested against."""
+        if not hasattr(self, "threshold_"):
+            raise InvalidInput(f"{type(self).__name__} is not calibrated: call fit first")
+        return self.calibration_k_, self.calibration_n_
 
     def score_samples(self, x: ArrayLike) -> FloatArray:
         """Outlier score per row: **higher means more outlying**."""

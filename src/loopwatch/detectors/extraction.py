@@ -72,14 +72,14 @@ False
 from __future__ import annotations
 
 import math
-from typing import Self, Sequence
+from typing import ClassVar, Self, Sequence
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator
 
-from loopwatch.detectors.extraction_scores import SIGNALS, ExtractionScore, QueryFeatures
+from loopwatch.detectors.extraction_scores import SIGNALS, ExtractionScore, QueryFeatures, median_statistics
 from loopwatch.detectors.query_geometry import (
     distinct_positions,
     lattice_neighbours,
@@ -91,9 +91,6 @@ from loopwatch.detectors.query_geometry import (
     value_codes,
 )
 from loopwatch.errors import InvalidInput
-
-# --- the detector -----------------------------------------------------------------------
-
 
 class ExtractionDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn ships no stubs
     """Score each client's queries for extraction-like patterns; fitted on the reference.
@@ -127,7 +124,12 @@ class ExtractionDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn s
         Reference-drawn clients scored to calibrate the thresholds.
     seed:
         Seed of every random draw.
+
+    The family's contract (:mod:`loopwatch.detectors.contract`), one client's queries a unit.
     """
+
+    name: ClassVar[str] = "extraction"
+    seed_parameter: ClassVar[str] = "seed"
 
     def __init__(
         self,
@@ -207,6 +209,20 @@ class ExtractionDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn s
         reference and decided."""
         return self.decide(self.features(frame, probabilities), client_id=client_id)
 
+    def predict(self, frame: pd.DataFrame | None, probabilities: ArrayLike | None = None) -> bool:
+        return self.score(frame, probabilities).flagged  # one client's queries flagged or not
+
+    @property
+    def stated_rate(self) -> float:
+        """Share of reference-drawn clients the thresholds are calibrated to flag: ``fpr``."""
+        return float(self.fpr)
+
+    def calibration_counts(self) -> tuple[int, int]:
+        """How many reference-drawn calibration clients were flagged, and how many were drawn."""
+        if not hasattr(self, "thresholds_"):
+            raise InvalidInput("ExtractionDetector is not fitted: call fit first")
+        return self.calibration_k_, self.calibration_n_
+
     def decide(
         self,
         features: QueryFeatures,
@@ -229,7 +245,7 @@ class ExtractionDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn s
             for name, value in statistics.items()
         }
         for label, group in (("others", others), ("history", history)):
-            baseline = _median_statistics([f for f in group if f.n_rows >= self.min_rows])
+            baseline = median_statistics([f for f in group if f.n_rows >= self.min_rows])
             for name, value in statistics.items():
                 if name in baseline:
                     against[name][label] = self._signal(name, value, baseline[name])
@@ -251,8 +267,6 @@ class ExtractionDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn s
         with one_blas_thread():
             return self._features(prepared, proba, np.random.default_rng(self.seed))
 
-    # -- internals -----------------------------------------------------------------------
-
     def _check_params(self) -> None:
         if not 0.0 < self.fpr < 1.0:
             raise InvalidInput("fpr must lie in (0, 1)")
@@ -260,10 +274,10 @@ class ExtractionDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn s
                 or self.calibration_clients < 1):
             raise InvalidInput("min_rows must be >= 2, max_spread_rows, max_grid_rows and max_support_rows >= 10, "
                                "calibration_clients >= 1")
-        if not 0.0 < self.support_quantile < 0.5:
-            raise InvalidInput("support_quantile must lie in (0, 0.5)")
-        if not 0.0 < self.boundary_margin < 1.0 or not 0.0 < self.min_threshold <= 1.0:
-            raise InvalidInput("boundary_margin must lie in (0, 1) and min_threshold in (0, 1]")
+        if not (0.0 < self.support_quantile < 0.5 and 0.0 < self.boundary_margin < 1.0
+                and 0.0 < self.min_threshold <= 1.0):
+            raise InvalidInput("support_quantile must lie in (0, 0.5), boundary_margin in (0, 1), "
+                               "min_threshold in (0, 1]")
         if not self.spread_scale > 1.0:
             raise InvalidInput("spread_scale must be above 1")
 
@@ -483,12 +497,5 @@ class ExtractionDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn s
         self.calibration_scores_ = np.max(
             [v / self.thresholds_[name] for name, v in self.calibration_signals_.items()], axis=0
         ) if self.calibration_signals_ else np.zeros(0)
-
-
-def _median_statistics(group: Sequence[QueryFeatures]) -> dict[str, float]:
-    """Each statistic's median over the features of ``group`` that have it."""
-    pooled: dict[str, list[float]] = {}
-    for features in group:
-        for name, value in features.statistics().items():
-            pooled.setdefault(name, []).append(value)
-    return {name: float(np.median(values)) for name, values in pooled.items()}
+        self.calibration_n_ = int(self.calibration_scores_.size)
+        self.calibration_k_ = int(np.count_nonzero(self.calibration_scores_ >= 1.0))

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
 
 #: The signals, in the order they are reported.
 SIGNALS = ("boundary", "grid", "spread", "support")
@@ -107,3 +109,12 @@ class ExtractionScore:
             "flagged": self.flagged,
             "reasons": list(self.reasons),
         }
+
+
+def median_statistics(group: Sequence[QueryFeatures]) -> dict[str, float]:
+    """Each statistic's median over the features of ``group`` that have it."""
+    pooled: dict[str, list[float]] = {}
+    for features in group:
+        for name, value in features.statistics().items():
+            pooled.setdefault(name, []).append(value)
+    return {name: float(np.median(values)) for name, values in pooled.items()}
