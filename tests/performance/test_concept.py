@@ -116,6 +116,9 @@ def test_the_doctests_run() -> None:
 def test_typed_parameters_are_the_named_defaults_and_report_what_changed() -> None:
     # the monitoring configuration stores a name: the typed parameters it names run the same detector
     assert sorted(PARAMS_BY_NAME) == sorted(DETECTORS)
+    from loopwatch.loops.monitoring_config import CONCEPT_METHODS
+
+    assert CONCEPT_METHODS == DETECTORS  # every name the configuration accepts has its parameters
     for method in DETECTORS:
         assert concept_params(method) == PARAMS_BY_NAME[method]()
         assert ConceptDriftDetector(detector=concept_params(method)).method == method
