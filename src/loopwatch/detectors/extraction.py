@@ -127,7 +127,6 @@ class ExtractionDetector(BaseEstimator):  # type: ignore[misc]  # scikit-learn s
 
     The family's contract (:mod:`loopwatch.detectors.contract`), one client's queries a unit.
     """
-
     name: ClassVar[str] = "extraction"
     seed_parameter: ClassVar[str] = "seed"
 
