@@ -64,7 +64,11 @@ def test_covariate_shift_into_noisier_inputs_raises_the_estimate_with_the_realiz
     reference = np.mean([dle.reference_metrics_["mae"].value for dle in references])
     assert real["mae"] > 1.2 * reference  # the shift makes the model worse...
     assert est["mae"] == pytest.approx(real["mae"], rel=0.03)  # ...and the estimate follows
-    assert est["rmse"] == pytest.approx(real["rmse"], rel=0.03)
+    # the RMSE less closely: 7% of the shifted rows lie where the holdout has 0.6% of its own, and
+    # trees are flat beyond their data, so the squared error there is underestimated (by 4% here;
+    # within 3% only while a floor pushed every row's squared error up, and real heavy-tailed
+    # RMSEs about 10% high with it)
+    assert est["rmse"] == pytest.approx(real["rmse"], rel=0.05)
     assert min(inside.values()) >= 0.90, inside
 
 
@@ -134,3 +138,43 @@ def test_estimates_are_seeded_and_validated(dle) -> None:
         dle.estimate(x[:10], prediction)
     with pytest.raises(InvalidInput, match="at least"):
         DirectLossEstimator().fit(x[:5], prediction[:5], y[:5])
+
+
+def heavy_world(rng: np.random.Generator, n: int):
+    """Student-t errors with 5 degrees of freedom (kurtosis 9), scaled by 0.5 + |x0|: squared
+    errors dominated by a few rows."""
+    x = rng.normal(size=(n, 3))
+    prediction = 2 * x[:, 0] + np.sin(x[:, 1])
+    y = prediction + rng.standard_t(5, size=n) * (0.5 + np.abs(x[:, 0]))
+    return x, prediction, y
+
+
+def test_rmse_is_unbiased_on_heavy_tailed_errors() -> None:
+    """Over holdouts and windows the estimate is the realized RMSE on average, no longer pushed up
+    by a floor of each row's squared error at its absolute error's square (with it: +4.9% here,
+    and 0.03% without)."""
+    rng = np.random.default_rng(21)
+    errors, realized_values = [], []
+    for seed in range(4):
+        dle = DirectLossEstimator(seed=seed).fit(*heavy_world(rng, 6000))
+        for _ in range(25):
+            x, prediction, y = heavy_world(rng, 1000)
+            realized = regression_metrics(y, prediction, n_boot=0)["rmse"].value
+            errors.append(dle.estimate(x, prediction)["rmse"].value - realized)
+            realized_values.append(realized)
+    assert abs(np.mean(errors)) < 0.025 * np.mean(realized_values), np.mean(errors) / np.mean(realized_values)
+
+
+def test_the_expected_rmse_of_a_gamma_mse_is_its_closed_form() -> None:
+    from scipy import stats
+
+    from loopwatch.performance.loss_estimation import _root_of_mean
+
+    for mean, variance in ((4.0, 1.0), (4.0, 16.0), (1.0, 50.0)):
+        shape = mean**2 / variance
+        expected, low, high = _root_of_mean(mean, variance, variance, 0.9)
+        law = stats.gamma(shape, scale=mean / shape)
+        assert expected == pytest.approx(law.expect(np.sqrt), rel=1e-6)
+        assert expected < math.sqrt(mean)  # the square root is concave
+        assert (low**2, high**2) == pytest.approx(tuple(law.ppf([0.05, 0.95])), rel=1e-6)
+    assert _root_of_mean(4.0, 0.0, 0.0, 0.95) == (2.0, 2.0, 2.0)
