@@ -11,7 +11,10 @@ import itertools
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 
 from loopwatch.errors import InvalidInput
@@ -21,7 +24,7 @@ from loopwatch.performance import (
     departures,
     estimation_error,
 )
-from loopwatch.performance.calibration import Sigmoid, _logit
+from loopwatch.performance.calibration import MIN_SIDE_ROWS, Sigmoid, _logit, fit_sided
 
 RULE = np.array([1.5, -1.0])
 DRIFTED_RULE = np.array([0.5, -1.8])
@@ -152,6 +155,12 @@ def test_sigmoid_calibrator_is_maximum_likelihood_platt_scaling() -> None:
     reference = LogisticRegression(C=1e10, max_iter=1000).fit(_logit(p)[:, None], y)
     assert ours.slope == pytest.approx(reference.coef_[0, 0], abs=2e-3)
     assert ours.intercept == pytest.approx(reference.intercept_[0], abs=2e-3)
+    side = p >= 0.5  # an intercept per side of the served label: logistic regression on (logit, side)
+    sided = Sigmoid().fit(p, y, side)
+    reference = LogisticRegression(C=1e10, max_iter=1000).fit(np.c_[_logit(p), side], y)
+    expected = (reference.coef_[0, 0], reference.coef_[0, 1], reference.intercept_[0])
+    # (the side is nearly collinear with the logit, so the pseudo-row's pull shows a little more)
+    assert (sided.slope, sided.shift, sided.intercept) == pytest.approx(expected, abs=5e-3)
     separated = Sigmoid().fit(np.array([0.2, 0.3, 0.7, 0.8]), np.array([0.0, 0.0, 1.0, 1.0]))
     assert math.isfinite(separated.slope) and separated.slope > 1
 
@@ -211,3 +220,136 @@ def test_a_threshold_changes_what_counts_as_predicted_positive() -> None:
     assert plain.reference_metrics_["recall"].value == pytest.approx(low.reference_metrics_["recall"].value)
     with pytest.raises(InvalidInput, match="y_pred"):
         plain.estimate(window, y_pred=served[:10])
+
+
+def test_the_sigmoid_fit_does_not_run_off_on_scores_far_more_confident_than_their_outcomes() -> None:
+    """Naive Bayes' way: a cluster of scores near 0.998 whose rows are positive a third of the time."""
+    rng = np.random.default_rng(12)
+    p = np.r_[rng.uniform(0.05, 0.6, size=3000), rng.uniform(0.996, 0.999, size=300)]
+    truth = np.r_[rng.uniform(size=3000) < p[:3000] * 0.8, rng.uniform(size=300) < 0.35].astype(float)
+    ours = Sigmoid().fit(p, truth)
+    reference = LogisticRegression(C=1e10, max_iter=1000).fit(_logit(p)[:, None], truth)
+    assert ours.slope == pytest.approx(reference.coef_[0, 0], abs=2e-3)
+    assert ours.intercept == pytest.approx(reference.intercept_[0], abs=2e-3)
+
+
+def step_world(rng: np.random.Generator, n: int, *, low: float = 0.0):
+    """A score whose truth is a staircase, no sigmoid of its logit: P(y | p) is 0.15 below 0.4,
+    0.5 up to 0.6 and 0.85 above (scores uniform on [low, 1])."""
+    score = rng.uniform(low, 1.0, size=n)
+    truth_p = np.select([score < 0.4, score < 0.6], [0.15, 0.5], 0.85)
+    y = (rng.uniform(size=n) < truth_p).astype(int)
+    return np.c_[1 - score, score], y
+
+
+def test_auto_calibration_is_chosen_on_the_estimates_and_picks_isotonic_for_a_staircase() -> None:
+    rng = np.random.default_rng(13)
+    proba, y = step_world(rng, 10_000)
+    auto = ConfidenceBasedEstimator(classes=[0, 1]).fit(proba, y)
+    assert auto.calibration_ == "isotonic"
+    assert auto.calibration_scores_["isotonic"] < min(auto.calibration_scores_["sigmoid"], auto.calibration_scores_["none"])
+    # the choice is the better estimate where it matters: a window leaning to high scores
+    sigmoid = ConfidenceBasedEstimator(classes=[0, 1], calibration="sigmoid").fit(proba, y)
+    window, labels = step_world(rng, 20_000, low=0.35)
+    truth = realized(window, labels)
+    for name in ("accuracy", "roc_auc"):
+        assert abs(auto.estimate(window)[name].value - truth[name].value) < 0.01, name
+    assert abs(sigmoid.estimate(window)["accuracy"].value - truth["accuracy"].value) > 0.02
+
+
+def segment_world(rng: np.random.Generator, n: int, *, shop_share: float = 0.1):
+    """A model nearly calibrated on the holdout's mix and not by segment: in the 'shop' channel
+    (a tenth of the holdout) the truth is much closer to a coin toss than the score says."""
+    x = rng.normal(size=n)
+    channel = np.where(rng.uniform(size=n) < shop_share, "shop", "web")
+    score = 1 / (1 + np.exp(-(1.5 * x)))
+    truth = np.where(channel == "shop", 0.5 + 0.3 * (score - 0.5), score)
+    y = (rng.uniform(size=n) < truth).astype(int)
+    return pd.DataFrame({"x": x, "channel": channel}), np.c_[1 - score, score], y
+
+
+def test_a_window_of_a_miscalibrated_segment_gets_the_interval_it_needs() -> None:
+    rng = np.random.default_rng(14)
+    table, proba, y = segment_world(rng, 10_000)
+    with_inputs = ConfidenceBasedEstimator(classes=[0, 1]).fit(proba, y, X_reference=table)
+    scores_only = ConfidenceBasedEstimator(classes=[0, 1]).fit(proba, y)
+    assert with_inputs.segments_ is not None and scores_only.segments_ is None
+    inside: dict[str, list[bool]] = {"inputs": [], "scores": []}
+    widths: dict[str, list[float]] = {"inputs": [], "scores": [], "mix": [], "mix_scores": []}
+    for _ in range(30):
+        window, p, labels = segment_world(rng, 2000, shop_share=0.8)  # the shop, mostly
+        truth = realized(p, labels)["accuracy"].value
+        for name, estimate in (("inputs", with_inputs.estimate(p, X=window)), ("scores", scores_only.estimate(p))):
+            inside[name].append(estimate["accuracy"].contains(truth))
+            widths[name].append(estimate["accuracy"].ci_high - estimate["accuracy"].ci_low)
+        window, p, _ = segment_world(rng, 2000)  # the holdout's own mix
+        for name, estimate in (("mix", with_inputs.estimate(p, X=window)), ("mix_scores", scores_only.estimate(p))):
+            widths[name].append(estimate["accuracy"].ci_high - estimate["accuracy"].ci_low)
+    assert np.mean(inside["scores"]) < 0.5  # the scores alone cannot see the segment's miscalibration
+    assert np.mean(inside["inputs"]) >= 0.9
+    assert np.median(widths["inputs"]) > 1.5 * np.median(widths["scores"])
+    # a window with the holdout's mix keeps about the interval it had
+    assert np.median(widths["mix"]) < 1.15 * np.median(widths["mix_scores"])
+    # without the window's inputs, the estimate is what it was
+    assert with_inputs.estimate(p)["accuracy"] == scores_only.estimate(p)["accuracy"]
+    with pytest.raises(InvalidInput, match="lack"):
+        with_inputs.estimate(p, X=window[["x"]])
+
+
+def dip_world(rng: np.random.Generator, n: int):
+    """Scores whose truth is not monotone across the threshold (naive Bayes' way): P(y | p) is p,
+    except 0.6 on [0.3, 0.5), just below the threshold, and 0.35 on [0.5, 0.7), just above it."""
+    score = rng.uniform(size=n)
+    truth_p = np.select([(score >= 0.3) & (score < 0.5), (score >= 0.5) & (score < 0.7)], [0.6, 0.35], score)
+    y = (rng.uniform(size=n) < truth_p).astype(int)
+    return np.c_[1 - score, score], y
+
+
+def test_two_classes_are_calibrated_on_each_side_of_the_served_label() -> None:
+    from sklearn.isotonic import IsotonicRegression
+
+    rng = np.random.default_rng(15)
+    proba, y = dip_world(rng, 10_000)
+    isotonic = ConfidenceBasedEstimator(classes=[0, 1], calibration="isotonic").fit(proba, y)
+    # pool-adjacent-violators keeps each side's sum of outcomes: on its own holdout the estimated
+    # accuracy is the realized one, to rounding
+    holdout = realized(proba, y)["accuracy"].value
+    assert isotonic.estimate(proba)["accuracy"].value == pytest.approx(holdout, abs=1e-9)
+    window, labels = dip_world(rng, 20_000)
+    truth = realized(window, labels)["accuracy"].value
+    errors = {}
+    for calibration in ("auto", "isotonic", "sigmoid"):
+        cbpe = ConfidenceBasedEstimator(classes=[0, 1], calibration=calibration).fit(proba, y)
+        errors[calibration] = abs(cbpe.estimate(window)["accuracy"].value - truth)
+    assert errors["isotonic"] < 0.015 and max(errors.values()) < 0.02, errors
+    # one monotone map over both sides pools the dip with the rise and is off on both sides at once
+    pooled = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(proba[:, 1], y).predict(window[:, 1])
+    pooled_error = np.mean(np.where(window[:, 1] >= 0.5, pooled, 1 - pooled)) - truth
+    assert pooled_error > 0.04, pooled_error
+    # the served labels decide the sides: by a threshold of 0.3, the rows on [0.3, 0.5) are served positive
+    served = (window[:, 1] >= 0.3).astype(int)
+    sided = ConfidenceBasedEstimator(classes=[0, 1], threshold=0.3, calibration="isotonic").fit(proba, y)
+    truth = float(np.mean(served == labels))
+    assert abs(sided.estimate(window)["accuracy"].value - truth) < 0.015
+    assert sided.estimate(window, y_pred=served)["accuracy"].value == sided.estimate(window)["accuracy"].value
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(120, 400), slope=st.floats(0.2, 3.0), dip=st.floats(-0.3, 0.3))
+def test_sided_calibrators_keep_each_sides_outcomes(seed: int, n: int, slope: float, dip: float) -> None:
+    """In sample, what is estimated adds up side by side: isotonic keeps each side's sum of outcomes
+    (pool adjacent violators preserves sums), and the sided sigmoid's score equations leave each
+    side short by exactly what the pseudo-row's pull toward the identity holds back."""
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0.01, 0.99, size=n)
+    side = p >= 0.5
+    truth_p = np.clip(1 / (1 + np.exp(-slope * _logit(p))) + dip * side, 0.01, 0.99)
+    y = (rng.uniform(size=n) < truth_p).astype(float)
+    isotonic = fit_sided("isotonic", p, y, side)
+    sigmoid = Sigmoid().fit(p, y, side)
+    q = sigmoid.predict(p, side)
+    for rows in (side, ~side):
+        if rows.sum() >= MIN_SIDE_ROWS and 0 < y[rows].sum() < rows.sum():
+            assert isotonic.predict(p[rows], side[rows]).sum() == pytest.approx(y[rows].sum(), abs=1e-9)
+    assert np.sum(y - q) == pytest.approx(sigmoid.intercept, abs=1e-6)  # the intercept's equation
+    assert np.sum((y - q)[side]) == pytest.approx(sigmoid.shift, abs=1e-6)  # the shift's

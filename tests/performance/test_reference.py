@@ -74,6 +74,9 @@ def test_the_profile_round_trips_with_its_performance_reference(classifier, regr
         assert loaded.holdout_metrics == pytest.approx(original.holdout_metrics, nan_ok=True)
     loaded = performance_reference_of(ReferenceProfile.from_bytes(classifier.profile.to_bytes()))
     np.testing.assert_array_equal(loaded.y_proba, classifier.profile.performance.y_proba)
+    # a classifier keeps its holdout's inputs too, for calibration by segment
+    pd.testing.assert_frame_equal(loaded.X, classifier.profile.performance.X, check_dtype=False)
+    assert list(loaded.X.columns) == ["tenure", "fee", "plan"]
     loaded = performance_reference_of(ReferenceProfile.from_bytes(regressor.profile.to_bytes()))
     pd.testing.assert_frame_equal(loaded.X, regressor.profile.performance.X, check_dtype=False)
 
@@ -97,11 +100,13 @@ def test_fit_estimator_gives_a_cbpe_that_estimates_production_windows(classifier
     window = _table(2000, 7).drop(columns=["spend", "churned"])
     labels = _table(2000, 7)["churned"]
     proba = classifier.pipeline.predict_proba(prepare_features(window, classifier.schema))
-    estimated = cbpe.estimate(proba)
+    assert cbpe.segments_ is not None  # fitted with the holdout's inputs
+    estimated = cbpe.estimate(proba, X=window)
     realized = classification_metrics(labels, np.array(["no", "yes"])[proba.argmax(axis=1)], proba,
                                       classes=["no", "yes"], n_boot=0)
     for name in ("accuracy", "roc_auc"):
         assert estimated[name].contains(realized[name].value), name
+        assert estimated[name].value == cbpe.estimate(proba)[name].value  # the inputs widen, never move
     with pytest.raises(InvalidInput, match="classes"):
         fit_estimator(reference, classes=["yes", "no"])
     with pytest.raises(InvalidInput, match="regression"):

@@ -250,7 +250,8 @@ def performance_reference(
     columns = [f"probability_{label}" for label in schema.classes]
     if not set(columns) <= set(outputs.columns):  # a classifier without probabilities
         return None
-    return classifier_reference(y, outputs[columns].to_numpy(), classes=schema.classes, seed=seed)
+    return classifier_reference(y, outputs[columns].to_numpy(), classes=schema.classes,
+                                X=x.reset_index(drop=True), seed=seed)
 
 
 def holdout_metrics(pipeline: Any, x: pd.DataFrame, y: np.ndarray, task: Task) -> dict[str, float]:

@@ -33,9 +33,10 @@ class PerformanceReference:
 
     Classifiers: ``y_true`` labels, ``y_pred`` the served (most probable)
     labels, ``y_proba`` one column per class in ``classes`` order. Regressors:
-    ``y_true`` and ``y_pred`` values and ``X``, the holdout's feature table as
+    ``y_true`` and ``y_pred`` values. Both: ``X``, the holdout's feature table as
     the model takes it (a window's rows are passed to the fitted estimator
-    the same way), a numeric matrix, or ``None``. A table is stored encoded
+    the same way), a numeric matrix, or ``None`` (classifier references stored
+    before they kept their inputs have none). A table is stored encoded
     (:class:`~loopwatch.performance.inputs.InputEncoder`: numbers, and category
     codes with the category names), which also caps each categorical
     column at its 250 most frequent categories.
@@ -121,9 +122,11 @@ def _keep(n: int, max_rows: int, seed: int) -> np.ndarray:
 
 
 def classifier_reference(
-    y_true: Any, y_proba: Any, *, classes: Sequence[Any], max_rows: int = MAX_ROWS, seed: int = 0
+    y_true: Any, y_proba: Any, *, classes: Sequence[Any], X: Any = None, max_rows: int = MAX_ROWS, seed: int = 0
 ) -> PerformanceReference:
-    """A classifier's holdout: its true labels and probabilities (the served label is the most probable)."""
+    """A classifier's holdout: its true labels and probabilities (the served label is the most
+    probable), and its inputs (a table, a numeric matrix or None), with which a two-class
+    estimate measures its calibration segment by segment."""
     classes = check_classes(classes)
     truth = encode_labels(y_true, classes, name="y_true")
     proba = check_proba(y_proba, n=len(truth), k=len(classes))
@@ -137,9 +140,23 @@ def classifier_reference(
         y_pred=y_pred_labels[keep],
         classes=classes,
         y_proba=proba[keep],
+        X=_kept_inputs(X, keep, len(truth)),
         holdout_metrics={name: m.value for name, m in metrics.items()},
         n_holdout=len(truth),
     )
+
+
+def _kept_inputs(X: Any, keep: np.ndarray, n: int) -> pd.DataFrame | np.ndarray | None:
+    if isinstance(X, pd.DataFrame):
+        if len(X) != n:
+            raise InvalidInput(f"X has {len(X)} rows, y_true {n}")
+        return X.iloc[keep].reset_index(drop=True)
+    if X is None:
+        return None
+    matrix = np.asarray(X, dtype=np.float64)
+    if matrix.ndim != 2 or len(matrix) != n:
+        raise InvalidInput(f"X must be a matrix of {n} rows, got shape {matrix.shape}")
+    return matrix[keep]
 
 
 def regressor_reference(
@@ -150,21 +167,11 @@ def regressor_reference(
     predicted = check_values(y_pred, name="y_pred", n=len(truth))
     metrics = regression_metrics(truth, predicted, n_boot=0)
     keep = _keep(len(truth), max_rows, seed)
-    inputs: pd.DataFrame | np.ndarray | None = None
-    if isinstance(X, pd.DataFrame):
-        if len(X) != len(truth):
-            raise InvalidInput(f"X has {len(X)} rows, y_true {len(truth)}")
-        inputs = X.iloc[keep].reset_index(drop=True)
-    elif X is not None:
-        matrix = np.asarray(X, dtype=np.float64)
-        if matrix.ndim != 2 or len(matrix) != len(truth):
-            raise InvalidInput(f"X must be a matrix of {len(truth)} rows, got shape {matrix.shape}")
-        inputs = matrix[keep]
     return PerformanceReference(
         task="regression",
         y_true=truth[keep],
         y_pred=predicted[keep],
-        X=inputs,
+        X=_kept_inputs(X, keep, len(truth)),
         holdout_metrics={name: m.value for name, m in metrics.items()},
         n_holdout=len(truth),
     )
@@ -198,7 +205,7 @@ def fit_estimator(
         if reference.y_proba is None:
             raise InvalidInput("the reference holds no probabilities: a confidence-based estimate needs them")
         estimator = ConfidenceBasedEstimator(classes=reference.classes, positive=positive, seed=seed)
-        return estimator.fit(reference.y_proba, reference.y_true)
+        return estimator.fit(reference.y_proba, reference.y_true, X_reference=reference.X)
     if reference.task == "regression":
         return DirectLossEstimator(seed=seed).fit(reference.X, reference.y_pred, reference.y_true)
     raise InvalidInput(f"unknown task {echo(reference.task)}; expected one of {TASKS}")

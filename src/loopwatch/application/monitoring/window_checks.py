@@ -95,7 +95,9 @@ class PerformanceContext:
                 proba = self.probabilities(rows)
                 if proba is None:
                     return none("no_probabilities")
-                values = self.estimator.estimate(proba)
+                # with the window's inputs, which widen the interval where its mix of segments
+                # leans on calibration the holdout could not pin down
+                values = self.estimator.estimate(proba, X=rows[self.version.schema.names])
             else:
                 features = self.version.schema.names
                 values = self.estimator.estimate(rows[features], rows["prediction"].to_numpy(dtype=np.float64))
