@@ -107,3 +107,29 @@ def random_days(frame: pd.DataFrame, *, days: int, start: str, seed: int) -> pd.
     seconds = rng.integers(0, 86_400, len(out))
     out["time"] = pd.Timestamp(start, tz="UTC") + pd.to_timedelta(day, unit="D") + pd.to_timedelta(seconds, unit="s")
     return out.sort_values("time", kind="stable").reset_index(drop=True)
+
+
+@lru_cache(maxsize=1)
+def _flight_delays() -> pd.DataFrame:
+    raw = _load("nycflights13", "flights")
+    flown = raw[raw["arr_delay"].notna() & raw["air_time"].notna()].reset_index(drop=True)
+    time = pd.to_datetime(flown["time_hour"], utc=True)
+    return pd.DataFrame(
+        {
+            "carrier": _codes(flown["carrier"]),
+            "origin": _codes(flown["origin"]),
+            "dest": _codes(flown["dest"]),
+            "weekday": (time.dt.tz_convert("America/New_York").dt.day_of_week + 1).astype("int64"),
+            "month": flown["month"].astype("int64"),
+            "sched_hour": flown["hour"].astype("int64"),
+            "distance": flown["distance"].astype("float64"),
+            "arr_delay": flown["arr_delay"].astype("float64"),
+            "air_time": flown["air_time"].astype("float64"),
+        }
+    )
+
+
+def flight_delays() -> pd.DataFrame:
+    """The 2013 flights that arrived (327,346 rows), with two heavy-tailed regression targets:
+    ``arr_delay`` (minutes late at arrival, -86 to 1,272) and ``air_time`` (minutes in the air)."""
+    return _flight_delays().copy()
