@@ -24,7 +24,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -51,7 +51,8 @@ class Identity:
 
 def _logit(p: np.ndarray) -> np.ndarray:
     q = np.clip(p, LOGIT_CLIP, 1 - LOGIT_CLIP)
-    return np.log(q) - np.log1p(-q)
+    logits: np.ndarray = np.log(q) - np.log1p(-q)
+    return logits
 
 
 def _expit(z: np.ndarray) -> np.ndarray:
@@ -143,8 +144,8 @@ def fit_calibrator(method: str, p: np.ndarray, outcome: np.ndarray) -> Calibrato
         return Sigmoid().fit(p, outcome)
     from sklearn.isotonic import IsotonicRegression
 
-    calibrator: Any = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-    return calibrator.fit(p, outcome)
+    calibrator: Calibrator = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, outcome)
+    return calibrator
 
 
 def fit_sided(method: str, p: np.ndarray, outcome: np.ndarray, side: np.ndarray) -> Sided | SidedSigmoid:

@@ -340,7 +340,8 @@ def per_prediction_loss(
         if kind != "error":
             raise InvalidInput("a regressor's loss is its absolute error: kind must be 'error'")
         truth = check_values(y_true, name="y_true")
-        return np.abs(truth - check_values(y_pred, name="y_pred", n=len(truth)))
+        errors: np.ndarray = np.abs(truth - check_values(y_pred, name="y_pred", n=len(truth)))
+        return errors
     if task != "classification":
         raise InvalidInput(f"task must be 'classification' or 'regression', not {echo(task)}")
     if kind not in LOSS_KINDS:
@@ -353,11 +354,13 @@ def per_prediction_loss(
         proba = check_proba(y_proba, n=len(truth), k=len(known))
         eps = np.finfo(np.float64).eps
         picked = np.clip(proba[np.arange(len(truth)), truth], eps, 1.0 - eps)
-        return -np.log(picked)
+        losses: np.ndarray = -np.log(picked)
+        return losses
     if classes is not None:
         known = check_classes(classes)
         truth = encode_labels(y_true, known, name="y_true")
-        return (truth != encode_labels(y_pred, known, name="y_pred")).astype(np.float64)
+        wrong: np.ndarray = (truth != encode_labels(y_pred, known, name="y_pred")).astype(np.float64)
+        return wrong
     truth_text = [category_label(_plain(v)) for v in np.asarray(y_true, dtype=object).ravel()]
     pred_text = [category_label(_plain(v)) for v in np.asarray(y_pred, dtype=object).ravel()]
     if len(truth_text) != len(pred_text):

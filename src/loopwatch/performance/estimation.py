@@ -262,8 +262,10 @@ class ConfidenceBasedEstimator:
         """The predicted class of each row, as an index into ``classes``."""
         pos = self.positive_index_
         if pos is not None and self.threshold is not None:
-            return np.where(proba[:, pos] >= self.threshold, pos, 1 - pos)
-        return proba.argmax(axis=1)
+            served: np.ndarray = np.where(proba[:, pos] >= self.threshold, pos, 1 - pos)
+            return served
+        most_probable: np.ndarray = proba.argmax(axis=1)
+        return most_probable
 
     def _served(self, proba: np.ndarray, y_pred: Any) -> np.ndarray:
         if y_pred is None:
@@ -340,7 +342,7 @@ class ConfidenceBasedEstimator:
         return out
 
     def _simulate(
-        self, variants: np.ndarray, predicted: np.ndarray, ranked: list,
+        self, variants: np.ndarray, predicted: np.ndarray, ranked: list[Any],
         segments: list[tuple[SegmentCalibration, list[np.ndarray], np.ndarray]],
     ) -> dict[str, np.ndarray]:
         """Realized metrics of ``n_sim`` label vectors, draw ``j`` from the probabilities of

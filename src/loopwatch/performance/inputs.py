@@ -41,7 +41,8 @@ class InputEncoder:
 
     @property
     def categorical_mask(self) -> np.ndarray:
-        return np.r_[np.zeros(len(self.numeric), bool), np.ones(len(self.categorical), bool)]
+        mask: np.ndarray = np.r_[np.zeros(len(self.numeric), bool), np.ones(len(self.categorical), bool)]
+        return mask
 
     @classmethod
     def fit(cls, frame: pd.DataFrame) -> InputEncoder:

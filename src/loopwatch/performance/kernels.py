@@ -16,7 +16,7 @@ metric and its interval can never disagree about the formula.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Literal
 
 import numpy as np
 
@@ -63,7 +63,7 @@ def interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
         return float("nan"), float("nan")
     tail = (1 - confidence) / 2
     # interpolating towards an infinite loss is undefined: then take the nearest sample
-    method = "linear" if np.isfinite(defined).all() else "nearest"
+    method: Literal["linear", "nearest"] = "linear" if np.isfinite(defined).all() else "nearest"
     low, high = np.quantile(defined, [tail, 1 - tail], method=method)
     return float(low), float(high)
 

@@ -112,7 +112,8 @@ class SegmentCalibration:
 
     def groups(self, scores: np.ndarray, predicted: np.ndarray) -> np.ndarray:
         """Each row's group: its bin of the positive class's score, and its predicted class."""
-        return np.searchsorted(self.score_edges, scores, side="right") * 2 + predicted
+        cells: np.ndarray = np.searchsorted(self.score_edges, scores, side="right") * 2 + predicted
+        return cells
 
     def offsets(
         self, cells: list[np.ndarray], groups: np.ndarray, predicted: np.ndarray, size: int,
