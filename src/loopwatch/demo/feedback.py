@@ -84,7 +84,8 @@ def evaluate(client: httpx.Client, scenario: Any, keys: DemoKeys) -> dict[str, A
     )
     report = _check(answer, "evaluating the loops")
     timeline = scenario.timeline.to_dict()
-    graded = grade_loops(timeline, report["incidents"], start=scenario.start, n_days=scenario.n_days)
+    graded = grade_loops(timeline, report["incidents"], start=scenario.start, n_days=scenario.n_days,
+                         recommendations=report["recommendations"])
     # the days a label-free estimate cannot know by design: the relation between inputs and
     # outcome moved (concept drift), or a software change broke the inputs the model saw
     unknowable = sorted({day for incident in timeline["incidents"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Sequence
 
 #: Incident kinds that change what clients send, so input monitoring should see them.
 INPUT_KINDS = ("covariate_shift", "selection_bias", "software_change", "adversarial_probing")
@@ -120,44 +120,54 @@ NAMED_KINDS: dict[str, tuple[str, str, str]] = {
     "adversarial_probing": ("client_id", "client_name", "client_id"),
     "label_poisoning": ("source", "source_name", "source"),
 }
-#: What kind of finding each kind of incident may rightly cause, besides its own kind.
-LABEL_KINDS = ("concept_drift",)
+#: The kinds of finding each kind of injected incident explains: its own, and what it causes
+#: by construction (a probing client's queries are also evasion attempts). Any other finding,
+#: even one that starts inside an incident's period (an overfitting gap during a covariate
+#: shift, say, or a concept drift on the predictions of a software change), is a false alarm.
+EXPLAINS: dict[str, tuple[str, ...]] = {
+    "covariate_shift": ("covariate_shift",),
+    "selection_bias": ("selection_bias",),
+    "software_change": ("software_change",),
+    "concept_drift": ("concept_drift",),
+    "latency_regression": ("latency_regression",),
+    "adversarial_probing": ("adversarial_probing", "adversarial_evasion"),
+    "label_poisoning": ("label_poisoning",),
+}
 
 
 def grade_loops(
-    timeline: dict[str, Any], incidents: list[dict[str, Any]], *, start: datetime, n_days: int
+    timeline: dict[str, Any], incidents: list[dict[str, Any]], *, start: datetime, n_days: int,
+    recommendations: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """Per graded incident: the first incident loopwatch raised for it, when, named how, and which loop.
 
-    An injected incident is found by the earliest raised incident whose first window
-    lies in its active period plus its delay; it counts when that incident was
+    An injected incident is found by the earliest raised incident of its kind whose first
+    window lies in its active period plus its delay; it counts when that incident was
     detected (its evidence existed) no later than the deadline, was diagnosed as the
-    injected kind and mapped to its loop. Anything raised outside every injected
-    incident's period is a false alarm: input findings outside the input incidents,
-    label findings on predictions made before the concept drift, a latency finding
-    before the slower deployment.
+    injected kind and mapped to its loop.
+
+    Every finding that the timeline does not explain is a false alarm: a raised incident
+    outside every injected incident's period, one inside a period but of a kind that
+    incident does not cause (:data:`EXPLAINS`), and every signal (a recommendation tied to
+    no incident: an overfitting gap, low label coverage, a business metric that left the
+    model), since no injected incident causes one.
     """
     raised = [dict(i, _first=_day(i["first_seen"], start), _detected=_day(i["detected_at"], start)) for i in incidents]
     graded = []
     explained: set[int] = set()
     for truth in timeline["incidents"]:
         period = affected_days(truth, n_days)
-        matching = [k for k, i in enumerate(raised) if i["_first"] in period]
-        if truth["kind"] == "concept_drift":
-            matching = [k for k in matching if raised[k]["kind"] in LABEL_KINDS]
-        elif truth["kind"] == "label_poisoning":
-            matching = [k for k in matching if raised[k]["kind"] == "label_poisoning"]
-        elif truth["kind"] == "latency_regression":
-            matching = [k for k in matching if raised[k]["kind"] == "latency_regression"]
-        else:
-            matching = [k for k in matching
-                        if raised[k]["kind"] not in LABEL_KINDS + ("latency_regression", "label_poisoning")]
+        explains = EXPLAINS.get(truth["kind"], (truth["kind"],))
+        in_period = [k for k, i in enumerate(raised) if i["_first"] in period]
+        matching = [k for k in in_period if raised[k]["kind"] in explains]
         explained.update(matching)
         if truth["kind"] not in LOOP_GRADED:
             continue
         deadline = int(truth["day"]) + math.ceil(float(truth["max_delay_days"]))
+        # the finding graded is the earliest of the incident's own kind; when there is none,
+        # the earliest raised in its period shows what it was taken for
         same_kind = [k for k in matching if raised[k]["kind"] == truth["kind"]]
-        pick = min(same_kind or matching, key=lambda k: raised[k]["_detected"], default=None)
+        pick = min(same_kind or in_period, key=lambda k: raised[k]["_detected"], default=None)
         found = raised[pick] if pick is not None else None
         detected = None if found is None else found["_detected"]
         named, named_id = _named(truth["kind"], found)
@@ -182,6 +192,10 @@ def grade_loops(
     false_alarms = [
         {"day": i["_first"], "kind": i["kind"], "loop": i["loop"], "summary": i["summary"]}
         for k, i in enumerate(raised) if k not in explained
+    ]
+    false_alarms += [
+        {"day": None, "kind": r["reason"], "loop": r["loop"], "summary": r["action"]}
+        for r in recommendations if r.get("incident_id") is None
     ]
     return {"incidents": graded, "false_alarms": false_alarms, "raised": len(raised)}
 
