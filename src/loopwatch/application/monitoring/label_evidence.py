@@ -21,6 +21,7 @@ from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.diagnosis import diagnose_labels
 from loopwatch.loops.evidence import LabelEvidence
 from loopwatch.loops.report import Finding, Incident, Recommendation
+from loopwatch.application.monitoring.concept_baseline import ConceptBaseline
 from loopwatch.application.monitoring.pooled_concept import pooled_concept_finding
 from loopwatch.application.monitoring.outcomes import segment_performance, target_drift_of, window_value
 from loopwatch.application.monitoring.windows import WindowSpec
@@ -33,6 +34,8 @@ N_BOOT = 200
 CONCEPT_ALPHA_SHARE = 0.25
 #: Earlier stable windows needed before a window is judged against their usual gap.
 BASELINE_WINDOWS = 5
+#: The basis a test names when it was judged against earlier windows.
+BASELINE_BASIS = "earlier stable windows"
 
 
 @dataclass
@@ -74,10 +77,15 @@ def label_findings(
     # each window is tested at every checkpoint its labels reach: a share of the alpha each
     z_crit = float(stats.norm.isf(config.drift_alpha * CONCEPT_ALPHA_SHARE))
     windows: list[dict[str, Any]] = []
-    history: dict[int, list[tuple[datetime, float]]] = {}
+    # per version, the usual gap of windows without a drift (see concept_baseline)
+    baselines: dict[int, ConceptBaseline[datetime]] = {}
     # per version, the windows judged without a finding of their own, for the pooled test
     judged: dict[int, list[tuple[Any, ...]]] = {}
     found_in: set[int] = set()
+    # per version, the first window of its concept drift: from there on the relation between
+    # inputs and outcome is another, and production performance no longer says how well the
+    # version generalises (an overfitting gap would be the drift seen a second time)
+    concept_since: dict[int, datetime] = {}
     frame_starts = spec.starts_of(frame["__timestamp"])
     label_starts = spec.starts_of(labelled["__timestamp"])
     labelled_by = {key: rows for key, rows in labelled.groupby([label_starts, labelled["__version"]], sort=False)}
@@ -107,14 +115,18 @@ def label_findings(
                 continue
             departure = realized["value"] - estimated["value"]
             departure = -departure if context.higher_is_better else departure
-            test = _departure_test(departure, realized, estimated, history.get(int(number), []), checkpoint)
+            baseline = baselines.setdefault(int(number), ConceptBaseline())
+            test = _departure_test(departure, realized, estimated, baseline.known(checkpoint))
             entry["departure"] = test
             tests.append((checkpoint, realized, test, len(seen)))
             if test["excess"] > config.performance_tolerance and test["z"] > z_crit:
                 found = _concept_finding(context, start, spec, checkpoint, realized, estimated, test, len(seen))
-        if testable and found is None and departure is not None:
-            # the usual gap between realized and estimated, against which later windows are judged
-            history.setdefault(int(number), []).append((_checkpoints(mine, spec)[-1], departure))
+        if tests and departure is not None:
+            # the usual gap between realized and estimated, against which later windows are
+            # judged: a window enters it once it is known not to be part of a drift
+            last = tests[-1][2]
+            baselines[int(number)].record(at=_checkpoints(mine, spec)[-1], departure=departure,
+                                          drifted=found is not None, baselined=last["basis"] == BASELINE_BASIS)
         if entry["realized"] is None:  # a null metric says why: too few labels, one class, ...
             entry["realized_missing"] = _unrealized(context, mine, config.min_labels).to_dict()
         if estimated is not None and entry["realized"] is not None:
@@ -127,6 +139,7 @@ def label_findings(
         if found is not None:
             part.findings.append(found)
             found_in.add(int(number))
+            concept_since[int(number)] = min(concept_since.get(int(number), start), start)
         elif tests:
             judged.setdefault(int(number), []).append((start, estimated, tests))
     for number, series in judged.items():
@@ -135,8 +148,11 @@ def label_findings(
         pooled = pooled_concept_finding(contexts[number], series, spec, config, make=_concept_finding)
         if pooled is not None:
             part.findings.append(pooled)
+            concept_since[number] = datetime.fromisoformat(pooled.evidence["pooled_since"])
     concept_windows = {f.window_start for f in part.findings}
     stable = labelled[~label_starts.isin([pd.Timestamp(t) for t in drifted_windows | concept_windows])]
+    for number, since in concept_since.items():
+        stable = stable[~((stable["__version"] == number) & (spec.starts_of(stable["__timestamp"]) >= pd.Timestamp(since)))]
     part.performance = {"windows": windows, **_overall(contexts, stable, config)}
     counts = labelled["__version"].value_counts()
     busiest = contexts[int(counts.idxmax())]
@@ -159,20 +175,19 @@ def label_findings(
 
 
 def _departure_test(
-    departure: float, realized: dict[str, float], estimated: dict[str, float],
-    history: list[tuple[datetime, float]], checkpoint: datetime,
+    departure: float, realized: dict[str, float], estimated: dict[str, float], known: list[float],
 ) -> dict[str, Any]:
     """How much worse than estimated a window did, beyond the usual gap.
 
     The estimate carries a bias of its own (its calibration saw one holdout), so a window is
-    judged against the gap of earlier stable windows whose labels were in by ``checkpoint``;
-    until there are enough of them, against the estimate and its interval alone.
+    judged against the departures of earlier windows without a drift known by the test's
+    moment (``known``, see :mod:`loopwatch.application.monitoring.concept_baseline`); until there are enough
+    of them, against the estimate and its interval alone.
     """
-    known = [d for at, d in history if at <= checkpoint]
     if len(known) >= BASELINE_WINDOWS:
         usual = float(np.mean(known))
         se = float(np.hypot(_se(realized), np.std(known, ddof=1) / np.sqrt(len(known))))
-        basis = "earlier stable windows"
+        basis = BASELINE_BASIS
     else:
         usual = 0.0
         se = float(np.hypot(_se(realized), _se(estimated)))
