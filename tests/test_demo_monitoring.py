@@ -1,7 +1,9 @@
-"""The demo's whole loop, on three seeds chosen in advance: every graded incident is detected
+"""The demo's whole loop, on six seeds chosen in advance: every graded incident is detected
 within its stated delay, diagnosed as its true kind and mapped to its loop (the probing client
-and the poisoning source by the names of their API keys), and nothing is raised outside the
-injected incidents. The demo's service runs with auth on and refuses what it should."""
+and the poisoning source by the names of their API keys), and no finding is a false alarm under
+the strict grading: each incident explains only findings of its own kind in its period, and
+every other finding, or signal tied to no incident, counts. The demo's service runs with auth on
+and refuses what it should."""
 
 from __future__ import annotations
 
@@ -61,6 +63,7 @@ def test_demo_closes_the_loop(tmp_path: Path, seed: int) -> None:
             # named by its key's name, and logged under that key's id (not a header it chose)
             assert graded["named"] == NAMED[kind], graded
             assert graded["named_id"] == key_ids[NAMED[kind]], graded
+    # strict: a finding of another kind inside an incident's period, or an overfitting gap, counts
     assert loops["false_alarms"] == [], loops["false_alarms"]
     # labels arrived late and were joined: most predictions old enough to be labelled have one
     assert summary["labels_sent"] > 0
