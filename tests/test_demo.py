@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ from loopwatch.simulate import INCIDENT_KINDS
 @pytest.mark.slow
 def test_demo_json_summary(tmp_path: Path) -> None:
     env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path), "LOOPWATCH_HOME": str(tmp_path / "home")}
+    # the demo runs the code under test: a PYTHONPATH that put it first stays in force
+    env.update({k: v for k, v in os.environ.items() if k == "PYTHONPATH"})
     done = subprocess.run(
         [sys.executable, "-m", "loopwatch", "demo", "--json", "--days", "10", "--per-day", "120", "--seed", "3"],
         capture_output=True, text=True, env=env, timeout=300,

@@ -8,6 +8,7 @@ and refuses what it should."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,8 @@ NAMED = {"adversarial_probing": "probe-7", "label_poisoning": "partner-feed"}
 @pytest.mark.parametrize("seed", SEEDS)
 def test_demo_closes_the_loop(tmp_path: Path, seed: int) -> None:
     env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path)}
+    # the demo runs the code under test: a PYTHONPATH that put it first stays in force
+    env.update({k: v for k, v in os.environ.items() if k == "PYTHONPATH"})
     done = subprocess.run(
         [sys.executable, "-m", "loopwatch", "demo", "--json", "--seed", str(seed), "--dir", str(tmp_path / "demo")],
         capture_output=True, text=True, env=env, timeout=1200,
