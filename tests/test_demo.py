@@ -51,7 +51,7 @@ def test_demo_json_summary(tmp_path: Path) -> None:
     # what a person sees without --json: the same facts as tables
     from rich.console import Console
 
-    from loopwatch.cli.commands_demo import render
+    from loopwatch.demo.command import render
 
     console = Console(record=True, width=160)
     render(summary, console)
