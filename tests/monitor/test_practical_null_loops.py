@@ -61,10 +61,10 @@ def report(home: Path) -> LoopReport:
 
 
 def test_at_most_a_tenth_of_the_windows_alarm_on_their_inputs(report: LoopReport) -> None:
-    windows = [w for w in report.windows if w.get("n_events")]
+    windows = [w for w in report.windows if w.n_events]
     assert len(windows) == 20
-    drifted = [w for w in windows if w.get("drifted_features") or w.get("multivariate_drift")]
-    assert len(drifted) <= 2, [(w["start"], w.get("drifted_features")) for w in drifted]
+    drifted = [w for w in windows if w.drifted_features or w.multivariate_drift]
+    assert len(drifted) <= 2, [(w.start, w.drifted_features) for w in drifted]
 
 
 def test_the_loops_raise_no_drift_incident(report: LoopReport) -> None:

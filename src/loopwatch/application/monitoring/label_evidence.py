@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from loopwatch.errors import LoopwatchError
 from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.diagnosis import diagnose_labels
 from loopwatch.loops.evidence import LabelEvidence
@@ -230,6 +231,9 @@ def _se(interval: dict[str, float]) -> float:
     return max(0.0, (interval["ci_high"] - interval["ci_low"]) / (2 * 1.959964))
 
 
+_UNMEASURABLE = (LoopwatchError, ValueError, TypeError, LookupError, ArithmeticError)  # odd labels; not faults
+
+
 def _realized(context: Any, rows: pd.DataFrame) -> dict[str, float] | None:
     from loopwatch.performance import classification_metrics, regression_metrics
 
@@ -242,7 +246,7 @@ def _realized(context: Any, rows: pd.DataFrame) -> dict[str, float] | None:
         else:
             metrics = regression_metrics(rows["label"].to_numpy(dtype=np.float64),
                                          rows["prediction"].to_numpy(dtype=np.float64), n_boot=N_BOOT, seed=0)
-    except Exception:  # a label of the wrong kind makes a window unmeasurable, not the evaluation fail
+    except _UNMEASURABLE:  # labels of the wrong kind: the window says why (_unrealized)
         return None
     value = metrics.get(context.metric)
     if value is None or not np.isfinite(value.value):
@@ -343,7 +347,7 @@ def _stream_evidence(
                                      task="classification", classes=context.classes, kind="error")
         result = detect_concept_drift(losses, [t.isoformat() for t in rows["label_time"]],
                                       detector=concept_params(config.concept_detector))
-    except Exception:  # the stream is evidence beside the window tests; without river it is left out
+    except _UNMEASURABLE + (ImportError,):  # evidence beside the window tests; without river, left out
         return None
     losses = np.asarray(losses, dtype=np.float64)
     cuts = [0, *result.drift_indices, len(rows)]
