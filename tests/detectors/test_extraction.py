@@ -6,7 +6,7 @@ and its own history; and each signal is what its definition says on hand-made ta
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,31 +17,10 @@ from hypothesis import strategies as st
 from loopwatch.detectors.extraction import ExtractionDetector
 from loopwatch.detectors.query_geometry import near_boundary_share, one_feature_neighbours
 from loopwatch.errors import InvalidInput
-from loopwatch.models import train_model
-from loopwatch.models.training import prepare_features
 from loopwatch.simulate import CLIENTS, FEATURES, ChurnScenario, sample_customers, stable_timeline
 from loopwatch.simulate.attacks import probe_frame
 
 BENIGN = tuple(spec.client_id for spec in CLIENTS)
-
-
-@pytest.fixture(scope="module")
-def model(churn_training: pd.DataFrame) -> Any:
-    return train_model(churn_training, "churned")
-
-
-@pytest.fixture(scope="module")
-def proba(model: Any) -> Callable[[pd.DataFrame], np.ndarray]:
-    return lambda frame: model.pipeline.predict_proba(prepare_features(frame, model.schema))
-
-
-@pytest.fixture(scope="module")
-def detector(model: Any, churn_training: pd.DataFrame, proba: Any) -> ExtractionDetector:
-    reference = churn_training.drop(columns="churned")
-    return ExtractionDetector(seed=0).fit(
-        reference, probabilities=proba(reference),
-        numeric=list(model.schema.numeric), categorical=list(model.schema.categorical),
-    )
 
 
 def _clients(day_frame: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -9,7 +9,7 @@ against scipy, and the false-alarm rate on clients of the training population.""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,29 +20,8 @@ from scipy.spatial.distance import cdist
 
 from loopwatch.detectors.extraction import ExtractionDetector, QueryFeatures
 from loopwatch.detectors.query_geometry import median_nn_dropping, nearest_dropping
-from loopwatch.models import train_model
-from loopwatch.models.training import prepare_features
 from loopwatch.simulate import FEATURES, sample_customers
 from tests.extraction_scenario import Box, lattice_queries
-
-
-@pytest.fixture(scope="module")
-def model(churn_training: pd.DataFrame) -> Any:
-    return train_model(churn_training, "churned")
-
-
-@pytest.fixture(scope="module")
-def proba(model: Any) -> Callable[[pd.DataFrame], np.ndarray]:
-    return lambda frame: model.pipeline.predict_proba(prepare_features(frame, model.schema))
-
-
-@pytest.fixture(scope="module")
-def detector(model: Any, churn_training: pd.DataFrame, proba: Any) -> ExtractionDetector:
-    reference = churn_training.drop(columns="churned")
-    return ExtractionDetector(seed=0).fit(
-        reference, probabilities=proba(reference),
-        numeric=list(model.schema.numeric), categorical=list(model.schema.categorical),
-    )
 
 
 @pytest.fixture(scope="module")
