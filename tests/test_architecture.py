@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "config", "simulate"),
     ("records",),
     ("features", "stats"),
-    ("drift", "performance", "detectors", "feedback", "auth", "poisoning", "models", "loops"),
+    ("drift", "performance", "detectors", "feedback", "auth", "poisoning", "models", "loops", "summaries"),
     ("stores", "registry"),
     ("application",),
     ("service", "cli", "client"),
