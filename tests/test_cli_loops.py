@@ -102,7 +102,7 @@ def test_config_shows_changes_and_keeps_every_version(runner: CliRunner, home: P
         (["loops", "churn", "--window", "fortnight"], "window"),
         (["incidents", "ghost"], "no model named 'ghost'"),
         (["ack", "no-such-incident"], "no incident 'no-such-incident'"),
-        (["rebaseline", "churn", "--since", UNTIL, "--until", SINCE, "--reason", "r"], "since must be before until"),
+        (["rebaseline", "churn", "--since", UNTIL, "--until", SINCE, "--reason", "r"], "must be before --until"),
         (["rebaseline", "churn", "--since", "2020-01-01", "--until", "2020-01-02", "--reason", "r"],
          "at least 20"),
         (["rebaseline", "ghost", "--since", SINCE, "--until", UNTIL, "--reason", "r"], "ghost"),

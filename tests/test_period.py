@@ -42,3 +42,18 @@ def test_the_service_answers_a_backwards_period_with_a_422(tmp_path) -> None:  #
         answer = client.get("/v1/logs", params={"since": "2026-01-06T00:00:00Z", "until": "2026-01-05T00:00:00Z"})
     assert answer.status_code == 422
     assert answer.json()["error"]["message"] == "since must be before until"
+
+
+@pytest.mark.parametrize("command", [["monitor", "churn"], ["loops", "churn"], ["logs"], ["label-queue", "churn"],
+                                     ["retrain", "churn"], ["gate", "churn"]])
+def test_every_command_refuses_a_backwards_period_before_it_reads_anything(tmp_path, command) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from loopwatch.cli.main import cli
+
+    database = tmp_path / "never-made.db"
+    result = CliRunner().invoke(cli, [*command, "--since", "2026-01-06", "--until", "2026-01-05",
+                                      "--database", str(database)])
+    assert result.exit_code == 2, result.output
+    assert "--since '2026-01-06' must be before --until '2026-01-05'" in result.output
+    assert "Traceback" not in result.output and not database.exists()

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from loopwatch.loops.performance_evidence import MetricInterval
 from loopwatch.loops import (
     INCIDENT_KINDS,
     LabelEvidence,
@@ -35,8 +36,8 @@ def kinds(evidence: WindowEvidence, tolerance: float = 0.03) -> list[str]:
     return sorted(f.kind for f in diagnose_window(evidence, tolerance=tolerance))
 
 
-def interval(value: float, half_width: float) -> dict[str, float]:
-    return {"value": value, "ci_low": value - half_width, "ci_high": value + half_width}
+def interval(value: float, half_width: float) -> MetricInterval:
+    return MetricInterval(value=value, ci_low=value - half_width, ci_high=value + half_width)
 
 
 # --- one rule at a time --------------------------------------------------------------------------

@@ -12,6 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loopwatch.errors import InvalidInput
+from loopwatch.loops.performance_evidence import (
+    LabelCoverage, MetricInterval, PerformanceEvidence, PerformanceWindow, VersionPerformance,
+)
 from loopwatch.loops.evidence import WindowEvidence
 from loopwatch.loops import (
     DEFAULT_LOOP,
@@ -291,8 +294,22 @@ def test_a_whole_report_is_json() -> None:
     report = LoopReport(model="churn", evaluated_at=T0 + 20 * DAY, config_version=2, window="1d",
                         incidents=incidents, recommendations=recommendations(incidents),
                         windows=[WindowEvidence(start=T0, end=T0 + DAY, n_events=10, model_versions=[1])],
-                        performance={"versions": {}})
+                        performance=PerformanceEvidence(
+                            windows=[PerformanceWindow(start=T0, model_version=1, metric="roc_auc", predictions=10,
+                                                       labels=4, estimated=MetricInterval(value=0.8, ci_low=0.7,
+                                                                                          ci_high=0.9),
+                                                       inputs_drifted=False,
+                                                       realized=MetricInterval(value=0.75, ci_low=0.6, ci_high=0.85,
+                                                                               n=4))],
+                            versions={1: VersionPerformance(metric="roc_auc", realized=None)}),
+                        labels=LabelCoverage(predictions=10, labelled=4))
     data = json.loads(json.dumps(report.to_dict()))
+    (window,) = data["performance"]["windows"]
+    assert window["start"] == T0.isoformat() and window["estimation_error"] == 0.05
+    assert window["realized"] == {"value": 0.75, "ci_low": 0.6, "ci_high": 0.85, "n": 4}
+    assert data["performance"]["versions"] == {"1": {"metric": "roc_auc", "realized": None, "overfitting_gap": False,
+                                                     "realized_missing": None}}
+    assert data["labels"] == {"predictions": 10, "labelled": 4, "coverage": 0.4}
     assert data["evaluated_at"] == "2026-03-22T00:00:00Z"
     assert data["windows"][0]["start"] == "2026-03-02T00:00:00Z"  # typed until serialised
     assert len(data["incidents"]) == 2 * len(INCIDENT_KINDS)

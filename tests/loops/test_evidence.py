@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from loopwatch.loops.performance_evidence import MetricInterval
 from loopwatch.loops import LabelEvidence, SoftwareChange, WindowEvidence
 
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
@@ -23,8 +24,8 @@ def window(**changes: object) -> WindowEvidence:
     return WindowEvidence(**base)  # type: ignore[arg-type]
 
 
-def interval(value: float, half_width: float) -> dict[str, float]:
-    return {"value": value, "ci_low": value - half_width, "ci_high": value + half_width}
+def interval(value: float, half_width: float) -> MetricInterval:
+    return MetricInterval(value=value, ci_low=value - half_width, ci_high=value + half_width)
 
 
 # --- estimate_dropped ---------------------------------------------------------------------------

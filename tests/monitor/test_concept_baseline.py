@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from loopwatch.loops.performance_evidence import MetricInterval
 from loopwatch.application.monitoring.concept_baseline import BASELINE_DELAY, ConceptBaseline
 from loopwatch.application.monitoring.label_evidence import BASELINE_BASIS, CONCEPT_ALPHA_SHARE, _departure_test
 from loopwatch.stats.cusum import cusum_alarm
@@ -59,8 +60,8 @@ SE, BIAS, TOLERANCE, WINDOWS = 0.018, 0.01, 0.03, 60
 Z_CRIT = float(stats.norm.isf(0.002 * CONCEPT_ALPHA_SHARE))
 
 
-def _interval(value: float, se: float) -> dict[str, float]:
-    return {"value": value, "ci_low": value - 1.959964 * se, "ci_high": value + 1.959964 * se}
+def _interval(value: float, se: float) -> MetricInterval:
+    return MetricInterval(value=value, ci_low=value - 1.959964 * se, ci_high=value + 1.959964 * se)
 
 
 def concept_alarm(rng: np.random.Generator, *, delay: int, shift: float = 0.0, since: int = WINDOWS) -> int | None:
@@ -75,12 +76,12 @@ def concept_alarm(rng: np.random.Generator, *, delay: int, shift: float = 0.0, s
     excesses: list[float] = []
     for i, departure in enumerate(departures):
         test = _departure_test(float(departure), _interval(0.75, SE), _interval(0.75, SE / 2), baseline.known(i + 3))
-        found = test["excess"] > TOLERANCE and test["z"] > Z_CRIT
-        baseline.record(at=i + 3.5, departure=float(departure), drifted=found, baselined=test["basis"] == BASELINE_BASIS)
+        found = test.excess > TOLERANCE and test.z > Z_CRIT
+        baseline.record(at=i + 3.5, departure=float(departure), drifted=found, baselined=test.basis == BASELINE_BASIS)
         if found:
             return i
-        zs.append(test["z"])
-        excesses.append(test["excess"])
+        zs.append(test.z)
+        excesses.append(test.excess)
         alarm = cusum_alarm(zs)
         if alarm is not None and np.mean(excesses[alarm[0]:alarm[1] + 1][-5:]) > TOLERANCE:
             return i

@@ -174,7 +174,8 @@ def test_a_changed_concept_is_a_concept_drift_dated_by_label_arrival(log: Log, r
     assert arrived.min() <= incident.detected_at <= report.evaluated_at
     assert incident.detected_at >= incident.first_seen + DELAY
     # the stream of losses in arrival order dates it the same way
-    stream = report.labels["concept_stream"]
+    stream = report.labels.concept_stream
+    assert stream is not None
     assert pd.Timestamp(stream["concept_drift_prediction_time"]) == day(CONCEPT_DAY)
     assert pd.Timestamp(stream["concept_drift_at"]) >= arrived.min()
     assert stream["loss_after"] > stream["loss_before"] + 0.2
@@ -182,10 +183,10 @@ def test_a_changed_concept_is_a_concept_drift_dated_by_label_arrival(log: Log, r
 
 
 def test_the_realized_metric_departs_from_the_estimate_only_where_the_labels_flipped(report: LoopReport) -> None:
-    measured = {pd.Timestamp(w["start"]): w for w in report.performance["windows"] if w["realized"] is not None}
+    measured = {pd.Timestamp(w.start): w for w in report.performance.windows if w.realized is not None}
     for start, window in measured.items():
         index = (start - pd.Timestamp(START)).days
-        gap = window["estimated"]["value"] - window["realized"]["value"]
+        gap = window.estimated.value - window.realized.value
         assert (gap > 0.3) is flipped(index), (index, gap)
     # windows whose labels have not arrived by the evaluation are not measured
     assert max(measured) < pd.Timestamp(day(DAYS - 2))
@@ -202,10 +203,10 @@ def test_a_concept_drift_is_not_known_before_its_labels_arrive(log: Log) -> None
 def test_labels_of_a_period_whose_inputs_drifted_do_not_give_a_concept_drift(report: LoopReport) -> None:
     (shift,) = [i for i in report.incidents if i.kind == "covariate_shift"]
     assert shift.first_seen == day(SHIFT_DAY) and shift.loop == "eda"
-    drifted = [w for w in report.performance["windows"] if w["inputs_drifted"]]
-    assert [pd.Timestamp(w["start"]) for w in drifted] == [pd.Timestamp(day(SHIFT_DAY + i)) for i in range(SHIFT_DAYS)]
+    drifted = [w for w in report.performance.windows if w.inputs_drifted]
+    assert [pd.Timestamp(w.start) for w in drifted] == [pd.Timestamp(day(SHIFT_DAY + i)) for i in range(SHIFT_DAYS)]
     # their labels did say the model was wrong...
-    assert all(w["realized"]["value"] < 0.4 for w in drifted)
+    assert all(w.realized.value < 0.4 for w in drifted)
     # ...but the inputs moved then, so no concept drift concerns those predictions
     assert [i.first_seen for i in concept_drifts(report)] == [day(CONCEPT_DAY)]
 
@@ -226,7 +227,7 @@ def test_label_findings_leave_out_windows_whose_inputs_drifted(log: Log) -> None
         found = label_findings(ws.store, "churn", frame, contexts, config, spec=spec, until=day(DAYS),
                                drifted_windows=set())
     assert quiet.findings == []
-    assert "concept_stream" not in quiet.labels  # no predictions left whose inputs held
+    assert quiet.labels.concept_stream is None  # no predictions left whose inputs held
     # told nothing drifted, the flipped labels of the shifted days are a concept drift of their own
     starts = sorted({f.window_start for f in found.findings})
     assert starts[0] == day(SHIFT_DAY) and day(CONCEPT_DAY) in starts
@@ -272,7 +273,7 @@ def test_the_label_bookkeeping_matches_pandas(log: Log, report: LoopReport, spar
     found = report if name == "churn" else sparse
     with log.workspace() as ws:
         expected = expected_bookkeeping(ws, name, day(DAYS))
-    labels = {k: v for k, v in found.labels.items() if k != "concept_stream"}
+    labels = {k: v for k, v in found.labels.to_dict().items() if k != "concept_stream"}
     assert labels == expected
     # the last days' labels have not arrived: what labelling achieves is read on older predictions
     assert labels["coverage_mature"] > labels["coverage"]
@@ -284,7 +285,7 @@ def test_the_label_bookkeeping_matches_pandas(log: Log, report: LoopReport, spar
 def test_low_label_coverage_calls_for_data_collection(log: Log, report: LoopReport, sparse: LoopReport) -> None:
     (signal,) = [r for r in sparse.recommendations if r.reason == "low_label_coverage"]
     assert signal.loop == "data_collection" and signal.incident_id is None
-    assert signal.evidence == {"coverage": sparse.labels["coverage_mature"], "min_label_coverage": 0.05}
+    assert signal.evidence == {"coverage": sparse.labels.coverage_mature, "min_label_coverage": 0.05}
     # 60% of predictions labelled is plenty
     assert not [r for r in report.recommendations if r.reason == "low_label_coverage"]
     # and the threshold is the configuration's
@@ -292,7 +293,7 @@ def test_low_label_coverage_calls_for_data_collection(log: Log, report: LoopRepo
     with log.workspace() as ws:
         strict = signals_of(ws.store, "churn", MonitoringConfig(min_label_coverage=0.9), part, report.incidents,
                             until=day(DAYS))
-    assert strict[0].reason == "low_label_coverage" and strict[0].evidence["coverage"] == report.labels["coverage_mature"]
+    assert strict[0].reason == "low_label_coverage" and strict[0].evidence["coverage"] == report.labels.coverage_mature
 
 
 # --- labelled_frame -------------------------------------------------------------------------------

@@ -232,8 +232,9 @@ def test_every_incident_has_one_recommendation_for_its_loop(report: LoopReport) 
     # no labels were sent at all: the one signal is that the model has none
     (signal,) = [r for r in report.recommendations if r.incident_id is None]
     assert (signal.loop, signal.reason, signal.evidence["coverage"]) == ("data_collection", "low_label_coverage", 0.0)
-    assert report.labels == {"predictions": DAYS * PER_DAY, "labelled": 0, "coverage": 0.0}
-    assert report.performance == {}
+    assert report.labels is not None
+    assert report.labels.to_dict() == {"predictions": DAYS * PER_DAY, "labelled": 0, "coverage": 0.0}
+    assert report.performance.to_dict() == {}
 
 
 def test_an_evaluation_sees_nothing_after_until(until: Callable[[int], LoopReport]) -> None:

@@ -10,7 +10,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from loopwatch.cli.common import handle_errors, out, parse_time, settings_options
+from loopwatch.cli.common import handle_errors, out, parse_period, settings_options
 from loopwatch.cli.layout import Column, print_rows
 from loopwatch.config import Settings
 from loopwatch.records.jsonutil import dumps
@@ -150,14 +150,15 @@ def monitor(model: str, window: str, since: str | None, until: str | None, versi
 
     Exit code 1 when any window raises an alarm (for cron and CI), 0 when none does, 2 for errors.
     """
+    period = parse_period(since, until)
     from loopwatch.drift.html import render_monitor
     from loopwatch.application.monitoring import monitor as run_monitor
     from loopwatch.application.workspace import Workspace
 
     with Workspace(settings) as ws:
         result = run_monitor(
-            ws.store, ws.registry, model, window=window, since=parse_time(since, "--since"),
-            until=parse_time(until, "--until"), version=version, segment=segment,
+            ws.store, ws.registry, model, window=window, since=period.since,
+            until=period.until, version=version, segment=segment,
         )
     data = result.to_dict()
     if html_out is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from loopwatch.cli.common import err, handle_errors, out, parse_time, settings_options
+from loopwatch.cli.common import err, handle_errors, out, parse_period, settings_options
 from loopwatch.config import Settings
 from loopwatch.errors import InvalidInput, NotFound, echo
 from loopwatch.records.jsonutil import dumps
@@ -45,13 +45,14 @@ def logs(ctx: click.Context, model: str | None, version: int | None, since: str 
     leaves the candidate's shadow events out unless --include-shadow (or --request-type
     shadow) asks for them.
     """
+    period = parse_period(since, until)
     if ctx.invoked_subcommand is not None:
         return
     if fmt == "parquet" and output is None:
         raise InvalidInput("--format parquet needs --out FILE")
     query = EventQuery(
-        model_name=model, model_version=version, since=parse_time(since, "--since"),
-        until=parse_time(until, "--until"), request_id=request_id, client_id=client_id,
+        model_name=model, model_version=version, since=period.since,
+        until=period.until, request_id=request_id, client_id=client_id,
         request_type=request_type, limit=settings.max_page_size,
     )
     with Workspace(settings) as ws:

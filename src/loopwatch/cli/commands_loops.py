@@ -12,7 +12,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from loopwatch.cli.common import err, handle_errors, out, parse_time, settings_options
+from loopwatch.cli.common import err, handle_errors, out, parse_period, settings_options
 from loopwatch.cli.layout import Column, print_rows
 from loopwatch.config import Settings
 from loopwatch.errors import InvalidInput, UnreadableData, echo
@@ -54,12 +54,13 @@ def loops(model: str, since: str | None, until: str | None, window: str | None, 
     sent by the schedule. Exit code 1 when an incident is open and unacknowledged
     (for cron), 0 otherwise, 2 for errors.
     """
+    period = parse_period(since, until)
     from loopwatch.application.loop_actions import loop_status
     from loopwatch.application.workspace import Workspace
 
     with Workspace(settings) as ws:
         data = loop_status(ws.store, ws.registry, model, now=_now(), fresh=not recorded,
-                           since=parse_time(since, "--since"), until=parse_time(until, "--until"),
+                           since=period.since, until=period.until,
                            window=window)
     if as_json:
         _echo_json(data)
@@ -214,9 +215,10 @@ def rebaseline(model: str, since: str, until: str, version: int | None, reason: 
     from loopwatch.application.loop_actions import rebaseline as run_rebaseline
     from loopwatch.application.workspace import Workspace
 
-    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    period = parse_period(since, until)
+    assert period.since is not None and period.until is not None  # both options are required
     with Workspace(settings) as ws:
-        done = run_rebaseline(ws.registry, model, since=start, until=end,
+        done = run_rebaseline(ws.registry, model, since=period.since, until=period.until,
                               reason=reason, at=_now(), version=version)
     if as_json:
         _echo_json(done.to_dict())

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from loopwatch.cli.common import handle_errors, out, parse_time, settings_options
+from loopwatch.cli.common import handle_errors, out, parse_period, settings_options
 from loopwatch.cli.layout import Column, print_rows
 from loopwatch.config import Settings
 from loopwatch.records.jsonutil import dumps
@@ -44,13 +44,14 @@ def label_queue(model: str, budget: int, since: str | None, until: str | None, r
     A share is drawn uniformly at random; the rest are the most uncertain, novel, or
     in drifted segments. Export with --format csv or json for a labelling tool.
     """
+    period = parse_period(since, until)
     from loopwatch.application.workspace import Workspace
 
     if out_path is not None and fmt == "table":  # a file gets data, not a drawing of a table
         fmt = "json" if out_path.suffix.lower() == ".json" else "csv"
     with Workspace(settings) as ws:
-        items = ws.labelling_queue(model, budget=budget, since=parse_time(since, "--since"),
-                                   until=parse_time(until, "--until"), random_share=random_share, seed=seed)
+        items = ws.labelling_queue(model, budget=budget, since=period.since,
+                                   until=period.until, random_share=random_share, seed=seed)
     if fmt == "json":
         text = dumps([item.to_dict() for item in items]).decode() + "\n"
     elif fmt == "csv":
@@ -98,11 +99,12 @@ def retrain(model: str, since: str | None, until: str | None, reference: bool, e
 
     The new version becomes the candidate; compare it with `loopwatch gate`.
     """
+    period = parse_period(since, until)
     from loopwatch.application.workspace import Workspace
 
     with Workspace(settings) as ws:
         result = ws.retrain(
-            model, since=parse_time(since, "--since"), until=parse_time(until, "--until"),
+            model, since=period.since, until=period.until,
             include_reference=reference, estimator=estimator, seed=seed, min_rows=min_rows,
             adversarial_share=adversarial_share,
         )
@@ -141,10 +143,11 @@ def gate(model: str, since: str | None, until: str | None, metric: str | None, m
 
     Exit code 0 when the gate passes, 1 when it does not, 2 for errors.
     """
+    period = parse_period(since, until)
     from loopwatch.application.workspace import Workspace
 
     with Workspace(settings) as ws:
-        decision, change = ws.gate(model, since=parse_time(since, "--since"), until=parse_time(until, "--until"),
+        decision, change = ws.gate(model, since=period.since, until=period.until,
                                    metric=metric, margin=margin, confidence=confidence,
                                    latency_budget_ms=latency_budget_ms, candidate=candidate, seed=seed,
                                    promote=promote)

@@ -11,6 +11,7 @@ from typing import Any, Callable, ParamSpec, TypeVar, overload
 import click
 from rich.console import Console
 
+from loopwatch.records.period import Period
 from loopwatch.config import Settings
 from loopwatch.errors import LoopwatchError, echo
 
@@ -83,3 +84,11 @@ def parse_time(value: str | None, what: str) -> datetime | None:
     except ValueError:
         raise click.BadParameter(f"{echo(value)} is not an ISO-8601 time", param_hint=what) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def parse_period(since: str | None, until: str | None) -> Period:
+    """``--since`` and ``--until`` as one checked :class:`Period` (a backwards one is refused)."""
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    if start is not None and end is not None and start >= end:
+        raise click.BadParameter(f"--since {echo(since)} must be before --until {echo(until)}", param_hint="--since")
+    return Period(since=start, until=end)

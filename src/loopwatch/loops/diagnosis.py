@@ -110,7 +110,7 @@ def _input_finding(e: WindowEvidence, tolerance: float) -> Finding:
         available_at=e.end,
         severity=severity,
         summary=f"inputs moved: {names}",
-        evidence={**common, "estimated": e.estimated, "holdout": e.holdout, "metric": e.metric},
+        evidence={**common, "estimated": None if e.estimated is None else e.estimated.to_dict(), "holdout": e.holdout, "metric": e.metric},
     )
 
 
@@ -134,11 +134,11 @@ def diagnose_labels(labels: LabelEvidence, *, tolerance: float) -> list[Finding]
     if realized is not None and estimated is not None:
         # how much worse realized is than estimated, in the metric's own direction
         if labels.higher_is_better:
-            gap = estimated["value"] - realized["value"]
-            apart = realized["ci_high"] < estimated["ci_low"]
+            gap = estimated.value - realized.value
+            apart = realized.ci_high < estimated.ci_low
         else:
-            gap = realized["value"] - estimated["value"]
-            apart = realized["ci_low"] > estimated["ci_high"]
+            gap = realized.value - estimated.value
+            apart = realized.ci_low > estimated.ci_high
         departs = gap > tolerance or apart
     if not departs:
         return []

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
+from loopwatch.loops.performance_evidence import MetricInterval, Serialisable
 from loopwatch.records.jsonutil import utc_iso
 
 
@@ -103,7 +104,7 @@ class WindowEvidence:
     #: Label-free estimate of the model's metric on the window, with its interval, and the
     #: holdout value it is compared with.
     metric: str | None = None
-    estimated: dict[str, float] | None = None
+    estimated: MetricInterval | None = None
     holdout: float | None = None
     higher_is_better: bool = True
     #: The share of predictions the evasion score flagged, the calibration rows' share at the
@@ -111,9 +112,9 @@ class WindowEvidence:
     #: and its reason for a monitor-only version).
     evasion: dict[str, Any] | None = None
     #: Why ``estimated`` is null (too few rows, no estimator, ...), with the sizes.
-    estimated_missing: dict[str, Any] | None = None
+    estimated_missing: Serialisable | None = None
     #: The drift tests the window was too small or too odd for, with reasons and sizes.
-    skipped: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[Serialisable] = field(default_factory=list)
 
     @property
     def input_drift(self) -> bool:
@@ -138,7 +139,7 @@ class WindowEvidence:
         the holdout outside its interval."""
         if self.estimated is None or self.holdout is None:
             return False
-        value, low, high = self.estimated["value"], self.estimated["ci_low"], self.estimated["ci_high"]
+        value, low, high = self.estimated.value, self.estimated.ci_low, self.estimated.ci_high
         if self.higher_is_better:
             return self.holdout - value > tolerance and self.holdout > high
         return value - self.holdout > tolerance and self.holdout < low
@@ -163,11 +164,11 @@ class WindowEvidence:
             "latency_percentile": self.latency_percentile,
             "latency_over_budget_before": self.latency_over_budget_before,
             "metric": self.metric,
-            "estimated": self.estimated,
-            "estimated_missing": self.estimated_missing,
+            "estimated": None if self.estimated is None else self.estimated.to_dict(),
+            "estimated_missing": None if self.estimated_missing is None else self.estimated_missing.to_dict(),
             "holdout": self.holdout,
             "evasion": self.evasion,
-            "skipped": self.skipped,
+            "skipped": [s.to_dict() for s in self.skipped],
         }
 
 
@@ -186,8 +187,8 @@ class LabelEvidence:
     loss_before: float | None = None
     loss_after: float | None = None
     #: Realized and estimated metric on the labelled predictions after the detection.
-    realized_after: dict[str, float] | None = None
-    estimated_after: dict[str, float] | None = None
+    realized_after: MetricInterval | None = None
+    estimated_after: MetricInterval | None = None
     #: Whether the inputs drifted when those predictions were made.
     inputs_drifted_then: bool = False
     coverage: float | None = None
@@ -206,8 +207,8 @@ class LabelEvidence:
             "detector": self.detector,
             "loss_before": self.loss_before,
             "loss_after": self.loss_after,
-            "realized_after": self.realized_after,
-            "estimated_after": self.estimated_after,
+            "realized_after": None if self.realized_after is None else self.realized_after.to_dict(),
+            "estimated_after": None if self.estimated_after is None else self.estimated_after.to_dict(),
             "inputs_drifted_then": self.inputs_drifted_then,
             "coverage": self.coverage,
             "n_labels": self.n_labels,

@@ -8,6 +8,7 @@ from typing import Any
 
 from loopwatch.loops.evidence import WindowEvidence
 from loopwatch.loops.kinds import LOOP_TITLES
+from loopwatch.loops.performance_evidence import LabelCoverage, PerformanceEvidence
 from loopwatch.records.jsonutil import utc_iso
 
 
@@ -107,8 +108,8 @@ class LoopReport:
     recommendations: list[Recommendation]
     #: The evidence of each window, typed until the report is serialised.
     windows: list[WindowEvidence] = field(default_factory=list)
-    performance: dict[str, Any] = field(default_factory=dict)
-    labels: dict[str, Any] = field(default_factory=dict)
+    performance: PerformanceEvidence = field(default_factory=PerformanceEvidence)
+    labels: LabelCoverage | None = None
     business: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,7 +121,7 @@ class LoopReport:
             "incidents": [i.to_dict() for i in self.incidents],
             "recommendations": [r.to_dict() for r in self.recommendations],
             "windows": [w.to_dict() for w in self.windows],
-            "performance": self.performance,
-            "labels": self.labels,
+            "performance": self.performance.to_dict(),
+            "labels": {} if self.labels is None else self.labels.to_dict(),
             "business": self.business,
         }

@@ -21,6 +21,10 @@ from loopwatch.errors import LoopwatchError
 from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.diagnosis import diagnose_labels
 from loopwatch.loops.evidence import LabelEvidence
+from loopwatch.loops.performance_evidence import (
+    CoverageWindow, DepartureTest, LabelCoverage, MetricInterval, PerformanceEvidence, PerformanceWindow,
+    VersionPerformance,
+)
 from loopwatch.loops.report import Finding, Incident, Recommendation
 from loopwatch.application.monitoring.concept_baseline import ConceptBaseline
 from loopwatch.application.monitoring.pooled_concept import pooled_concept_finding
@@ -42,8 +46,8 @@ BASELINE_BASIS = "earlier stable windows"
 @dataclass
 class LabelPart:
     findings: list[Finding] = field(default_factory=list)
-    performance: dict[str, Any] = field(default_factory=dict)
-    labels: dict[str, Any] = field(default_factory=dict)
+    performance: PerformanceEvidence = field(default_factory=PerformanceEvidence)
+    labels: LabelCoverage = field(default_factory=lambda: LabelCoverage(predictions=0, labelled=0))
     business: dict[str, Any] = field(default_factory=dict)
 
 
@@ -77,7 +81,7 @@ def label_findings(
         return part
     # each window is tested at every checkpoint its labels reach: a share of the alpha each
     z_crit = float(stats.norm.isf(config.drift_alpha * CONCEPT_ALPHA_SHARE))
-    windows: list[dict[str, Any]] = []
+    windows: list[PerformanceWindow] = []
     # per version, the usual gap of windows without a drift (see concept_baseline)
     baselines: dict[int, ConceptBaseline[datetime]] = {}
     # per version, the windows judged without a finding of their own, for the pooled test
@@ -95,14 +99,12 @@ def label_findings(
         context = contexts[int(number)]
         mine = labelled_by.get((pd.Timestamp(start), number), labelled.iloc[:0])
         estimated, no_estimate = context.estimate_or_why(rows)
-        entry: dict[str, Any] = {"start": start.isoformat(), "model_version": int(number), "metric": context.metric,
-                                 "predictions": int(len(rows)), "labels": int(len(mine)), "estimated": estimated,
-                                 "realized": None, "inputs_drifted": start in drifted_windows}
-        if no_estimate is not None:
-            entry["estimated_missing"] = no_estimate.to_dict()
+        entry = PerformanceWindow(start=start, model_version=int(number), metric=context.metric,
+                                  predictions=int(len(rows)), labels=int(len(mine)), estimated=estimated,
+                                  inputs_drifted=start in drifted_windows, estimated_missing=no_estimate)
         found = None
         departure = None
-        tests: list[tuple[datetime, dict[str, float], dict[str, Any], int]] = []
+        tests: list[tuple[datetime, MetricInterval, DepartureTest, int]] = []
         testable = estimated is not None and start not in drifted_windows
         for checkpoint in _checkpoints(mine, spec):
             seen = mine[mine["label_time"] < checkpoint]
@@ -111,31 +113,27 @@ def label_findings(
             realized = _realized(context, seen)
             if realized is None:
                 continue
-            entry["realized"] = realized
-            if not testable or found is not None:
+            entry.realized = realized
+            if not testable or found is not None or estimated is None:
                 continue
-            departure = realized["value"] - estimated["value"]
+            departure = realized.value - estimated.value
             departure = -departure if context.higher_is_better else departure
             baseline = baselines.setdefault(int(number), ConceptBaseline())
             test = _departure_test(departure, realized, estimated, baseline.known(checkpoint))
-            entry["departure"] = test
+            entry.departure = test
             tests.append((checkpoint, realized, test, len(seen)))
-            if test["excess"] > config.performance_tolerance and test["z"] > z_crit:
+            if test.excess > config.performance_tolerance and test.z > z_crit:
                 found = _concept_finding(context, start, spec, checkpoint, realized, estimated, test, len(seen))
         if tests and departure is not None:
             # the usual gap between realized and estimated, against which later windows are
             # judged: a window enters it once it is known not to be part of a drift
             last = tests[-1][2]
             baselines[int(number)].record(at=_checkpoints(mine, spec)[-1], departure=departure,
-                                          drifted=found is not None, baselined=last["basis"] == BASELINE_BASIS)
-        if entry["realized"] is None:  # a null metric says why: too few labels, one class, ...
-            entry["realized_missing"] = _unrealized(context, mine, config.min_labels).to_dict()
-        if estimated is not None and entry["realized"] is not None:
-            entry["estimation_error"] = round(estimated["value"] - entry["realized"]["value"], 4)
-        value = window_value(context, rows, mine, config)
-        if value:
-            entry["value"] = value
-        entry["target_drift"] = target_drift_of(context, mine, config)
+                                          drifted=found is not None, baselined=last.basis == BASELINE_BASIS)
+        if entry.realized is None:  # a null metric says why: too few labels, one class, ...
+            entry.realized_missing = _unrealized(context, mine, config.min_labels)
+        entry.value = window_value(context, rows, mine, config)
+        entry.target_drift = target_drift_of(context, mine, config)
         windows.append(entry)
         if found is not None:
             part.findings.append(found)
@@ -148,27 +146,26 @@ def label_findings(
             continue
         pooled = pooled_concept_finding(contexts[number], series, spec, config, make=_concept_finding)
         if pooled is not None:
-            part.findings.append(pooled)
-            concept_since[number] = datetime.fromisoformat(pooled.evidence["pooled_since"])
+            part.findings.append(pooled[0])
+            concept_since[number] = pooled[1]
     concept_windows = {f.window_start for f in part.findings}
     stable = labelled[~label_starts.isin([pd.Timestamp(t) for t in drifted_windows | concept_windows])]
     for number, since in concept_since.items():
         stable = stable[~((stable["__version"] == number) & (spec.starts_of(stable["__timestamp"]) >= pd.Timestamp(since)))]
-    part.performance = {"windows": windows, **_overall(contexts, stable, config)}
+    part.performance = PerformanceEvidence(windows=windows, versions=_overall(contexts, stable, config))
     counts = labelled["__version"].value_counts()
     busiest = contexts[int(counts.idxmax())]
     segments = segment_performance(
         busiest, labelled[labelled["__version"] == busiest.version.version],
         config.segment_feature or busiest.default_segment, _realized,
     )
-    if segments:
-        part.performance["segments"] = segments
+    part.performance.segments = segments
     stream = _stream_evidence(labelled, contexts, config, drifted_windows, spec)
     if stream is not None:
         # the stream corroborates; it does not name incidents on its own: in label-arrival order
         # one detection mixes predictions of many days (and a burst of bad labels from one source
         # looks the same), while the window tests say which predictions departed
-        part.labels["concept_stream"] = {
+        part.labels.concept_stream = {
             **stream.to_dict(),
             "confirms_concept_drift": bool(diagnose_labels(stream, tolerance=config.performance_tolerance)),
         }
@@ -176,8 +173,8 @@ def label_findings(
 
 
 def _departure_test(
-    departure: float, realized: dict[str, float], estimated: dict[str, float], known: list[float],
-) -> dict[str, Any]:
+    departure: float, realized: MetricInterval, estimated: MetricInterval, known: list[float],
+) -> DepartureTest:
     """How much worse than estimated a window did, beyond the usual gap.
 
     The estimate carries a bias of its own (its calibration saw one holdout), so a window is
@@ -187,20 +184,20 @@ def _departure_test(
     """
     if len(known) >= BASELINE_WINDOWS:
         usual = float(np.mean(known))
-        se = float(np.hypot(_se(realized), np.std(known, ddof=1) / np.sqrt(len(known))))
+        se = float(np.hypot(realized.standard_error, np.std(known, ddof=1) / np.sqrt(len(known))))
         basis = BASELINE_BASIS
     else:
         usual = 0.0
-        se = float(np.hypot(_se(realized), _se(estimated)))
+        se = float(np.hypot(realized.standard_error, estimated.standard_error))
         basis = "the estimate's interval"
     excess = departure - usual
-    return {"departure": round(departure, 4), "usual": round(usual, 4), "excess": round(excess, 4),
-            "z": round(excess / se, 2) if se > 0 else 0.0, "baseline_windows": len(known), "basis": basis}
+    return DepartureTest(departure=round(departure, 4), usual=round(usual, 4), excess=round(excess, 4),
+                         z=round(excess / se, 2) if se > 0 else 0.0, baseline_windows=len(known), basis=basis)
 
 
 def _concept_finding(
     context: Any, start: datetime, spec: WindowSpec, checkpoint: datetime,
-    realized: dict[str, float], estimated: dict[str, float], test: dict[str, Any], labels: int,
+    realized: MetricInterval, estimated: MetricInterval, test: DepartureTest, labels: int,
 ) -> Finding:
     assert spec.length is not None
     return Finding(
@@ -208,14 +205,14 @@ def _concept_finding(
         window_start=start,
         window_end=start + spec.length,
         available_at=checkpoint,
-        severity=test["excess"],
+        severity=test.excess,
         summary=(
-            f"realized {context.metric} {realized['value']:.3f} on predictions of {start:%Y-%m-%d} falls "
-            f"{test['excess']:.3f} further below the label-free estimate {estimated['value']:.3f} than usual "
-            f"(z = {test['z']:.1f}) while the inputs held: the relation between inputs and outcome changed"
+            f"realized {context.metric} {realized.value:.3f} on predictions of {start:%Y-%m-%d} falls "
+            f"{test.excess:.3f} further below the label-free estimate {estimated.value:.3f} than usual "
+            f"(z = {test.z:.1f}) while the inputs held: the relation between inputs and outcome changed"
         ),
-        evidence={"metric": context.metric, "realized": realized, "estimated": estimated, "labels": labels,
-                  "holdout": context.holdout, **test},
+        evidence={"metric": context.metric, "realized": realized.to_dict(), "estimated": estimated.to_dict(),
+                  "labels": labels, "holdout": context.holdout, **test.to_dict()},
     )
 
 
@@ -227,14 +224,10 @@ def _checkpoints(rows: pd.DataFrame, spec: WindowSpec) -> list[datetime]:
     return sorted({t.to_pydatetime() + spec.length for t in spec.starts_of(rows["label_time"]).unique()})
 
 
-def _se(interval: dict[str, float]) -> float:
-    return max(0.0, (interval["ci_high"] - interval["ci_low"]) / (2 * 1.959964))
-
-
 _UNMEASURABLE = (LoopwatchError, ValueError, TypeError, LookupError, ArithmeticError)  # odd labels; not faults
 
 
-def _realized(context: Any, rows: pd.DataFrame) -> dict[str, float] | None:
+def _realized(context: Any, rows: pd.DataFrame) -> MetricInterval | None:
     from loopwatch.performance import classification_metrics, regression_metrics
 
     try:
@@ -251,8 +244,8 @@ def _realized(context: Any, rows: pd.DataFrame) -> dict[str, float] | None:
     value = metrics.get(context.metric)
     if value is None or not np.isfinite(value.value):
         return None
-    return {"value": float(value.value), "ci_low": float(value.ci_low), "ci_high": float(value.ci_high),
-            "n": int(value.n)}
+    return MetricInterval(value=float(value.value), ci_low=float(value.ci_low), ci_high=float(value.ci_high),
+                          n=int(value.n))
 
 
 def _unrealized(context: Any, rows: pd.DataFrame, min_labels: int) -> Any:
@@ -263,58 +256,53 @@ def _unrealized(context: Any, rows: pd.DataFrame, min_labels: int) -> Any:
                       classification=context.version.task == "classification")
 
 
-def _bookkeeping(frame: pd.DataFrame, labelled: pd.DataFrame, spec: WindowSpec) -> dict[str, Any]:
+def _bookkeeping(frame: pd.DataFrame, labelled: pd.DataFrame, spec: WindowSpec) -> LabelCoverage:
     """Coverage (share of predictions labelled) and label delay, overall and per window."""
-    n = len(frame)
-    out: dict[str, Any] = {"predictions": n, "labelled": int(len(labelled)),
-                           "coverage": round(len(labelled) / n, 4) if n else None}
+    out = LabelCoverage(predictions=len(frame), labelled=int(len(labelled)))
     if labelled.empty:
         return out
     delay = (labelled["label_time"] - labelled["__timestamp"]).dt.total_seconds().to_numpy() / 3600.0
-    out["delay_hours"] = {f"p{q}": round(float(np.percentile(delay, q)), 2) for q in (10, 50, 90)}
-    out["delay_hours"]["max"] = round(float(delay.max()), 2)
+    out.delay_hours = {f"p{q}": round(float(np.percentile(delay, q)), 2) for q in (10, 50, 90)}
+    out.delay_hours["max"] = round(float(delay.max()), 2)
     if spec.length is not None:
         by_window = frame.groupby(spec.starts_of(frame["__timestamp"])).size()
         lab = labelled.groupby(spec.starts_of(labelled["__timestamp"])).size()
-        out["windows"] = [
-            {"start": start.to_pydatetime().isoformat(), "predictions": int(total), "labelled": int(lab.get(start, 0)),
-             "coverage": round(int(lab.get(start, 0)) / int(total), 4)}
+        out.windows = [
+            CoverageWindow(start=start.to_pydatetime(), predictions=int(total), labelled=int(lab.get(start, 0)))
             for start, total in by_window.items()
         ]
         # windows older than the usual label delay: their coverage is what labelling achieves
         horizon = frame["__timestamp"].max() - pd.Timedelta(hours=float(np.percentile(delay, 90)))
         mature = frame[frame["__timestamp"] < horizon]
         mature_labelled = labelled[labelled["__timestamp"] < horizon]
-        out["coverage_mature"] = round(len(mature_labelled) / len(mature), 4) if len(mature) else None
+        out.coverage_mature = round(len(mature_labelled) / len(mature), 4) if len(mature) else None
     return out
 
 
-def _overall(contexts: dict[int, Any], labelled: pd.DataFrame, config: MonitoringConfig) -> dict[str, Any]:
+def _overall(contexts: dict[int, Any], labelled: pd.DataFrame, config: MonitoringConfig) -> dict[int, VersionPerformance]:
     """Realized performance of each version on its stable windows (no input drift, no concept
     drift) against its holdout: an overfitting gap is a difference beyond both samples' noise."""
-    out: dict[str, Any] = {}
+    out: dict[int, VersionPerformance] = {}
     z_crit = float(stats.norm.isf(config.drift_alpha))
     for number, context in contexts.items():
         rows = labelled[labelled["__version"] == number]
         realized = _realized(context, rows) if len(rows) >= config.min_labels else None
         if realized is None:
-            out.setdefault("versions", {})[str(number)] = {
-                "metric": context.metric, "realized": None, "overfitting_gap": False,
-                "realized_missing": _unrealized(context, rows, config.min_labels).to_dict(),
-            }
+            out[number] = VersionPerformance(metric=context.metric, realized=None,
+                                             realized_missing=_unrealized(context, rows, config.min_labels))
             continue
         holdout = context.holdout_interval()
         if holdout is None:
             continue
-        gap = holdout["value"] - realized["value"]
+        gap = holdout.value - realized.value
         if not context.higher_is_better:
             gap = -gap
-        se = float(np.hypot(_se(realized), _se(holdout)))
-        out.setdefault("versions", {})[str(number)] = {
-            "metric": context.metric, "holdout": holdout, "realized": realized, "gap": round(gap, 4),
-            "z": round(gap / se, 2) if se > 0 else None,
-            "overfitting_gap": bool(se > 0 and gap > config.performance_tolerance and gap / se > z_crit),
-        }
+        se = float(np.hypot(realized.standard_error, holdout.standard_error))
+        out[number] = VersionPerformance(
+            metric=context.metric, holdout=holdout, realized=realized, gap=round(gap, 4),
+            z=round(gap / se, 2) if se > 0 else None,
+            overfitting_gap=bool(se > 0 and gap > config.performance_tolerance and gap / se > z_crit),
+        )
     return out
 
 
@@ -410,7 +398,7 @@ def signals_of(
     """Recommendations that are not incidents: too few labels, an overfitting gap, a business metric
     that does not follow the model."""
     out: list[Recommendation] = []
-    coverage = part.labels.get("coverage_mature", part.labels.get("coverage"))
+    coverage = part.labels.judged_coverage
     if coverage is not None and coverage < config.min_label_coverage:
         out.append(Recommendation(
             loop="data_collection", reason="low_label_coverage", incident_id=None,
@@ -419,14 +407,14 @@ def signals_of(
                     f"{config.labelling_random_share:.0%} at random so realized metrics stay unbiased)."),
             evidence={"coverage": coverage, "min_label_coverage": config.min_label_coverage},
         ))
-    for number, entry in part.performance.get("versions", {}).items():
-        if entry["overfitting_gap"]:
+    for number, entry in part.performance.versions.items():
+        if entry.overfitting_gap and entry.holdout is not None and entry.realized is not None:
             out.append(Recommendation(
                 loop="model_selection", reason="overfitting_gap", incident_id=None,
-                action=(f"Version {number} performs below its holdout ({entry['metric']} {entry['holdout']['value']:.3f} "
-                        f"on holdout, {entry['realized']['value']:.3f} in production): revisit validation and "
+                action=(f"Version {number} performs below its holdout ({entry.metric} {entry.holdout.value:.3f} "
+                        f"on holdout, {entry.realized.value:.3f} in production): revisit validation and "
                         "try a more regularised model or another estimator."),
-                evidence=entry,
+                evidence=entry.to_dict(),
             ))
     performance_fell = any(
         i.kind == "concept_drift" or i.evidence.get("estimate_dropped") for i in incidents
@@ -462,10 +450,9 @@ def _business(
     series = pd.Series([o.value for o in total], index=pd.DatetimeIndex([o.timestamp for o in total]))
     daily = series.resample("1D").sum()
     perf = {}
-    for entry in part.performance.get("windows", []):
-        value = entry["realized"]
-        if value is not None:
-            perf[pd.Timestamp(entry["start"]).normalize()] = value["value"]
+    for entry in part.performance.windows:
+        if entry.realized is not None:
+            perf[pd.Timestamp(entry.start).normalize()] = entry.realized.value
     out: dict[str, Any] = {"metric": config.business_metric, "observations": len(total)}
     performance = pd.Series(perf).sort_index().groupby(level=0).mean() if perf else pd.Series(dtype=float)
     joined = pd.concat([performance.rename("performance"), daily.rename("business")], axis=1)

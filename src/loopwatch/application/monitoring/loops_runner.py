@@ -187,11 +187,11 @@ def _diagnose(gathered: _Gathered, config: MonitoringConfig) -> tuple[list[Windo
                 latency_over_budget_before=_over(latencies, index - 1, budget),
                 metric=context.metric,
                 estimated=estimated,
-                estimated_missing=None if no_estimate is None else no_estimate.to_dict(),
+                estimated_missing=no_estimate,
                 holdout=context.holdout,
                 higher_is_better=context.higher_is_better,
                 evasion=window.evasion,
-                skipped=[t.to_dict() for t in window.skipped],
+                skipped=list(window.skipped),
             )
             evidences.append(evidence)
             findings.extend(diagnose_window(evidence, tolerance=config.performance_tolerance))
@@ -210,8 +210,7 @@ def record_incidents(store: Store, report: LoopReport, *, now: datetime) -> list
     # nothing. What labels show is judged on the windows whose labels are in: a window whose
     # labels have not arrived cannot say that a concept drift is over.
     traffic = [w.end for w in report.windows]
-    labelled = [_utc(w["start"]) + length for w in report.performance.get("windows", [])
-                if length is not None and w.get("realized") is not None]
+    labelled = [] if length is None else report.performance.realized_ends(length)
     new = []
     for incident in report.incidents:
         ends = labelled if incident.kind in LABEL_KINDS else traffic
@@ -235,10 +234,6 @@ def record_incidents(store: Store, report: LoopReport, *, now: datetime) -> list
         if incident.incident_id not in known:
             new.append(stored)
     return new
-
-
-def _utc(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _over(latencies: Sequence[float | None], index: int, budget: float | None) -> bool:

@@ -21,7 +21,7 @@ POOLED_PRACTICAL_WINDOWS = 5
 
 
 def pooled_concept_finding(context: Any, series: list[tuple[Any, ...]], spec: WindowSpec,
-                           config: MonitoringConfig, *, make: Callable[..., Finding]) -> Finding | None:
+                           config: MonitoringConfig, *, make: Callable[..., Finding]) -> tuple[Finding, Any] | None:
     """A concept drift found by pooling windows: a one-sided CUSUM over the windows' departure
     z scores (:mod:`loopwatch.stats.cusum`), in time order, when the mean excess of the windows
     nearest the crossing also reaches the practical tolerance. Each window alone may fall short
@@ -30,7 +30,8 @@ def pooled_concept_finding(context: Any, series: list[tuple[Any, ...]], spec: Wi
 
     ``series`` holds, per window, its start, its estimate and its tests, one per label
     checkpoint. The pooled test is run as of each checkpoint, on each window's latest test by
-    then, so that the finding is dated when the evidence first existed."""
+    then, so that the finding is dated when the evidence first existed. Returns the finding and
+    the start of the run's first window (from where the version's concept changed)."""
     assert spec.length is not None
     moments = sorted({test[0] for item in series for test in item[2]})
     for moment in moments:
@@ -39,7 +40,7 @@ def pooled_concept_finding(context: Any, series: list[tuple[Any, ...]], spec: Wi
             known = [t for t in tests if t[0] <= moment]
             if known:
                 current.append((start, estimated, known[-1]))
-        zs = [item[2][2]["z"] for item in current]
+        zs = [item[2][2].z for item in current]
         alarm = cusum_alarm(zs)
         if alarm is None:
             continue
@@ -48,18 +49,20 @@ def pooled_concept_finding(context: Any, series: list[tuple[Any, ...]], spec: Wi
         # the practical size is judged on the windows nearest the crossing: a run begins wherever
         # the sum last touched zero, and the small excesses of its first windows would dilute it
         recent = run[-POOLED_PRACTICAL_WINDOWS:]
-        excess = float(np.mean([item[2][2]["excess"] for item in recent]))
+        excess = float(np.mean([item[2][2].excess for item in recent]))
         if excess <= config.performance_tolerance:
             continue
         start, estimated, (_, realized, test, labels) = current[last]
-        pooled = {**test, "excess": round(excess, 4), "pooled_windows": len(run),
-                  "pooled_since": run[0][0].isoformat(), "cusum": round(float(cusum_path(zs)[last]), 2)}
+        pooled = replace(test, excess=round(excess, 4))
+        cusum = round(float(cusum_path(zs)[last]), 2)
         finding = make(context, start, spec, moment, realized, estimated, pooled, labels)
+        finding = replace(finding, evidence={**finding.evidence, "pooled_windows": len(run),
+                                             "pooled_since": run[0][0].isoformat(), "cusum": cusum})
         # dated by the window where the pooled evidence crossed, as the window test dates by
         # its window; where the run began is in the evidence
         return replace(finding, severity=excess, summary=(
             f"realized {context.metric} fell {excess:.3f} further below the label-free estimate than usual, on "
             f"average over the {len(recent)} windows to {start:%Y-%m-%d} (CUSUM of the z scores of the {len(run)} "
-            f"windows since {run[0][0]:%Y-%m-%d}: {pooled['cusum']:.1f}) while the inputs held: the relation "
-            "between inputs and outcome changed"))
+            f"windows since {run[0][0]:%Y-%m-%d}: {cusum:.1f}) while the inputs held: the relation "
+            "between inputs and outcome changed")), run[0][0]
     return None

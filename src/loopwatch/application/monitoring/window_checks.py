@@ -13,6 +13,7 @@ from scipy import stats
 from loopwatch.drift.report import DriftReport
 from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.evidence import SoftwareChange
+from loopwatch.loops.performance_evidence import MetricInterval
 from loopwatch.application.monitoring.runner import QUALITY_SHARE
 from loopwatch.records import ModelVersion
 from loopwatch.registry import Registry
@@ -75,11 +76,11 @@ class PerformanceContext:
         proba = rows[columns].to_numpy(dtype=np.float64)
         return None if np.isnan(proba).any() else proba
 
-    def estimate(self, rows: pd.DataFrame) -> dict[str, float] | None:
+    def estimate(self, rows: pd.DataFrame) -> MetricInterval | None:
         """The label-free estimate of the metric on ``rows``, with its interval."""
         return self.estimate_or_why(rows)[0]
 
-    def estimate_or_why(self, rows: pd.DataFrame) -> tuple[dict[str, float] | None, Unmeasured | None]:
+    def estimate_or_why(self, rows: pd.DataFrame) -> tuple[MetricInterval | None, Unmeasured | None]:
         """:meth:`estimate`, or why there is none (too few rows, no estimator, no probabilities)."""
         from loopwatch.performance.unmeasured import Unmeasured
 
@@ -106,9 +107,9 @@ class PerformanceContext:
         found = values.get(self.metric)
         if found is None or not np.isfinite(found.value):
             return none("undefined")
-        return {"value": float(found.value), "ci_low": float(found.ci_low), "ci_high": float(found.ci_high)}, None
+        return MetricInterval(value=float(found.value), ci_low=float(found.ci_low), ci_high=float(found.ci_high)), None
 
-    def holdout_interval(self) -> dict[str, float] | None:
+    def holdout_interval(self) -> MetricInterval | None:
         """The holdout's metric with a bootstrap interval: the holdout is a sample too."""
         if self.reference is None:
             return None
@@ -122,7 +123,7 @@ class PerformanceContext:
             found = regression_metrics(ref.y_true, ref.y_pred, n_boot=200, seed=0).get(self.metric)
         if found is None or not np.isfinite(found.value):
             return None
-        return {"value": float(found.value), "ci_low": float(found.ci_low), "ci_high": float(found.ci_high)}
+        return MetricInterval(value=float(found.value), ci_low=float(found.ci_low), ci_high=float(found.ci_high))
 
 
 def _estimator(registry: Registry, name: str, version: ModelVersion) -> tuple[Any | None, Any | None]:
