@@ -215,3 +215,12 @@ class TestRelationChanged:
             relation_changed(x, y, split_index=60)
         with pytest.raises(InvalidInput, match="alpha"):
             relation_changed(x, y, split_index=30, alpha=0)
+
+
+def test_a_lag_without_pairs_is_nan_without_a_warning() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lags = lagged_correlation([np.nan] * 10, list(range(10)), max_lag=2)
+    assert [lag.n for lag in lags] == [0, 0, 0] and all(np.isnan(lag.r) for lag in lags)

@@ -319,3 +319,34 @@ def test_labelled_frame_without_labels_is_empty(log: Log) -> None:
     with log.workspace() as ws:
         joined = labelled_frame(ws.store, "churn", frame_of(ws, "churn"), until=day(1))
     assert joined.empty and list(joined.columns)[-3:] == ["label", "label_time", "label_source"]
+
+
+# --- the business metric beside the model ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("fall", [0.0, 300.0])
+def test_a_business_metric_that_falls_while_the_model_holds_calls_for_the_business_loop(
+    copy: Workspace, sparse: LoopReport, fall: float
+) -> None:
+    from loopwatch.records.feedback import BusinessObservation
+
+    rng = np.random.default_rng(3)
+    revenue = [1000.0 - (fall if i >= DAYS // 2 else 0.0) + rng.normal(0, 20) for i in range(DAYS)]
+    copy.store.write_business_metrics([BusinessObservation(name="revenue", timestamp=day(i) + timedelta(hours=12),
+                                                           value=v) for i, v in enumerate(revenue)])
+    # the sparse model's performance holds over the period (its labels saw no concept drift)
+    part = LabelPart(labels=sparse.labels, performance=sparse.performance)
+    config = MonitoringConfig(business_metric="revenue")
+    signals = signals_of(copy.store, "sparse", config, part, [], until=day(DAYS))
+    business = part.business
+    assert business is not None and business.observations == DAYS
+    half = DAYS // 2
+    assert business.early_mean == pytest.approx(np.mean(revenue[:half]))
+    assert business.late_mean == pytest.approx(np.mean(revenue[half:]))
+    decoupled = [s for s in signals if s.reason == "business_decoupled"]
+    if fall:
+        (signal,) = decoupled
+        assert signal.loop == "business" and signal.evidence == business.to_dict()
+        assert business.decoupled and business.p_value is not None and business.p_value < config.drift_alpha
+    else:
+        assert decoupled == [] and not business.decoupled

@@ -127,9 +127,11 @@ def _lagged_pairs(x: np.ndarray, y: np.ndarray, lag: int) -> tuple[np.ndarray, n
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    if len(x) < MIN_PAIRS:  # before the means: a lag without pairs must not warn of an empty mean
+        return math.nan
     dx, dy = x - x.mean(), y - y.mean()
     sxx, syy = float(dx @ dx), float(dy @ dy)
-    if len(x) < MIN_PAIRS or sxx <= 0 or syy <= 0:
+    if sxx <= 0 or syy <= 0:
         return math.nan
     # the product sxx * syy can underflow for tiny deviations where each root does not
     return float(np.clip((dx @ dy) / (math.sqrt(sxx) * math.sqrt(syy)), -1.0, 1.0))

@@ -203,3 +203,35 @@ class LabelCoverage:
         if self.concept_stream is not None:
             out["concept_stream"] = self.concept_stream
         return out
+
+
+@dataclass(kw_only=True)
+class BusinessEvidence:
+    """Whether the business metric follows the model: lagged correlation, a change of their
+    relation, and a fall of the metric while performance held."""
+
+    metric: str
+    observations: int
+    #: Correlation of daily performance with the metric at each lag (``None``: too few days).
+    lagged_correlation: list[Serialisable] | None = None
+    #: The test of a change in the relation between the halves of the period.
+    relation: Serialisable | None = None
+    relation_changed: bool = False
+    early_mean: float | None = None
+    late_mean: float | None = None
+    #: One-sided test that the metric's later half is lower than its earlier half.
+    p_value: float | None = None
+    performance_held: bool | None = None
+    decoupled: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"metric": self.metric, "observations": self.observations}
+        if self.lagged_correlation is not None:
+            out["lagged_correlation"] = [lag.to_dict() for lag in self.lagged_correlation]
+        if self.relation is not None:
+            out["relation"] = self.relation.to_dict()
+            out["relation_changed"] = self.relation_changed
+        if self.p_value is not None:
+            out |= {"early_mean": self.early_mean, "late_mean": self.late_mean, "p_value": self.p_value,
+                    "performance_held": self.performance_held, "decoupled": self.decoupled}
+        return out

@@ -8,7 +8,7 @@ from typing import Any
 
 from loopwatch.loops.evidence import WindowEvidence
 from loopwatch.loops.kinds import LOOP_TITLES
-from loopwatch.loops.performance_evidence import LabelCoverage, PerformanceEvidence
+from loopwatch.loops.performance_evidence import BusinessEvidence, LabelCoverage, PerformanceEvidence
 from loopwatch.records.jsonutil import utc_iso
 
 
@@ -110,7 +110,7 @@ class LoopReport:
     windows: list[WindowEvidence] = field(default_factory=list)
     performance: PerformanceEvidence = field(default_factory=PerformanceEvidence)
     labels: LabelCoverage | None = None
-    business: dict[str, Any] = field(default_factory=dict)
+    business: BusinessEvidence | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,5 +123,5 @@ class LoopReport:
             "windows": [w.to_dict() for w in self.windows],
             "performance": self.performance.to_dict(),
             "labels": {} if self.labels is None else self.labels.to_dict(),
-            "business": self.business,
+            "business": {} if self.business is None else self.business.to_dict(),
         }

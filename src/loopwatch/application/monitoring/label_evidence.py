@@ -22,7 +22,7 @@ from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.diagnosis import diagnose_labels
 from loopwatch.loops.evidence import LabelEvidence
 from loopwatch.loops.performance_evidence import (
-    CoverageWindow, DepartureTest, LabelCoverage, MetricInterval, PerformanceEvidence, PerformanceWindow,
+    BusinessEvidence, CoverageWindow, DepartureTest, LabelCoverage, MetricInterval, PerformanceEvidence, PerformanceWindow,
     VersionPerformance,
 )
 from loopwatch.loops.report import Finding, Incident, Recommendation
@@ -48,7 +48,7 @@ class LabelPart:
     findings: list[Finding] = field(default_factory=list)
     performance: PerformanceEvidence = field(default_factory=PerformanceEvidence)
     labels: LabelCoverage = field(default_factory=lambda: LabelCoverage(predictions=0, labelled=0))
-    business: dict[str, Any] = field(default_factory=dict)
+    business: BusinessEvidence | None = None
 
 
 def labelled_frame(store: Store, name: str, frame: pd.DataFrame, *, until: datetime) -> pd.DataFrame:
@@ -421,39 +421,41 @@ def signals_of(
     )
     business = _business(store, config, part, until=until, performance_fell=performance_fell)
     part.business = business
-    if business.get("relation_changed"):
+    if business is None:
+        return out
+    if business.relation_changed and business.relation is not None:
         out.append(Recommendation(
             loop="eda", reason="business_relation_changed", incident_id=None,
-            action=(f"The relation between the model's {business.get('performance_metric', 'performance')} and "
+            action=(f"The relation between the model's performance and "
                     f"{config.business_metric} changed: explore what else moves the business metric."),
-            evidence=business["relation"],
+            evidence=business.relation.to_dict(),
         ))
-    if business.get("decoupled"):
+    if business.decoupled:
         out.append(Recommendation(
             loop="business", reason="business_decoupled", incident_id=None,
             action=(f"The model performs as trained but {config.business_metric} fell: revisit the business "
                     "case and its opportunity cost before changing the model."),
-            evidence=business,
+            evidence=business.to_dict(),
         ))
     return out
 
 
 def _business(
     store: Store, config: MonitoringConfig, part: LabelPart, *, until: datetime, performance_fell: bool
-) -> dict[str, Any]:
+) -> BusinessEvidence | None:
     if config.business_metric is None:
-        return {}
+        return None
     observations = store.query_business_metrics(name=config.business_metric, until=until)
     total = [o for o in observations if o.segment is None]
+    out = BusinessEvidence(metric=config.business_metric, observations=len(total))
     if len(total) < 8:
-        return {"metric": config.business_metric, "observations": len(total)}
+        return out
     series = pd.Series([o.value for o in total], index=pd.DatetimeIndex([o.timestamp for o in total]))
     daily = series.resample("1D").sum()
     perf = {}
     for entry in part.performance.windows:
         if entry.realized is not None:
             perf[pd.Timestamp(entry.start).normalize()] = entry.realized.value
-    out: dict[str, Any] = {"metric": config.business_metric, "observations": len(total)}
     performance = pd.Series(perf).sort_index().groupby(level=0).mean() if perf else pd.Series(dtype=float)
     joined = pd.concat([performance.rename("performance"), daily.rename("business")], axis=1)
     try:
@@ -461,15 +463,15 @@ def _business(
 
         lags = lagged_correlation(joined["performance"].to_numpy(), joined["business"].to_numpy(),
                                   max_lag=config.business_max_lag)
-        out["lagged_correlation"] = [lag.to_dict() for lag in lags]
+        out.lagged_correlation = list(lags)
         usable = joined.dropna()
         if len(usable) >= 16:
             from loopwatch.feedback.business import relation_changed
 
             change = relation_changed(usable["performance"].to_numpy(), usable["business"].to_numpy(),
                                       split_index=len(usable) // 2, alpha=config.drift_alpha)
-            out["relation"] = change.to_dict()
-            out["relation_changed"] = bool(change.changed)
+            out.relation = change
+            out.relation_changed = bool(change.changed)
     except ImportError:
         pass
     half = len(daily) // 2
@@ -481,7 +483,7 @@ def _business(
         or abs(np.mean(perf_values[len(perf_values) // 2:]) - np.mean(perf_values[: len(perf_values) // 2]))
         <= config.performance_tolerance
     )
-    out.update({"early_mean": float(np.mean(early)), "late_mean": float(np.mean(late)),
-                "p_value": float(test.pvalue), "performance_held": bool(held),
-                "decoupled": bool(held and test.pvalue < config.drift_alpha)})
+    out.early_mean, out.late_mean = float(np.mean(early)), float(np.mean(late))
+    out.p_value, out.performance_held = float(test.pvalue), bool(held)
+    out.decoupled = bool(held and test.pvalue < config.drift_alpha)
     return out
