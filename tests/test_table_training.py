@@ -1,9 +1,11 @@
 """Training from a table screens its rows for poisoning first (``loopwatch train``, ``POST .../train``):
 a 1% backdoor is left out and listed, clean rows lose no more than the screens' stated rates,
-a later version is also compared with production's reference, and screening can be turned off."""
+a later version is also compared with production's reference, and screening can be turned off.
+The library, the command and the route screen by default alike."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Iterator
@@ -107,8 +109,12 @@ def test_screening_off_trains_on_every_row(workspace: Workspace) -> None:
     assert done.screening is None
     assert done.version.data_summary["shape"][0] == N_ROWS
     assert "screening" not in workspace.registry.resolve("churn", done.version.version).params
-    # the library's own train trusts its caller unless asked
-    assert workspace.train("plain", poisoned, target="churned").data_summary["shape"][0] == N_ROWS
+    # the library's own train screens unless told not to, as the command and the route do
+    kept = workspace.train("library", poisoned, target="churned")
+    assert kept.params["screening"]["n_quarantined"] > 0
+    assert kept.data_summary["n_train"] == len(screened_rows(poisoned)) - kept.params["screening"]["n_quarantined"]
+    plain = workspace.train("plain", poisoned, target="churned", screen=False)
+    assert "screening" not in plain.params and plain.data_summary["n_train"] == len(screened_rows(poisoned))
 
 
 def test_the_command_screens_and_lists_what_it_left_out(tmp_path: Path) -> None:
@@ -147,3 +153,17 @@ def test_the_route_screens_unless_told_not_to(tmp_path: Path) -> None:
         refused = client.post("/v1/models/churn/train", params={"target": "churned", "screen": "maybe"},
                               content=body, headers=headers)
         assert refused.status_code == 422
+
+
+def test_the_library_the_command_and_the_route_screen_by_default_alike(tmp_path: Path) -> None:
+    """One default on every surface: read from the signatures, the click option and the OpenAPI schema."""
+    library = inspect.signature(Workspace.train).parameters["screen"]
+    application = inspect.signature(train_from_table).parameters["screen"]
+    assert library.kind is application.kind is inspect.Parameter.KEYWORD_ONLY
+    option = next(param for param in cli.commands["train"].params if param.name == "screen")
+    settings = Settings.from_env({}, home=tmp_path, database=str(tmp_path / "loopwatch.db"))
+    route = create_app(settings).openapi()["paths"]["/v1/models/{name}/train"]["post"]
+    query = next(param for param in route["parameters"] if param["name"] == "screen")
+    defaults = {"Workspace.train": library.default, "train_from_table": application.default,
+                "loopwatch train": option.default, "POST /v1/models/{name}/train": query["schema"]["default"]}
+    assert defaults == dict.fromkeys(defaults, True), defaults

@@ -1,6 +1,6 @@
 """Train and register a version from a table, its training rows screened for poisoning first.
 
-What ``loopwatch train`` and ``POST /v1/models/{name}/train`` do. The table is
+What ``loopwatch train``, ``POST /v1/models/{name}/train`` and ``Workspace.train`` do. The table is
 screened as a retraining window is (:func:`loopwatch.poisoning.screening.screen_training_data`):
 labels at odds with their neighbours and a cross-validated model, exact feature
 patterns that come with one label (backdoor triggers) and, once the model has a
@@ -11,7 +11,7 @@ screening, so the metrics of both can be compared. The rows set aside are left
 out of training and listed, with their reasons and their row numbers in the table,
 in the answer and in the version's ``params["screening"]`` (with ``n_holdout``, the
 rows measured on and not screened). Training again with screening off
-(``--no-screen``, ``screen=false``) releases them.
+(``--no-screen``, ``screen=false``, ``screen=False``) releases them.
 
 A table sent for training has no feedback source and no served predictions, so
 the source screen does not run; labels that arrive as feedback are screened at

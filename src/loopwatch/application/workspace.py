@@ -116,11 +116,12 @@ class Workspace:
         seed: int = 0,
         alias: str | None = None,
         estimator_params: dict[str, Any] | None = None,
-        screen: bool = False,
+        screen: bool = True,
     ) -> ModelVersion:
-        """Train and register a version. ``screen`` screens the rows for poisoning first, as
-        ``loopwatch train`` and the service do (:mod:`loopwatch.application.training`); a library
-        caller training on data it trusts may leave it off."""
+        """Train and register a version. The rows are screened for poisoning first and those set
+        aside are left out (listed in the version's ``params["screening"]``), as ``loopwatch train``
+        and the service do (:mod:`loopwatch.application.training`); ``screen=False`` trains on
+        every row, for a caller training on data it trusts."""
         from loopwatch.application.training import train_from_table
 
         frame = data if isinstance(data, pd.DataFrame) else read_table(data)
