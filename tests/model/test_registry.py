@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from loopwatch.errors import Conflict, IntegrityError, InvalidInput, NotFound
+from loopwatch.models.training import split_positions
 from loopwatch.registry import decode_frame, encode_frame
 
 
@@ -88,14 +89,26 @@ def test_unknown_models_and_versions(trained) -> None:  # type: ignore[no-untype
         trained.train("bad name!", pd.DataFrame({"a": range(20), "y": [0, 1] * 10}), target="y")
 
 
-def test_reference_sample_is_kept_with_the_version(trained, churn_training) -> None:  # type: ignore[no-untyped-def]
-    sample = trained.registry.reference_sample("churn", 1)
-    assert len(sample) == len(churn_training)  # small tables are kept whole
+def _same_rows(sample: pd.DataFrame, expected: pd.DataFrame) -> None:
+    columns = list(expected.columns)
+    assert len(sample) == len(expected)  # small tables are kept whole
     pd.testing.assert_frame_equal(
-        sample.sort_values("tenure_months").reset_index(drop=True),
-        churn_training.sort_values("tenure_months").reset_index(drop=True),
+        sample[columns].sort_values(columns).reset_index(drop=True),
+        expected.sort_values(columns).reset_index(drop=True),
         check_dtype=False,
     )
+
+
+def test_reference_sample_is_kept_with_the_version(trained, churn_training) -> None:  # type: ignore[no-untyped-def]
+    # screened (the default): the training split's rows that the screens kept
+    screening = trained.registry.resolve("churn", 1).params["screening"]
+    training, _ = split_positions(churn_training["churned"].to_numpy(), "classification", target="churned",
+                                  test_size=0.2, seed=0)
+    kept = sorted(set(training.tolist()) - {int(row["index"]) for row in screening["quarantined"]})
+    _same_rows(trained.registry.reference_sample("churn", 1), churn_training.iloc[kept])
+    # trained on every row: the whole table, holdout included
+    trained.train("plain", churn_training, target="churned", screen=False)
+    _same_rows(trained.registry.reference_sample("plain", 1), churn_training)
 
 
 def test_frame_encoding_round_trips_kinds_and_missing_values() -> None:
