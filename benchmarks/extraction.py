@@ -15,7 +15,7 @@ client is flagged when any such incident names it. The attacker's surrogate (a l
 regression on its queries and the labels it was answered) is scored on held-out real rows.
 
 Seeds: the graded table uses seeds 0-4; the detectors were tuned on seeds 100-104 (``--seeds``).
-The scenario lives in ``tests/extraction_scenario.py`` (``tests/monitor/test_extraction_realdata.py``
+The scenario lives in ``tests/extraction_scenario.py`` (``tests/monitoring/test_extraction_realdata.py``
 runs a small version of it in CI). Writes ``benchmarks/results/extraction.json`` (or ``--out``).
 About 8 to 12 minutes on two shared cores for both tables and five seeds.
 """

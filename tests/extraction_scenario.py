@@ -1,6 +1,6 @@
 """Model extraction by ordinary querying, on a real table, against a served model.
 
-Shared by ``tests/monitor/test_extraction_realdata.py`` (a small run in CI) and
+Shared by ``tests/monitoring/test_extraction_realdata.py`` (a small run in CI) and
 ``benchmarks/extraction.py`` (the graded table in ``docs/security.md``).
 
 A model is trained with loopwatch on part of a real table and served in process

@@ -21,7 +21,7 @@ judged against the estimate alone, and holding them back would lengthen that pha
 Windows found drifting on their own never enter. Each departure is dated by the moment the
 window that admitted it was judged, so a test never uses what was not known at its moment.
 The false-alarm rate of the concept tests with this baseline, on no-shift departures, is
-measured in ``tests/monitor/test_concept_baseline.py`` and stated in docs/loops.md.
+measured in ``tests/monitoring/test_concept_baseline.py`` and stated in docs/loops.md.
 """
 
 from __future__ import annotations
