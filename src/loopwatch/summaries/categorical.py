@@ -138,6 +138,10 @@ class CategoricalPart:
             raise InvalidInput("can only merge a CategoricalPart with another")
         cap = min(self.cap, other.cap)
         count, n_null = self.count + other.count, self.n_null + other.n_null
+        for a, b in ((self, other), (other, self)):
+            if b.counts == {} and (a.counts is None or len(a.counts) <= cap):
+                # nothing to add: the sketches stay byte for byte (the empty part is the identity)
+                return CategoricalPart(count, n_null, a.counts, a.frequent, a.distinct, cap=cap)
         if self.counts is not None and other.counts is not None:
             total = Counter(self.counts)
             total.update(other.counts)
