@@ -95,3 +95,29 @@ def test_bad_values_and_dicts_are_refused() -> None:
             NumericPart.from_dict({**good, **change})
     with pytest.raises(InvalidInput):
         NumericPart.from_dict({"kind": "numeric"})
+
+
+def test_merged_sketch_weighs_compacted_values_by_what_they_stand_for() -> None:
+    rng = np.random.default_rng(5122)
+    big = NumericPart.from_values(rng.normal(size=200_000), edges=EDGES)
+    small = NumericPart.from_values(100.0 + rng.random(5_000), edges=EDGES)
+    assert small.rank_error > 0  # both sketches have compacted values: they carry weights
+    merged = big.merge(small)
+    xs, fs = merged.cdf_steps()
+    # 200,000 of 205,000 values lie below 99; iterating a merged DataSketches KLL sketch reports
+    # weight 1 for every item, and ranks built from that would put about 0.5 here
+    below = fs[np.searchsorted(xs, 99.0, side="right") - 1]
+    assert abs(below - 200_000 / 205_000) <= merged.rank_error
+
+
+def test_sketch_cdf_holds_at_every_value_after_many_merges() -> None:
+    rng = np.random.default_rng(5123)
+    x = rng.normal(size=100_000)
+    part = NumericPart.empty(edges=EDGES)
+    for batch in np.array_split(x, 24):
+        part = part.merge(NumericPart.from_values(batch, edges=EDGES))
+    xs, fs = part.cdf_steps()
+    s = np.sort(x)
+    at = np.searchsorted(xs, s, side="right")
+    sketch_cdf = np.where(at > 0, fs[np.maximum(at - 1, 0)], 0.0)
+    assert np.max(np.abs(sketch_cdf - np.arange(1, s.size + 1) / s.size)) <= part.rank_error

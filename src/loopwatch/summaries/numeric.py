@@ -270,12 +270,10 @@ class NumericPart:
         sketch = self.sketch()
         if sketch.is_empty():
             return np.empty(0), np.empty(0)
-        pairs = np.array(list(sketch), dtype=np.float64).reshape(-1, 2)
-        order = np.argsort(pairs[:, 0], kind="stable")
-        items, weights = pairs[order, 0], pairs[order, 1]
-        cum = np.cumsum(weights)
-        last = np.concatenate((items[1:] != items[:-1], [True]))
-        return items[last], cum[last] / cum[-1]
+        items = np.unique(np.array([item for item, _ in sketch], dtype=np.float64))
+        # the ranks come from the sketch's own sorted view: iterating a sketch that was merged
+        # into (datasketches 5.x) can report weight 1 for every item
+        return items, np.asarray(sketch.get_cdf(items, True), dtype=np.float64)[:-1]
 
     def values_if_exact(self) -> FloatArray | None:
         """Every finite value, sorted, while the sketch still keeps them all; else ``None``."""
