@@ -85,6 +85,13 @@ def test_bad_edges_are_refused(edges: object) -> None:
         NumericPart.from_values([1.0], edges=edges)  # type: ignore[arg-type]
 
 
+def test_pandas_missing_markers_are_nulls() -> None:
+    import pandas as pd
+
+    part = NumericPart.from_values(pd.Series([1, None, 3], dtype="Int64").to_numpy(dtype=object), edges=[2.0])
+    assert (part.count, part.n_null, part.bins) == (2, 1, (1, 1))
+
+
 def test_bad_values_and_dicts_are_refused() -> None:
     with pytest.raises(InvalidInput):
         NumericPart.from_values(["x"], edges=[])

@@ -50,6 +50,7 @@ import numpy as np
 import numpy.typing as npt
 
 from loopwatch.errors import InvalidInput, echo
+from loopwatch.features.frames import is_missing
 from loopwatch.summaries.exact_sum import ExactSum
 
 FloatArray = npt.NDArray[np.float64]
@@ -105,8 +106,14 @@ def check_edges(edges: npt.ArrayLike) -> tuple[float, ...]:
 def _numbers(values: npt.ArrayLike) -> FloatArray:
     try:
         arr = np.asarray(values, dtype=np.float64)  # None becomes NaN
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput("a numeric feature's values must be numbers or missing") from exc
+    except (TypeError, ValueError):
+        # pandas' missing markers (pd.NA) do not convert: read them as NaN, one value at a time
+        try:
+            obj = np.asarray(values, dtype=object)
+            flat = [math.nan if is_missing(v) else v for v in obj.ravel()]
+            arr = np.asarray(flat, dtype=np.float64).reshape(obj.shape)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput("a numeric feature's values must be numbers or missing") from exc
     if arr.ndim != 1:
         raise InvalidInput(f"values must be one-dimensional, got shape {arr.shape}")
     return arr
