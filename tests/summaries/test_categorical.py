@@ -69,6 +69,9 @@ def test_bad_input_is_refused() -> None:
     with pytest.raises(InvalidInput):
         CategoricalPart.from_values(["a"], cap=0)
     good = CategoricalPart.from_values(["a", "b"]).to_dict()
+    sketched = CategoricalPart.from_values(list("abc"), cap=2).to_dict()
+    with pytest.raises(InvalidInput, match="count"):
+        CategoricalPart.from_dict({**sketched, "count": 4})
     for change in ({"count": 3}, {"counts": {"a": -1, "b": 3}}, {"counts": None}, {"kind": "numeric"},
                    {"counts": None, "frequent": "AAAA", "distinct": "AAAA"}, {"frequent": "!!"}):
         with pytest.raises(InvalidInput):

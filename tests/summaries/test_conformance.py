@@ -7,11 +7,12 @@ class of the package is missing from the tuple.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import json
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,8 +93,18 @@ def test_merge_is_commutative_and_associative(case: Case) -> None:
 @pytest.mark.parametrize("case", CASES, ids=ids)
 def test_parts_are_immutable(case: Case) -> None:
     part = case.build(np.random.default_rng(8804))[1]
+    before = part.to_dict()
     with pytest.raises(AttributeError):
         part.n = 3
+    if dataclasses.is_dataclass(part):
+        for field in dataclasses.fields(part):
+            with pytest.raises(AttributeError):
+                setattr(part, field.name, None)
+            value = getattr(part, field.name)
+            if isinstance(value, Mapping):  # a mapping inside is read-only too
+                with pytest.raises(TypeError):
+                    value["x"] = 1  # type: ignore[index]
+    assert part.to_dict() == before
 
 
 def test_every_part_of_the_package_is_listed() -> None:

@@ -96,7 +96,8 @@ def test_bad_values_and_dicts_are_refused() -> None:
     with pytest.raises(InvalidInput):
         NumericPart.from_values(["x"], edges=[])
     good = NumericPart.from_values([1.0, 2.0], edges=[1.5]).to_dict()
-    for change in ({"bins": [5, 5]}, {"kll": "not base64!"}, {"kll": "AAAA"}, {"sum": 3}, {"count": -1},
+    other_sketch = NumericPart.from_values([1.0, 2.0, 3.0], edges=[1.5]).to_dict()["kll"]
+    for change in ({"kll": other_sketch}, {"bins": [5, 5]}, {"kll": "not base64!"}, {"kll": "AAAA"}, {"sum": 3}, {"count": -1},
                    {"kind": "categorical"}, {"minimum": None}):
         with pytest.raises(InvalidInput):
             NumericPart.from_dict({**good, **change})

@@ -16,7 +16,7 @@ the cap it switches, for good, to two sketches from Apache DataSketches:
   distinct categories, which an exact part knows without one.
 
 >>> p = CategoricalPart.from_values(["a", "b", None, 3, 3.0])
->>> p.n, p.count, p.n_null, p.counts, p.exact
+>>> p.n, p.count, p.n_null, dict(p.counts or {}), p.exact
 (5, 4, 1, {'3': 2, 'a': 1, 'b': 1}, True)
 >>> q = p.merge(CategoricalPart.from_values([str(i) for i in range(5)], cap=4))
 >>> q.exact, q.cap, round(q.distinct_count()[0]), q.estimated_counts()["3"] <= 3 + q.count_error
@@ -30,6 +30,7 @@ import binascii
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from loopwatch.errors import InvalidInput, echo
@@ -87,8 +88,8 @@ class CategoricalPart:
 
     count: int
     n_null: int
-    #: Exact counts per category (sorted by label), or ``None`` once past the cap.
-    counts: dict[str, int] | None
+    #: Exact counts per category (sorted by label, read-only), or ``None`` once past the cap.
+    counts: Mapping[str, int] | None
     frequent: bytes | None = None
     distinct: bytes | None = None
     cap: int = DEFAULT_CAP
@@ -112,7 +113,7 @@ class CategoricalPart:
                     clean[label] = c
             if sum(clean.values()) != self.count or len(clean) > self.cap:
                 raise InvalidInput("exact counts must add up to count and number at most cap")
-            object.__setattr__(self, "counts", dict(sorted(clean.items())))
+            object.__setattr__(self, "counts", MappingProxyType(dict(sorted(clean.items()))))
         elif not (isinstance(self.frequent, bytes) and isinstance(self.distinct, bytes)):
             raise InvalidInput("a part past its cap holds both sketches")
 
@@ -223,8 +224,8 @@ class CategoricalPart:
                 raise InvalidInput("counts must map labels to counts")
             frequent = None if data["frequent"] is None else base64.b64decode(str(data["frequent"]), validate=True)
             distinct = None if data["distinct"] is None else base64.b64decode(str(data["distinct"]), validate=True)
-            if frequent is not None:
-                _frequent(frequent)
+            if frequent is not None and _frequent(frequent).total_weight != data["count"]:
+                raise InvalidInput("the frequent-items sketch does not hold the part's count of values")
             if distinct is not None:
                 _hll(distinct)
             return cls(data["count"], data["n_null"], None if counts is None else dict(counts), frequent,

@@ -325,7 +325,8 @@ class NumericPart:
                                                           for b in bins):
                 raise InvalidInput("bins must be a list of integers")
             kll = base64.b64decode(str(data["kll"]), validate=True)
-            _load_sketch(kll)
+            if _load_sketch(kll).n != data["count"]:
+                raise InvalidInput("the sketch does not hold the part's count of values")
             return cls(
                 check_edges(data["edges"]),
                 _int(data, "count"),
