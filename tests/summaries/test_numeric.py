@@ -129,3 +129,24 @@ def test_sketch_cdf_holds_at_every_value_after_many_merges() -> None:
     at = np.searchsorted(xs, s, side="right")
     sketch_cdf = np.where(at > 0, fs[np.maximum(at - 1, 0)], 0.0)
     assert np.max(np.abs(sketch_cdf - np.arange(1, s.size + 1) / s.size)) <= part.rank_error
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.integers(600, 40_000), st.lists(st.floats(0.0, 1.0), min_size=1, max_size=6),
+       st.sampled_from(["normal", "lognormal", "integers"]), st.integers(0, 2**32 - 1))
+def test_sketch_within_its_bound_for_any_split(n: int, cuts: list[float], shape: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = {"normal": rng.normal(size=n), "lognormal": rng.lognormal(0.0, 2.0, n),
+         "integers": rng.integers(0, 30, n).astype(np.float64)}[shape]
+    bounds = sorted({0, n, *(int(c * n) for c in cuts)})
+    parts = [NumericPart.from_values(x[a:b], edges=EDGES) for a, b in zip(bounds[:-1], bounds[1:])]
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = part.merge(merged)
+    xs, fs = merged.cdf_steps()
+    s = np.sort(x)
+    at = np.searchsorted(xs, s, side="right")
+    sketch_cdf = np.where(at > 0, fs[np.maximum(at - 1, 0)], 0.0)
+    exact_cdf = np.searchsorted(s, s, side="right") / n  # ties: the fraction at or below each value
+    assert np.max(np.abs(sketch_cdf - exact_cdf)) <= merged.rank_error
+    assert exact_fields(merged) == exact_fields(NumericPart.from_values(x, edges=EDGES))
