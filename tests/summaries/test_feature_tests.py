@@ -9,6 +9,7 @@ from scipy import stats as sps
 from loopwatch.errors import InvalidInput
 from loopwatch.stats import binned
 from loopwatch.stats.sketch import CategoricalSummary, NumericSummary
+from loopwatch.stats.univariate import chi2_test
 from loopwatch.summaries.categorical import CategoricalPart
 from loopwatch.summaries.feature_tests import (
     binned_tests,
@@ -89,16 +90,38 @@ def test_categorical_tests_equal_scipy_while_exact() -> None:
     table = np.array([[500, 300, 200, 0], [40, 40, 15, 5]])
     chi2 = sps.chi2_contingency(table, correction=False)
     assert t.exact and t.chi2_statistic == pytest.approx(chi2.statistic, rel=1e-12)
+    assert (t.chi2_statistic_low, t.chi2_p_value_high) == (t.chi2_statistic, t.chi2_p_value)
     assert t.psi == binned.categorical_distances(ref, {"1": 40, "2": 40, "3": 15, "4": 5})["psi"]
 
 
-def test_categorical_tests_past_the_cap_say_so() -> None:
+@pytest.mark.parametrize("tilt", [0.0, 0.3])
+def test_categorical_tests_past_the_cap_bound_the_chi_square(tilt: float) -> None:
     rng = np.random.default_rng(6233)
-    values = rng.integers(0, 40, 5_000)
-    ref = CategoricalSummary.from_values(values.astype(str))
-    part = CategoricalPart.from_values(rng.integers(0, 40, 5_000), cap=10)
+    k = 3_000
+    weights = 1.0 / np.arange(1, k + 1) ** 1.1
+    ref_values = rng.choice(k, 50_000, p=weights / weights.sum())
+    cur_weights = weights * np.exp(tilt * (np.arange(k) % 2))  # tilt: odd categories grow
+    cur_values = rng.choice(k, 60_000, p=cur_weights / cur_weights.sum())
+    ref = CategoricalSummary.from_values(ref_values.astype(str))
+    part = CategoricalPart.empty()
+    for batch in np.array_split(cur_values, 6):
+        part = part.merge(CategoricalPart.from_values(batch))
     t = categorical_tests(ref, part)
-    assert not t.exact and 0 < t.count_error and t.chi2_p_value > 1e-6
+    assert not t.exact and 0 < t.count_error
+    # the chi-square of the true counts, on the same coarse table, lies above the reported low end
+    from loopwatch.summaries.feature_tests import SKETCH_MIN_EXPECTED
+
+    truth = {str(v): float(c) for v, c in zip(*np.unique(cur_values, return_counts=True))}
+    kept = [kk for kk, v in ref.counts.items() if v / ref.n * t.n_current >= SKETCH_MIN_EXPECTED * t.count_error]
+    assert 3 <= len(kept) < 100
+    true_ref = {kk: float(ref.counts[kk]) for kk in kept}
+    true_ref["rest"] = ref.n - sum(true_ref.values())
+    true_cur = {kk: truth.get(kk, 0.0) for kk in kept}
+    true_cur["rest"] = t.n_current - sum(true_cur.values())
+    exact = chi2_test(true_ref, true_cur)
+    assert t.chi2_statistic_low <= exact.statistic
+    assert t.chi2_p_value_high >= exact.p_value
+    assert (t.chi2_p_value_high < 0.05) == (tilt > 0)  # no false alarm; a real tilt still found
 
 
 def test_bad_input_is_refused() -> None:

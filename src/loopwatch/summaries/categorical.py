@@ -192,6 +192,17 @@ class CategoricalPart:
         rows = _frequent(self.frequent).get_frequent_items(frequent_items_error_type.NO_FALSE_NEGATIVES, 0)
         return dict(sorted((str(label), int(estimate)) for label, estimate, _low, _high in rows))
 
+    def count_bounds(self) -> dict[str, tuple[int, int]]:
+        """(lowest, highest) true count of each category :meth:`estimated_counts` lists: a
+        deterministic bound (equal ends while exact). Categories not listed have at most
+        :attr:`count_error` rows each."""
+        if self.counts is not None:
+            return {label: (c, c) for label, c in self.counts.items()}
+        from datasketches import frequent_items_error_type
+
+        rows = _frequent(self.frequent).get_frequent_items(frequent_items_error_type.NO_FALSE_NEGATIVES, 0)
+        return dict(sorted((str(label), (int(low), int(high))) for label, _est, low, high in rows))
+
     def distinct_count(self) -> tuple[float, float, float]:
         """Distinct categories: (estimate, lower, upper) at about 95% confidence; exact while exact."""
         if self.counts is not None:

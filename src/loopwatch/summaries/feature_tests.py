@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy import stats as sps
 
 from loopwatch.errors import InvalidInput
 from loopwatch.stats import binned
@@ -51,6 +52,9 @@ FloatArray = npt.NDArray[np.float64]
 DEFAULT_ALPHA = 0.05
 #: Label of the categories a frequent-items sketch does not track, in the categorical tests.
 OTHER = "\x00other"
+#: A sketched window's chi-square keeps a category's own column when the reference expects
+#: at least this many times the sketch's count error of it in the window.
+SKETCH_MIN_EXPECTED = 10.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,11 @@ class BinnedTests:
     exact: bool
     #: Most rows any current count can be off by (0 when exact).
     count_error: float
+    #: The smallest chi-square statistic any counts within the bounds could give, and its
+    #: p-value: the largest the exact test's could be. Equal to the estimates when exact.
+    #: Decide drift with ``chi2_p_value_high < alpha``.
+    chi2_statistic_low: float
+    chi2_p_value_high: float
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -201,13 +210,45 @@ def _labelled(counts: Sequence[float]) -> dict[str, float]:
     return {f"{i:06d}": float(c) for i, c in enumerate(counts)}
 
 
+def _chi2_lower(ref: dict[str, float], bounds: dict[str, tuple[float, float]], n_current: float) -> tuple[float, int]:
+    """A lower bound on the chi-square statistic over every current table within ``bounds``.
+
+    For a 2 x k table with row totals R (reference) and C (current, known exactly) the
+    statistic is ``sum_j (r_j C - c_j R)^2 / (R C (r_j + c_j))``, each term convex in
+    ``c_j``. Minimising each term alone over its interval (at ``c_j = r_j C / R``, clipped)
+    drops only the constraint that the counts add up to C, so the sum of those minima is at
+    most the smallest statistic a consistent table can give. Also returns the most degrees of
+    freedom any such table can have (more degrees of freedom only raise the p-value)."""
+    big_r = sum(ref.values())
+    total = 0.0
+    columns = 0
+    for label in set(ref) | set(bounds):
+        r = ref.get(label, 0.0)
+        low, high = bounds.get(label, (0.0, 0.0))
+        if r > 0 or high > 0:
+            columns += 1
+        c = min(max(r * n_current / big_r, low), high)
+        if r + c > 0:
+            total += (r * n_current - c * big_r) ** 2 / (big_r * n_current * (r + c))
+    return total, columns - 1
+
+
 def _tests(ref: dict[str, float], cur: dict[str, float], *, smoothing: float, exact: bool,
-           count_error: float) -> BinnedTests:
+           count_error: float, chi2_tables: tuple[dict[str, float], dict[str, float],
+                                                 dict[str, tuple[float, float]]] | None = None) -> BinnedTests:
     distances = binned.categorical_distances(ref, cur, smoothing=smoothing)
-    chi2 = chi2_test(ref, cur)
+    if chi2_tables is None:
+        chi2 = chi2_test(ref, cur)
+        low, p_high = chi2.statistic, chi2.p_value
+    else:
+        chi_ref, chi_cur, bounds = chi2_tables
+        chi2 = chi2_test(chi_ref, chi_cur)
+        low, dof = _chi2_lower(chi_ref, bounds, sum(chi_cur.values()))
+        low = min(low, chi2.statistic)
+        p_high = max(float(sps.chi2.sf(low, dof)) if dof >= 1 else 1.0, chi2.p_value)
     return BinnedTests(distances["psi"], distances["kl_divergence"], distances["js_distance"],
                        distances["hellinger"], chi2.statistic, chi2.p_value, int(round(sum(ref.values()))),
-                       int(round(sum(cur.values()))), exact, count_error)
+                       int(round(sum(cur.values()))), exact, count_error, low, p_high)
 
 
 def binned_tests(*, reference_edges: npt.ArrayLike, reference_bins: npt.ArrayLike, current: NumericPart,
@@ -239,7 +280,12 @@ def categorical_tests(reference: CategoricalSummary, current: CategoricalPart, *
 
     Exact while the window's part keeps exact counts. Past its cap the part's frequent-items
     estimates are used, each at most ``count_error`` rows too high, with the rows they leave
-    unexplained in one extra category, and the result says ``exact=False``.
+    unexplained in one extra category, and the result says ``exact=False``. The chi-square
+    test then runs on a coarser table (the categories the reference expects often enough to
+    be counted well, and one column for the rest: :func:`_coarse_chi2_tables`) and also
+    reports the smallest statistic (and so the largest p-value) that counts within the
+    sketch's bounds could give (``chi2_statistic_low``, ``chi2_p_value_high``): deciding on
+    those keeps the false-alarm rate at or under alpha.
 
     >>> ref = CategoricalSummary({"a": 50, "b": 50})
     >>> t = categorical_tests(ref, CategoricalPart.from_values(["a"] * 30 + ["b"] * 70))
@@ -259,5 +305,34 @@ def categorical_tests(reference: CategoricalSummary, current: CategoricalPart, *
     other_ref = sum(v for k, v in ref.items() if k not in cur)
     ref = {k: v for k, v in ref.items() if k in cur}
     ref[OTHER] = other_ref
-    cur[OTHER] = float(max(current.count - sum(estimates.values()), 0))
-    return _tests(ref, cur, smoothing=smoothing, exact=False, count_error=current.count_error)
+    n = float(current.count)
+    cur[OTHER] = float(max(n - sum(estimates.values()), 0))
+    return _tests(ref, cur, smoothing=smoothing, exact=False, count_error=current.count_error,
+                  chi2_tables=_coarse_chi2_tables(reference, current))
+
+
+def _coarse_chi2_tables(reference: CategoricalSummary, current: CategoricalPart) -> tuple[
+        dict[str, float], dict[str, float], dict[str, tuple[float, float]]]:
+    """The table the chi-square test of a sketched window runs on, and its count bounds.
+
+    Categories the reference expects at least :data:`SKETCH_MIN_EXPECTED` times the sketch's
+    error in the window keep their own column; all others share one. The choice reads only
+    the reference and the window's row count, never the window's counts, so the coarser
+    table is a valid test of the same hypothesis (a sketch's uncertain small counts would
+    only blur it)."""
+    n = float(current.count)
+    error = current.count_error
+    big_r = float(reference.n)
+    kept = [k for k, v in reference.counts.items() if v / big_r * n >= SKETCH_MIN_EXPECTED * error]
+    estimates = current.estimated_counts()
+    known = current.count_bounds()
+    ref = {k: float(reference.counts[k]) for k in kept}
+    ref[OTHER] = big_r - sum(ref.values())
+    cur = {k: float(estimates.get(k, 0)) for k in kept}
+    cur[OTHER] = float(max(n - sum(cur.values()), 0.0))
+    # a category the sketch does not list has at most `error` rows
+    bounds = {k: tuple(float(b) for b in known.get(k, (0, int(error)))) for k in kept}
+    low = sum(b[0] for b in bounds.values())
+    high = sum(b[1] for b in bounds.values())
+    bounds[OTHER] = (max(n - high, 0.0), min(max(n - low, 0.0), n))
+    return ref, cur, {k: (b[0], b[1]) for k, b in bounds.items()}
