@@ -31,6 +31,7 @@ test is the exact one, with scipy's p-value.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -307,8 +308,10 @@ def categorical_tests(reference: CategoricalSummary, current: CategoricalPart, *
     ref[OTHER] = other_ref
     n = float(current.count)
     cur[OTHER] = float(max(n - sum(estimates.values()), 0))
-    return _tests(ref, cur, smoothing=smoothing, exact=False, count_error=current.count_error,
-                  chi2_tables=_coarse_chi2_tables(reference, current))
+    result = _tests(ref, cur, smoothing=smoothing, exact=False, count_error=current.count_error,
+                    chi2_tables=_coarse_chi2_tables(reference, current))
+    # the estimates overcount: the window's own count is the exact one
+    return dataclasses.replace(result, n_current=current.count)
 
 
 def _coarse_chi2_tables(reference: CategoricalSummary, current: CategoricalPart) -> tuple[
