@@ -45,9 +45,12 @@ True
 from __future__ import annotations
 
 import hashlib
-import heapq
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Hashable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+import pandas as pd
 
 from loopwatch.errors import InvalidInput
 
@@ -114,29 +117,15 @@ class RowSample:
         cls,
         request_ids: Sequence[str],
         row_indices: Sequence[int],
-        rows: Sequence[Mapping[str, Any]] | None,
+        rows: Sequence[Mapping[str, Any]] | pd.DataFrame | None,
         *,
         k: int = DEFAULT_K,
         seed: int = 0,
     ) -> RowSample:
-        """The sample of a batch of rows (``rows=None``: the batch was logged without data)."""
-        n = len(request_ids)
-        if len(row_indices) != n or (rows is not None and len(rows) != n):
-            raise InvalidInput("request_ids, row_indices and rows must have one entry per row")
-        if rows is None:
-            return cls(k=k, seed=seed, n=n, n_without_data=n)
-        keyed = (
-            (row_priority(r, int(i), seed=seed), str(r), int(i), position)
-            for position, (r, i) in enumerate(zip(request_ids, row_indices))
-        )
-        # the k + 1 smallest: the k kept and the one that sets the threshold
-        smallest = heapq.nsmallest(k + 1, keyed)
-        kept = tuple(
-            SampledRow(request_id=r, row_index=i, priority=p, values=dict(rows[position]))
-            for p, r, i, position in smallest[:k]
-        )
-        threshold = smallest[k][:3] if len(smallest) > k else None
-        return cls(k=k, seed=seed, n=n, n_without_data=0, threshold=threshold, rows=kept)
+        """The sample of a batch of rows (``rows=None``: the batch was logged without data; a table:
+        only the kept rows are turned into dicts)."""
+        return samples_by_group([0] * len(request_ids), request_ids, row_indices, rows, k=k, seed=seed).get(
+            0, cls(k=k, seed=seed))
 
     def _check(self, other: RowSample) -> None:
         if (self.k, self.seed) != (other.k, other.seed):
@@ -220,3 +209,63 @@ class RowSample:
                 for r in data["rows"]
             ),
         )
+
+
+def samples_by_group(
+    groups: Sequence[Hashable],
+    request_ids: Sequence[str],
+    row_indices: Sequence[int],
+    rows: Sequence[Mapping[str, Any]] | pd.DataFrame | None,
+    *,
+    k: int = DEFAULT_K,
+    seed: int = 0,
+) -> dict[Hashable, RowSample]:
+    """One :class:`RowSample` per group of rows (a client's, say), each the bottom-k of its own
+    rows, in one pass: only the kept rows' values are read (``rows=None``: logged without data)."""
+    n = len(request_ids)
+    if len(row_indices) != n or len(groups) != n or (rows is not None and len(rows) != n):
+        raise InvalidInput("request_ids, row_indices and rows must have one entry per row")
+    if k < 1:
+        raise InvalidInput(f"a row sample needs k >= 1, got {k}")
+    codes, uniques = factorize(groups)
+    if rows is None:
+        sizes = np.bincount(codes, minlength=len(uniques))
+        return {uniques[c]: RowSample(k=k, seed=seed, n=int(m), n_without_data=int(m)) for c, m in enumerate(sizes)}
+    ids = [str(r) for r in request_ids]
+    indices = np.asarray(row_indices, dtype=np.int64)
+    priorities = np.fromiter((row_priority(r, int(i), seed=seed) for r, i in zip(ids, indices)), dtype=np.uint64,
+                             count=n)
+    # by group, then (priority, request id, row index): the rows' order everywhere
+    order = np.lexsort((indices, np.asarray(ids, dtype=str), priorities, codes))
+    starts = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1]]) if n else np.empty(0, np.int64)
+    ends = np.r_[starts[1:], n].astype(np.int64)
+    kept = np.concatenate([order[lo:min(hi, lo + k)] for lo, hi in zip(starts, ends)]) if n else np.empty(0, np.int64)
+    if isinstance(rows, pd.DataFrame):
+        chosen = rows.iloc[kept].astype(object)
+        # JSON-safe: a missing value is None, never NaN
+        values = dict(zip(kept.tolist(), chosen.where(chosen.notna(), None).to_dict("records")))
+    else:
+        values = {int(p): dict(rows[int(p)]) for p in kept}
+
+    def identity(position: int) -> tuple[int, str, int]:
+        return (int(priorities[position]), ids[position], int(indices[position]))
+
+    out: dict[Hashable, RowSample] = {}
+    for lo, hi in zip(starts, ends):
+        group = order[lo:hi]
+        sampled = tuple(
+            SampledRow(request_id=ids[p], row_index=int(indices[p]), priority=int(priorities[p]), values=values[int(p)])
+            for p in group[:k]
+        )
+        threshold = identity(int(group[k])) if len(group) > k else None
+        out[uniques[codes[group[0]]]] = RowSample(
+            k=k, seed=seed, n=len(group), n_without_data=0, threshold=threshold, rows=sampled)
+    return out
+
+
+def factorize(values: Iterable[Hashable]) -> tuple[np.ndarray, list[Any]]:
+    """Each value's code (its first appearance's rank) and the values by code; ``None`` is a
+    value like any other (pandas would turn it into NaN)."""
+    index: dict[Hashable, int] = {}
+    codes = np.fromiter((index.setdefault(v, len(index)) for v in values), dtype=np.int64)
+    return codes, list(index)
