@@ -136,3 +136,20 @@ def test_a_sample_of_real_rows_describes_its_window() -> None:
     worked = np.array([r["work"] > 0 for r in merged.values()], dtype=float)
     share = float((table["work"] > 0).mean())
     assert abs(worked.mean() - share) < 4 * np.sqrt(share * (1 - share) / k)
+
+
+@settings(max_examples=40, deadline=None)
+@given(batches, st.integers(1, 8), st.integers(0, 4))
+def test_a_cut_sample_is_still_every_row_below_its_threshold_and_merges_exactly(
+    parts: list[list[int]], k: int, m: int
+) -> None:
+    a, b = batch(parts[0], k=k), batch(parts[1], k=k)
+    cut_a, cut_b = a.truncated(m), b.truncated(m)
+    assert cut_a.n == a.n and cut_a.rows == a.rows[:m] and cut_a.k == k
+    merged = cut_a.merge(cut_b)
+    assert merged == cut_b.merge(cut_a)
+    # exactly the rows of both below both thresholds, up to k: a uniform sample of the union
+    every = sorted((row_priority(f"q{i}", i % 3, seed=3), f"q{i}", i % 3) for i in parts[0] + parts[1])
+    limits = [t for t in (cut_a.threshold, cut_b.threshold) if t is not None]
+    below = [e for e in every if not limits or e < min(limits)]
+    assert [r.order() for r in merged.rows] == below[:k]

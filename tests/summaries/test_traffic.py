@@ -77,13 +77,14 @@ def test_from_events_counts_request_types_and_fingerprints() -> None:
     assert sums.latency_us.total == 52_000
 
 
-def clients_part(ids: list[tuple[str | None, int]], *, k: int = 4, max_clients: int | None = None) -> ClientSums:
+def clients_part(ids: list[tuple[str | None, int]], *, k: int = 4, max_clients: int | None = None,
+                 rows_per_client: int | None = None) -> ClientSums:
     frame = pd.DataFrame({"x": [float(i) for _, i in ids]})
     return ClientSums.from_columns(
         client_ids=[c for c, _ in ids], request_ids=[f"r{i}" for _, i in ids], row_indices=[0] * len(ids),
         timestamps_us=[i * 1000 for _, i in ids], request_types=["api"] * len(ids), rows=frame,
         proba=np.array([[0.5 + (i % 10) / 20, 0.5 - (i % 10) / 20] for _, i in ids]).reshape(-1, 2), k=k,
-        max_clients=max_clients)
+        max_clients=max_clients, rows_per_client=rows_per_client)
 
 
 client_batches = st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.integers(0, 10_000)),
@@ -101,7 +102,27 @@ def test_client_sums_merge_like_one_batch(parts) -> None:
     # pruning keeps every count and the samples of the largest clients only
     pruned = x.merge(y).pruned(1)
     assert pruned.activity == x.merge(y).activity and len(pruned.samples) <= 1
-    assert clients_part(parts[0], max_clients=2) == x.pruned(2)
+    assert clients_part(parts[0], max_clients=2, rows_per_client=2) == x.pruned(2, 2)
+    # a cut sample merges like any other: below its threshold, filled up to k
+    assert all(len(s.rows) <= 2 for s in x.pruned(5, 2).samples.values())
+    assert x.pruned(5, 2).merge(y.pruned(5, 2)).activity == x.merge(y).activity
+
+
+@settings(max_examples=40, deadline=None)
+@given(client_batches, st.sets(st.integers(0, 10_000), max_size=15))
+def test_deleting_requests_takes_their_queries_out_of_counts_and_samples(parts, deleted: set[int]) -> None:
+    rows = sum(parts, [])
+    whole = clients_part(rows)
+    gone = [(c, i) for c, i in rows if i in deleted]
+    after = whole.without_requests([f"r{i}" for _, i in gone], clients_part(gone))
+    rebuilt = clients_part([(c, i) for c, i in rows if i not in deleted])
+    assert {c: (a.n, a.margins) for c, a in after.activity.items()} == {
+        c: (a.n, a.margins) for c, a in rebuilt.activity.items()}
+    for client, sample in after.samples.items():
+        assert sample.n == rebuilt.samples[client].n
+        assert not {r.request_id for r in sample.rows} & {f"r{i}" for _, i in gone}
+        # still the remaining rows below the old threshold: a prefix of the rebuilt sample
+        assert sample.rows == rebuilt.samples[client].rows[: len(sample.rows)]
 
 
 def test_client_activity_is_exact_and_shadow_and_ingested_are_no_queries() -> None:
@@ -151,7 +172,7 @@ def test_an_extraction_client_among_a_day_of_ordinary_traffic_is_still_named() -
         columns = dict(request_ids=request_ids, row_indices=[0] * len(frame),
                        timestamps_us=[hour * 3_600_000_000 + i for i in range(len(frame))])
         parts.append(ClientSums.from_columns(client_ids=client_ids, request_types=["api"] * len(frame),
-                                             rows=frame, seed=9, max_clients=40, **columns))
+                                             rows=frame, seed=9, max_clients=100, rows_per_client=128, **columns))
         everything = everything.merge(RowSample.from_rows(request_ids, [0] * len(frame), frame, k=2000, seed=9))
     day = parts[0]
     for part in parts[1:]:

@@ -170,6 +170,17 @@ class RowSample:
                          n_without_data=self.n_without_data - n_without_data_removed,
                          threshold=self.threshold, rows=kept)
 
+    def truncated(self, m: int) -> RowSample:
+        """The ``m`` rows of smallest priority, the threshold lowered to the next one: still every
+        row below its threshold, so still uniform and mergeable, with ``k`` still the cap a merge
+        fills up to (a stored window can keep fewer rows than a merged day or week reads)."""
+        if m < 0:
+            raise InvalidInput(f"cannot keep {m} rows")
+        if len(self.rows) <= m:
+            return self
+        return RowSample(k=self.k, seed=self.seed, n=self.n, n_without_data=self.n_without_data,
+                         threshold=self.rows[m].order(), rows=self.rows[:m])
+
     @property
     def has_data(self) -> bool:
         """Whether any row of the window was logged with its input data."""

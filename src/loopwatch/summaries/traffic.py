@@ -25,28 +25,37 @@
       anyway. A window-wide sample would not do: 2,000 queries among a million events leave
       about two rows in a sample of 1,000.
 
-    Samples merge per client (bottom-k of bottom-k), so ``merge`` never drops a client and
-    is exact. :meth:`ClientSums.pruned` keeps the samples of the ``max_clients`` clients
-    with the most queries and drops the others' (their counts stay): the summariser prunes
-    a base window when it stores it. A client is then sampled in every base window in which
-    fewer than ``max_clients`` clients out-sent it; its sample's ``n`` says how many of its
-    queries the sample covers. An extraction client must send at least the detector's
-    ``min_rows`` (50) queries to be flagged at all, and one that sends 2,000 a day (83 an
-    hour) is out-sent, hour by hour, only by clients larger than itself: unless a hundred
-    such clients share its hours, it keeps a sample of all its queries, and is named
-    (``tests/summaries/test_traffic.py`` shows one among 250,000 events).
+    Samples merge per client (bottom-k of bottom-k, up to ``k`` = 500 rows), so ``merge``
+    never drops a client and is exact. What a base window *stores* is smaller
+    (:meth:`ClientSums.pruned`): samples for the ``max_clients`` (100) clients with the most
+    queries only, each cut to its ``rows_per_client`` (128) rows of smallest priority; every
+    count stays. A cut sample is still every row of the client below its threshold, so the
+    day's merge of 24 stored hours is a uniform sample of the client's queries that fills up
+    to 500 rows for a client that sends more than about 25 an hour, and holds 128 rows of a
+    client that sends all its queries in one hour: above the detector's ``min_rows`` (50)
+    either way. The sample's ``n`` says how many of the client's queries it covers.
+
+    Why that is enough: a client must send ``min_rows`` queries in the evaluated window to be
+    flagged at all, and it is sampled in every base window in which fewer than 100 clients
+    out-send it. A client that sends 2,000 queries a day sends 83 an hour; at a million
+    events a day from 600 clients of Zipf-skewed sizes and three batch jobs, 41 clients
+    out-send it hour by hour (``benchmarks/summaries_window.py``), so it keeps a sample of
+    all its queries and is named; ``tests/summaries/test_traffic.py`` shows the same at
+    150,000 events. To hide, an attacker has to be out-sent by 100 clients in each of its
+    hours, or split itself over client ids, which per-client evidence cannot see anyway.
 
     Shadow scoring and ingested events are no client's queries (one ingest key would look
     like one huge client) and are left out, as the extraction watch leaves them out.
 
 Size bounds: :class:`TrafficSums`, a few hundred latency bins plus one count per request
-type, fingerprint and rejection reason. :class:`ClientSums`, 6 numbers and at most 20 margin
-counts per client, plus at most ``max_clients * k`` sampled rows once pruned (20,000 by default).
+type, fingerprint and rejection reason. :class:`ClientSums`, 3 numbers and at most 20 margin
+counts per client, plus at most ``max_clients * rows_per_client`` sampled rows once pruned
+(12,800 by default; a merged range, at most ``k`` = 500 rows per sampled client).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -61,10 +70,12 @@ NOT_CLIENT_QUERIES = ("shadow", "ingested")
 #: Width of a margin bin: the share of rows within any multiple of it of the boundary is exact.
 MARGIN_STEP = 0.05
 MARGIN_BINS = 20
-#: Rows each sampled client keeps: the extraction detector reads 500 for spread and support.
+#: Rows a client's sample holds at most, merged: the extraction detector reads 500 for spread
+#: and support.
 CLIENT_SAMPLE_K = 500
-#: Clients whose samples a pruned window keeps.
-MAX_CLIENTS = 40
+#: Clients whose samples a stored (pruned) window keeps, and rows each of them keeps.
+MAX_CLIENTS = 100
+CLIENT_ROWS_STORED = 128
 
 
 def _add_counts(a: Mapping[Any, int], b: Mapping[Any, int]) -> dict[Any, int]:
@@ -205,10 +216,12 @@ class ClientSums:
         cls, *, client_ids: Sequence[str | None], request_ids: Sequence[str], row_indices: Sequence[int],
         timestamps_us: Sequence[int], request_types: Sequence[str], rows: pd.DataFrame | None,
         proba: np.ndarray | None = None, k: int = CLIENT_SAMPLE_K, seed: int = 0, max_clients: int | None = None,
+        rows_per_client: int | None = None,
     ) -> ClientSums:
         """The evidence of a batch of events, one entry per event (``rows``: their features as a
         table, ``None`` when logged without data; ``proba``: their class probabilities, or ``None``).
-        ``max_clients``: the same as :meth:`pruned` after, without sampling the others' rows at all."""
+        ``max_clients`` and ``rows_per_client``: the same as :meth:`pruned` after, without reading
+        the rows it would drop."""
         n = len(client_ids)
         if not (len(request_ids) == len(row_indices) == len(timestamps_us) == len(request_types) == n) or (
             rows is not None and len(rows) != n) or (proba is not None and len(proba) != n):
@@ -241,8 +254,11 @@ class ClientSums:
             values = rows.iloc[sampled].reset_index(drop=True)
             if proba is not None:
                 values = values.assign(__probability=[list(map(float, p)) for p in np.asarray(proba)[sampled]])
-        samples = samples_by_group([client_ids[i] for i in sampled], [request_ids[i] for i in sampled],
-                                   [int(row_indices[i]) for i in sampled], values, k=k, seed=seed)
+        kept = k if rows_per_client is None else min(k, rows_per_client)
+        grouped = samples_by_group([client_ids[i] for i in sampled], [request_ids[i] for i in sampled],
+                                   [int(row_indices[i]) for i in sampled], values, k=kept, seed=seed)
+        # the bottom-``kept`` rows below their threshold, with ``k`` the cap merges fill up to
+        samples = {client: replace(sample, k=k) for client, sample in grouped.items()}
         return cls(k=k, seed=seed, activity=_sorted(activity), samples=_sorted(samples))  # type: ignore[arg-type]
 
     def merge(self, other: ClientSums, /) -> ClientSums:
@@ -256,12 +272,47 @@ class ClientSums:
             samples[client] = samples[client].merge(s) if client in samples else s
         return ClientSums(k=self.k, seed=self.seed, activity=_sorted(activity), samples=_sorted(samples))
 
-    def pruned(self, max_clients: int = MAX_CLIENTS) -> ClientSums:
-        """The same counts, with samples kept only for the ``max_clients`` clients with the most
-        queries (ties by client id): what a stored base window keeps."""
+    def without_requests(self, request_ids: Iterable[str], deleted: ClientSums) -> ClientSums:
+        """The part after ``logs delete`` removed ``request_ids``, whose events of this window
+        ``deleted`` summarises (built from them with :meth:`from_columns` before they went): their
+        counts and margins are taken off, and their rows leave every client's sample (which stays
+        uniform, only smaller: :mod:`~loopwatch.summaries.reservoir`); the rows a sample covers drop
+        by the client's deleted count (exact when it covered all the client's queries). A client's
+        first and last query times stay as they were: an envelope of its remaining queries."""
+        gone = list(request_ids)
+        activity: dict[str | None, ClientActivity] = {}
+        for client, a in self.activity.items():
+            d = deleted.activity.get(client)
+            if d is None:
+                activity[client] = a
+                continue
+            if d.n > a.n or any(m > a.margins.get(b, 0) for b, m in d.margins.items()):
+                raise InvalidInput(f"the deleted events of client {client!r} are not in this window")
+            if a.n > d.n:
+                margins = {b: m - d.margins.get(b, 0) for b, m in a.margins.items() if m > d.margins.get(b, 0)}
+                activity[client] = ClientActivity(n=a.n - d.n, first_seen_us=a.first_seen_us,
+                                                  last_seen_us=a.last_seen_us, margins=margins)
+        samples = {}
+        for client, sample in self.samples.items():
+            if client not in activity:
+                continue
+            d = deleted.activity.get(client)
+            removed = 0 if d is None else min(d.n, sample.n)
+            without_data = 0 if d is None else min(removed, sample.n_without_data,
+                                                   deleted.samples[client].n_without_data
+                                                   if client in deleted.samples else 0)
+            samples[client] = sample.without_requests(gone, n_rows_removed=removed,
+                                                      n_without_data_removed=without_data)
+        return ClientSums(k=self.k, seed=self.seed, activity=activity, samples=samples)
+
+    def pruned(self, max_clients: int = MAX_CLIENTS, rows_per_client: int = CLIENT_ROWS_STORED) -> ClientSums:
+        """What a stored base window keeps: the same counts, with samples only for the
+        ``max_clients`` clients with the most queries (ties by client id), each truncated to its
+        ``rows_per_client`` rows of smallest priority (:meth:`RowSample.truncated
+        <loopwatch.summaries.reservoir.RowSample.truncated>`)."""
         keep = set(_top(self.activity, max_clients))
         return ClientSums(k=self.k, seed=self.seed, activity=self.activity,
-                          samples={c: s for c, s in self.samples.items() if c in keep})
+                          samples={c: s.truncated(rows_per_client) for c, s in self.samples.items() if c in keep})
 
     def queries(self, client: str | None) -> tuple[pd.DataFrame, np.ndarray | None, float]:
         """A client's sampled queries (features), their probabilities (``None`` when not logged),
