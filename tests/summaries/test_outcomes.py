@@ -231,3 +231,5 @@ def test_bad_input_is_refused_clearly() -> None:
         LogHistogram.from_values([-1])
     with pytest.raises(InvalidInput, match="out of range"):
         ConfidenceSums.from_rows([[0.5, 0.5]], [[0.5, 0.5]], [2], positive=1)
+    with pytest.raises(InvalidInput, match="positive class"):
+        ConfidenceSums.from_rows([[0.5, 0.5]], [[0.5, 0.5]], [1], positive=2)

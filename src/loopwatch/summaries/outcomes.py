@@ -171,6 +171,8 @@ class ConfidenceSums:
             raise InvalidInput("a served class index is out of range")
         if score_bins < 1:
             raise InvalidInput("score_bins must be positive")
+        if positive is not None and not 0 <= positive < k:
+            raise InvalidInput(f"the positive class index {positive} is not one of {k} classes")
         cells = exact_sums(q, np.arange(k)[None, :] * k + served_index[:, None], k * k)
         expected = {(t, s): cells[t * k + s] for t in range(k) for s in range(k) if cells[t * k + s] != 0}
         served_square = exact_sums(q[np.arange(n), served_index] ** 2)[0]
