@@ -15,7 +15,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, precision_score, recall_score
 
 from loopwatch.errors import InvalidInput
-from loopwatch.performance import ConfidenceBasedEstimator, DirectLossEstimator, regression_metrics
+from loopwatch.performance import (
+    ConfidenceBasedEstimator,
+    DirectLossEstimator,
+    classification_metrics,
+    regression_metrics,
+)
 from loopwatch.summaries.log_bins import LogHistogram
 from loopwatch.summaries.outcomes import ConfidenceSums, LabelSums, LossSums, exact_sums
 from tests.realdata import fertility
@@ -165,6 +170,28 @@ def test_realized_metrics_from_label_sums_match_sklearn_and_the_rows() -> None:
         exact = np.percentile(np.floor(delays), 100 * q, method="inverted_cdf")
         bound = delay.quantile(q)
         assert bound.low <= exact <= bound.high and bound.relative_error < 0.05
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_scored_label_sums_give_the_realized_metrics_of_the_rows(k: int) -> None:
+    rng = np.random.default_rng(k)
+    proba, truth = cbpe_world(rng, 3000, k)
+    proba = proba / proba.sum(axis=1, keepdims=True)
+    served = proba.argmax(axis=1)
+    parts = [LabelSums.from_pairs(task="classification", predicted=served[i:i + 1000], truth=truth[i:i + 1000],
+                                  delay_seconds=np.zeros(1000), classes=range(k), proba=proba[i:i + 1000])
+             for i in range(0, 3000, 1000)]
+    whole = merged(parts)
+    assert whole == merged(parts[::-1]) and whole.scored is not None and whole.scored.n == 3000
+    got = whole.metrics(n_classes=k, positive=1 if k == 2 else None)
+    rows = classification_metrics(truth, served, proba, classes=list(range(k)), n_boot=0)
+    for name in ("accuracy", "precision", "recall", "f1", "log_loss", "brier", "ece"):
+        assert got[name] == pytest.approx(rows[name].value, abs=1e-12), name
+    assert 0 < got["roc_auc_bound"] < 0.02 and abs(got["roc_auc"] - rows["roc_auc"].value) <= got["roc_auc_bound"]
+    assert LabelSums.from_dict(json.loads(json.dumps(whole.to_dict()))) == whole
+    with pytest.raises(InvalidInput, match="with probabilities and one without"):
+        whole.merge(LabelSums.from_pairs(task="classification", predicted=[0], truth=[0], delay_seconds=[0.0],
+                                         classes=range(k)))
 
 
 def test_regression_label_sums_on_real_flight_delays() -> None:
