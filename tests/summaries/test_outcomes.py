@@ -22,7 +22,8 @@ from loopwatch.performance import (
     regression_metrics,
 )
 from loopwatch.summaries.log_bins import LogHistogram
-from loopwatch.summaries.outcomes import ConfidenceSums, LabelSums, LossSums, exact_sums
+from loopwatch.summaries.labels import LabelSums
+from loopwatch.summaries.outcomes import ConfidenceSums, LossSums, exact_sums
 from tests.realdata import fertility
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
