@@ -17,11 +17,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import loopwatch.summaries
 from loopwatch.summaries.categorical import CategoricalPart
+from loopwatch.summaries.labels import LabelSums, ScoredLabels
+from loopwatch.summaries.log_bins import LogHistogram
 from loopwatch.summaries.numeric import NumericPart
+from loopwatch.summaries.outcomes import ConfidenceSums, LossSums
+from loopwatch.summaries.reservoir import RowSample
+from loopwatch.summaries.traffic import ClientSums, TrafficSums
 
 EDGES = (-1.0, 0.0, 1.5)
 
@@ -48,9 +54,87 @@ def _categorical(rng: np.random.Generator) -> list[CategoricalPart]:
     return [CategoricalPart.from_values(rng.integers(0, k, 300).tolist() + [None], cap=20) for k in (5, 15, 60)]
 
 
+def _proba(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    p = rng.dirichlet(np.ones(k), size=n)
+    return np.round(p, 3) / np.round(p, 3).sum(axis=1, keepdims=True)
+
+
+def _rows(rng: np.random.Generator, n: int, offset: int) -> tuple[list[str], list[int], pd.DataFrame]:
+    ids = [f"r{offset + i // 2}" for i in range(n)]
+    return ids, [i % 2 for i in range(n)], pd.DataFrame({"x": rng.normal(size=n).round(3), "c": ["a"] * n})
+
+
+def _row_samples(rng: np.random.Generator) -> list[RowSample]:
+    out = []
+    for n, offset in ((0, 0), (6, 100), (40, 200)):  # empty, all kept, past k
+        ids, index, frame = _rows(rng, n, offset)
+        out.append(RowSample.from_rows(ids, index, frame, k=10, seed=3))
+    return out
+
+
+def _confidence(rng: np.random.Generator) -> list[ConfidenceSums]:
+    out = []
+    for n in (0, 30, 200):
+        p = _proba(rng, n, 3) if n else np.empty((0, 3))
+        out.append(ConfidenceSums.from_rows(p, p, p.argmax(axis=1) if n else np.empty(0, int), positive=None))
+    return out
+
+
+def _losses(rng: np.random.Generator) -> list[LossSums]:
+    return [LossSums.from_losses(*(rng.exponential(size=n) for _ in range(4))) for n in (0, 20, 300)]
+
+
+def _scored(rng: np.random.Generator) -> list[ScoredLabels]:
+    return [ScoredLabels.from_rows(_proba(rng, n, 2), rng.integers(0, 2, n), positive=1) for n in (0, 25, 300)]
+
+
+def _labels(rng: np.random.Generator) -> list[LabelSums]:
+    out = []
+    for n in (0, 25, 300):
+        p = _proba(rng, n, 2)
+        out.append(LabelSums.from_pairs(task="classification", predicted=p.argmax(axis=1).tolist(),
+                                        truth=rng.integers(0, 2, n).tolist(), delay_seconds=rng.exponential(60, n),
+                                        classes=[0, 1], proba=p, positive=1))
+    return out
+
+
+def _log_bins(rng: np.random.Generator) -> list[LogHistogram]:
+    return [LogHistogram.from_values(rng.integers(0, 10**6, n), missing=m) for n, m in ((0, 0), (5, 1), (400, 3))]
+
+
+def _traffic(rng: np.random.Generator) -> list[TrafficSums]:
+    out = []
+    for n in (0, 10, 300):
+        latency = rng.lognormal(2, 1, n)
+        latency[rng.random(n) < 0.1] = np.nan
+        out.append(TrafficSums.from_columns(row_indices=[i % 3 for i in range(n)], request_latency_ms=latency,
+                                            request_types=rng.choice(["api", "batch"], n).tolist(),
+                                            fingerprint_ids=rng.choice(["f1", "f2", "f3"], n).tolist()))
+    return out
+
+
+def _clients(rng: np.random.Generator) -> list[ClientSums]:
+    out = []
+    for n, offset in ((0, 0), (8, 100), (60, 200)):
+        ids, index, frame = _rows(rng, n, offset)
+        out.append(ClientSums.from_columns(
+            client_ids=rng.choice(["a", "b", "c"], n).tolist(), request_ids=ids, row_indices=index,
+            timestamps_us=rng.integers(0, 10**9, n).tolist(), request_types=["api"] * n, rows=frame,
+            proba=_proba(rng, n, 2), k=5, seed=3))
+    return out
+
+
 CASES: tuple[Case, ...] = (
     Case(NumericPart, _numeric, lambda: NumericPart.empty(edges=EDGES)),
     Case(CategoricalPart, _categorical, lambda: CategoricalPart.empty(cap=20)),
+    Case(RowSample, _row_samples, lambda: RowSample.empty(k=10, seed=3)),
+    Case(ConfidenceSums, _confidence, lambda: ConfidenceSums.empty(n_classes=3, positive=None)),
+    Case(LossSums, _losses, LossSums),
+    Case(ScoredLabels, _scored, lambda: ScoredLabels(n_classes=2, positive=1)),
+    Case(LabelSums, _labels, lambda: LabelSums(task="classification")),
+    Case(LogHistogram, _log_bins, LogHistogram),
+    Case(TrafficSums, _traffic, TrafficSums),
+    Case(ClientSums, _clients, lambda: ClientSums(k=5, seed=3)),
 )
 
 

@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from loopwatch.errors import InvalidInput
+from loopwatch.summaries.part import freeze_fields
 from loopwatch.performance import kernels
 from loopwatch.summaries.log_bins import LogHistogram
 from loopwatch.summaries.outcomes import DEFAULT_SCORE_BINS, add_fractions, add_counts, fractions_dict, exact_sums
@@ -52,6 +53,12 @@ class ScoredLabels:
     #: Per ranked class, per score bin: rows of that class, and rows of another.
     positives: Mapping[int, Mapping[int, int]] = field(default_factory=dict)
     negatives: Mapping[int, Mapping[int, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # a class with no rows in either map is no entry: one form for the empty part, however built
+        for name in ("positives", "negatives"):
+            object.__setattr__(self, name, {c: v for c, v in getattr(self, name).items() if v})
+        freeze_fields(self, "ece_outcome", "ece_confidence", "positives", "negatives")
 
     def ranked(self) -> list[int]:
         return [self.positive] if self.positive is not None else list(range(self.n_classes))
@@ -120,8 +127,8 @@ class ScoredLabels:
         aucs, bounds = [], []
         for c in self.ranked():
             bins = sorted(set(self.positives.get(c, {})) | set(self.negatives.get(c, {})))
-            pos = np.array([self.positives[c].get(b, 0) for b in bins], dtype=np.float64)
-            neg = np.array([self.negatives[c].get(b, 0) for b in bins], dtype=np.float64)
+            pos = np.array([self.positives.get(c, {}).get(b, 0) for b in bins], dtype=np.float64)
+            neg = np.array([self.negatives.get(c, {}).get(b, 0) for b in bins], dtype=np.float64)
             pairs = pos.sum() * neg.sum()
             if pairs == 0:
                 aucs.append(math.nan)
@@ -189,6 +196,7 @@ class LabelSums:
             raise InvalidInput("every labelled row of a scored label part needs its probabilities")
         if self.task not in ("classification", "regression"):
             raise InvalidInput(f"task must be classification or regression, got {self.task!r}")
+        freeze_fields(self, "confusion", "errors")
 
     @classmethod
     def from_pairs(

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from loopwatch.errors import InvalidInput
+from loopwatch.summaries.part import freeze_fields
 
 #: Bins per doubling of the value: each bin is ``2 ** (1/16) - 1`` = 4.4% wide.
 BINS_PER_OCTAVE = 16
@@ -75,6 +76,9 @@ class LogHistogram:
     min: int | None = None
     max: int | None = None
     n_missing: int = 0
+
+    def __post_init__(self) -> None:
+        freeze_fields(self, "counts")
 
     @property
     def n(self) -> int:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from loopwatch.errors import InvalidInput
+from loopwatch.summaries.part import freeze_fields
 from loopwatch.performance import kernels
 
 if TYPE_CHECKING:
@@ -138,6 +139,9 @@ class ConfidenceSums:
     bin_mass: Mapping[int, Mapping[int, Fraction]] = field(default_factory=dict)
     #: Per ranked class: the sum of ``q (1 - q)`` (a row is never paired with itself).
     self_pairs: Mapping[int, Fraction] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        freeze_fields(self, "expected", "bin_counts", "bin_mass", "self_pairs")
 
     def ranked(self) -> list[int]:
         return [self.positive] if self.positive is not None else list(range(self.n_classes))
@@ -293,6 +297,9 @@ class LossSums:
 
     n: int = 0
     sums: Mapping[str, Fraction] = field(default_factory=lambda: {name: Fraction(0) for name in LOSS_SUMS})
+
+    def __post_init__(self) -> None:
+        freeze_fields(self, "sums")
 
     @classmethod
     def from_losses(

@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from loopwatch.errors import InvalidInput
+from loopwatch.summaries.part import freeze_fields
 
 #: Tests that read rows, and so cannot run on a model that logs no input data.
 ROW_TESTS = ("domain_classifier", "mmd", "novelty", "extraction_geometry")
@@ -81,6 +82,9 @@ class SampledRow:
     priority: int
     #: JSON-safe values (missing ones as ``None``), as :meth:`RowSample.to_dict` stores them.
     values: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        freeze_fields(self, "values")
 
     def order(self) -> tuple[int, str, int]:
         # ties of 64-bit priorities are broken by identity, so the order is total and the same everywhere

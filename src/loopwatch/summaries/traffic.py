@@ -62,6 +62,7 @@ import numpy as np
 import pandas as pd
 
 from loopwatch.errors import InvalidInput
+from loopwatch.summaries.part import freeze_fields
 from loopwatch.summaries.log_bins import LogHistogram, Quantile
 from loopwatch.summaries.reservoir import RowSample, factorize, samples_by_group
 
@@ -103,6 +104,9 @@ class TrafficSums:
     request_types: Mapping[str, int] = field(default_factory=dict)
     fingerprints: Mapping[str, int] = field(default_factory=dict)
     rejections: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        freeze_fields(self, "request_types", "fingerprints", "rejections")
 
     @classmethod
     def from_columns(
@@ -180,6 +184,9 @@ class ClientActivity:
     #: Rows per bin of the gap between the two most probable classes (``MARGIN_STEP`` wide).
     margins: Mapping[int, int] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        freeze_fields(self, "margins")
+
     def merge(self, other: ClientActivity, /) -> ClientActivity:
         return ClientActivity(
             n=self.n + other.n, first_seen_us=min(self.first_seen_us, other.first_seen_us),
@@ -206,6 +213,9 @@ class ClientSums:
     seed: int = 0
     activity: Mapping[str | None, ClientActivity] = field(default_factory=dict)
     samples: Mapping[str | None, RowSample] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        freeze_fields(self, "activity", "samples")
 
     @property
     def n(self) -> int:
