@@ -32,19 +32,24 @@ ExactSum(mantissa=3, exponent=-2)
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from loopwatch.errors import InvalidInput, echo
 
+K = TypeVar("K")
+
 #: Rows summed per int64 pass: limbs are below 2**38 (squares) or 2**27 (sums),
 #: so 2**24 of them sum below 2**62.
 CHUNK_ROWS = 1 << 24
 _LIMB = 18  # bits per limb of a mantissa when squaring
 _HALF = 27  # bits of the low half of a mantissa when summing
+_EXPONENT_SPAN = 4096  # more than the range of a double's exponent (-1,127 to 971 here)
 
 
 def _normalised(mantissa: int, exponent: int) -> tuple[int, int]:
@@ -126,6 +131,36 @@ class ExactSum:
         return cls(m, e)
 
     @classmethod
+    def of_groups(cls, values: npt.ArrayLike, groups: npt.ArrayLike, n_groups: int) -> list[ExactSum]:
+        """The exact sum of the finite values of each group (``groups``: each value's group in
+        ``[0, n_groups)``), in one pass: the limbs are summed per (group, exponent).
+
+        >>> [s.value for s in ExactSum.of_groups([1e16, 1.0, 2.0, -1e16], [0, 0, 1, 0], 3)]
+        [1.0, 2.0, 0.0]
+        """
+        arr = _finite(values)
+        group = np.asarray(groups, dtype=np.int64).ravel()
+        if group.shape != arr.shape:
+            raise InvalidInput("an exact sum per group needs one group per value")
+        if group.size and (group.min() < 0 or group.max() >= n_groups):
+            raise InvalidInput(f"a group is outside [0, {n_groups})")
+        totals = [(0, 0)] * n_groups
+        for start in range(0, arr.size, CHUNK_ROWS):
+            mant, exp = _mantissas(arr[start:start + CHUNK_ROWS])
+            high = mant >> _HALF
+            low = mant - (high << _HALF)
+            # exponents lie within +-1,200: a key of group and exponent sorts both at once
+            key = group[start:start + CHUNK_ROWS] * _EXPONENT_SPAN + (exp + _EXPONENT_SPAN // 2)
+            order = np.argsort(key, kind="stable")
+            key = key[order]
+            starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+            for k, h, lo in zip(key[starts].tolist(), np.add.reduceat(high[order], starts).tolist(),
+                                np.add.reduceat(low[order], starts).tolist()):
+                g, e = divmod(int(k), _EXPONENT_SPAN)
+                totals[g] = _add(*totals[g], (int(h) << _HALF) + int(lo), e - _EXPONENT_SPAN // 2)
+        return [cls(m, e) for m, e in totals]
+
+    @classmethod
     def of_squares(cls, values: npt.ArrayLike) -> ExactSum:
         """The exact sum of ``x * x`` (no rounding, no overflow, no underflow).
 
@@ -194,3 +229,15 @@ def _add(m1: int, e1: int, m2: int, e2: int) -> tuple[int, int]:
         return m1, e1
     base = min(e1, e2)
     return _normalised((m1 << (e1 - base)) + (m2 << (e2 - base)), base)
+
+
+def add_sums(a: Mapping[K, ExactSum], b: Mapping[K, ExactSum]) -> dict[K, ExactSum]:
+    """Two parts' exact sums per key, added, in key order.
+
+    >>> add_sums({1: ExactSum.of([0.5])}, {0: ExactSum.of([1.0]), 1: ExactSum.of([0.25])})
+    {0: ExactSum(mantissa=1, exponent=0), 1: ExactSum(mantissa=3, exponent=-2)}
+    """
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = out[key].merge(value) if key in out else value
+    return {key: out[key] for key in sorted(out)}  # type: ignore[type-var]

@@ -29,7 +29,8 @@ from loopwatch.errors import InvalidInput
 from loopwatch.summaries.part import freeze_fields
 from loopwatch.performance import kernels
 from loopwatch.summaries.log_bins import LogHistogram
-from loopwatch.summaries.outcomes import DEFAULT_SCORE_BINS, add_fractions, add_counts, fractions_dict, exact_sums
+from loopwatch.summaries.exact_sum import ExactSum, add_sums
+from loopwatch.summaries.outcomes import DEFAULT_SCORE_BINS, add_counts, exact_sums, sums_dict, sums_of
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,11 +46,11 @@ class ScoredLabels:
     positive: int | None
     score_bins: int = DEFAULT_SCORE_BINS
     n: int = 0
-    log_loss: Fraction = Fraction(0)
-    brier: Fraction = Fraction(0)
+    log_loss: ExactSum = ExactSum()
+    brier: ExactSum = ExactSum()
     #: Per ECE bin: the sum of outcomes and of confidences.
-    ece_outcome: Mapping[int, Fraction] = field(default_factory=dict)
-    ece_confidence: Mapping[int, Fraction] = field(default_factory=dict)
+    ece_outcome: Mapping[int, ExactSum] = field(default_factory=dict)
+    ece_confidence: Mapping[int, ExactSum] = field(default_factory=dict)
     #: Per ranked class, per score bin: rows of that class, and rows of another.
     positives: Mapping[int, Mapping[int, int]] = field(default_factory=dict)
     negatives: Mapping[int, Mapping[int, int]] = field(default_factory=dict)
@@ -113,9 +114,9 @@ class ScoredLabels:
         ranked = self.ranked()
         return ScoredLabels(
             n_classes=self.n_classes, positive=self.positive, score_bins=self.score_bins, n=self.n + other.n,
-            log_loss=self.log_loss + other.log_loss, brier=self.brier + other.brier,
-            ece_outcome=add_fractions(self.ece_outcome, other.ece_outcome),
-            ece_confidence=add_fractions(self.ece_confidence, other.ece_confidence),
+            log_loss=self.log_loss.merge(other.log_loss), brier=self.brier.merge(other.brier),
+            ece_outcome=add_sums(self.ece_outcome, other.ece_outcome),
+            ece_confidence=add_sums(self.ece_confidence, other.ece_confidence),
             positives={c: add_counts(self.positives.get(c, {}), other.positives.get(c, {})) for c in ranked},
             negatives={c: add_counts(self.negatives.get(c, {}), other.negatives.get(c, {})) for c in ranked},
         )
@@ -137,18 +138,19 @@ class ScoredLabels:
             below = np.cumsum(neg) - neg
             aucs.append(float((pos * (below + 0.5 * neg)).sum() / pairs))
             bounds.append(float(0.5 * (pos * neg).sum() / pairs))
-        gap = sum((abs(self.ece_outcome[b] - self.ece_confidence[b]) for b in self.ece_outcome), Fraction(0))
+        gap = sum((abs(self.ece_outcome[b].as_fraction() - self.ece_confidence[b].as_fraction())
+                   for b in self.ece_outcome), Fraction(0))
         return {
             "roc_auc": float(np.mean(aucs)), "roc_auc_bound": float(np.mean(bounds)),
-            "log_loss": float(self.log_loss / self.n), "brier": float(self.brier / self.n),
+            "log_loss": float(self.log_loss.as_fraction() / self.n), "brier": float(self.brier.as_fraction() / self.n),
             "ece": float(gap / self.n),
         }
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "n_classes": self.n_classes, "positive": self.positive, "score_bins": self.score_bins, "n": self.n,
-            "log_loss": str(self.log_loss), "brier": str(self.brier),
-            "ece_outcome": fractions_dict(self.ece_outcome), "ece_confidence": fractions_dict(self.ece_confidence),
+            "log_loss": self.log_loss.to_text(), "brier": self.brier.to_text(),
+            "ece_outcome": sums_dict(self.ece_outcome), "ece_confidence": sums_dict(self.ece_confidence),
             "positives": {str(c): {str(b): m for b, m in v.items()} for c, v in self.positives.items()},
             "negatives": {str(c): {str(b): m for b, m in v.items()} for c, v in self.negatives.items()},
         }
@@ -160,10 +162,9 @@ class ScoredLabels:
 
         return cls(
             n_classes=int(data["n_classes"]), positive=None if data["positive"] is None else int(data["positive"]),
-            score_bins=int(data["score_bins"]), n=int(data["n"]), log_loss=Fraction(data["log_loss"]),
-            brier=Fraction(data["brier"]),
-            ece_outcome={int(b): Fraction(v) for b, v in data["ece_outcome"].items()},
-            ece_confidence={int(b): Fraction(v) for b, v in data["ece_confidence"].items()},
+            score_bins=int(data["score_bins"]), n=int(data["n"]), log_loss=ExactSum.from_text(data["log_loss"]),
+            brier=ExactSum.from_text(data["brier"]),
+            ece_outcome=sums_of(data["ece_outcome"]), ece_confidence=sums_of(data["ece_confidence"]),
             positives=counts(data["positives"]), negatives=counts(data["negatives"]),
         )
 
@@ -185,7 +186,7 @@ class LabelSums:
     task: str
     n: int = 0
     confusion: Mapping[tuple[int, int], int] = field(default_factory=dict)
-    errors: Mapping[str, Fraction] = field(default_factory=dict)
+    errors: Mapping[str, ExactSum] = field(default_factory=dict)
     n_relative: int = 0
     delay: LogHistogram = field(default_factory=LogHistogram)
     #: A classifier's probabilities, when the join carried them (see :class:`ScoredLabels`).
@@ -243,7 +244,7 @@ class LabelSums:
         confusion = dict(self.confusion)
         for cell, count in other.confusion.items():
             confusion[cell] = confusion.get(cell, 0) + count
-        errors = {name: self.errors.get(name, Fraction(0)) + other.errors.get(name, Fraction(0))
+        errors = {name: self.errors.get(name, ExactSum()).merge(other.errors.get(name, ExactSum()))
                   for name in ERROR_SUMS if name in self.errors or name in other.errors}
         if (self.scored is None) != (other.scored is None) and self.n and other.n:
             raise InvalidInput("a label part with probabilities and one without cannot merge")
@@ -269,16 +270,16 @@ class LabelSums:
         if self.n == 0:
             return {"mae": nan, "rmse": nan, "mape": nan}
         return {
-            "mae": float(self.errors["absolute"] / self.n),
-            "rmse": math.sqrt(self.errors["squared"] / self.n),
-            "mape": float(self.errors["relative"] / self.n_relative) if self.n_relative else nan,
+            "mae": float(self.errors["absolute"].as_fraction() / self.n),
+            "rmse": math.sqrt(self.errors["squared"].as_fraction() / self.n),
+            "mape": float(self.errors["relative"].as_fraction() / self.n_relative) if self.n_relative else nan,
         }
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "task": self.task, "n": self.n,
             "confusion": {f"{t},{p}": c for (t, p), c in sorted(self.confusion.items())},
-            "errors": {name: str(v) for name, v in self.errors.items()},
+            "errors": {name: v.to_text() for name, v in self.errors.items()},
             "n_relative": self.n_relative, "delay": self.delay.to_dict(),
             "scored": None if self.scored is None else self.scored.to_dict(),
         }
@@ -292,7 +293,7 @@ class LabelSums:
         return cls(
             task=str(data["task"]), n=int(data["n"]),
             confusion={cell(key): int(c) for key, c in data["confusion"].items()},
-            errors={name: Fraction(v) for name, v in data["errors"].items()},
+            errors={name: ExactSum.from_text(v) for name, v in data["errors"].items()},
             n_relative=int(data["n_relative"]), delay=LogHistogram.from_dict(data["delay"]),
             scored=None if data.get("scored") is None else ScoredLabels.from_dict(data["scored"]),
         )

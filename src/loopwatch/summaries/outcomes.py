@@ -1,7 +1,7 @@
 """What a window's outputs add up to for performance estimation, and exact sums of floats.
 
-Two parts here and one beside them, each exact: sums of floats are kept exactly, as dyadic
-fractions (:func:`exact_sums`), so merging in any order and grouping gives the same part, and
+Two parts here and one beside them, each exact: sums of floats are kept exactly, as
+:class:`~loopwatch.summaries.exact_sum.ExactSum` (:func:`exact_sums`), so merging in any order and grouping gives the same part, and
 rebuilding a window gives the same part.
 
 :class:`ConfidenceSums` (classifiers, for CBPE)
@@ -36,6 +36,7 @@ import numpy as np
 from loopwatch.errors import InvalidInput
 from loopwatch.summaries.part import freeze_fields
 from loopwatch.performance import kernels
+from loopwatch.summaries.exact_sum import ExactSum, add_sums
 
 if TYPE_CHECKING:
     from loopwatch.performance.loss_estimation import DirectLossEstimator
@@ -43,57 +44,31 @@ if TYPE_CHECKING:
 
 #: The calibration bins: equal-width bins of the model's score in [0, 1].
 DEFAULT_SCORE_BINS = 100
-_UNITS = 1074  # every finite float is a whole number of 2**-1074
 
 
-def exact_sums(values: np.ndarray, groups: np.ndarray | None = None, n_groups: int = 1) -> list[Fraction]:
-    """The exact sum of finite floats per group (``groups``: each value's group in ``[0, n_groups)``).
+def exact_sums(values: np.ndarray, groups: np.ndarray | None = None, n_groups: int = 1) -> list[ExactSum]:
+    """The exact sum of finite floats per group (``groups``: each value's group in ``[0, n_groups)``),
+    as :class:`~loopwatch.summaries.exact_sum.ExactSum`: the same in any order and grouping.
 
-    Every float is ``m * 2**e`` with an integer ``m`` below ``2**53``: the mantissas are added
-    as integers per exponent (split into halves, so that int64 cannot overflow), and the
-    totals are exact fractions, whatever the order of the values.
-
-    >>> exact_sums(np.array([1e16, 1.0, -1e16]))
-    [Fraction(1, 1)]
+    >>> [s.value for s in exact_sums(np.array([1e16, 1.0, -1e16]))]
+    [1.0]
     """
     values = np.asarray(values, dtype=np.float64).ravel()
     if not np.isfinite(values).all():
         raise InvalidInput("only finite values can be summed exactly")
-    group = np.zeros(len(values), dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64).ravel()
-    out = [Fraction(0)] * n_groups
-    if len(values) == 0:
-        return out
-    fraction, exponent = np.frexp(values)
-    mantissa = np.ldexp(fraction, 53).astype(np.int64)  # exact: |fraction| < 1 has 53 bits
-    shift = exponent.astype(np.int64) - 53 + _UNITS  # value = mantissa * 2**shift units of 2**-1074
-    # subnormals: a negative shift drops only zero bits
-    low_exponent = shift < 0
-    mantissa[low_exponent] >>= -shift[low_exponent]
-    shift[low_exponent] = 0
-    high, low = mantissa >> 26, mantissa & ((1 << 26) - 1)
-    key = group * 4096 + shift
-    order = np.argsort(key, kind="stable")
-    key, high, low = key[order], high[order], low[order]
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    totals = [0] * n_groups
-    # each half below 2**27: 2**36 values per block before int64 could overflow
-    for k, h, lo in zip(key[starts], np.add.reduceat(high, starts), np.add.reduceat(low, starts)):
-        g, s = divmod(int(k), 4096)
-        totals[g] += ((int(h) << 26) + int(lo)) << s
-    return [Fraction(t, 1 << _UNITS) for t in totals]
+    if groups is None:
+        return [ExactSum.of(values)]
+    return ExactSum.of_groups(values, groups, n_groups)
 
 
-def fractions_dict(values: Mapping[Any, Fraction]) -> dict[str, str]:
-    """Exact sums as JSON: keys and fractions as text (``"3/8"``), in key order."""
-    return {str(k): str(v) for k, v in sorted(values.items())}
+def sums_dict(values: Mapping[Any, ExactSum]) -> dict[str, str]:
+    """Exact sums as JSON: keys and sums as text (:meth:`ExactSum.to_text`), in key order."""
+    return {str(k): v.to_text() for k, v in sorted(values.items())}
 
 
-def add_fractions(a: Mapping[int, Fraction], b: Mapping[int, Fraction]) -> dict[int, Fraction]:
-    """Two parts' sums per key, added, in key order."""
-    out = dict(a)
-    for key, value in b.items():
-        out[key] = out.get(key, Fraction(0)) + value
-    return {key: out[key] for key in sorted(out)}
+def sums_of(data: Mapping[str, str]) -> dict[int, ExactSum]:
+    """The inverse of :func:`sums_dict` for integer keys."""
+    return {int(k): ExactSum.from_text(v) for k, v in data.items()}
 
 
 def add_counts(a: Mapping[int, int], b: Mapping[int, int]) -> dict[int, int]:
@@ -131,14 +106,14 @@ class ConfidenceSums:
     score_bins: int = DEFAULT_SCORE_BINS
     n: int = 0
     #: ``expected[(true, served)]``: the sum of calibrated P(true) over rows served ``served``.
-    expected: Mapping[tuple[int, int], Fraction] = field(default_factory=dict)
+    expected: Mapping[tuple[int, int], ExactSum] = field(default_factory=dict)
     #: The sum over rows of the served class's calibrated probability, squared.
-    served_square: Fraction = Fraction(0)
+    served_square: ExactSum = ExactSum()
     #: Per ranked class: rows per score bin, and their calibrated probability of that class.
     bin_counts: Mapping[int, Mapping[int, int]] = field(default_factory=dict)
-    bin_mass: Mapping[int, Mapping[int, Fraction]] = field(default_factory=dict)
+    bin_mass: Mapping[int, Mapping[int, ExactSum]] = field(default_factory=dict)
     #: Per ranked class: the sum of ``q (1 - q)`` (a row is never paired with itself).
-    self_pairs: Mapping[int, Fraction] = field(default_factory=dict)
+    self_pairs: Mapping[int, ExactSum] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         freeze_fields(self, "expected", "bin_counts", "bin_mass", "self_pairs")
@@ -170,12 +145,12 @@ class ConfidenceSums:
         if positive is not None and not 0 <= positive < k:
             raise InvalidInput(f"the positive class index {positive} is not one of {k} classes")
         cells = exact_sums(q, np.arange(k)[None, :] * k + served_index[:, None], k * k)
-        expected = {(t, s): cells[t * k + s] for t in range(k) for s in range(k) if cells[t * k + s] != 0}
+        expected = {(t, s): cells[t * k + s] for t in range(k) for s in range(k) if cells[t * k + s] != ExactSum()}
         served_square = exact_sums(q[np.arange(n), served_index] ** 2)[0]
         ranked = [positive] if positive is not None else list(range(k))
         counts: dict[int, dict[int, int]] = {}
-        mass: dict[int, dict[int, Fraction]] = {}
-        pairs: dict[int, Fraction] = {}
+        mass: dict[int, dict[int, ExactSum]] = {}
+        pairs: dict[int, ExactSum] = {}
         for c in ranked:
             bins = np.clip((raw[:, c] * score_bins).astype(np.int64), 0, score_bins - 1)
             occupied, count = np.unique(bins, return_counts=True)
@@ -192,13 +167,13 @@ class ConfidenceSums:
         ranked = self.ranked()
         return ConfidenceSums(
             n_classes=self.n_classes, positive=self.positive, score_bins=self.score_bins, n=self.n + other.n,
-            expected={key: v for key, v in _add_pairs(self.expected, other.expected).items() if v != 0},
-            served_square=self.served_square + other.served_square,
+            expected={key: v for key, v in add_sums(self.expected, other.expected).items() if v != ExactSum()},
+            served_square=self.served_square.merge(other.served_square),
             bin_counts={c: add_counts(self.bin_counts.get(c, {}), other.bin_counts.get(c, {})) for c in ranked
                         if c in self.bin_counts or c in other.bin_counts},
-            bin_mass={c: add_fractions(self.bin_mass.get(c, {}), other.bin_mass.get(c, {})) for c in ranked
+            bin_mass={c: add_sums(self.bin_mass.get(c, {}), other.bin_mass.get(c, {})) for c in ranked
                       if c in self.bin_mass or c in other.bin_mass},
-            self_pairs={c: self.self_pairs.get(c, Fraction(0)) + other.self_pairs.get(c, Fraction(0)) for c in ranked
+            self_pairs={c: self.self_pairs.get(c, ExactSum()).merge(other.self_pairs.get(c, ExactSum())) for c in ranked
                         if c in self.self_pairs or c in other.self_pairs},
         )
 
@@ -207,7 +182,7 @@ class ConfidenceSums:
         k = self.n_classes
         out = np.zeros((k, k))
         for (t, s), value in self.expected.items():
-            out[t, s] = float(value)
+            out[t, s] = value.value
         return out
 
     def estimate(self) -> ConfidenceEstimate:
@@ -221,8 +196,8 @@ class ConfidenceSums:
             auc, bound = self._binned_auc(c)
             aucs.append(auc)
             bounds.append(bound)
-        trace = sum((v for (t, s), v in self.expected.items() if t == s), Fraction(0))
-        variance = float(trace - self.served_square)
+        trace = sum((v.as_fraction() for (t, s), v in self.expected.items() if t == s), Fraction(0))
+        variance = float(trace - self.served_square.as_fraction())
         return ConfidenceEstimate(
             n=self.n, accuracy=float(point["accuracy"][0]), precision=float(point["precision"][0]),
             recall=float(point["recall"][0]), f1=float(point["f1"][0]),
@@ -233,10 +208,10 @@ class ConfidenceSums:
     def _binned_auc(self, c: int) -> tuple[float, float]:
         """The soft AUC of class ``c`` with rows of one bin as ties, and how far the rows' can be."""
         bins = sorted(self.bin_counts.get(c, {}))
-        positive = np.array([float(self.bin_mass[c][b]) for b in bins])
+        positive = np.array([self.bin_mass[c][b].value for b in bins])
         negative = np.array([self.bin_counts[c][b] for b in bins], dtype=np.float64) - positive
         total_positive, total_negative = positive.sum(), negative.sum()
-        self_pairs = float(self.self_pairs.get(c, Fraction(0)))
+        self_pairs = self.self_pairs.get(c, ExactSum()).value
         pairs = total_positive * total_negative - self_pairs
         if not len(bins) or pairs <= 0:
             return math.nan, math.nan
@@ -249,11 +224,11 @@ class ConfidenceSums:
     def to_dict(self) -> dict[str, Any]:
         return {
             "n_classes": self.n_classes, "positive": self.positive, "score_bins": self.score_bins, "n": self.n,
-            "expected": {f"{t},{s}": str(v) for (t, s), v in sorted(self.expected.items())},
-            "served_square": str(self.served_square),
+            "expected": {f"{t},{s}": v.to_text() for (t, s), v in sorted(self.expected.items())},
+            "served_square": self.served_square.to_text(),
             "bin_counts": {str(c): {str(b): m for b, m in sorted(v.items())} for c, v in self.bin_counts.items()},
-            "bin_mass": {str(c): fractions_dict(v) for c, v in self.bin_mass.items()},
-            "self_pairs": fractions_dict(self.self_pairs),
+            "bin_mass": {str(c): sums_dict(v) for c, v in self.bin_mass.items()},
+            "self_pairs": sums_dict(self.self_pairs),
         }
 
     @classmethod
@@ -265,21 +240,12 @@ class ConfidenceSums:
         return cls(
             n_classes=int(data["n_classes"]), positive=None if data["positive"] is None else int(data["positive"]),
             score_bins=int(data["score_bins"]), n=int(data["n"]),
-            expected={pair(key): Fraction(v) for key, v in data["expected"].items()},
-            served_square=Fraction(data["served_square"]),
+            expected={pair(key): ExactSum.from_text(v) for key, v in data["expected"].items()},
+            served_square=ExactSum.from_text(data["served_square"]),
             bin_counts={int(c): {int(b): int(m) for b, m in v.items()} for c, v in data["bin_counts"].items()},
-            bin_mass={int(c): {int(b): Fraction(m) for b, m in v.items()} for c, v in data["bin_mass"].items()},
-            self_pairs={int(c): Fraction(v) for c, v in data["self_pairs"].items()},
+            bin_mass={int(c): sums_of(v) for c, v in data["bin_mass"].items()},
+            self_pairs=sums_of(data["self_pairs"]),
         )
-
-
-def _add_pairs(
-    a: Mapping[tuple[int, int], Fraction], b: Mapping[tuple[int, int], Fraction]
-) -> dict[tuple[int, int], Fraction]:
-    out = dict(a)
-    for key, value in b.items():
-        out[key] = out.get(key, Fraction(0)) + value
-    return {key: out[key] for key in sorted(out)}
 
 
 #: The sums a :class:`LossSums` keeps, in order.
@@ -296,7 +262,7 @@ class LossSums:
     """
 
     n: int = 0
-    sums: Mapping[str, Fraction] = field(default_factory=lambda: {name: Fraction(0) for name in LOSS_SUMS})
+    sums: Mapping[str, ExactSum] = field(default_factory=lambda: {name: ExactSum() for name in LOSS_SUMS})
 
     def __post_init__(self) -> None:
         freeze_fields(self, "sums")
@@ -316,18 +282,19 @@ class LossSums:
         return cls(n=n, sums={name: exact_sums(v)[0] for name, v in zip(LOSS_SUMS, values)})
 
     def merge(self, other: LossSums, /) -> LossSums:
-        return LossSums(n=self.n + other.n, sums={name: self.sums[name] + other.sums[name] for name in LOSS_SUMS})
+        return LossSums(n=self.n + other.n, sums={name: self.sums[name].merge(other.sums[name]) for name in LOSS_SUMS})
 
     def estimate(self, estimator: DirectLossEstimator, *, confidence: float = 0.95) -> dict[str, MetricValue]:
         """The DLE estimate of the rows summarised, by the estimator whose losses they are."""
         n = self.n
-        mean = {name: float(self.sums[name] / n) if n else math.nan for name in LOSS_SUMS}
+        total = {name: self.sums[name].as_fraction() for name in LOSS_SUMS}
+        mean = {name: float(total[name] / n) if n else math.nan for name in LOSS_SUMS}
         half = Fraction(1, 2)
         return estimator.estimate_from_moments(
             n=n,
-            mean_abs=float((self.sums["abs_first"] + self.sums["abs_second"]) * half / n) if n else math.nan,
+            mean_abs=float((total["abs_first"] + total["abs_second"]) * half / n) if n else math.nan,
             mean_abs_sq=mean["abs_square"],
-            mean_sq=float((self.sums["sq_first"] + self.sums["sq_second"]) * half / n) if n else math.nan,
+            mean_sq=float((total["sq_first"] + total["sq_second"]) * half / n) if n else math.nan,
             mean_sq_sq=mean["sq_square"],
             apart_abs=mean["abs_first"] - mean["abs_second"],
             apart_sq=mean["sq_first"] - mean["sq_second"],
@@ -335,8 +302,8 @@ class LossSums:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "sums": {name: str(self.sums[name]) for name in LOSS_SUMS}}
+        return {"n": self.n, "sums": {name: self.sums[name].to_text() for name in LOSS_SUMS}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LossSums:
-        return cls(n=int(data["n"]), sums={name: Fraction(data["sums"][name]) for name in LOSS_SUMS})
+        return cls(n=int(data["n"]), sums={name: ExactSum.from_text(data["sums"][name]) for name in LOSS_SUMS})
