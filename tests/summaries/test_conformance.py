@@ -12,6 +12,7 @@ import importlib
 import inspect
 import json
 import pkgutil
+from datetime import datetime, timedelta, timezone
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from loopwatch.summaries.numeric import NumericPart
 from loopwatch.summaries.outcomes import ConfidenceSums, LossSums
 from loopwatch.summaries.reservoir import RowSample
 from loopwatch.summaries.traffic import ClientSums, TrafficSums
+from loopwatch.summaries.window import SummaryLayout, WindowSummary, empty_summary, summarise_frame
 
 EDGES = (-1.0, 0.0, 1.5)
 
@@ -124,6 +126,29 @@ def _clients(rng: np.random.Generator) -> list[ClientSums]:
     return out
 
 
+LAYOUT = SummaryLayout(numeric={"x": EDGES}, categorical=("c",), classes=("no", "yes"),
+                       output_edges={"probability_yes": (0.5,), "probability_no": (0.5,)}, sample_k=20, client_k=5)
+HOUR = datetime(2026, 2, 2, 9, tzinfo=timezone.utc)
+
+
+def events(rng: np.random.Generator, n: int, offset: int) -> pd.DataFrame:
+    """A frame of ``n`` events of one hour, in the form the summariser reads."""
+    p = rng.random(n).round(3)
+    return pd.DataFrame({
+        "x": rng.normal(size=n), "c": rng.choice(["a", "b", "c"], n), "prediction": np.where(p > 0.5, "yes", "no"),
+        "probability_no": 1 - p, "probability_yes": p,
+        "__timestamp": [HOUR + timedelta(seconds=int(s)) for s in rng.integers(0, 3600, n)],
+        "__version": 1, "__request_id": [f"r{offset + i}" for i in range(n)], "__row_index": 0,
+        "__client_id": rng.choice(["k1", "k2"], n), "__fingerprint_id": "f", "__request_type": "api",
+        "__request_runtime_ms": rng.exponential(5, n), "__has_data": True,
+    })
+
+
+def _windows(rng: np.random.Generator) -> list[WindowSummary]:
+    return [summarise_frame(events(rng, n, offset), model="m", layouts={1: LAYOUT})[(1, HOUR)]
+            for n, offset in ((1, 0), (15, 100), (900, 1000))]
+
+
 CASES: tuple[Case, ...] = (
     Case(NumericPart, _numeric, lambda: NumericPart.empty(edges=EDGES)),
     Case(CategoricalPart, _categorical, lambda: CategoricalPart.empty(cap=20)),
@@ -135,6 +160,7 @@ CASES: tuple[Case, ...] = (
     Case(LogHistogram, _log_bins, LogHistogram),
     Case(TrafficSums, _traffic, TrafficSums),
     Case(ClientSums, _clients, lambda: ClientSums(k=5, seed=3)),
+    Case(WindowSummary, _windows, lambda: empty_summary(model="m", version=1, start=HOUR, layout=LAYOUT)),
 )
 
 
