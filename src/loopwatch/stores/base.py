@@ -38,6 +38,7 @@ from loopwatch.records import (
     TrainingEvent,
 )
 from loopwatch.records.jsonutil import dumps, loads
+from loopwatch.summaries.window import WindowSummary
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -269,3 +270,29 @@ class Store(Protocol):
     def resolve_external_version(
         self, name: str, label: str, *, base_version: int, created_at: datetime
     ) -> int: ...
+
+    # window summaries and the watermark of the log summarised (migration 12)
+    def merge_window_summaries(
+        self, model_name: str, summaries: Sequence[WindowSummary], *, kind: str = "hour",
+        logged_through: int | None = None,
+    ) -> int: ...
+    def put_window_summaries(
+        self, model_name: str, summaries: Sequence[WindowSummary], *, kind: str = "hour"
+    ) -> int: ...
+    def window_summaries(
+        self, model_name: str, *, kind: str = "hour", start: datetime | None = None, end: datetime | None = None,
+        version: int | None = None,
+    ) -> list[WindowSummary]: ...
+    def read_window(
+        self, model_name: str, *, version: int, start: datetime, end: datetime
+    ) -> WindowSummary | None: ...
+    def delete_window_summaries(
+        self, model_name: str, *, kind: str = "hour", before: datetime | None = None, version: int | None = None
+    ) -> int: ...
+    def summarised_models(self) -> list[str]: ...
+    def summary_watermark(self, model_name: str) -> int | None: ...
+    def set_summary_watermark(self, model_name: str, logged_through: int | None) -> None: ...
+    def iter_events_logged(
+        self, model_name: str, *, after: int | None, through: int, batch_requests: int = 2000
+    ) -> Iterator[list[PredictionEvent]]: ...
+    def latest_logged_at(self, model_name: str) -> int | None: ...
