@@ -98,11 +98,19 @@ def test_events_come_by_when_they_were_logged_not_their_event_time(store: Store)
     write_logged_at(store, t2, [make_request("b1", n_rows=3, received_at=DAY),
                                 make_request("b2", n_rows=1, received_at=DAY)])
     write_logged_at(store, t2, [make_request("x1", model_name="other")])
-    got = [e.request_id for batch in store.iter_events_logged("iris", after=None, through=to_micros(t2),
-                                                                batch_requests=2) for e in batch]
-    assert got == ["a1", "a1", "b1", "b1", "b1", "b2"]
-    later = [e.request_id for batch in store.iter_events_logged("iris", after=to_micros(t1), through=to_micros(t2))
+    batches = list(store.iter_events_logged("iris", after=None, through=to_micros(t2), batch_requests=2))
+    # the second batch would end inside one commit (b1, b2): it takes the whole commit
+    assert [([e.request_id for e in batch], reached) for batch, reached in batches] == [
+        (["a1", "a1", "b1", "b1", "b1", "b2"], to_micros(t2))]
+    later = [e.request_id for batch, _ in store.iter_events_logged("iris", after=to_micros(t1), through=to_micros(t2))
              for e in batch]
     assert later == ["b1", "b1", "b1", "b2"]
+    one = list(store.iter_events_logged("iris", after=None, through=to_micros(t2), batch_requests=1))
+    assert [reached for _, reached in one] == [to_micros(t1), to_micros(t2)]
+    window = store.iter_window_events("iris", version=1, start=DAY, end=DAY + timedelta(hours=1),
+                                      logged_through=to_micros(t2))
+    assert sorted({e.request_id for e in window}) == ["b1", "b2"]
+    assert store.iter_window_events("iris", version=1, start=DAY, end=DAY + timedelta(hours=1),
+                                    logged_through=to_micros(t1)) == []
     assert list(store.iter_events_logged("iris", after=to_micros(t2), through=to_micros(t2) + 10)) == []
     assert store.latest_logged_at("iris") == to_micros(t2) and store.latest_logged_at("none") is None

@@ -208,36 +208,50 @@ class SqlSummariesMixin(SqlStoreBase):
 
     def iter_events_logged(
         self, model_name: str, *, after: int | None, through: int, batch_requests: int = 2000,
-    ) -> Iterator[list[PredictionEvent]]:
+    ) -> Iterator[tuple[list[PredictionEvent], int]]:
         """The model's events whose request the store committed in ``(after, through]`` (``logged_at``
-        in microseconds), in batches of whole requests, in the order they were logged."""
+        in microseconds), in the order they were logged, in batches of about ``batch_requests``
+        requests, each with the ``logged_at`` it reaches: a batch never splits the requests of one
+        ``logged_at`` (one commit), so the summary of every batch through it is complete."""
         low = -(2**63) if after is None else int(after)
-        last: tuple[int, str] | None = None
-        params: list[Any]
         columns = ", ".join(f"e.{c.strip()}" for c in EVENT_READ_COLUMNS.split(","))
         while True:
-            if last is None:
-                where, params = "r.logged_at > ?", [low]
-            else:
-                where, params = "(r.logged_at > ? OR (r.logged_at = ? AND r.request_id > ?))", [last[0], last[0],
-                                                                                             last[1]]
             requests = self._fetchall(
-                f"SELECT r.logged_at, r.request_id FROM requests r WHERE r.model_name = ? AND {where} "
-                "AND r.logged_at <= ? ORDER BY r.logged_at, r.request_id LIMIT ?",
-                [model_name, *params, int(through), int(batch_requests)])
+                "SELECT logged_at, request_id FROM requests WHERE model_name = ? AND logged_at > ? "
+                "AND logged_at <= ? ORDER BY logged_at, request_id LIMIT ?",
+                [model_name, low, int(through), int(batch_requests)])
             if not requests:
                 return
+            reached = int(requests[-1][0])
+            if len(requests) == batch_requests:  # the rest of the last commit's requests too
+                requests += self._fetchall(
+                    "SELECT logged_at, request_id FROM requests WHERE model_name = ? AND logged_at = ? "
+                    "AND request_id > ? ORDER BY request_id", [model_name, reached, str(requests[-1][1])])
+            events: list[PredictionEvent] = []
             ids = [str(r[1]) for r in requests]
-            placeholders = ", ".join("?" * len(ids))
-            rows = self._fetchall(
-                f"SELECT {columns} FROM events e WHERE e.request_id IN ({placeholders}) "
-                "ORDER BY e.request_id, e.row_index", ids)
-            events = [_event_from_row(r) for r in rows]
-            if events:
-                yield events
-            last = (int(requests[-1][0]), str(requests[-1][1]))
+            for lo in range(0, len(ids), 500):  # bound the statement's parameters
+                chunk = ids[lo:lo + 500]
+                rows = self._fetchall(
+                    f"SELECT {columns} FROM events e WHERE e.request_id IN ({', '.join('?' * len(chunk))}) "
+                    "ORDER BY e.request_id, e.row_index", chunk)
+                events.extend(_event_from_row(r) for r in rows)
+            yield events, reached
+            low = reached
             if len(requests) < batch_requests:
                 return
+
+    def iter_window_events(
+        self, model_name: str, *, version: int, start: datetime, end: datetime, logged_through: int,
+    ) -> list[PredictionEvent]:
+        """One version's events of event time in ``[start, end)`` whose request the store committed
+        at or before ``logged_through``: what the stored summary of that window holds."""
+        columns = ", ".join(f"e.{c.strip()}" for c in EVENT_READ_COLUMNS.split(","))
+        rows = self._fetchall(
+            f"SELECT {columns} FROM events e JOIN requests r ON r.request_id = e.request_id "
+            "WHERE e.model_name = ? AND e.model_version = ? AND e.ts >= ? AND e.ts < ? AND r.logged_at <= ? "
+            "ORDER BY e.ts, e.request_id, e.row_index",
+            [model_name, int(version), to_micros(start), to_micros(end), int(logged_through)])
+        return [_event_from_row(r) for r in rows]
 
     def latest_logged_at(self, model_name: str) -> int | None:
         """The newest ``logged_at`` of the model's requests (microseconds), if any."""
