@@ -157,12 +157,16 @@ class SqlSummariesMixin(SqlStoreBase):
 
     def delete_window_summaries(
         self, model_name: str, *, kind: str = "hour", before: datetime | None = None, version: int | None = None,
+        since: datetime | None = None,
     ) -> int:
-        """Delete the stored windows of ``kind`` that start before ``before`` (all of them without
-        it), of one version or all: retention, and a rebuild's first step."""
+        """Delete the stored windows of ``kind`` that start in ``[since, before)`` (either end open
+        when not given), of one version or all: retention, and a rebuild's first step."""
         key_text(model_name, "model")
         where: list[str] = ["model_name = ?", "kind = ?"]
         params: list[Any] = [model_name, _kind(kind)]
+        if since is not None:
+            where.append("window_start >= ?")
+            params.append(to_micros(utc_moment(since, "since")))
         if before is not None:
             where.append("window_start < ?")
             params.append(to_micros(utc_moment(before, "before")))
