@@ -129,3 +129,34 @@ def test_old_hours_roll_up_into_days_and_old_days_expire(trained, churn_training
     assert rest is not None and rest.n == 48 - 8
     with pytest.raises(Exception, match="summary_daily_days"):
         Settings(summary_hourly_days=30, summary_daily_days=10).with_overrides()
+
+
+def test_late_labels_rebuild_a_windows_label_part_idempotently(trained, churn_training: pd.DataFrame) -> None:
+    from loopwatch.records import Label
+
+    rows = churn_rows(churn_training, 40)
+    s = summariser(trained)
+    log(trained, rows, at=T0, request_id="scored")
+    s.catch_up("churn")
+    assert stored(trained)[(1, T0)].labels is None
+    truth = churn_training["churned"].head(40).tolist()
+
+    def label(i: int, value: object, at: datetime) -> Label:
+        return Label(model_name="churn", request_id="scored", row_index=i, label=value, label_time=at)
+
+    trained.store.write_labels([label(i, truth[i], T0 + timedelta(days=1)) for i in range(25)])
+    assert s.catch_up("churn").labelled_windows == 1
+    first = stored(trained)[(1, T0)].labels
+    assert first is not None and first.n == 25
+    assert s.catch_up("churn").labelled_windows == 0  # nothing new: the part stays as it is
+    # more labels and a correction of one: the part is rebuilt from the join, never added to
+    flipped = 1 - int(truth[0])
+    trained.store.write_labels([label(i, truth[i], T0 + timedelta(days=2)) for i in range(25, 40)] +
+                               [label(0, flipped, T0 + timedelta(days=2))])
+    s.catch_up("churn")
+    after = stored(trained)[(1, T0)].labels
+    assert after is not None and after.n == 40
+    fresh = s.label_part("churn", 1, T0, logged_through=trained.store.summary_watermark("churn"))
+    assert fresh == after
+    s.rebuild("churn")
+    assert stored(trained)[(1, T0)].labels == after

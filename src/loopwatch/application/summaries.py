@@ -37,9 +37,11 @@ from loopwatch.errors import LoopwatchError
 from loopwatch.records import ModelVersion, PredictionEvent
 from loopwatch.registry import Registry
 from loopwatch.stores.base import EventQuery, Store, from_micros, to_micros
+from loopwatch.summaries.labels import LabelSums
 from loopwatch.summaries.outcomes import ConfidenceSums, LossSums
 from loopwatch.summaries.window import (
     BASE_WINDOW,
+    EPOCH_MONDAY,
     EstimatorHook,
     SummaryLayout,
     WindowSummary,
@@ -60,10 +62,12 @@ class SummaryRun:
     windows: int
     rebuilt_versions: tuple[int, ...]
     logged_through: int | None
+    #: Windows whose label part was rebuilt from the join.
+    labelled_windows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "events": self.events, "windows": self.windows,
-                "rebuilt_versions": list(self.rebuilt_versions),
+                "rebuilt_versions": list(self.rebuilt_versions), "labelled_windows": self.labelled_windows,
                 "logged_through": None if self.logged_through is None else
                 from_micros(self.logged_through).isoformat()}
 
@@ -165,6 +169,7 @@ class Summariser:
             layouts: dict[int, SummaryLayout] = {}
             estimators: dict[int, EstimatorHook | None] = {}
             n_events = n_windows = 0
+            touched: set[tuple[int, datetime]] = set()
             if latest is not None and (after is None or through > after):
                 for events, reached in self.store.iter_events_logged(name, after=after, through=through,
                                                                       batch_requests=self.batch_requests):
@@ -172,7 +177,72 @@ class Summariser:
                     self.store.merge_window_summaries(name, list(built.values()), logged_through=reached)
                     n_events += len(events)
                     n_windows += len(built)
-            return SummaryRun(name, n_events, n_windows, rebuilt, self.store.summary_watermark(name))
+                    touched.update(built)
+            labelled = self._refresh_labels(name, touched)
+            return SummaryRun(name, n_events, n_windows, rebuilt, self.store.summary_watermark(name), labelled)
+
+    # -- the label join ------------------------------------------------------------------------
+
+    def _refresh_labels(self, name: str, touched: set[tuple[int, datetime]]) -> int:
+        """Rebuild the label part of every window that labels (or corrections) arrived for since the
+        label watermark, and of every window new events reached that already has labels: rebuilt
+        from the join, so a label counted once stays counted once however often it is rebuilt."""
+        wm = self.store.summary_watermark(name)
+        if wm is None:
+            return 0
+        received = self.store.latest_label_received(name)
+        keys = {key for key in touched
+                if self.store.count_labels_between(name, start=key[1], end=key[1] + self.length)}
+        if received is not None:
+            after = self.store.label_watermark(name)
+            if after is None or received > after:
+                for version, start_us in self.store.labelled_windows(
+                        name, received_after=after, received_through=received,
+                        length_us=int(self.length / timedelta(microseconds=1)), origin_us=to_micros(EPOCH_MONDAY)):
+                    keys.add((version, from_micros(start_us)))
+        updated = []
+        for version, start in sorted(keys):
+            stored = self.store.window_summaries(name, start=start, end=start + self.length, version=version)
+            if not stored:
+                continue  # its events are not summarised yet: the run that summarises them joins them
+            labels = self.label_part(name, version, start, logged_through=wm)
+            if labels != stored[0].labels:
+                updated.append(stored[0].with_labels(labels))
+        if updated:
+            self.store.put_window_summaries(name, updated)
+        if received is not None:
+            self.store.set_label_watermark(name, received)
+        return len(updated)
+
+    def label_part(self, name: str, version: int, start: datetime, *, logged_through: int) -> LabelSums | None:
+        """The label join of one stored window: its summarised events with their current labels."""
+        end = start + self.length
+        events = self.store.iter_window_events(name, version=version, start=start, end=end,
+                                               logged_through=logged_through)
+        current = {(label.request_id, label.row_index): label
+                   for label in self.store.iter_labels(name, since=start, until=end, by="prediction_time")
+                   if label.model_version == version}
+        pairs = [(e, current[(e.request_id, e.row_index)]) for e in events if (e.request_id, e.row_index) in current]
+        if not pairs:
+            return None
+        meta = self.store.get_model_version(name, version)
+        delays = [max(label.delay_seconds, 0.0) for _, label in pairs]
+        try:
+            if meta.task == "classification":
+                classes = [str(c) for c in meta.schema.classes]
+                probabilities = [e.probability for e, _ in pairs]
+                proba = None
+                if all(p is not None and len(p) == len(classes) for p in probabilities):
+                    proba = np.asarray(probabilities, dtype=np.float64)
+                return LabelSums.from_pairs(
+                    task="classification", predicted=[str(e.prediction[0]) for e, _ in pairs],
+                    truth=[str(label.label) for _, label in pairs], delay_seconds=delays, classes=classes,
+                    proba=proba)
+            return LabelSums.from_pairs(task="regression", predicted=[float(e.prediction[0]) for e, _ in pairs],
+                                        truth=[float(label.label) for _, label in pairs], delay_seconds=delays)
+        except (LoopwatchError, TypeError, ValueError) as exc:
+            _log.warning("labels of %s v%s at %s not summarised: %s", name, version, start.isoformat(), exc)
+            return None
 
     def _summarise(self, name: str, events: Sequence[PredictionEvent], layouts: dict[int, SummaryLayout],
                    estimators: dict[int, EstimatorHook | None]) -> dict[tuple[int, datetime], WindowSummary]:
@@ -218,13 +288,20 @@ class Summariser:
             if mine:
                 built = self._summarise(name, mine, layouts, estimators)
                 self.store.merge_window_summaries(name, list(built.values()))
+        labelled = []
+        for window in self.store.window_summaries(name, version=version):
+            if self.store.count_labels_between(name, start=window.start, end=window.end):
+                labelled.append(window.with_labels(self.label_part(name, version, window.start,
+                                                                   logged_through=logged_through)))
+        if labelled:
+            self.store.put_window_summaries(name, labelled)
 
     def rebuild(self, name: str, *, now: datetime | None = None) -> SummaryRun:
         """Forget the model's summaries and summarise its whole log again."""
         with self._lock(name):
             for kind in ("hour", "day"):
                 self.store.delete_window_summaries(name, kind=kind)
-            self.store.set_summary_watermark(name, None)
+            self.store.set_summary_watermark(name, None)  # the label watermark goes with it
         return self.catch_up(name, now=now)
 
     def forget_request(self, name: str, request_id: str, events: Iterable[PredictionEvent]) -> int:
@@ -250,7 +327,7 @@ class Summariser:
                     self.store.delete_window_summaries(name, since=start, before=start + self.length,
                                                        version=version)
                     continue
-                rebuilt.append(built.with_labels(old[0].labels))
+                rebuilt.append(built.with_labels(self.label_part(name, version, start, logged_through=wm)))
             if rebuilt:
                 self.store.put_window_summaries(name, rebuilt)
             return len(keys)

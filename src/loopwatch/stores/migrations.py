@@ -380,11 +380,15 @@ MIGRATIONS: Final[list[tuple[int, str, list[str]]]] = [
             # the log is summarised through logged_through: every request the store committed
             # at or before it (logged_at, which the store sets when it commits) is in the
             # summaries, whatever its event time; a rebuild starts again from NULL
+            # labels_through: labels received at or before it are in the windows' label parts
             """CREATE TABLE summary_watermarks (
                 model_name TEXT PRIMARY KEY,
                 logged_through BIGINT NOT NULL,
+                labels_through BIGINT,
                 updated_at BIGINT NOT NULL
             )""",
+            # which windows new labels (and corrections) reach: labels by when they arrived
+            "CREATE INDEX labels_by_received_at ON labels (model_name, received_at)",
         ],
     ),
 ]

@@ -199,6 +199,39 @@ class SqlSummariesMixin(SqlStoreBase):
                 cur.execute(self._sql("DELETE FROM summary_watermarks WHERE model_name = ?"), (model_name,))
                 self._advance_watermark(cur, model_name, logged_through, to_micros(utcnow()))
 
+    def label_watermark(self, model_name: str) -> int | None:
+        """The ``received_at`` (microseconds) through which labels are in the windows' label parts."""
+        rows = self._fetchall("SELECT labels_through FROM summary_watermarks WHERE model_name = ?", (model_name,))
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
+
+    def set_label_watermark(self, model_name: str, labels_through: int) -> None:
+        """Move the label watermark (the log's watermark must exist: labels join summarised events)."""
+        self._execute("UPDATE summary_watermarks SET labels_through = ? WHERE model_name = ?",
+                      (int(labels_through), model_name))
+
+    def labelled_windows(
+        self, model_name: str, *, received_after: int | None, received_through: int, length_us: int, origin_us: int,
+    ) -> list[tuple[int, int]]:
+        """(version, window start in microseconds) of every window of ``length_us`` (aligned on
+        ``origin_us``) holding a prediction whose label arrived or changed in the given span."""
+        low = -(2**63) if received_after is None else int(received_after)
+        rows = self._fetchall(
+            "SELECT DISTINCT model_version, (prediction_time - ?) / ? FROM labels WHERE model_name = ? "
+            "AND received_at > ? AND received_at <= ? AND prediction_time >= ?",
+            (int(origin_us), int(length_us), model_name, low, int(received_through), int(origin_us)))
+        return sorted((int(v), int(origin_us) + int(k) * int(length_us)) for v, k in rows)
+
+    def latest_label_received(self, model_name: str) -> int | None:
+        rows = self._fetchall("SELECT MAX(received_at) FROM labels WHERE model_name = ?", (model_name,))
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
+
+    def count_labels_between(self, model_name: str, *, start: datetime, end: datetime) -> int:
+        """Labels of predictions whose event time lies in ``[start, end)``."""
+        rows = self._fetchall(
+            "SELECT COUNT(*) FROM labels WHERE model_name = ? AND prediction_time >= ? AND prediction_time < ?",
+            (model_name, to_micros(start), to_micros(end)))
+        return int(rows[0][0])
+
     def _advance_watermark(self, cur: Any, model_name: str, logged_through: int, now: int) -> None:
         cur.execute(
             self._sql(
