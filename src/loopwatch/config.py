@@ -79,9 +79,10 @@ class Settings:
     summary_hourly_days: int = 35
     #: ...which are kept this many days: a dashboard can show a year of days.
     summary_daily_days: int = 400
-    #: Seconds the summariser stays behind the newest commit: a write transaction still open
-    #: when it reads is summarised on its next run (a transaction that takes longer than this
-    #: to commit is only caught by ``loopwatch summarize --rebuild``).
+    #: PostgreSQL: seconds the summariser stays behind the newest commit, so that a write
+    #: transaction still open when it reads is summarised on its next run (one that takes longer
+    #: than this to commit is only caught by ``loopwatch summarize --rebuild``). SQLite commits
+    #: one transaction at a time and needs no wait.
     summary_settle_seconds: float = 5.0
     #: Longest pause of the service's summariser between two runs, in seconds.
     summary_tick_seconds: float = 10.0

@@ -160,3 +160,30 @@ def test_late_labels_rebuild_a_windows_label_part_idempotently(trained, churn_tr
     assert fresh == after
     s.rebuild("churn")
     assert stored(trained)[(1, T0)].labels == after
+
+
+def test_summarize_and_logs_delete_from_the_cli(trained, churn_training: pd.DataFrame, settings) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from click.testing import CliRunner
+
+    from loopwatch.cli.main import cli
+
+    # yesterday: within the hourly windows' retention, which the command applies
+    hour = (datetime.now(timezone.utc) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    log(trained, churn_rows(churn_training, 30), at=hour, request_id="one")
+    log(trained, churn_rows(churn_training, 10), at=hour + timedelta(minutes=40), request_id="two")
+    trained.writer.close()
+    runner = CliRunner()
+    done = runner.invoke(cli, ["summarize", "churn"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)[0]["events"] == 40
+    assert runner.invoke(cli, ["logs", "delete", "two"]).exit_code == 0
+    window = stored(trained)[(1, hour)]
+    assert window.n == 30 and {r.request_id for r in window.sample.rows} == {"one"}
+    again = runner.invoke(cli, ["summarize", "churn", "--rebuild"])
+    assert again.exit_code == 0 and json.loads(again.output)[0]["events"] == 30
+    refused = runner.invoke(cli, ["summarize", "--rebuild"])
+    assert refused.exit_code != 0 and "needs a MODEL" in refused.output and "Traceback" not in refused.output
+    missing = runner.invoke(cli, ["summarize", "nope"])
+    assert missing.exit_code != 0 and "no model named" in missing.output

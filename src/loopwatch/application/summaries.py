@@ -33,7 +33,7 @@ import pandas as pd
 
 from loopwatch.application.monitoring.windows import events_frame
 from loopwatch.config import Settings
-from loopwatch.errors import LoopwatchError
+from loopwatch.errors import Conflict, LoopwatchError
 from loopwatch.records import ModelVersion, PredictionEvent
 from loopwatch.registry import Registry
 from loopwatch.stores.base import EventQuery, Store, from_micros, to_micros
@@ -100,6 +100,14 @@ class Summariser:
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._guard = threading.Lock()
 
+    @property
+    def settle_seconds(self) -> float:
+        """How far behind the newest commit a run stops. SQLite commits one transaction at a time
+        and stamps ``logged_at`` under its write lock, so what is committed is all there is up to
+        the newest ``logged_at``: no wait. PostgreSQL commits concurrently: a transaction stamped
+        earlier may commit later, so runs stay ``summary_settle_seconds`` behind."""
+        return self.settings.summary_settle_seconds if self.store.dialect == "postgresql" else 0.0
+
     def _lock(self, name: str) -> threading.Lock:
         with self._guard:
             return self._locks[name]
@@ -161,7 +169,7 @@ class Summariser:
         with self._lock(name):
             moment = now or datetime.now(timezone.utc)
             latest = self.store.latest_logged_at(name)
-            through = to_micros(moment - timedelta(seconds=self.settings.summary_settle_seconds))
+            through = to_micros(moment - timedelta(seconds=self.settle_seconds))
             if latest is not None:
                 through = min(through, latest)
             rebuilt = self._rebuild_changed_layouts(name)
@@ -174,7 +182,13 @@ class Summariser:
                 for events, reached in self.store.iter_events_logged(name, after=after, through=through,
                                                                       batch_requests=self.batch_requests):
                     built = self._summarise(name, events, layouts, estimators)
-                    self.store.merge_window_summaries(name, list(built.values()), logged_through=reached)
+                    try:
+                        self.store.merge_window_summaries(name, list(built.values()), logged_through=reached,
+                                                          check_watermark=True, watermark=after)
+                    except Conflict:
+                        _log.info("summaries of %s: another summariser is ahead; this run stops", name)
+                        break
+                    after = reached
                     n_events += len(events)
                     n_windows += len(built)
                     touched.update(built)
@@ -360,6 +374,8 @@ class Summariser:
         """Catch every model up (a model whose versions cannot be summarised is logged and skipped)."""
         runs = []
         for info in self.store.list_models():
+            if self.store.latest_logged_at(info.name) is None:
+                continue  # nothing logged: nothing to summarise
             try:
                 runs.append(self.catch_up(info.name, now=now))
                 self.apply_retention(info.name, now=now)
@@ -373,9 +389,20 @@ def request_events(store: Store, request_id: str) -> list[PredictionEvent]:
     return list(store.iter_events(EventQuery(request_id=request_id, limit=10_000)))
 
 
+def delete_request(store: Store, summariser: Summariser | None, request_id: str) -> int:
+    """``logs delete``: erase a request (its events, labels and the request) and rebuild the
+    summary windows it was in, so that no summary keeps its rows. Returns the events deleted."""
+    events = request_events(store, request_id) if summariser is not None else []
+    deleted = store.delete_request(request_id)
+    if deleted and summariser is not None:
+        for name in sorted({e.model_name for e in events}):
+            summariser.forget_request(name, request_id, events)
+    return deleted
+
+
 class SummariserThread:
     """Runs :meth:`Summariser.run_all` every ``summary_tick_seconds`` in a daemon thread of the
-    service, off the request path; a commit of the writer only wakes it sooner (:meth:`nudge`)."""
+    service, off the request path (:meth:`nudge` wakes it sooner)."""
 
     def __init__(self, summariser: Summariser, *, tick_seconds: float) -> None:
         self.summariser = summariser
@@ -397,11 +424,14 @@ class SummariserThread:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        # the first run waits a tick, so that starting the service stays light
         while not self._stop.is_set():
+            self._wake.wait(self.tick)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.summariser.run_all()
             except Exception:  # a broken run must not end the thread: the next tick tries again
                 _log.exception("the summariser's run failed")
-            self._wake.wait(self.tick)
-            self._wake.clear()
 

@@ -274,7 +274,7 @@ class Store(Protocol):
     # window summaries and the watermark of the log summarised (migration 12)
     def merge_window_summaries(
         self, model_name: str, summaries: Sequence[WindowSummary], *, kind: str = "hour",
-        logged_through: int | None = None,
+        logged_through: int | None = None, check_watermark: bool = False, watermark: int | None = None,
     ) -> int: ...
     def put_window_summaries(
         self, model_name: str, summaries: Sequence[WindowSummary], *, kind: str = "hour"

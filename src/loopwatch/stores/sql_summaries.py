@@ -26,7 +26,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from loopwatch.errors import InvalidInput, StoreError
+from loopwatch.errors import Conflict, InvalidInput, StoreError
 from loopwatch.records import PredictionEvent
 from loopwatch.records.feedback import key_text, utc_moment
 from loopwatch.records.jsonutil import dumps, loads
@@ -79,12 +79,16 @@ class SqlSummariesMixin(SqlStoreBase):
 
     def merge_window_summaries(
         self, model_name: str, summaries: Sequence[WindowSummary], *, kind: str = "hour",
-        logged_through: int | None = None,
+        logged_through: int | None = None, check_watermark: bool = False, watermark: int | None = None,
     ) -> int:
         """Merge ``summaries`` into the stored ones of the same window (stored as they are where
         there is none), and advance the model's watermark to ``logged_through`` (microseconds of
         ``logged_at``; never backwards), all in one transaction. Returns the windows written.
-        A stored window on another layout (an older reference) is refused: rebuild the version."""
+        A stored window on another layout (an older reference) is refused: rebuild the version.
+
+        ``check_watermark``: write only if the watermark is still ``watermark`` (what the caller
+        read the events after), else raise :class:`~loopwatch.errors.Conflict` and write nothing:
+        two summarisers of one model (two service workers) never count a batch twice."""
         key_text(model_name, "model")
         _kind(kind)
         if any(s.model != model_name for s in summaries):
@@ -92,6 +96,13 @@ class SqlSummariesMixin(SqlStoreBase):
         now = to_micros(utcnow())
         with self._transaction() as cur:
             self._serialize(cur, f"summaries:{model_name}")
+            if check_watermark:
+                cur.execute(self._sql("SELECT logged_through FROM summary_watermarks WHERE model_name = ?"),
+                            (model_name,))
+                row = cur.fetchone()
+                current = None if row is None else int(row[0])
+                if current != watermark:
+                    raise Conflict(f"the summaries of {model_name!r} moved on (another summariser ran)")
             for summary in summaries:
                 cur.execute(
                     self._sql("SELECT payload, encoding FROM window_summaries WHERE model_name = ? AND kind = ? "
