@@ -125,10 +125,8 @@ class CategoricalPart:
     def from_values(cls, values: Iterable[Any], *, cap: int = DEFAULT_CAP) -> CategoricalPart:
         """Summarise a batch of category values (None or NaN for missing)."""
         _check_cap(cap)
-        labels = labels_of(values)
-        counter = Counter(label for label in labels if label is not None)
+        counter, n_null = _label_counts(values)
         count = sum(counter.values())
-        n_null = len(labels) - count
         if len(counter) <= cap:
             return cls(count, n_null, dict(counter), cap=cap)
         return cls(count, n_null, None, *_sketches_of(counter), cap=cap)
@@ -243,3 +241,24 @@ class CategoricalPart:
                        distinct, data["cap"])
         except (KeyError, binascii.Error) as exc:
             raise InvalidInput(f"not a categorical summary part: {exc}") from exc
+
+
+def _label_counts(values: Iterable[Any]) -> tuple[Counter[str], int]:
+    """Rows per category label, and missing rows: :func:`labels_of` of each distinct value once
+    (values keyed with their type, so that ``1`` and ``1.0`` stay apart as their labels may)."""
+    vals = list(values)
+    try:
+        raw = Counter(zip(map(type, vals), vals))
+    except TypeError:  # an unhashable value: label every row
+        labels = labels_of(vals)
+        found = Counter(label for label in labels if label is not None)
+        return found, len(labels) - sum(found.values())
+    counter: Counter[str] = Counter()
+    n_null = 0
+    for (_, value), c in raw.items():
+        label = labels_of([value])[0]
+        if label is None:
+            n_null += c
+        else:
+            counter[label] += c
+    return counter, n_null

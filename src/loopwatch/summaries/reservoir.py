@@ -45,6 +45,7 @@ True
 from __future__ import annotations
 
 import hashlib
+from types import MappingProxyType
 from dataclasses import dataclass
 from typing import Any, Hashable, Iterable, Mapping, Sequence
 
@@ -53,7 +54,6 @@ import numpy as np
 import pandas as pd
 
 from loopwatch.errors import InvalidInput
-from loopwatch.summaries.part import freeze_fields
 
 #: Tests that read rows, and so cannot run on a model that logs no input data.
 ROW_TESTS = ("domain_classifier", "mmd", "novelty", "extraction_geometry")
@@ -84,7 +84,8 @@ class SampledRow:
     values: Mapping[str, Any]
 
     def __post_init__(self) -> None:
-        freeze_fields(self, "values")
+        # read-only, one level deep: a row's values are scalars (or a list of probabilities)
+        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
 
     def order(self) -> tuple[int, str, int]:
         # ties of 64-bit priorities are broken by identity, so the order is total and the same everywhere
