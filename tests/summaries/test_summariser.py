@@ -187,3 +187,21 @@ def test_summarize_and_logs_delete_from_the_cli(trained, churn_training: pd.Data
     assert refused.exit_code != 0 and "needs a MODEL" in refused.output and "Traceback" not in refused.output
     missing = runner.invoke(cli, ["summarize", "nope"])
     assert missing.exit_code != 0 and "no model named" in missing.output
+
+
+def test_the_service_summarises_off_the_request_path(trained, churn_training: pd.DataFrame, settings) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from loopwatch.service import create_app
+
+    fast = settings.with_overrides(summary_tick_seconds=0.2, schedule_enabled=False, auth="off")
+    with TestClient(create_app(fast)) as http:
+        sent = http.post("/v1/models/churn/predict", json={"rows": churn_rows(churn_training, 5)})
+        assert sent.status_code == 200, sent.text
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not trained.store.window_summaries("churn"):
+            time.sleep(0.1)
+    windows = trained.store.window_summaries("churn")
+    assert sum(w.n for w in windows) == 5
