@@ -85,3 +85,22 @@ def test_real_flights_through_ingest_then_summaries_on_postgres(tmp_path: Path, 
         assert after.keys() == before.keys()
         for key, window in after.items():
             assert exact_view(window) == exact_view(before[key]) and window.sample == before[key].sample
+
+
+def test_a_regressors_windows_hold_its_loss_sums(tmp_path: Path, settings: Settings) -> None:
+    data = flights()
+    with Workspace(settings) as ws:
+        ws.train("air", data.iloc[:1200][["distance", "sched_hour", "origin", "air_time"]].dropna(),
+                 target="air_time", categorical=["origin"])
+        rows = data.iloc[1200:1500][["distance", "sched_hour", "origin"]].to_dict("records")
+        times = data.iloc[1200:1500]["time"].dt.to_pydatetime().tolist()
+        ws.predict("air", rows, request_id="served", timestamps=times)
+        summariser = Summariser(ws.store, ws.registry, settings=Settings(summary_settle_seconds=0))
+        assert summariser.catch_up("air").events == 300
+        windows = ws.store.window_summaries("air")
+        total = windows[0]
+        for w in windows[1:]:
+            total = total.merge(w)
+        assert total.estimation is not None and total.estimation.n == 300
+        prediction = total.features["prediction"]
+        assert isinstance(prediction, NumericPart) and prediction.count == 300
