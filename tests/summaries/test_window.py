@@ -125,3 +125,19 @@ def test_the_estimator_hook_builds_the_estimation_sums() -> None:
     assert sum(s.estimation.n for s in built.values() if s.estimation is not None) == len(frame)
     total = merge_all(list(built.values()))
     assert isinstance(total.estimation, LossSums) and total.n == len(frame)
+
+
+def test_a_truncated_stored_sample_merges_to_the_whole_windows() -> None:
+    from tests.summaries.test_conformance import HOUR, LAYOUT, events
+
+    rng = np.random.default_rng(12)
+    batches = [summarise_frame(events(rng, n, 1000 * i), model="m", layouts={1: LAYOUT})[(1, HOUR)]
+               for i, n in enumerate((300, 5, 400))]
+    whole = merge_all(batches)
+    kept = batches[0].stored(8)
+    for batch in batches[1:]:
+        kept = kept.merge(batch).stored(8)  # what merge-on-write does, batch after batch
+    assert kept.sample == whole.stored(8).sample and len(kept.sample.rows) == 8
+    # a read merging truncated windows still fills up to k
+    halves = merge_all([merge_all(batches[:2]).stored(8), batches[2].stored(8)])
+    assert 8 < len(halves.sample.rows) <= LAYOUT.sample_k

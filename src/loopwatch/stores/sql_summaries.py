@@ -32,7 +32,7 @@ from loopwatch.records.feedback import key_text, utc_moment
 from loopwatch.records.jsonutil import dumps, loads
 from loopwatch.stores.base import to_micros
 from loopwatch.stores.sql import EVENT_READ_COLUMNS, SqlStoreBase, _event_from_row, utcnow
-from loopwatch.summaries.window import WindowSummary, merge_all
+from loopwatch.summaries.window import HOUR_SAMPLE_ROWS, WindowSummary, merge_all
 
 ENCODING = "json+zlib/1"
 #: The kinds of stored window: the base window, and days rolled up from it.
@@ -64,8 +64,10 @@ def _kind(kind: str) -> str:
 
 class SqlSummariesMixin(SqlStoreBase):
     def _summary_row(self, summary: WindowSummary, kind: str, now: int) -> tuple[Any, ...]:
+        # hours keep a short sample (days merged from them fill it again); days keep all of it
+        kept = summary.stored(HOUR_SAMPLE_ROWS if kind == "hour" else None)
         return (summary.model, summary.version, kind, to_micros(summary.start), to_micros(summary.end),
-                summary.layout_id, ENCODING, encode_summary(summary), summary.n, now)
+                summary.layout_id, ENCODING, encode_summary(kept), summary.n, now)
 
     def _upsert_summary(self, cur: Any, row: tuple[Any, ...]) -> None:
         cur.execute(
@@ -113,7 +115,7 @@ class SqlSummariesMixin(SqlStoreBase):
                 found = cur.fetchone()
                 merged = summary if found is None else \
                     replace(decode_summary(found[0], found[1]), model=model_name).merge(summary)
-                self._upsert_summary(cur, self._summary_row(merged.stored(), kind, now))
+                self._upsert_summary(cur, self._summary_row(merged, kind, now))
             if logged_through is not None:
                 self._advance_watermark(cur, model_name, logged_through, now)
         return len(summaries)
@@ -129,7 +131,7 @@ class SqlSummariesMixin(SqlStoreBase):
         with self._transaction() as cur:
             self._serialize(cur, f"summaries:{model_name}")
             for summary in summaries:
-                self._upsert_summary(cur, self._summary_row(summary.stored(), kind, now))
+                self._upsert_summary(cur, self._summary_row(summary, kind, now))
         return len(summaries)
 
     def window_summaries(

@@ -65,6 +65,10 @@ BASE_WINDOW = timedelta(hours=1)
 #: Windows are aligned as :class:`~loopwatch.application.monitoring.windows.WindowSpec` aligns
 #: them: on the first Monday of 1970, so an hour, a day and a week all start on its boundaries.
 EPOCH_MONDAY = datetime(1970, 1, 5, tzinfo=timezone.utc)
+#: Rows a stored hourly window keeps of its sample: a day merged from 24 hours of similar
+#: traffic fills its sample of ``k`` (2,000) again, and an hour's payload stays small (the
+#: sample is most of it: 2,000 rows of 20 features are 1.3 MB of JSON, 400 kB compressed).
+HOUR_SAMPLE_ROWS = 256
 #: The version of :meth:`WindowSummary.to_dict`'s form; a reader refuses others.
 FORMAT = 1
 
@@ -220,9 +224,14 @@ class WindowSummary:
         """The same window with its label join replaced (never added to: late labels rebuild it)."""
         return replace(self, labels=labels)
 
-    def stored(self) -> WindowSummary:
-        """What a stored base window keeps of its clients (:meth:`ClientSums.pruned`)."""
-        return replace(self, clients=self.clients.pruned(MAX_CLIENTS, CLIENT_ROWS_STORED))
+    def stored(self, sample_rows: int | None = HOUR_SAMPLE_ROWS) -> WindowSummary:
+        """What a stored window keeps: its clients pruned (:meth:`ClientSums.pruned`), and at most
+        ``sample_rows`` of its sampled rows (:meth:`RowSample.truncated`; ``None``: all ``k``).
+        A truncated sample is still every row below its threshold, so windows merged on read
+        fill up to ``k`` again, and merging a batch into a stored window and truncating gives the
+        same rows as truncating the whole window's sample: a rebuild gives the same sample."""
+        sample = self.sample if sample_rows is None else self.sample.truncated(sample_rows)
+        return replace(self, clients=self.clients.pruned(MAX_CLIENTS, CLIENT_ROWS_STORED), sample=sample)
 
     def to_dict(self) -> dict[str, Any]:
         features: dict[str, Any] = {}
