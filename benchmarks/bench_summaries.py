@@ -74,7 +74,7 @@ def main() -> None:
     cells: dict[str, Any] = {}
 
     home, database = fresh(folder)
-    env = env_for(home, database)
+    env = {**env_for(home, database), "LOOPWATCH_SUMMARIES_ENABLED": "1"}
     report, seconds, cpu = timed(ingest, {**env, "LOOPWATCH_SUMMARIES_ENABLED": "0"})
     assert isinstance(report, dict)
     cells["ingest, summaries off"] = {"rows": report["accepted"], "seconds": seconds, "cpu_seconds": cpu,
@@ -87,7 +87,7 @@ def main() -> None:
     size = os.path.getsize(database)
 
     home, database = fresh(folder)
-    report, seconds, cpu = timed(ingest, env_for(home, database))
+    report, seconds, cpu = timed(ingest, {**env_for(home, database), "LOOPWATCH_SUMMARIES_ENABLED": "1"})
     assert isinstance(report, dict)
     cells["ingest, summaries on"] = {"rows": report["accepted"], "seconds": seconds, "cpu_seconds": cpu,
                                      "rows_per_second": report["accepted"] / seconds,
