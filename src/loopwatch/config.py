@@ -72,6 +72,20 @@ class Settings:
     #: Set by whoever runs the service, never by a request: an admin key alone cannot make the
     #: service load code it was not told to trust. Empty: scikit-learn's types only.
     trusted_types: str = ""
+    #: Window summaries (docs/summaries.md): kept as events land, by a summariser that follows
+    #: the log inside ``loopwatch serve`` and after ``loopwatch ingest``.
+    summaries_enabled: bool = True
+    #: Hourly summaries are kept this many days, then rolled up into daily ones...
+    summary_hourly_days: int = 35
+    #: ...which are kept this many days: a dashboard can show a year of days.
+    summary_daily_days: int = 400
+    #: PostgreSQL: seconds the summariser stays behind the newest commit, so that a write
+    #: transaction still open when it reads is summarised on its next run (one that takes longer
+    #: than this to commit is only caught by ``loopwatch summarize --rebuild``). SQLite commits
+    #: one transaction at a time and needs no wait.
+    summary_settle_seconds: float = 5.0
+    #: Longest pause of the service's summariser between two runs, in seconds.
+    summary_tick_seconds: float = 10.0
 
     @property
     def trusted_type_names(self) -> tuple[str, ...]:
@@ -158,6 +172,8 @@ def _validated(settings: Settings) -> Settings:
         "batch_max_requests",
         "model_cache_size",
         "workers",
+        "summary_hourly_days",
+        "summary_daily_days",
     )
     for name in positive:
         if getattr(settings, name) < 1:
@@ -168,6 +184,10 @@ def _validated(settings: Settings) -> Settings:
         raise InvalidInput("setting port must be between 1 and 65535")
     if not 0 < settings.schedule_tick_seconds <= 3600:
         raise InvalidInput("setting schedule_tick_seconds must lie in (0, 3600]")
+    if settings.summary_daily_days < settings.summary_hourly_days:
+        raise InvalidInput("setting summary_daily_days must be at least summary_hourly_days")
+    if not 0 <= settings.summary_settle_seconds <= 3600 or not 0 < settings.summary_tick_seconds <= 3600:
+        raise InvalidInput("settings summary_settle_seconds and summary_tick_seconds must lie within an hour")
     if settings.auth.lower() not in {"auto", "on", "off"}:
         raise InvalidInput("setting auth must be auto, on or off")
     if settings.auth.lower() == "off" and not is_loopback(settings.host):

@@ -6,6 +6,7 @@ import hashlib
 import sqlite3
 from datetime import timedelta
 
+import numpy as np
 import pytest
 
 from loopwatch.errors import Conflict, InvalidInput, NotFound
@@ -15,8 +16,11 @@ from loopwatch.poisoning.records import QuarantineEntry
 from loopwatch.stores import Store
 from loopwatch.stores.migrations import MODEL_NAME_COLUMNS
 from loopwatch.stores.sqlite import SQLiteStore
+from loopwatch.summaries.window import summarise_frame
 from tests.stores.builders import T0, days, make_request, rejection, training_event, version_kwargs
 from tests.stores.rawsql import raw_rows, table_count
+from tests.summaries.test_conformance import LAYOUT, events
+
 
 pytest_plugins = ["tests.postgres_fixtures"]
 
@@ -56,6 +60,8 @@ def _fill(store: Store, name: str) -> None:
     store.record_evaluation(name, at=T0, cause="InvalidInput", message="failed once")
     store.resolve_external_version(name, "v-ext", base_version=1, created_at=T0)
     assert store.claim(f"schedule:{name}", now=T0, cooldown_seconds=3600)
+    summaries = summarise_frame(events(np.random.default_rng(0), 5, 0), model=name, layouts={1: LAYOUT})
+    store.merge_window_summaries(name, list(summaries.values()), logged_through=1)
 
 
 def test_every_table_that_names_a_model_is_renamed(store: Store) -> None:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from loopwatch.loops.labelling import QueueItem
     from loopwatch.records import AliasChange
     from loopwatch.application.retraining import RetrainResult
+    from loopwatch.application.summaries import Summariser
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Workspace:
         self.predictor = Predictor(self.registry, max_rows=self.settings.max_rows_per_request)
         self._on_commit = on_commit
         self._writer: GroupCommitWriter | None = None
+        self._summariser: Summariser | None = None
 
     def __enter__(self) -> Workspace:
         return self
@@ -96,6 +98,21 @@ class Workspace:
         if self._writer is None:
             self._writer = open_writer(self.store, self.settings, on_commit=self._on_commit)
         return self._writer
+
+    @property
+    def summariser(self) -> Summariser:
+        """The summariser of this workspace's store (application/summaries.py)."""
+        if self._summariser is None:
+            from loopwatch.application.summaries import Summariser
+
+            self._summariser = Summariser(self.store, self.registry, settings=self.settings)
+        return self._summariser
+
+    def delete_request(self, request_id: str) -> int:
+        """Erase a logged request, and rebuild the summary windows it was in (when summaries are on)."""
+        from loopwatch.application.summaries import delete_request
+
+        return delete_request(self.store, self.summariser if self.settings.summaries_enabled else None, request_id)
 
     def rename_model(self, old: str, new: str) -> dict[str, int]:
         """Rename model ``old`` to ``new`` in every table that names it, in one transaction

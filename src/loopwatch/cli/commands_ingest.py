@@ -56,4 +56,8 @@ def ingest(file: Path, name: str, maps: tuple[str, ...], probability_prefix: str
     with Workspace(settings) as ws:
         report = ingest_file(ws.registry, file, model=name, mapping=mapping, client_id=client_id,
                              batch_rows=batch_rows, progress=progress)
-    out.print(dumps(report.to_dict()).decode(), highlight=False, soft_wrap=True)
+        result = report.to_dict()
+        if settings.summaries_enabled:
+            # the ingested events land in their windows' summaries now, old timestamps included
+            result["summaries"] = ws.summariser.catch_up(name).to_dict()
+    out.print(dumps(result).decode(), highlight=False, soft_wrap=True)

@@ -98,9 +98,10 @@ def _write(data: bytes, output: Path | None) -> None:
 @settings_options
 @handle_errors
 def delete(request_id: str, settings: Settings) -> None:
-    """Delete a request and its events (for erasure requests)."""
+    """Delete a request and its events (for erasure requests), and rebuild the summary
+    windows it was in, so that their row samples no longer hold it."""
     with Workspace(settings) as ws:
-        deleted = ws.store.delete_request(request_id)
+        deleted = ws.delete_request(request_id)
     if deleted == 0:
         raise NotFound(f"no logged request with id {echo(request_id)}")
     out.print(f"deleted request {request_id} ({deleted} events)")

@@ -18,6 +18,7 @@ from loopwatch.cli import (
     commands_register,
     commands_selection,
     commands_serve,
+    commands_summaries,
     commands_train,
 )
 from loopwatch.errors import cap_message
@@ -59,6 +60,7 @@ cli.add_command(commands_train.predict)
 cli.add_command(commands_register.register)
 cli.add_command(commands_logs.logs)
 cli.add_command(commands_ingest.ingest)
+cli.add_command(commands_summaries.summarize)
 cli.add_command(commands_models.models)
 cli.add_command(commands_drift.drift)
 cli.add_command(commands_drift.monitor)

@@ -117,11 +117,12 @@ def _matrix(X: Any, n: int, *, encoder: InputEncoder | None, name: str) -> np.nd
 
 
 def _variance(
-    ratio: float, loss: np.ndarray, apart: float, n: int, n_reference: int, *, rows_only: bool = False
+    ratio: float, mean_square: float, apart: float, n: int, n_reference: int, *, rows_only: bool = False
 ) -> float:
     """Variance of the realized mean loss around its estimate: the window's rows erring, plus the
-    estimate's own error, the larger of two measures of it (``rows_only``: the first alone)."""
-    per_row = (ratio - 1) * float(np.mean(loss**2))
+    estimate's own error, the larger of two measures of it (``rows_only``: the first alone).
+    ``mean_square``: the mean square of the rows' expected losses."""
+    per_row = (ratio - 1) * mean_square
     if rows_only:
         return per_row / n
     # first order: the holdout's sampling error, as if the window were drawn like the holdout
@@ -243,30 +244,66 @@ class DirectLossEstimator:
         apart_sq = float(squared[0].mean() - squared[1].mean())
         return (absolute[0] + absolute[1]) / 2, (squared[0] + squared[1]) / 2, apart_abs, apart_sq
 
-    def estimate(self, X: Any, y_pred: Any, *, confidence: float = 0.95) -> dict[str, MetricValue]:
-        """Expected MAE and RMSE of a window, each with the interval its realized value should fall in."""
+    def _design(self, X: Any, y_pred: Any) -> np.ndarray | None:
+        """The loss models' inputs for a window (``None`` for an empty one)."""
         if not hasattr(self, "loss_models_"):
             raise InvalidInput("this DirectLossEstimator is not fitted yet: call fit() first")
-        confidence = check_confidence(confidence)
         predicted = check_values(y_pred, name="y_pred")
         n = len(predicted)
         if n == 0:
-            nan = float("nan")
-            return {name: MetricValue(name, nan, nan, nan, 0) for name in ESTIMATED_REGRESSION}
+            return None
         matrix = _matrix(X, n, encoder=self.encoder_, name="X")
         if matrix.shape[1] != self.n_features_in_:
             raise InvalidInput(f"X has {matrix.shape[1]} columns; the estimator was fitted on {self.n_features_in_}")
-        design = np.column_stack([matrix, predicted])
+        return np.column_stack([matrix, predicted])
+
+    def row_losses(self, X: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Each row's expected absolute error by the first and second half's model, and its
+        expected squared error by each: what a window summary adds up, so that
+        :meth:`estimate_from_moments` on the sums of many windows gives their estimate."""
+        design = self._design(X, y_pred)
+        if design is None:
+            empty = np.empty(0)
+            return empty, empty, empty, empty
+        with self._threads():
+            absolute = [np.clip(a.predict(design), 0.0, None) for a, _ in self.loss_models_]
+            squared = [self.squared_scale_ * s.predict(design) for _, s in self.loss_models_]
+        return absolute[0], absolute[1], squared[0], squared[1]
+
+    def estimate(self, X: Any, y_pred: Any, *, confidence: float = 0.95) -> dict[str, MetricValue]:
+        """Expected MAE and RMSE of a window, each with the interval its realized value should fall in."""
+        design = self._design(X, y_pred)
+        confidence = check_confidence(confidence)
+        if design is None:
+            nan = float("nan")
+            return {name: MetricValue(name, nan, nan, nan, 0) for name in ESTIMATED_REGRESSION}
         with self._threads():
             absolute, squared, apart_abs, apart_sq = self._losses(design)
+        return self.estimate_from_moments(
+            n=len(design), mean_abs=float(absolute.mean()), mean_abs_sq=float(np.mean(absolute**2)),
+            mean_sq=float(squared.mean()), mean_sq_sq=float(np.mean(squared**2)),
+            apart_abs=apart_abs, apart_sq=apart_sq, confidence=confidence,
+        )
+
+    def estimate_from_moments(
+        self, *, n: int, mean_abs: float, mean_abs_sq: float, mean_sq: float, mean_sq_sq: float,
+        apart_abs: float, apart_sq: float, confidence: float = 0.95,
+    ) -> dict[str, MetricValue]:
+        """:meth:`estimate` from a window's moments of the rows' expected losses: the mean
+        expected absolute error and its mean square, the same of the squared error, and how
+        far apart the two halves' models' window means are (first minus second)."""
+        confidence = check_confidence(confidence)
+        if n == 0:
+            nan = float("nan")
+            return {name: MetricValue(name, nan, nan, nan, 0) for name in ESTIMATED_REGRESSION}
         z = NormalDist().inv_cdf(0.5 + confidence / 2)
-        mae = float(absolute.mean())
-        mae_sd = math.sqrt(_variance(self.shape_, absolute, apart_abs, n, self.n_reference_))
-        mse = float(squared.mean())
+        mae = mean_abs
+        mae_sd = math.sqrt(_variance(self.shape_, mean_abs_sq, apart_abs, n, self.n_reference_))
+        mse = mean_sq
         # the realized MSE given the inputs: mean mse, variance from the rows' own errors; around the
         # estimate, the estimate's own error too
-        rows_variance = _variance(self.kurtosis_, squared, 0.0, n, self.n_reference_, rows_only=True)
-        mse_variance = _variance(self.kurtosis_, squared, apart_sq, n, self.n_reference_)
+        rows_variance = _variance(self.kurtosis_, mean_sq_sq, 0.0, n, self.n_reference_, rows_only=True)
+        mse_variance = _variance(self.kurtosis_, mean_sq_sq, apart_sq, n, self.n_reference_)
         rmse, rmse_low, rmse_high = _root_of_mean(mse, rows_variance, mse_variance, confidence)
         return {
             "mae": MetricValue("mae", mae, max(0.0, mae - z * mae_sd), mae + z * mae_sd, n),

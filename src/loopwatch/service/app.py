@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             metrics=metrics,
             shadow=shadow,
             ingestor=Ingestor(registry, max_events=settings.max_rows_per_request),
+            summariser=workspace.summariser if settings.summaries_enabled else None,
         )
         app.state.loopwatch = state
         holder["state"] = state
@@ -67,10 +68,13 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         metrics.watch_evaluations(opened)
         retention = asyncio.create_task(_retention_loop(opened))
         scheduler = _start_scheduler(settings, opened, registry)
+        summarising = _start_summariser(settings, state.summariser)
         try:
             yield
         finally:
             retention.cancel()
+            if summarising is not None:
+                await asyncio.to_thread(summarising.stop)
             if scheduler is not None:
                 await asyncio.to_thread(scheduler.stop)
             if shadow is not None:
@@ -155,6 +159,19 @@ def _start_scheduler(settings: Settings, store: Store, registry: Registry) -> An
 
     scheduler = Scheduler(store, registry, tick_seconds=settings.schedule_tick_seconds)
     return scheduler.start(delay=settings.schedule_tick_seconds)
+
+
+def _start_summariser(settings: Settings, summariser: Any) -> Any:
+    """The summariser's thread: it follows the log every ``summary_tick_seconds``, off the request
+    path (a predict request costs what it did without it). With several workers each runs one;
+    the store's watermark check lets one of them summarise each batch."""
+    if summariser is None:
+        return None
+    from loopwatch.application.summaries import SummariserThread
+
+    thread = SummariserThread(summariser, tick_seconds=settings.summary_tick_seconds)
+    thread.start()
+    return thread
 
 
 def _version() -> str:

@@ -11,6 +11,7 @@ from fastapi import Request
 from loopwatch.config import Settings
 from loopwatch.application.ingestion import Ingestor
 from loopwatch.application.prediction import Predictor
+from loopwatch.application.summaries import Summariser
 from loopwatch.records import Rejection
 from loopwatch.records.names import is_model_name
 from loopwatch.registry import Registry
@@ -38,6 +39,8 @@ class ServiceState:
     shadow: ShadowScorer | None = None
     #: Validates and encodes events a model made elsewhere (``POST .../events``).
     ingestor: Ingestor | None = None
+    #: Keeps window summaries as events land (``None`` when summaries are off).
+    summariser: Summariser | None = None
 
     def reject(
         self, model_name: str, client_id: str | None, reason: str, status: int, message: str

@@ -356,6 +356,41 @@ MIGRATIONS: Final[list[tuple[int, str, list[str]]]] = [
             "INSERT INTO key_generation (id, generation) VALUES (1, 0)",
         ],
     ),
+    (
+        12,
+        "window summaries per model version and window, and how far each model's log is summarised",
+        [
+            # one row per (model, kind of window, start, version): the summariser merges a
+            # batch's summaries into the row in place; kind is 'hour' (the base window) or
+            # 'day' (hours rolled up past their retention); the payload is the summary's
+            # JSON, zlib-compressed, its form named by encoding (stores/sql_summaries.py)
+            """CREATE TABLE window_summaries (
+                model_name TEXT NOT NULL,
+                model_version INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                window_start BIGINT NOT NULL,
+                window_end BIGINT NOT NULL,
+                layout_id TEXT NOT NULL,
+                encoding TEXT NOT NULL,
+                payload {blob} NOT NULL,
+                n_rows BIGINT NOT NULL,
+                built_at BIGINT NOT NULL,
+                PRIMARY KEY (model_name, kind, window_start, model_version)
+            )""",
+            # the log is summarised through logged_through: every request the store committed
+            # at or before it (logged_at, which the store sets when it commits) is in the
+            # summaries, whatever its event time; a rebuild starts again from NULL
+            # labels_through: labels received at or before it are in the windows' label parts
+            """CREATE TABLE summary_watermarks (
+                model_name TEXT PRIMARY KEY,
+                logged_through BIGINT NOT NULL,
+                labels_through BIGINT,
+                updated_at BIGINT NOT NULL
+            )""",
+            # which windows new labels (and corrections) reach: labels by when they arrived
+            "CREATE INDEX labels_by_received_at ON labels (model_name, received_at)",
+        ],
+    ),
 ]
 
 
@@ -380,6 +415,8 @@ MODEL_NAME_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("evaluation_failures", "model_name"),
     ("evaluation_status", "model_name"),
     ("external_versions", "model_name"),
+    ("window_summaries", "model_name"),
+    ("summary_watermarks", "model_name"),
 )
 
 

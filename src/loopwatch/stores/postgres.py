@@ -14,6 +14,7 @@ from loopwatch.stores.sql_keys import SqlKeysMixin
 from loopwatch.stores.sql_quarantine import SqlQuarantineMixin
 from loopwatch.stores.sql_records import SqlRecordsMixin
 from loopwatch.stores.sql_registry import SqlRegistryMixin
+from loopwatch.stores.sql_summaries import SqlSummariesMixin
 
 #: Key of the advisory lock that serialises migrations across processes.
 MIGRATION_LOCK_KEY = 7_274_231
@@ -24,7 +25,7 @@ SERIALIZE_LOCK_SPACE = 7_274_232
 
 class PostgresStore(
     SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin, SqlFeedbackMixin, SqlIncidentsMixin, SqlKeysMixin,
-    SqlQuarantineMixin, SqlEvaluationsMixin, SqlIngestMixin,
+    SqlQuarantineMixin, SqlEvaluationsMixin, SqlIngestMixin, SqlSummariesMixin,
 ):
     dialect = "postgresql"
 

@@ -23,11 +23,12 @@ from loopwatch.stores.sql_keys import SqlKeysMixin
 from loopwatch.stores.sql_quarantine import SqlQuarantineMixin
 from loopwatch.stores.sql_records import SqlRecordsMixin
 from loopwatch.stores.sql_registry import SqlRegistryMixin
+from loopwatch.stores.sql_summaries import SqlSummariesMixin
 
 
 class SQLiteStore(
     SqlLogMixin, SqlRecordsMixin, SqlRegistryMixin, SqlFeedbackMixin, SqlIncidentsMixin, SqlKeysMixin,
-    SqlQuarantineMixin, SqlEvaluationsMixin, SqlIngestMixin,
+    SqlQuarantineMixin, SqlEvaluationsMixin, SqlIngestMixin, SqlSummariesMixin,
 ):
     dialect = "sqlite"
 

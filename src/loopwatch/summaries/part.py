@@ -9,6 +9,8 @@ stated bound, for sketches). ``empty`` parts are the identity of ``merge``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
 PartT = TypeVar("PartT", bound="SummaryPart")
@@ -22,3 +24,22 @@ class SummaryPart(Protocol):
     def merge(self: PartT, other: PartT, /) -> PartT: ...
 
     def to_dict(self) -> dict[str, Any]: ...
+
+
+def frozen_mapping(value: Any) -> Any:
+    """A read-only view of a mapping and of every mapping inside it (other values unchanged),
+    so that a part's counts and sums cannot change after it is built.
+
+    >>> m = frozen_mapping({"a": {"b": 1}})
+    >>> m["a"]["b"], isinstance(m, MappingProxyType), isinstance(m["a"], MappingProxyType)
+    (1, True, True)
+    """
+    if isinstance(value, Mapping):
+        return MappingProxyType({key: frozen_mapping(v) for key, v in value.items()})
+    return value
+
+
+def freeze_fields(part: Any, *names: str) -> None:
+    """Replace the named mapping fields of a frozen dataclass by read-only views (for ``__post_init__``)."""
+    for name in names:
+        object.__setattr__(part, name, frozen_mapping(getattr(part, name)))

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from loopwatch.records.period import Period
 from loopwatch.errors import InvalidInput, NotFound, echo
 from loopwatch.application.prediction import MAX_REQUEST_ID_LENGTH, SHADOW_SUFFIX
+from loopwatch.application.summaries import delete_request as delete_and_forget
 from loopwatch.stores.base import EventQuery
 from loopwatch.stores.export import export_schemas, ndjson_lines, write_parquet
 from loopwatch.service.schemas import (
@@ -127,7 +128,7 @@ async def export_logs(
     summary="Delete a request and its events (erasure of personal data)",
 )
 async def delete_request(request_id: str, state: ServiceState = Depends(get_state)) -> dict[str, Any]:
-    deleted = await run_in_threadpool(state.store.delete_request, request_id)
+    deleted = await run_in_threadpool(delete_and_forget, state.store, state.summariser, request_id)
     if deleted == 0:
         raise NotFound(f"no logged request with id {echo(request_id)}")
     return {"request_id": request_id, "deleted_events": deleted}

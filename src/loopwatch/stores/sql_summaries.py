@@ -1,0 +1,311 @@
+"""Window summaries in SQL (migration 12): one row per model, kind of window, start and version,
+and per model the watermark of the log summarised so far.
+
+**Encoding.** A payload is the summary's :meth:`~loopwatch.summaries.window.WindowSummary.to_dict`
+as compact JSON, compressed with zlib (``encoding = 'json+zlib/1'``; the ``1`` is the dict's
+own ``format``). JSON because every part already serialises to JSON-safe values (sketches as
+base64 of DataSketches' own portable binary form), so any language can read a payload with a
+JSON parser and zlib; zlib because it is in every standard library and the JSON of counts,
+sums and row samples compresses about four to one. The encoding column lets a later form be
+read beside this one.
+
+**Writers.** Summary writes are small transactions of their own: in SQLite they take the same
+write lock every writer of the database takes (the file lock and ``BEGIN IMMEDIATE``, see
+:mod:`loopwatch.stores.sqlite`), so they take turns with the group-commit writer's batches
+rather than run beside them; in PostgreSQL a per-model advisory lock makes two summarisers
+of one model take turns. :meth:`merge_window_summaries` reads, merges and writes in one
+transaction, and advances the watermark in the same one, so a crash leaves either both or
+neither.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from loopwatch.errors import Conflict, InvalidInput, StoreError
+from loopwatch.records import PredictionEvent
+from loopwatch.records.feedback import key_text, utc_moment
+from loopwatch.records.jsonutil import dumps, loads
+from loopwatch.stores.base import to_micros
+from loopwatch.stores.sql import EVENT_READ_COLUMNS, SqlStoreBase, _event_from_row, utcnow
+from loopwatch.summaries.window import HOUR_SAMPLE_ROWS, WindowSummary, merge_all
+
+ENCODING = "json+zlib/1"
+#: The kinds of stored window: the base window, and days rolled up from it.
+KINDS = ("hour", "day")
+_COLUMNS = "model_name, model_version, kind, window_start, window_end, layout_id, encoding, payload, n_rows, built_at"
+
+
+def encode_summary(summary: WindowSummary) -> bytes:
+    """A summary as stored: its dict as compact JSON, zlib-compressed."""
+    # level 1: about as small on this JSON (digits and base64) as the default, several times faster
+    return zlib.compress(dumps(summary.to_dict()), 1)
+
+
+def decode_summary(payload: bytes, encoding: str = ENCODING) -> WindowSummary:
+    if encoding != ENCODING:
+        raise StoreError(f"a window summary is stored as {encoding!r}, which this version cannot read")
+    try:
+        data = loads(zlib.decompress(bytes(payload)))
+    except (zlib.error, ValueError) as exc:
+        raise StoreError(f"a stored window summary is damaged: {exc}") from exc
+    return WindowSummary.from_dict(data)
+
+
+def _kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise InvalidInput(f"a summary's kind of window is one of {', '.join(KINDS)}, got {kind!r}")
+    return kind
+
+
+class SqlSummariesMixin(SqlStoreBase):
+    def _summary_row(self, summary: WindowSummary, kind: str, now: int) -> tuple[Any, ...]:
+        # hours keep a short sample (days merged from them fill it again); days keep all of it
+        kept = summary.stored(HOUR_SAMPLE_ROWS if kind == "hour" else None)
+        return (summary.model, summary.version, kind, to_micros(summary.start), to_micros(summary.end),
+                summary.layout_id, ENCODING, encode_summary(kept), summary.n, now)
+
+    def _upsert_summary(self, cur: Any, row: tuple[Any, ...]) -> None:
+        cur.execute(
+            self._sql(
+                f"INSERT INTO window_summaries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (model_name, kind, window_start, model_version) DO UPDATE SET "
+                "window_end = excluded.window_end, layout_id = excluded.layout_id, encoding = excluded.encoding, "
+                "payload = excluded.payload, n_rows = excluded.n_rows, built_at = excluded.built_at"
+            ),
+            row,
+        )
+
+    def merge_window_summaries(
+        self, model_name: str, summaries: Sequence[WindowSummary], *, kind: str = "hour",
+        logged_through: int | None = None, check_watermark: bool = False, watermark: int | None = None,
+    ) -> int:
+        """Merge ``summaries`` into the stored ones of the same window (stored as they are where
+        there is none), and advance the model's watermark to ``logged_through`` (microseconds of
+        ``logged_at``; never backwards), all in one transaction. Returns the windows written.
+        A stored window on another layout (an older reference) is refused: rebuild the version.
+
+        ``check_watermark``: write only if the watermark is still ``watermark`` (what the caller
+        read the events after), else raise :class:`~loopwatch.errors.Conflict` and write nothing:
+        two summarisers of one model (two service workers) never count a batch twice."""
+        key_text(model_name, "model")
+        _kind(kind)
+        if any(s.model != model_name for s in summaries):
+            raise InvalidInput("every summary must be of the model it is stored under")
+        now = to_micros(utcnow())
+        with self._transaction() as cur:
+            self._serialize(cur, f"summaries:{model_name}")
+            if check_watermark:
+                cur.execute(self._sql("SELECT logged_through FROM summary_watermarks WHERE model_name = ?"),
+                            (model_name,))
+                row = cur.fetchone()
+                current = None if row is None else int(row[0])
+                if current != watermark:
+                    raise Conflict(f"the summaries of {model_name!r} moved on (another summariser ran)")
+            for summary in summaries:
+                cur.execute(
+                    self._sql("SELECT payload, encoding FROM window_summaries WHERE model_name = ? AND kind = ? "
+                              "AND window_start = ? AND model_version = ?"),
+                    (model_name, kind, to_micros(summary.start), summary.version),
+                )
+                found = cur.fetchone()
+                merged = summary if found is None else \
+                    replace(decode_summary(found[0], found[1]), model=model_name).merge(summary)
+                self._upsert_summary(cur, self._summary_row(merged, kind, now))
+            if logged_through is not None:
+                self._advance_watermark(cur, model_name, logged_through, now)
+        return len(summaries)
+
+    def put_window_summaries(self, model_name: str, summaries: Sequence[WindowSummary], *, kind: str = "hour") -> int:
+        """Store ``summaries`` in place of whatever their windows held (a rebuilt window, a window
+        whose label join was rebuilt, a window after a deletion)."""
+        key_text(model_name, "model")
+        _kind(kind)
+        if any(s.model != model_name for s in summaries):
+            raise InvalidInput("every summary must be of the model it is stored under")
+        now = to_micros(utcnow())
+        with self._transaction() as cur:
+            self._serialize(cur, f"summaries:{model_name}")
+            for summary in summaries:
+                self._upsert_summary(cur, self._summary_row(summary, kind, now))
+        return len(summaries)
+
+    def window_summaries(
+        self, model_name: str, *, kind: str = "hour", start: datetime | None = None, end: datetime | None = None,
+        version: int | None = None,
+    ) -> list[WindowSummary]:
+        """The stored windows of ``kind`` that start in ``[start, end)``, by start then version."""
+        key_text(model_name, "model")
+        where: list[str] = ["model_name = ?", "kind = ?"]
+        params: list[Any] = [model_name, _kind(kind)]
+        if start is not None:
+            where.append("window_start >= ?")
+            params.append(to_micros(utc_moment(start, "start")))
+        if end is not None:
+            where.append("window_start < ?")
+            params.append(to_micros(utc_moment(end, "end")))
+        if version is not None:
+            where.append("model_version = ?")
+            params.append(int(version))
+        rows = self._fetchall(
+            f"SELECT payload, encoding FROM window_summaries WHERE {' AND '.join(where)} "
+            "ORDER BY window_start, model_version", params)
+        return [replace(decode_summary(payload, encoding), model=model_name) for payload, encoding in rows]
+
+    def read_window(
+        self, model_name: str, *, version: int, start: datetime, end: datetime,
+    ) -> WindowSummary | None:
+        """One version's events over ``[start, end)``, merged on read from its stored windows:
+        the days wholly inside it and the hours of the rest (a day or a week, or any span of
+        whole hours). ``None`` when nothing is stored."""
+        hours = self.window_summaries(model_name, start=start, end=end, version=version)
+        days = [d for d in self.window_summaries(model_name, kind="day", start=start, end=end, version=version)
+                if d.end <= end]
+        covered = [(d.start, d.end) for d in days]
+        parts = days + [h for h in hours if not any(lo <= h.start < hi for lo, hi in covered)]
+        return merge_all(sorted(parts, key=lambda s: s.start)) if parts else None
+
+    def delete_window_summaries(
+        self, model_name: str, *, kind: str = "hour", before: datetime | None = None, version: int | None = None,
+        since: datetime | None = None,
+    ) -> int:
+        """Delete the stored windows of ``kind`` that start in ``[since, before)`` (either end open
+        when not given), of one version or all: retention, and a rebuild's first step."""
+        key_text(model_name, "model")
+        where: list[str] = ["model_name = ?", "kind = ?"]
+        params: list[Any] = [model_name, _kind(kind)]
+        if since is not None:
+            where.append("window_start >= ?")
+            params.append(to_micros(utc_moment(since, "since")))
+        if before is not None:
+            where.append("window_start < ?")
+            params.append(to_micros(utc_moment(before, "before")))
+        if version is not None:
+            where.append("model_version = ?")
+            params.append(int(version))
+        return self._execute(f"DELETE FROM window_summaries WHERE {' AND '.join(where)}", params)
+
+    def summarised_models(self) -> list[str]:
+        """The models with stored summaries or a watermark."""
+        rows = self._fetchall("SELECT model_name FROM summary_watermarks UNION SELECT DISTINCT model_name "
+                              "FROM window_summaries ORDER BY 1")
+        return [str(r[0]) for r in rows]
+
+    # --- the watermark ----------------------------------------------------------------
+
+    def summary_watermark(self, model_name: str) -> int | None:
+        """The ``logged_at`` (microseconds) through which the model's log is summarised, if any."""
+        rows = self._fetchall("SELECT logged_through FROM summary_watermarks WHERE model_name = ?", (model_name,))
+        return int(rows[0][0]) if rows else None
+
+    def set_summary_watermark(self, model_name: str, logged_through: int | None) -> None:
+        """Set the watermark (``None`` removes it: the next run summarises the log from its start)."""
+        key_text(model_name, "model")
+        with self._transaction() as cur:
+            self._serialize(cur, f"summaries:{model_name}")
+            if logged_through is None:
+                cur.execute(self._sql("DELETE FROM summary_watermarks WHERE model_name = ?"), (model_name,))
+            else:
+                cur.execute(self._sql("DELETE FROM summary_watermarks WHERE model_name = ?"), (model_name,))
+                self._advance_watermark(cur, model_name, logged_through, to_micros(utcnow()))
+
+    def label_watermark(self, model_name: str) -> int | None:
+        """The ``received_at`` (microseconds) through which labels are in the windows' label parts."""
+        rows = self._fetchall("SELECT labels_through FROM summary_watermarks WHERE model_name = ?", (model_name,))
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
+
+    def set_label_watermark(self, model_name: str, labels_through: int) -> None:
+        """Move the label watermark (the log's watermark must exist: labels join summarised events)."""
+        self._execute("UPDATE summary_watermarks SET labels_through = ? WHERE model_name = ?",
+                      (int(labels_through), model_name))
+
+    def labelled_windows(
+        self, model_name: str, *, received_after: int | None, received_through: int, length_us: int, origin_us: int,
+    ) -> list[tuple[int, int]]:
+        """(version, window start in microseconds) of every window of ``length_us`` (aligned on
+        ``origin_us``) holding a prediction whose label arrived or changed in the given span."""
+        low = -(2**63) if received_after is None else int(received_after)
+        rows = self._fetchall(
+            "SELECT DISTINCT model_version, (prediction_time - ?) / ? FROM labels WHERE model_name = ? "
+            "AND received_at > ? AND received_at <= ? AND prediction_time >= ?",
+            (int(origin_us), int(length_us), model_name, low, int(received_through), int(origin_us)))
+        return sorted((int(v), int(origin_us) + int(k) * int(length_us)) for v, k in rows)
+
+    def latest_label_received(self, model_name: str) -> int | None:
+        rows = self._fetchall("SELECT MAX(received_at) FROM labels WHERE model_name = ?", (model_name,))
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
+
+    def count_labels_between(self, model_name: str, *, start: datetime, end: datetime) -> int:
+        """Labels of predictions whose event time lies in ``[start, end)``."""
+        rows = self._fetchall(
+            "SELECT COUNT(*) FROM labels WHERE model_name = ? AND prediction_time >= ? AND prediction_time < ?",
+            (model_name, to_micros(start), to_micros(end)))
+        return int(rows[0][0])
+
+    def _advance_watermark(self, cur: Any, model_name: str, logged_through: int, now: int) -> None:
+        cur.execute(
+            self._sql(
+                "INSERT INTO summary_watermarks (model_name, logged_through, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (model_name) DO UPDATE SET logged_through = CASE WHEN "
+                "excluded.logged_through > summary_watermarks.logged_through THEN excluded.logged_through "
+                "ELSE summary_watermarks.logged_through END, updated_at = excluded.updated_at"
+            ),
+            (model_name, int(logged_through), now),
+        )
+
+    def iter_events_logged(
+        self, model_name: str, *, after: int | None, through: int, batch_requests: int = 2000,
+    ) -> Iterator[tuple[list[PredictionEvent], int]]:
+        """The model's events whose request the store committed in ``(after, through]`` (``logged_at``
+        in microseconds), in the order they were logged, in batches of about ``batch_requests``
+        requests, each with the ``logged_at`` it reaches: a batch never splits the requests of one
+        ``logged_at`` (one commit), so the summary of every batch through it is complete."""
+        low = -(2**63) if after is None else int(after)
+        columns = ", ".join(f"e.{c.strip()}" for c in EVENT_READ_COLUMNS.split(","))
+        while True:
+            requests = self._fetchall(
+                "SELECT logged_at, request_id FROM requests WHERE model_name = ? AND logged_at > ? "
+                "AND logged_at <= ? ORDER BY logged_at, request_id LIMIT ?",
+                [model_name, low, int(through), int(batch_requests)])
+            if not requests:
+                return
+            reached = int(requests[-1][0])
+            if len(requests) == batch_requests:  # the rest of the last commit's requests too
+                requests += self._fetchall(
+                    "SELECT logged_at, request_id FROM requests WHERE model_name = ? AND logged_at = ? "
+                    "AND request_id > ? ORDER BY request_id", [model_name, reached, str(requests[-1][1])])
+            events: list[PredictionEvent] = []
+            ids = [str(r[1]) for r in requests]
+            for lo in range(0, len(ids), 500):  # bound the statement's parameters
+                chunk = ids[lo:lo + 500]
+                rows = self._fetchall(
+                    f"SELECT {columns} FROM events e WHERE e.request_id IN ({', '.join('?' * len(chunk))}) "
+                    "ORDER BY e.request_id, e.row_index", chunk)
+                events.extend(_event_from_row(r) for r in rows)
+            yield events, reached
+            low = reached
+            if len(requests) < batch_requests:
+                return
+
+    def iter_window_events(
+        self, model_name: str, *, version: int, start: datetime, end: datetime, logged_through: int,
+    ) -> list[PredictionEvent]:
+        """One version's events of event time in ``[start, end)`` whose request the store committed
+        at or before ``logged_through``: what the stored summary of that window holds."""
+        columns = ", ".join(f"e.{c.strip()}" for c in EVENT_READ_COLUMNS.split(","))
+        rows = self._fetchall(
+            f"SELECT {columns} FROM events e JOIN requests r ON r.request_id = e.request_id "
+            "WHERE e.model_name = ? AND e.model_version = ? AND e.ts >= ? AND e.ts < ? AND r.logged_at <= ? "
+            "ORDER BY e.ts, e.request_id, e.row_index",
+            [model_name, int(version), to_micros(start), to_micros(end), int(logged_through)])
+        return [_event_from_row(r) for r in rows]
+
+    def latest_logged_at(self, model_name: str) -> int | None:
+        """The newest ``logged_at`` of the model's requests (microseconds), if any."""
+        rows = self._fetchall("SELECT MAX(logged_at) FROM requests WHERE model_name = ?", (model_name,))
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
+
