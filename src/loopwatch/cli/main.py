@@ -18,6 +18,7 @@ from loopwatch.cli import (
     commands_register,
     commands_selection,
     commands_serve,
+    commands_summarize,
     commands_train,
 )
 from loopwatch.errors import cap_message
@@ -75,3 +76,4 @@ cli.add_command(commands_selection.retrain)
 cli.add_command(commands_selection.gate)
 cli.add_command(commands_keys.keys)
 cli.add_command(commands_quarantine.quarantine)
+cli.add_command(commands_summarize.summarize)
