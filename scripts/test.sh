@@ -6,6 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/ensure-postgres.sh
+# the Spark engine's tests start a real Spark session, which needs a JVM (Java 17 or later)
+if ! command -v java >/dev/null 2>&1; then
+  echo "java is missing: the Spark tests need a JVM (Java 17+); on Debian: apt-get install openjdk-17-jre-headless" >&2
+  exit 1
+fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi

@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("features", "stats"),
     ("drift", "performance", "detectors", "feedback", "auth", "poisoning", "models", "loops", "summaries"),
     ("stores", "registry"),
-    ("application",),
+    ("application", "engines"),
     ("service", "cli", "client"),
     ("demo",),
     ("__init__", "__main__"),  # the package's front door and the program: they assemble the rest

@@ -130,3 +130,25 @@ def test_the_cli_writes_the_same_file(exported: dict[str, Any], tmp_path: Path) 
     key = ["request_id", "row_index"]
     assert table.to_pandas().sort_values(key).reset_index(drop=True).equals(
         exported["default"].to_pandas().sort_values(key).reset_index(drop=True))
+
+
+def test_the_cli_writes_a_dataset_partitioned_by_model_and_date(exported: dict[str, Any], tmp_path: Path) -> None:
+    import pyarrow.dataset as ds
+
+    out = tmp_path / "export"
+    result = CliRunner().invoke(cli, ["logs", "--model", "flights", "--format", "parquet", "--out", str(out),
+                                      "--partition-by", "date", "--home", str(exported["home"]),
+                                      "--database", exported["settings"].database_url])
+    assert result.exit_code == 0, result.output
+    table = ds.dataset(out, format="parquet", partitioning="hive").to_table()
+    rows = table.to_pandas()
+    assert len(rows) == exported["default"].num_rows and set(rows["model_name"]) == {"flights"}
+    days = pd.to_datetime(rows["timestamp"], utc=True).dt.strftime("%Y-%m-%d")
+    assert (days == rows["date"].astype(str)).all()
+    key = ["request_id", "row_index"]
+    back = rows.drop(columns=["date"])[exported["default"].schema.names].sort_values(key).reset_index(drop=True)
+    assert back["distance"].equals(exported["default"].to_pandas().sort_values(key).reset_index(drop=True)["distance"])
+    again = CliRunner().invoke(cli, ["logs", "--model", "flights", "--format", "parquet", "--out", str(out),
+                                     "--partition-by", "date", "--home", str(exported["home"]),
+                                     "--database", exported["settings"].database_url])
+    assert again.exit_code != 0 and "new or empty directory" in again.output

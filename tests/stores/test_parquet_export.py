@@ -4,6 +4,7 @@ columns, and shadow events left out unless asked for. Read back with pyarrow."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -132,3 +133,38 @@ def test_the_layout_of_a_regression_and_of_string_classes() -> None:
     flags = FeatureSchema(features=(), target="y", task="classification", classes=(False, True))
     assert layout_of([flags]).prediction == "bool" and layout_of([flags]).classes == ("false", "true")
     assert layout_of([labels, V1]).prediction == "string"
+
+
+def test_a_partitioned_export_is_one_dataset_by_model_and_date(tmp_path: Path) -> None:
+    import pyarrow.dataset as ds
+
+    from loopwatch.stores.export import write_partitioned_parquet
+
+    late = dataclasses.replace(EVENTS[2], request_id="d", timestamp=T0 + timedelta(days=1, hours=17))
+    other = dataclasses.replace(EVENTS[0], request_id="e", model_name="fraud model")
+    root = tmp_path / "export"
+    written = write_partitioned_parquet([*EVENTS, late, other], root,
+                                        schemas={("flights", 1): V1, ("flights", 2): V2})
+    assert (written.events, written.shadow_left_out) == (6, 1)
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*.parquet"))
+    assert files == ["model_name=flights/date=2013-03-04/part-00000.parquet",
+                     "model_name=flights/date=2013-03-05/part-00000.parquet",
+                     "model_name=fraud%20model/date=2013-03-04/part-00000.parquet"]
+    table = ds.dataset(root, format="parquet", partitioning="hive").to_table()
+    rows = sorted(table.to_pylist(), key=lambda r: r["request_id"])
+    assert [(r["request_id"], r["model_name"], str(r["date"])) for r in rows] == [
+        ("a", "flights", "2013-03-04"), ("a", "flights", "2013-03-04"), ("b", "flights", "2013-03-04"),
+        ("c", "flights", "2013-03-04"), ("d", "flights", "2013-03-05"), ("e", "fraud model", "2013-03-04")]
+    # the same typed columns as the one-file export
+    assert table.schema.field("distance").type == pa.float64() and table.schema.field("carrier").type == pa.string()
+
+
+def test_a_partitioned_export_refuses_a_directory_with_files(tmp_path: Path) -> None:
+    import pytest
+
+    from loopwatch.errors import InvalidInput
+    from loopwatch.stores.export import write_partitioned_parquet
+
+    (tmp_path / "old.parquet").write_bytes(b"x")
+    with pytest.raises(InvalidInput, match="new or empty directory"):
+        write_partitioned_parquet(EVENTS, tmp_path, schemas={("flights", 1): V1})

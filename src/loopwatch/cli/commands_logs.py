@@ -13,7 +13,7 @@ from loopwatch.config import Settings
 from loopwatch.errors import InvalidInput, NotFound, echo
 from loopwatch.records.jsonutil import dumps
 from loopwatch.stores.base import EventQuery
-from loopwatch.stores.export import export_schemas, write_ndjson, write_parquet
+from loopwatch.stores.export import export_schemas, write_ndjson, write_parquet, write_partitioned_parquet
 from loopwatch.application.workspace import Workspace
 
 
@@ -28,8 +28,11 @@ from loopwatch.application.workspace import Workspace
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most this many events (default: all).")
 @click.option("--format", "fmt", type=click.Choice(["json", "ndjson", "parquet"]), default="ndjson",
               show_default=True)
-@click.option("--out", "output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--out", "output", type=click.Path(path_type=Path), default=None,
               help="Write here instead of stdout (required for parquet).")
+@click.option("--partition-by", "partition_by", type=click.Choice(["date"]), default=None,
+              help="Parquet: write a directory partitioned by model and UTC date of event time "
+                   "(model_name=NAME/date=YYYY-MM-DD/), as Spark reads it; --out names the directory.")
 @click.option("--include-shadow", is_flag=True,
               help="Parquet: keep the candidate's shadow events (left out by default; NDJSON and JSON keep them).")
 @settings_options
@@ -38,7 +41,7 @@ from loopwatch.application.workspace import Workspace
 def logs(ctx: click.Context, model: str | None, version: int | None, since: str | None,
          until: str | None, request_id: str | None, client_id: str | None,
          request_type: str | None, limit: int | None, fmt: str, output: Path | None,
-         include_shadow: bool, settings: Settings) -> None:
+         partition_by: str | None, include_shadow: bool, settings: Settings) -> None:
     """Print or export logged prediction events, filtered.
 
     Parquet has a typed column per feature, per output and per class probability, and
@@ -49,7 +52,11 @@ def logs(ctx: click.Context, model: str | None, version: int | None, since: str 
     if ctx.invoked_subcommand is not None:
         return
     if fmt == "parquet" and output is None:
-        raise InvalidInput("--format parquet needs --out FILE")
+        raise InvalidInput("--format parquet needs --out FILE (a directory with --partition-by)")
+    if partition_by is not None and fmt != "parquet":
+        raise InvalidInput("--partition-by needs --format parquet")
+    if output is not None and output.is_dir() and partition_by is None:
+        raise InvalidInput(f"--out {output} is a directory: name a file (or add --partition-by date)")
     query = EventQuery(
         model_name=model, model_version=version, since=period.since,
         until=period.until, request_id=request_id, client_id=client_id,
@@ -61,7 +68,8 @@ def logs(ctx: click.Context, model: str | None, version: int | None, since: str 
             events = (e for i, e in zip(range(limit), events))
         if fmt == "parquet":
             assert output is not None
-            written = write_parquet(
+            write = write_parquet if partition_by is None else write_partitioned_parquet
+            written = write(
                 events, output, schemas=export_schemas(ws.store, model_name=model, model_version=version),
                 include_shadow=include_shadow or request_type == "shadow",
             )

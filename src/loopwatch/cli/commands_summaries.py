@@ -1,6 +1,9 @@
-"""``loopwatch summarize [MODEL]``: bring window summaries up to date with the log."""
+"""``loopwatch summarize``: bring window summaries up to date with the log, or compute them
+from a Parquet export, in process or on Spark's executors."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
@@ -9,18 +12,54 @@ from loopwatch.config import Settings
 from loopwatch.errors import InvalidInput, NotFound, echo
 from loopwatch.records.jsonutil import dumps
 
+#: The engines an export can be summarised with (engines/summarize.py; named here so that the
+#: command's help does not import them).
+EXPORT_ENGINES = ("in-process", "spark")
+
+
+def _conf(pairs: tuple[str, ...]) -> dict[str, str]:
+    conf: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"--conf takes KEY=VALUE, got {echo(pair)}")
+        conf[key.strip()] = value
+    return conf
+
 
 @click.command()
 @click.argument("name", required=False)
 @click.option("--rebuild", is_flag=True, help="Forget MODEL's summaries and summarise its whole log again.")
+@click.option("--export", "export_dir", default=None, metavar="DIR",
+              help="Summarise this Parquet export (`loopwatch logs --format parquet --partition-by date`) "
+                   "instead of the store's log.")
+@click.option("--engine", type=click.Choice(EXPORT_ENGINES), default="in-process", show_default=True,
+              help="With --export: spark builds on Spark's executors (pip install 'loopwatch[spark]'; Java 17).")
+@click.option("--master", default="local[*]", show_default=True,
+              help="With --engine spark: the master URL (local[N], spark://host:7077, yarn, k8s://...).")
+@click.option("--conf", "conf", multiple=True, metavar="KEY=VALUE", help="A Spark setting (repeatable).")
+@click.option("--out", "output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --export: write the merged parts here, one JSON line per (model, version, hour, feature).")
 @settings_options
 @handle_errors
-def summarize(name: str | None, rebuild: bool, settings: Settings) -> None:
+def summarize(name: str | None, rebuild: bool, export_dir: str | None, engine: str, master: str,
+              conf: tuple[str, ...], output: Path | None, settings: Settings) -> None:
     """Summarise what each model (or NAME) logged since its last summary, and apply the
-    summaries' retention (docs/summaries.md). The service does this as events land; run it
-    after writing to the store some other way, or with --rebuild to start over."""
+    summaries' retention (docs/summaries.md). Run it after writing to the store some other
+    way, or with --rebuild to start over. With --export, summarise a Parquet export instead
+    (docs/spark.md)."""
     from loopwatch.application.workspace import Workspace
 
+    if export_dir is not None:
+        if output is None:
+            raise InvalidInput("--export needs --out: the export's summaries are written to a file for now")
+        from loopwatch.engines.summarize import summarise_to_file
+
+        with Workspace(settings) as ws:
+            written = summarise_to_file(ws.store, ws.registry, export_dir, output, engine=engine, master=master,
+                                        conf=_conf(conf), model_name=name)
+        out.print(f"{written} summary parts written to {output}")
+        return
     if rebuild and name is None:
         raise InvalidInput("--rebuild needs a MODEL: rebuilding every model's summaries at once is rarely meant")
     with Workspace(settings) as ws:

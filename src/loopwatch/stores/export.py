@@ -12,9 +12,15 @@ from typing import IO, Iterable, Iterator, Mapping
 from loopwatch.features.schema import FeatureSchema
 from loopwatch.records import PredictionEvent
 from loopwatch.records.jsonutil import dumps
-from loopwatch.stores.parquet import ParquetExport, export_schemas, write_typed_parquet
+from loopwatch.stores.parquet import (
+    ParquetExport,
+    export_schemas,
+    write_partitioned_parquet,
+    write_typed_parquet,
+)
 
-__all__ = ["ParquetExport", "export_schemas", "ndjson_lines", "write_ndjson", "write_parquet"]
+__all__ = ["ParquetExport", "export_schemas", "ndjson_lines", "write_ndjson", "write_parquet",
+           "write_partitioned_parquet"]
 
 
 def ndjson_lines(events: Iterable[PredictionEvent]) -> Iterator[bytes]:

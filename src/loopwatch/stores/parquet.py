@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from loopwatch.errors import NotFound, require
+from loopwatch.errors import InvalidInput, NotFound, echo, require
 from loopwatch.features.schema import FeatureSchema, category_label, category_value
 from loopwatch.records import PredictionEvent
 from loopwatch.records.events import SHADOW_REQUEST_TYPE
@@ -127,6 +128,52 @@ def _arrow_type(pa: Any, kind: str) -> Any:
     }[kind]
 
 
+class _Rows:
+    """Events converted to the file's columns, a batch at a time."""
+
+    def __init__(self, schemas: Mapping[tuple[str, int], FeatureSchema], *, drop: tuple[str, ...] = ()) -> None:
+        layout = layout_of(schemas.values())
+        self.kinds = [*((n, k) for n, k in EVENT_COLUMNS if n not in drop), ("prediction", layout.prediction),
+                      *((f"probability_{c}", "float64") for c in layout.classes),
+                      *((column, kind) for _, column, kind in layout.features)]
+        self.event_columns = tuple((n, k) for n, k in EVENT_COLUMNS if n not in drop)
+        self.layout = layout
+        self.schemas = schemas
+        self.class_columns = {c: f"probability_{c}" for c in layout.classes}
+        self.labels_of: dict[tuple[str, int], list[str]] = {
+            key: [category_label(c) for c in s.classes] for key, s in schemas.items()
+        }
+        self.unfit = 0
+
+    def arrow_schema(self, pa: Any) -> Any:
+        return pa.schema([(name, _arrow_type(pa, kind)) for name, kind in self.kinds])
+
+    def empty(self) -> dict[str, list[Any]]:
+        return {name: [] for name, _ in self.kinds}
+
+    def add(self, columns: dict[str, list[Any]], event: PredictionEvent) -> None:
+        def put(name: str, kind: str, value: Any) -> None:
+            converted, fits = _convert(value, kind)
+            self.unfit += not fits
+            columns[name].append(converted)
+
+        for name, kind in self.event_columns:
+            value = getattr(event, name)
+            columns[name].append(dumps(value).decode() if kind == "json" and value is not None else value)
+        output = event.prediction[0] if len(event.prediction) == 1 else event.prediction
+        put("prediction", self.layout.prediction, output)
+        labels = self.labels_of.get((event.model_name, event.model_version)) or []
+        probabilities = dict(zip(labels, event.probability or ()))
+        for label, column in self.class_columns.items():
+            columns[column].append(probabilities.get(label))
+        data = event.data or {}
+        if (event.model_name, event.model_version) not in self.schemas:
+            self.unfit += len(data)  # no schema to type them by: counted, not dropped in silence
+            data = {}
+        for feature, column, kind in self.layout.features:
+            put(column, kind, data.get(feature))
+
+
 def write_typed_parquet(
     events: Iterable[PredictionEvent],
     path: str | Path,
@@ -137,51 +184,83 @@ def write_typed_parquet(
     """Write ``events`` to ``path`` with the columns of ``schemas`` (by model and version)."""
     pa = require("pyarrow", "parquet")
     pq = require("pyarrow.parquet", "parquet")
-    layout = layout_of(schemas.values())
-    kinds = [*EVENT_COLUMNS, ("prediction", layout.prediction),
-             *((f"probability_{c}", "float64") for c in layout.classes),
-             *((column, kind) for _, column, kind in layout.features)]
-    schema = pa.schema([(name, _arrow_type(pa, kind)) for name, kind in kinds])
-    class_columns = {c: f"probability_{c}" for c in layout.classes}
-    labels_of: dict[tuple[str, int], list[str]] = {
-        key: [category_label(c) for c in s.classes] for key, s in schemas.items()
-    }
-    written = shadows = unfit = 0
-    columns: dict[str, list[Any]] = {name: [] for name, _ in kinds}
-
-    def put(name: str, kind: str, value: Any) -> None:
-        nonlocal unfit
-        converted, fits = _convert(value, kind)
-        unfit += not fits
-        columns[name].append(converted)
-
+    rows = _Rows(schemas)
+    schema = rows.arrow_schema(pa)
+    written = shadows = 0
+    columns = rows.empty()
     with pq.ParquetWriter(str(path), schema) as writer:
         for event in events:
             if event.request_type == SHADOW_REQUEST_TYPE and not include_shadow:
                 shadows += 1
                 continue
-            for name, kind in EVENT_COLUMNS:
-                value = getattr(event, name)
-                columns[name].append(dumps(value).decode() if kind == "json" and value is not None else value)
-            output = event.prediction[0] if len(event.prediction) == 1 else event.prediction
-            put("prediction", layout.prediction, output)
-            labels = labels_of.get((event.model_name, event.model_version)) or []
-            probabilities = dict(zip(labels, event.probability or ()))
-            for label, column in class_columns.items():
-                columns[column].append(probabilities.get(label))
-            data = event.data or {}
-            if (event.model_name, event.model_version) not in schemas:
-                unfit += len(data)  # no schema to type them by: counted, not dropped in silence
-                data = {}
-            for feature, column, kind in layout.features:
-                put(column, kind, data.get(feature))
+            rows.add(columns, event)
             written += 1
             if written % PARQUET_BATCH_ROWS == 0:
                 writer.write_table(pa.table(columns, schema=schema))
-                columns = {name: [] for name, _ in kinds}
+                columns = rows.empty()
         if columns["request_id"] or written == 0:
             writer.write_table(pa.table(columns, schema=schema))
-    return ParquetExport(events=written, shadow_left_out=shadows, unfit_values=unfit)
+    return ParquetExport(events=written, shadow_left_out=shadows, unfit_values=rows.unfit)
+
+
+#: The partition columns of a partitioned export, in the order of its directories.
+PARTITION_COLUMNS = ("model_name", "date")
+
+
+def write_partitioned_parquet(
+    events: Iterable[PredictionEvent],
+    directory: str | Path,
+    *,
+    schemas: Mapping[tuple[str, int], FeatureSchema],
+    include_shadow: bool = False,
+) -> ParquetExport:
+    """Write ``events`` under ``directory`` partitioned by model and UTC date of event time,
+    as Hive-style directories (``model_name=NAME/date=YYYY-MM-DD/part-00000.parquet``) that
+    Spark, pyarrow and DuckDB read as one dataset with ``model_name`` and ``date`` columns.
+
+    Every file has the same columns (the union of ``schemas``, as :func:`write_typed_parquet`
+    writes them) except ``model_name``, which its directory holds. The directory must be
+    new or empty: files of an earlier export left in it would be read twice.
+    """
+    pa = require("pyarrow", "parquet")
+    pq = require("pyarrow.parquet", "parquet")
+    root = Path(directory)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise InvalidInput(f"{echo(str(root))} must be a new or empty directory for a partitioned export")
+    rows = _Rows(schemas, drop=("model_name",))
+    schema = rows.arrow_schema(pa)
+    # one open writer per partition: events arrive in time order, so few are open at once
+    # beyond the current day of each model, but an out-of-order event still lands right
+    open_: dict[tuple[str, str], tuple[Any, dict[str, list[Any]]]] = {}
+    written = shadows = 0
+    try:
+        for event in events:
+            if event.request_type == SHADOW_REQUEST_TYPE and not include_shadow:
+                shadows += 1
+                continue
+            key = (event.model_name, event.timestamp.astimezone(timezone.utc).date().isoformat())
+            if key not in open_:
+                folder = root / f"model_name={_partition_value(key[0])}" / f"date={key[1]}"
+                folder.mkdir(parents=True, exist_ok=True)
+                open_[key] = (pq.ParquetWriter(str(folder / "part-00000.parquet"), schema), rows.empty())
+            writer, columns = open_[key]
+            rows.add(columns, event)
+            written += 1
+            if len(columns["request_id"]) >= PARQUET_BATCH_ROWS:
+                writer.write_table(pa.table(columns, schema=schema))
+                open_[key] = (writer, rows.empty())
+    finally:
+        for writer, columns in open_.values():
+            if columns["request_id"]:
+                writer.write_table(pa.table(columns, schema=schema))
+            writer.close()
+    root.mkdir(parents=True, exist_ok=True)
+    return ParquetExport(events=written, shadow_left_out=shadows, unfit_values=rows.unfit)
+
+
+def _partition_value(name: str) -> str:
+    """A model name as a directory name: Hive escapes the characters a path cannot hold."""
+    return "".join(c if c.isalnum() or c in "-_." else f"%{ord(c):02X}" for c in name)
 
 
 def export_schemas(

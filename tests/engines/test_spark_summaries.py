@@ -1,0 +1,109 @@
+"""The Spark engine against the in-process engine on real data (New York's 2013 departures).
+
+Twenty-nine thousand departures become prediction events over two hours (windows that hold
+many rows, as production hours do, so that their summaries are far smaller than the rows), exported partitioned by
+model and date, and summarised per (version, hour, feature) by both engines with one
+``build``: exact parts must be equal, sketches must hold the exact CDF within their bound.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from loopwatch.engines.job import PartsLayout, feature_parts_job, read_export, run_in_process
+from loopwatch.engines.spark import run_spark
+from loopwatch.features.schema import Feature, FeatureSchema
+from loopwatch.records import PredictionEvent
+from loopwatch.stats import binned
+from loopwatch.stores.export import write_partitioned_parquet
+from loopwatch.summaries.categorical import CategoricalPart
+from loopwatch.summaries.numeric import NumericPart
+from tests.realdata import flights
+
+pytestmark = pytest.mark.slow
+
+NUMERIC = ("sched_hour", "distance", "air_time")
+CATEGORICAL = ("carrier", "origin", "dest", "weekday")
+START = datetime(2026, 3, 1, 23, tzinfo=timezone.utc)  # two hours across midnight: two date partitions
+HOURS = 2
+ROWS = 29_000  # July has 29,428 departures
+
+SCHEMA = FeatureSchema(
+    features=(*(Feature(name=n, kind="numeric", nullable=True) for n in NUMERIC),
+              *(Feature(name=n, kind="categorical", category_type="integer") for n in CATEGORICAL)),
+    target="late", task="classification", classes=(0, 1),
+)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    frame = flights()
+    reference = frame[frame["time"].dt.month == 1]
+    current = frame[frame["time"].dt.month == 7].head(ROWS).reset_index(drop=True)
+    seconds = np.linspace(0, HOURS * 3600 - 1, len(current)).astype(int)
+    events = []
+    for i, row in enumerate(current.astype(object).where(current.notna(), None).to_dict(orient="records")):
+        events.append(PredictionEvent(
+            request_id=f"r{i // 10}", row_index=i % 10, model_name="flights", model_version=1,
+            timestamp=START + timedelta(seconds=int(seconds[i])), logged_at=START, runtime_ms=3.0,
+            row_runtime_ms=0.3, prediction=[row["late"]], probability=[0.4, 0.6], input_data_summary={},
+            data={k: row[k] for k in (*NUMERIC, *CATEGORICAL)}, client_id="batch", request_type="api",
+            fingerprint_id="f" * 16, replayed=True,
+        ))
+    root = tmp_path_factory.mktemp("spark") / "export"
+    write_partitioned_parquet(events, root, schemas={("flights", 1): SCHEMA})
+    edges = {n: tuple(binned.quantile_edges(np.sort(reference[n].dropna().to_numpy(dtype=np.float64)), n_bins=10))
+             for n in NUMERIC}
+    job = feature_parts_job({("flights", 1): PartsLayout(numeric=edges, categorical=CATEGORICAL)})
+    return {"root": root, "job": job, "current": current, "seconds": seconds}
+
+
+def test_spark_parts_equal_the_in_process_parts(spark: Any, world: dict[str, Any]) -> None:
+    job, root = world["job"], world["root"]
+    assert len(list(root.glob("model_name=flights/date=*"))) == 2
+    local = run_in_process(job, root)
+    remote = run_spark(job, root, session=spark)
+    assert set(remote) == set(local) and len(local) == HOURS * (len(NUMERIC) + len(CATEGORICAL))
+    current, hours = world["current"], world["seconds"] // 3600
+    for key, part in remote.items():
+        other = local[key]
+        exact = {k: v for k, v in part.to_dict().items() if k not in part.SKETCH_KEYS}
+        assert exact == {k: v for k, v in other.to_dict().items() if k not in other.SKETCH_KEYS}, key
+        hour = (datetime.fromisoformat(str(key[2])) - START) // timedelta(hours=1)
+        raw = current.loc[hours == hour, str(key[3])]
+        if isinstance(part, NumericPart):
+            values = np.sort(raw.dropna().to_numpy(dtype=np.float64))
+            assert part.count == values.size and part.n_null == int(raw.isna().sum())
+            assert list(part.bins) == binned.bin_counts(values, part.edges).tolist()
+            # sketches: built from different batches on each engine, each within its bound of the truth
+            assert part.rank_error > 0  # enough rows per hour that the sketch estimates
+            for sketched in (part, other):
+                assert isinstance(sketched, NumericPart)
+                points, cdf = sketched.cdf_steps()
+                truth = np.searchsorted(values, points, side="right") / values.size
+                assert np.max(np.abs(cdf - truth)) <= sketched.rank_error
+        else:
+            assert isinstance(part, CategoricalPart) and part.exact
+            assert dict(part.counts or {}) == raw.astype(str).value_counts().to_dict()
+
+
+def test_rows_do_not_fit_through_the_driver(spark: Any, world: dict[str, Any]) -> None:
+    # the session's result limit is real: collecting the rows the engine summarised fails
+    frame = spark.read.parquet(str(world["root"])).select(*world["job"].columns)
+    with pytest.raises(Exception, match="maxResultSize"):
+        frame.collect()
+    assert len(read_export(world["root"], columns=world["job"].columns)) == len(world["current"]) == ROWS
+    assert isinstance(read_export(world["root"]), pd.DataFrame)
+
+
+def test_a_missing_export_is_refused(spark: Any, tmp_path: Path) -> None:
+    from loopwatch.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="no Parquet export"):
+        run_spark(feature_parts_job({}), tmp_path / "nothing", session=spark)
