@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator, Literal, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Protocol, Sequence
 
 from loopwatch.auth.keys import ApiKey
 from loopwatch.errors import InvalidInput
@@ -38,7 +38,9 @@ from loopwatch.records import (
     TrainingEvent,
 )
 from loopwatch.records.jsonutil import dumps, loads
-from loopwatch.summaries.window import WindowSummary
+
+if TYPE_CHECKING:  # the summaries' parts import the statistics core: not at every command's start
+    from loopwatch.summaries.window import WindowSummary
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
