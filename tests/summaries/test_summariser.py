@@ -196,7 +196,8 @@ def test_the_service_summarises_off_the_request_path(trained, churn_training: pd
 
     from loopwatch.service import create_app
 
-    fast = settings.with_overrides(summary_tick_seconds=0.2, schedule_enabled=False, auth="off")
+    fast = settings.with_overrides(summary_tick_seconds=0.2, schedule_enabled=False, auth="off",
+                                   summaries_enabled=True)
     with TestClient(create_app(fast)) as http:
         sent = http.post("/v1/models/churn/predict", json={"rows": churn_rows(churn_training, 5)})
         assert sent.status_code == 200, sent.text
@@ -205,3 +206,19 @@ def test_the_service_summarises_off_the_request_path(trained, churn_training: pd
             time.sleep(0.1)
     windows = trained.store.window_summaries("churn")
     assert sum(w.n for w in windows) == 5
+
+
+def test_with_summaries_off_the_service_keeps_none(trained, churn_training: pd.DataFrame, settings) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from loopwatch.service import create_app
+
+    assert not settings.summaries_enabled  # the default, until monitoring reads summaries
+    fast = settings.with_overrides(summary_tick_seconds=0.2, schedule_enabled=False, auth="off")
+    with TestClient(create_app(fast)) as http:
+        sent = http.post("/v1/models/churn/predict", json={"rows": churn_rows(churn_training, 5)})
+        assert sent.status_code == 200, sent.text
+        time.sleep(1.0)  # five ticks of a summariser, had one been started
+    assert trained.store.window_summaries("churn") == []

@@ -109,10 +109,11 @@ class Workspace:
         return self._summariser
 
     def delete_request(self, request_id: str) -> int:
-        """Erase a logged request, and rebuild the summary windows it was in (when summaries are on)."""
+        """Erase a logged request, and rebuild the summary windows it was in (summaries built on
+        demand included, with the summariser off)."""
         from loopwatch.application.summaries import delete_request
 
-        return delete_request(self.store, self.summariser if self.settings.summaries_enabled else None, request_id)
+        return delete_request(self.store, self.summariser, request_id)
 
     def rename_model(self, old: str, new: str) -> dict[str, int]:
         """Rename model ``old`` to ``new`` in every table that names it, in one transaction

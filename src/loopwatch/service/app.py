@@ -60,7 +60,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             metrics=metrics,
             shadow=shadow,
             ingestor=Ingestor(registry, max_events=settings.max_rows_per_request),
-            summariser=workspace.summariser if settings.summaries_enabled else None,
+            # kept even with summaries off: a deleted request must leave summaries built on demand
+            summariser=workspace.summariser,
         )
         app.state.loopwatch = state
         holder["state"] = state
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         metrics.watch_evaluations(opened)
         retention = asyncio.create_task(_retention_loop(opened))
         scheduler = _start_scheduler(settings, opened, registry)
-        summarising = _start_summariser(settings, state.summariser)
+        summarising = _start_summariser(settings, state.summariser) if settings.summaries_enabled else None
         try:
             yield
         finally:
