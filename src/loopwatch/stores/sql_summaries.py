@@ -139,18 +139,7 @@ class SqlSummariesMixin(SqlStoreBase):
         version: int | None = None,
     ) -> list[WindowSummary]:
         """The stored windows of ``kind`` that start in ``[start, end)``, by start then version."""
-        key_text(model_name, "model")
-        where: list[str] = ["model_name = ?", "kind = ?"]
-        params: list[Any] = [model_name, _kind(kind)]
-        if start is not None:
-            where.append("window_start >= ?")
-            params.append(to_micros(utc_moment(start, "start")))
-        if end is not None:
-            where.append("window_start < ?")
-            params.append(to_micros(utc_moment(end, "end")))
-        if version is not None:
-            where.append("model_version = ?")
-            params.append(int(version))
+        where, params = _window_filter(model_name, kind, version, (start, "start"), (end, "end"))
         rows = self._fetchall(
             f"SELECT payload, encoding FROM window_summaries WHERE {' AND '.join(where)} "
             "ORDER BY window_start, model_version", params)
@@ -175,18 +164,7 @@ class SqlSummariesMixin(SqlStoreBase):
     ) -> int:
         """Delete the stored windows of ``kind`` that start in ``[since, before)`` (either end open
         when not given), of one version or all: retention, and a rebuild's first step."""
-        key_text(model_name, "model")
-        where: list[str] = ["model_name = ?", "kind = ?"]
-        params: list[Any] = [model_name, _kind(kind)]
-        if since is not None:
-            where.append("window_start >= ?")
-            params.append(to_micros(utc_moment(since, "since")))
-        if before is not None:
-            where.append("window_start < ?")
-            params.append(to_micros(utc_moment(before, "before")))
-        if version is not None:
-            where.append("model_version = ?")
-            params.append(int(version))
+        where, params = _window_filter(model_name, kind, version, (since, "since"), (before, "before"))
         return self._execute(f"DELETE FROM window_summaries WHERE {' AND '.join(where)}", params)
 
     def summarised_models(self) -> list[str]:
@@ -309,3 +287,21 @@ class SqlSummariesMixin(SqlStoreBase):
         rows = self._fetchall("SELECT MAX(logged_at) FROM requests WHERE model_name = ?", (model_name,))
         return None if not rows or rows[0][0] is None else int(rows[0][0])
 
+
+def _window_filter(
+    model_name: str, kind: str, version: int | None,
+    since: tuple[datetime | None, str], before: tuple[datetime | None, str],
+) -> tuple[list[str], list[Any]]:
+    """The WHERE terms (and their parameters) of a model's stored windows of ``kind`` that start
+    in ``[since, before)``, either end open, of one version or all."""
+    key_text(model_name, "model")
+    where: list[str] = ["model_name = ?", "kind = ?"]
+    params: list[Any] = [model_name, _kind(kind)]
+    for (moment, name), op in ((since, ">="), (before, "<")):
+        if moment is not None:
+            where.append(f"window_start {op} ?")
+            params.append(to_micros(utc_moment(moment, name)))
+    if version is not None:
+        where.append("model_version = ?")
+        params.append(int(version))
+    return where, params
