@@ -40,6 +40,7 @@ import pandas as pd
 from loopwatch.errors import InvalidInput, echo, require
 from loopwatch.summaries.categorical import DEFAULT_CAP, CategoricalPart
 from loopwatch.summaries.numeric import DEFAULT_K, NumericPart
+from loopwatch.summaries.window import merge_feature
 
 Key = tuple[Hashable, ...]
 FeaturePart = NumericPart | CategoricalPart
@@ -128,14 +129,6 @@ def build_feature_parts(frame: pd.DataFrame, *, layouts: Mapping[tuple[str, int]
     return out
 
 
-def merge_feature_parts(a: FeaturePart, b: FeaturePart) -> FeaturePart:
-    if isinstance(a, NumericPart) and isinstance(b, NumericPart):
-        return a.merge(b)
-    if isinstance(a, CategoricalPart) and isinstance(b, CategoricalPart):
-        return a.merge(b)
-    raise InvalidInput("a feature summarised as numeric in one part and categorical in another cannot merge")
-
-
 def encode_part(part: FeaturePart) -> bytes:
     return json.dumps(part.to_dict(), separators=(",", ":")).encode()
 
@@ -155,7 +148,7 @@ def feature_parts_job(layouts: Mapping[tuple[str, int], PartsLayout]) -> Summary
     def build(frame: pd.DataFrame) -> dict[Key, FeaturePart]:
         return build_feature_parts(frame, layouts=frozen)
 
-    return SummaryJob(build=build, merge=merge_feature_parts, encode=encode_part, decode=decode_part,
+    return SummaryJob(build=build, merge=merge_feature, encode=encode_part, decode=decode_part,
                       columns=tuple(sorted(read)))
 
 

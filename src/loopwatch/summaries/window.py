@@ -213,7 +213,7 @@ class WindowSummary:
         return WindowSummary(
             model=self.model, version=self.version, start=min(self.start, other.start),
             end=max(self.end, other.end), layout_id=self.layout_id,
-            features={name: _merge_feature(part, other.features[name]) for name, part in self.features.items()},
+            features={name: merge_feature(part, other.features[name]) for name, part in self.features.items()},
             traffic=self.traffic.merge(other.traffic), clients=self.clients.merge(other.clients),
             sample=self.sample.merge(other.sample),
             estimation=_merge_optional(self.estimation, other.estimation),
@@ -278,12 +278,13 @@ class WindowSummary:
             raise InvalidInput(f"not a window summary: {exc}") from exc
 
 
-def _merge_feature(a: FeaturePart, b: FeaturePart) -> FeaturePart:
+def merge_feature(a: FeaturePart, b: FeaturePart) -> FeaturePart:
+    """Two parts of one feature: numeric with numeric, categorical with categorical."""
     if isinstance(a, NumericPart) and isinstance(b, NumericPart):
         return a.merge(b)
     if isinstance(a, CategoricalPart) and isinstance(b, CategoricalPart):
         return a.merge(b)
-    raise InvalidInput("a feature summarised as numeric in one window and categorical in another cannot merge")
+    raise InvalidInput("a feature summarised as numeric in one part and categorical in another cannot merge")
 
 
 def _merge_optional(a: Any, b: Any) -> Any:
