@@ -142,10 +142,13 @@ def _print_skipped(windows: list[Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print every window's report as JSON.")
 @click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write an HTML report with plots (aggregates only).")
+@click.option("--source", type=click.Choice(["auto", "log", "summaries"]), default="auto", show_default=True,
+              help="Read time windows from window summaries or the log; auto: summaries when they are on "
+                   "(LOOPWATCH_SUMMARIES_ENABLED). Segments and count:N windows read the log.")
 @settings_options
 @handle_errors
 def monitor(model: str, window: str, since: str | None, until: str | None, version: int | None,
-            segment: str | None, as_json: bool, html_out: Path | None, settings: Settings) -> None:
+            segment: str | None, as_json: bool, html_out: Path | None, source: str, settings: Settings) -> None:
     """Each window of MODEL's logged events against its version's reference.
 
     Exit code 1 when any window raises an alarm (for cron and CI), 0 when none does, 2 for errors.
@@ -156,9 +159,11 @@ def monitor(model: str, window: str, since: str | None, until: str | None, versi
     from loopwatch.application.workspace import Workspace
 
     with Workspace(settings) as ws:
+        use_summaries = source == "summaries" or (source == "auto" and settings.summaries_enabled)
         result = run_monitor(
             ws.store, ws.registry, model, window=window, since=period.since,
             until=period.until, version=version, segment=segment,
+            summariser=ws.summariser if use_summaries else None,
         )
     data = result.to_dict()
     if html_out is not None:

@@ -336,6 +336,7 @@ def _decide(raw: dict[str, dict[str, Any]], config: DriftConfig) -> dict[str, Fe
             name=name, kind=kind, drift=significant and threshold.large_enough, decided_by=decider,
             statistics=statistics, thresholds=thresholds, distribution=r["distribution"],
             n_reference=r["n_reference"], n_current=r["n_current"], significant=significant, practical=threshold,
+            error_bounds=dict(r.get("error_bounds", {})),
         )
     return out
 

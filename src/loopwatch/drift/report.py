@@ -60,6 +60,9 @@ class FeatureDrift:
     significant: bool | None = None
     #: The effect and the threshold it must reach to matter; ``drift`` needs both.
     practical: PracticalThreshold | None = None
+    #: Statistics read from a sketch (a window summary's): the most each can be off by
+    #: (empty when every statistic is exact).
+    error_bounds: dict[str, float] = field(default_factory=dict)
 
     @property
     def effect(self) -> float:
@@ -85,6 +88,7 @@ class FeatureDrift:
             "distribution": self.distribution,
             "n_reference": self.n_reference,
             "n_current": self.n_current,
+            **({"error_bounds": {k: _num(v) for k, v in self.error_bounds.items()}} if self.error_bounds else {}),
         }
 
 

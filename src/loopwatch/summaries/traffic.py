@@ -55,6 +55,7 @@ counts per client, plus at most ``max_clients * rows_per_client`` sampled rows o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -104,20 +105,28 @@ class TrafficSums:
     request_types: Mapping[str, int] = field(default_factory=dict)
     fingerprints: Mapping[str, int] = field(default_factory=dict)
     rejections: Mapping[str, int] = field(default_factory=dict)
+    #: Events the evasion score scored, and those it flagged (a version without an
+    #: adversarial detector scores none).
+    evasion_scored: int = 0
+    evasion_flagged: int = 0
 
     def __post_init__(self) -> None:
         freeze_fields(self, "request_types", "fingerprints", "rejections")
+        if not 0 <= self.evasion_flagged <= self.evasion_scored <= self.n:
+            raise InvalidInput("flagged events are among the scored ones, and those among the window's")
 
     @classmethod
     def from_columns(
         cls, *, row_indices: Sequence[int], request_latency_ms: Sequence[float], request_types: Sequence[str],
-        fingerprint_ids: Sequence[str],
+        fingerprint_ids: Sequence[str], evasion_flags: Sequence[Any] | None = None,
     ) -> TrafficSums:
         """The sums of a batch of events, one entry per event (``request_latency_ms``: the whole
-        request's, NaN when it was not measured)."""
+        request's, NaN when it was not measured; ``evasion_flags``: the evasion score's flag, None
+        where an event was not scored)."""
         n = len(row_indices)
         if not len(request_latency_ms) == len(request_types) == len(fingerprint_ids) == n:
             raise InvalidInput("every column must have one entry per event")
+        scored, flagged = _evasion_counts(evasion_flags, n)
         first = np.asarray(row_indices, dtype=np.int64) == 0
         latency = np.asarray(request_latency_ms, dtype=np.float64)[first]
         measured = np.isfinite(latency)
@@ -128,6 +137,7 @@ class TrafficSums:
             latency_us=LogHistogram.from_values(np.rint(latency[measured] * 1000).astype(np.int64),
                                                 missing=int((~measured).sum())),
             request_types=_counts(request_types), fingerprints=_counts(fingerprint_ids),
+            evasion_scored=scored, evasion_flagged=flagged,
         )
 
     @classmethod
@@ -136,6 +146,7 @@ class TrafficSums:
         return cls.from_columns(
             row_indices=[e.row_index for e in events], request_latency_ms=[e.runtime_ms for e in events],
             request_types=[e.request_type for e in events], fingerprint_ids=[e.fingerprint_id for e in events],
+            evasion_flags=[e.input_data_summary.get("adversarial") for e in events],
         )
 
     @classmethod
@@ -150,6 +161,8 @@ class TrafficSums:
             request_types=_add_counts(self.request_types, other.request_types),
             fingerprints=_add_counts(self.fingerprints, other.fingerprints),
             rejections=_add_counts(self.rejections, other.rejections),
+            evasion_scored=self.evasion_scored + other.evasion_scored,
+            evasion_flagged=self.evasion_flagged + other.evasion_flagged,
         )
 
     def latency_ms(self, q: float) -> Quantile:
@@ -161,7 +174,8 @@ class TrafficSums:
         return {
             "n": self.n, "n_requests": self.n_requests, "latency_us": self.latency_us.to_dict(),
             "request_types": dict(self.request_types), "fingerprints": dict(self.fingerprints),
-            "rejections": dict(self.rejections),
+            "rejections": dict(self.rejections), "evasion_scored": self.evasion_scored,
+            "evasion_flagged": self.evasion_flagged,
         }
 
     @classmethod
@@ -171,7 +185,19 @@ class TrafficSums:
             request_types={str(k): int(v) for k, v in data["request_types"].items()},
             fingerprints={str(k): int(v) for k, v in data["fingerprints"].items()},
             rejections={str(k): int(v) for k, v in data["rejections"].items()},
+            # summaries stored before the evasion counts were kept read as unscored
+            evasion_scored=int(data.get("evasion_scored", 0)), evasion_flagged=int(data.get("evasion_flagged", 0)),
         )
+
+
+def _evasion_counts(flags: Sequence[Any] | None, n: int) -> tuple[int, int]:
+    """Events scored by the evasion score (a flag that is not None or NaN), and those flagged."""
+    if flags is None:
+        return 0, 0
+    if len(flags) != n:
+        raise InvalidInput("every column must have one entry per event")
+    scored = [f for f in flags if f is not None and not (isinstance(f, float) and math.isnan(f))]
+    return len(scored), sum(1 for f in scored if bool(f))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -382,6 +382,7 @@ def _summarise_window(frame: pd.DataFrame, *, model: str, version: int, start: d
         row_indices=row_indices,
         request_latency_ms=np.asarray(_column(frame, "__request_runtime_ms", np.nan), dtype=np.float64).tolist(),
         request_types=request_types, fingerprint_ids=[str(f) for f in _column(frame, "__fingerprint_id", "")],
+        evasion_flags=_column(frame, "__adversarial", None),
     )
     columns = [*layout.numeric, *layout.categorical, *layout.output_columns()]
     has_data = np.asarray(_column(frame, "__has_data", True), dtype=bool) & layout.log_data

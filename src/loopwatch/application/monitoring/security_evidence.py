@@ -158,15 +158,22 @@ def _probing_evidence(probe: Finding) -> dict[str, Any]:
 def window_evasion(registry: Registry, name: str, version: int, rows: pd.DataFrame, *, fpr: float
                    ) -> dict[str, float] | None:
     """The window's flagged share against the calibration rows' (None when nothing was scored)."""
+    flags = rows["__adversarial"].dropna() if "__adversarial" in rows else rows.iloc[:0]
+    return evasion_of_counts(registry, name, version, flagged=int(flags.astype(bool).sum()), scored=len(flags),
+                             fpr=fpr)
+
+
+def evasion_of_counts(registry: Registry, name: str, version: int, *, flagged: int, scored: int, fpr: float
+                      ) -> dict[str, float] | None:
+    """:func:`window_evasion` from the window's counts (a window summary's)."""
     from loopwatch.stats.rates import rate_test
 
-    flags = rows["__adversarial"].dropna() if "__adversarial" in rows else rows.iloc[:0]
-    detector = _detector(registry, name, version) if len(flags) else None
+    detector = _detector(registry, name, version) if scored else None
     if detector is None:
         return None
     k_calibration, n_calibration = detector.calibration_counts(fpr)
-    test = rate_test(int(flags.astype(bool).sum()), len(flags), k_calibration, n_calibration)
-    return {"n_scored": len(flags), "rate": test.rate, "calibrated_rate": test.expected_rate,
+    test = rate_test(flagged, scored, k_calibration, n_calibration)
+    return {"n_scored": scored, "rate": test.rate, "calibrated_rate": test.expected_rate,
             "p_value": test.p_value, "n_calibration": n_calibration}
 
 

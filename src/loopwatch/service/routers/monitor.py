@@ -40,6 +40,8 @@ async def monitor_model(
     result = await run_in_threadpool(
         monitor, state.store, state.registry, name, window=window, since=since, until=until,
         version=version, segment=segment,
+        # with summaries on, time windows are read from them, not the log (docs/summaries.md)
+        summariser=state.summariser if state.settings.summaries_enabled else None,
     )
     if format == "html":
         return HTMLResponse(render_monitor(result.to_dict()))

@@ -1,0 +1,185 @@
+"""The drift monitor on window summaries: its cost follows the windows, not the log.
+
+The summariser first catches up with the log (the events logged since its watermark: a cost
+that follows what is new, not what is stored). Then each window of the period is merged on
+read from the stored hours (and days, once hours are rolled up) of each version, and compared
+with the version's reference by :func:`~loopwatch.drift.summary_compare.compare_summary`:
+exact bins and counts, sketches with their error bounds, and the window's uniform row sample
+for the tests that need rows. The comparison with the window before runs on the two windows'
+row samples (univariate, as from the log).
+
+Summaries are kept per hour, so a period is read in whole hours: ``since`` is rounded down and
+``until`` up to the hour. A window for which only a rolled-up day is left (hours older than
+``summary_hourly_days``) is read whole when the window is a day or longer, and left out of a
+shorter window, with a note in the log. Segments and ``count:N`` windows read the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Sequence
+
+import pandas as pd
+
+from loopwatch.application.monitoring.security_evidence import evasion_of_counts
+from loopwatch.application.monitoring.window_results import (
+    MonitorReport,
+    WindowReport,
+    against_previous,
+    alarms_of,
+    count_between,
+    evasion_threshold,
+    rejection_times,
+    with_unexpected_nulls,
+)
+from loopwatch.application.monitoring.windows import WindowSpec
+from loopwatch.drift.compare import DriftConfig
+from loopwatch.drift.report import DataQuality, DriftReport, SkippedTest
+from loopwatch.drift.summary_compare import compare_summary
+from loopwatch.errors import LoopwatchError
+from loopwatch.features.frames import with_canonical_features
+from loopwatch.records import ModelVersion
+from loopwatch.records.jsonutil import utc_iso
+from loopwatch.registry import Registry
+from loopwatch.registry.registry import is_monitor_only
+from loopwatch.stores.base import Store
+from loopwatch.summaries.categorical import CategoricalPart
+from loopwatch.summaries.numeric import NumericPart
+from loopwatch.summaries.window import BASE_WINDOW, WindowSummary, merge_all
+
+if TYPE_CHECKING:
+    from loopwatch.application.summaries import Summariser
+
+logger = logging.getLogger("loopwatch.application.monitoring")
+
+
+def monitor_summaries(
+    store: Store, registry: Registry, summariser: Summariser, name: str, *, spec: WindowSpec, window: str,
+    since: datetime | None, until: datetime | None, versions: dict[int, ModelVersion], version: int | None,
+    compare_previous: bool, config: DriftConfig, adversarial_fpr: float, declared: set[str],
+) -> MonitorReport:
+    """Every window of ``name`` in ``[since, until)`` from its stored summaries (see the module)."""
+    assert spec.length is not None
+    summariser.catch_up(name)
+    report = MonitorReport(model=name, window=window, since=since, until=until)
+    start = None if since is None else _floor_hour(since)
+    end = None if until is None else _ceil_hour(until)
+    windows = _windows(store, name, spec, start=start, end=end, version=version)
+    if not windows:
+        return report
+    rejections = rejection_times(store, name, since)
+    for number in sorted({v for v, _ in windows}):
+        meta = versions[number]
+        profile = registry.profile(name, number)
+        # in the order the log's frame has them, so alarms are listed alike
+        outputs = ["prediction", *(f"probability_{c}" for c in meta.schema.classes)]
+        previous: pd.DataFrame | None = None
+        for (v, window_start), summary in sorted(windows.items()):
+            if v != number:
+                continue
+            shadow = int(summary.traffic.request_types.get("shadow", 0))
+            if shadow == summary.n:  # a candidate scoring in the shadow: not what was served
+                continue
+            sample = _sample_frame(summary, meta)
+            drift = _compare(profile, summary, sample, outputs=outputs, config=config, where=(name, window_start))
+            drift = with_unexpected_nulls(drift, _nulls(summary), meta.schema, declared)
+            before, skipped = None, list(drift.skipped)
+            if compare_previous and previous is not None:
+                if sample is None:
+                    skipped.append(SkippedTest(test="previous", reason="no_row_sample", n=0, minimum=1))
+                else:
+                    before, not_before = against_previous(profile, previous, sample, config)
+                    skipped += not_before
+            window_end = window_start + spec.length
+            n_rejected = count_between(rejections, window_start, window_end)
+            evasion: dict[str, Any] | None = evasion_of_counts(
+                registry, name, number, flagged=summary.traffic.evasion_flagged,
+                scored=summary.traffic.evasion_scored, fpr=adversarial_fpr)
+            if is_monitor_only(meta):
+                evasion = {"not_applicable": "monitor-only model: loopwatch does not score its predictions"}
+            alarms = alarms_of(drift, n_rejected)
+            if evasion is not None and "not_applicable" not in evasion:
+                evasion = evasion | evasion_threshold(evasion, config)
+                if evasion["p_value"] < config.alpha and evasion["effect"] >= evasion["practical_threshold"]:
+                    alarms.append("evasion:rate")
+            report.windows.append(WindowReport(
+                start=window_start, end=window_end, n_events=summary.n, model_version=number, segment=None,
+                report=drift, previous=before, rejections=n_rejected, alarms=alarms, evasion=evasion,
+                skipped=skipped + [SkippedTest(test=t, reason="no_row_sample", n=0, minimum=1)
+                                   for t in summary.unavailable_tests if t not in {s.test for s in skipped}],
+            ))
+            previous = sample
+    report.windows.sort(key=lambda w: (w.start, w.model_version))
+    return report
+
+
+def _windows(store: Store, name: str, spec: WindowSpec, *, start: datetime | None, end: datetime | None,
+             version: int | None) -> dict[tuple[int, datetime], WindowSummary]:
+    """Each (version, window start) of the period, merged from its stored hours and days."""
+    assert spec.length is not None
+    hours = store.window_summaries(name, kind="hour", start=start, end=end, version=version)
+    days = store.window_summaries(name, kind="day", start=start, end=end, version=version)
+    parts: dict[tuple[int, datetime], list[WindowSummary]] = defaultdict(list)
+    covered: set[tuple[int, datetime]] = set()
+    for day in days:
+        window_start = spec.start_of(day.start)
+        if day.end > window_start + spec.length or (end is not None and day.end > end):
+            logger.info("monitor: the rolled-up day %s of %r v%s does not fit a %s window: left out",
+                        utc_iso(day.start), name, day.version, spec.length)
+            continue
+        parts[(day.version, window_start)].append(day)
+        covered.add((day.version, day.start))
+    for hour in hours:
+        day_start = datetime(hour.start.year, hour.start.month, hour.start.day, tzinfo=timezone.utc)
+        if (hour.version, day_start) in covered:
+            continue
+        parts[(hour.version, spec.start_of(hour.start))].append(hour)
+    return {key: merge_all(sorted(found, key=lambda s: s.start)) for key, found in parts.items()}
+
+
+def _sample_frame(summary: WindowSummary, meta: ModelVersion) -> pd.DataFrame | None:
+    rows = summary.sample.values()
+    if not rows:
+        return None
+    return with_canonical_features(pd.DataFrame(rows), meta.schema)
+
+
+def _nulls(summary: WindowSummary) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name, part in summary.features.items():
+        if isinstance(part, NumericPart):
+            out[name] = part.n_null
+        elif isinstance(part, CategoricalPart):
+            out[name] = part.n_null
+    return out
+
+
+def _compare(profile: Any, summary: WindowSummary, sample: pd.DataFrame | None, *, outputs: Sequence[str],
+             config: DriftConfig, where: tuple[str, datetime]) -> DriftReport:
+    """compare_summary() for one window; one it refuses is reported as refused, and the others go on."""
+    try:
+        return compare_summary(profile, summary.features, n_events=summary.n, sample=sample, outputs=outputs,
+                               config=config)
+    except (LoopwatchError, ValueError, ArithmeticError) as exc:
+        logger.warning("monitor: window %s of %r left out: %s", utc_iso(where[1]), where[0], exc)
+        return DriftReport(
+            dataset_drift=False, n_reference=profile.n, n_current=summary.n, alpha=config.alpha,
+            features={}, multivariate={}, outliers={}, data_quality=DataQuality([], [], {}, {}, {}, {}),
+            config=config.to_dict(),
+            skipped=[SkippedTest(test="window", reason="refused", n=summary.n, detail=str(exc))],
+        )
+
+
+def _floor_hour(moment: datetime) -> datetime:
+    moment = moment.astimezone(timezone.utc)
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil_hour(moment: datetime) -> datetime:
+    floor = _floor_hour(moment)
+    return floor if floor == moment.astimezone(timezone.utc) else floor + BASE_WINDOW
+
+
+__all__: Sequence[str] = ("monitor_summaries",)
