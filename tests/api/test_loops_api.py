@@ -234,3 +234,24 @@ def _configured_copy(settings: Settings, template: Path, config: dict[str, Any])
 
 def _app(settings: Settings) -> TestClient:
     return TestClient(create_app(settings), raise_server_exceptions=False)
+
+
+def test_the_monitor_route_reads_window_summaries_when_they_are_on(settings: Settings, template: Path) -> None:
+    """With summaries on, ``GET /monitor`` lets the summariser catch up, then reads the windows
+    from its summaries: the same windows and events as from the log."""
+    from dataclasses import replace
+
+    params = {"until": UNTIL}
+    for http in _client(settings, template):
+        from_log = ok(http.get("/v1/models/churn/monitor", params=params))
+    on = replace(settings, summaries_enabled=True)
+    for http in _client(on, template):
+        from_summaries = ok(http.get("/v1/models/churn/monitor", params=params))
+    store = open_store(on.database_url)
+    try:
+        assert store.window_summaries("churn")  # built by the route's catch-up, before it read them
+    finally:
+        store.close()
+    assert from_log["windows"]
+    assert [(w["start"], w["n_events"]) for w in from_summaries["windows"]] == \
+        [(w["start"], w["n_events"]) for w in from_log["windows"]]

@@ -222,3 +222,33 @@ def test_with_summaries_off_the_service_keeps_none(trained, churn_training: pd.D
         assert sent.status_code == 200, sent.text
         time.sleep(1.0)  # five ticks of a summariser, had one been started
     assert trained.store.window_summaries("churn") == []
+
+
+def test_monitor_from_summaries_of_a_model_without_logged_data_names_what_it_cannot_run(
+        trained, churn_training: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]
+    from loopwatch.application.monitoring import monitor
+
+    trained.store.set_model_settings("churn", ModelSettings(log_data=False))
+    log(trained, churn_rows(churn_training, 120), at=T0, request_id="private", minutes=0)
+    report = monitor(trained.store, trained.registry, "churn", window="1d", summariser=summariser(trained))
+    [window] = report.windows
+    assert window.n_events == 120 and window.report.features  # univariate drift from counts and bins
+    assert window.report.multivariate == {} and window.report.outliers == {}
+    left_out = {t.test: t.reason for t in window.skipped}
+    assert left_out["multivariate"] == left_out["outliers"] == "no_row_sample"
+
+
+def test_monitor_from_summaries_reads_rolled_up_days_whole_and_never_splits_them(
+        trained, churn_training: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]
+    from loopwatch.application.monitoring import monitor
+
+    s = Summariser(trained.store, trained.registry,
+                   settings=Settings(summary_settle_seconds=0, summary_hourly_days=2, summary_daily_days=3))
+    log(trained, churn_rows(churn_training, 48), at=T0, request_id="spread", minutes=120)
+    s.catch_up("churn")
+    s.apply_retention("churn", now=T0 + timedelta(days=4))  # 2026-03-03 is a day now; 03-02 expired
+    daily = monitor(trained.store, trained.registry, "churn", window="1d", summariser=s)
+    assert [(w.start.day, w.n_events) for w in daily.windows] == [(3, 12), (4, 12), (5, 12), (6, 4)]
+    hourly = monitor(trained.store, trained.registry, "churn", window="1h", summariser=s)
+    # an hour of the rolled-up day cannot be read: only the days whose hours are kept
+    assert sum(w.n_events for w in hourly.windows) == 28 and {w.start.day for w in hourly.windows} == {4, 5, 6}

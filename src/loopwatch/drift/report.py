@@ -165,7 +165,9 @@ class DataQuality:
 
 #: Why a test did not run on a window: fewer rows (or labels) than it needs, a column with no
 #: value, or an input it refused. The other tests of the window still run.
-SKIP_REASONS = ("too_few_rows", "too_few_labels", "no_values", "refused")
+#: ``no_row_sample``: read from a window summary without sampled rows (a model that logs no
+#: input rows), so the tests that need rows cannot run.
+SKIP_REASONS = ("too_few_rows", "too_few_labels", "no_values", "refused", "no_row_sample")
 
 
 @dataclass(frozen=True)

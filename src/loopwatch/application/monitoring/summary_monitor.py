@@ -107,8 +107,7 @@ def monitor_summaries(
             report.windows.append(WindowReport(
                 start=window_start, end=window_end, n_events=summary.n, model_version=number, segment=None,
                 report=drift, previous=before, rejections=n_rejected, alarms=alarms, evasion=evasion,
-                skipped=skipped + [SkippedTest(test=t, reason="no_row_sample", n=0, minimum=1)
-                                   for t in summary.unavailable_tests if t not in {s.test for s in skipped}],
+                skipped=skipped,
             ))
             previous = sample
     report.windows.sort(key=lambda w: (w.start, w.model_version))
