@@ -252,3 +252,25 @@ def test_monitor_from_summaries_reads_rolled_up_days_whole_and_never_splits_them
     hourly = monitor(trained.store, trained.registry, "churn", window="1h", summariser=s)
     # an hour of the rolled-up day cannot be read: only the days whose hours are kept
     assert sum(w.n_events for w in hourly.windows) == 28 and {w.start.day for w in hourly.windows} == {4, 5, 6}
+
+
+def test_a_deleted_request_leaves_the_samples_of_a_rolled_up_day(trained, churn_training: pd.DataFrame) -> None:
+    """Once its hours are rolled up, a deleted request's rows still leave the day: its row sample
+    and its client's sample and count (the day's aggregates keep the request's share)."""
+    s = Summariser(trained.store, trained.registry,
+                   settings=Settings(summary_settle_seconds=0, summary_hourly_days=2, summary_daily_days=30))
+    rows = churn_rows(churn_training, 60)
+    log(trained, rows[:40], at=T0, request_id="keep")
+    trained.predict("churn", rows[40:], request_id="gone", client_id="leaver",
+                    timestamps=[T0 + timedelta(hours=1, minutes=i) for i in range(20)])
+    s.catch_up("churn")
+    s.apply_retention("churn", now=T0 + timedelta(days=5))
+    [day] = trained.store.window_summaries("churn", kind="day")
+    assert {r.request_id for r in day.sample.rows} == {"keep", "gone"} and day.clients.activity["leaver"].n == 20
+    events = request_events(trained.store, "gone")
+    assert trained.store.delete_request("gone") == 20
+    s.forget_request("churn", "gone", events)
+    [after] = trained.store.window_summaries("churn", kind="day")
+    assert {r.request_id for r in after.sample.rows} == {"keep"} and after.sample.n == 40
+    assert "leaver" not in after.clients.activity and "leaver" not in after.clients.samples
+    assert after.n == 60  # the aggregates keep the request's share: they hold no row

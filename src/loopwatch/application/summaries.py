@@ -330,10 +330,12 @@ class Summariser:
             layouts: dict[int, SummaryLayout] = {}
             estimators: dict[int, EstimatorHook | None] = {}
             rebuilt = []
+            rolled_up: set[tuple[int, datetime]] = set()
             for version, start in keys:
                 old = self.store.window_summaries(name, start=start, end=start + self.length, version=version)
-                if not old:
-                    continue  # not summarised yet (or rolled up: the daily rows keep it until they expire)
+                if not old:  # not summarised yet, or rolled up into its day
+                    rolled_up.add((version, window_start(start, timedelta(days=1))))
+                    continue
                 rest = self.store.iter_window_events(name, version=version, start=start, end=start + self.length,
                                                      logged_through=wm)
                 built = self._summarise(name, rest, layouts, estimators).get((version, start))
@@ -344,7 +346,32 @@ class Summariser:
                 rebuilt.append(built.with_labels(self.label_part(name, version, start, logged_through=wm)))
             if rebuilt:
                 self.store.put_window_summaries(name, rebuilt)
+            for version, day in sorted(rolled_up):
+                self._forget_in_day(name, request_id, [e for e in events if e.request_id == request_id
+                                                       and e.model_version == version], version=version, day=day)
             return len(keys)
+
+    def _forget_in_day(self, name: str, request_id: str, events: Sequence[PredictionEvent], *, version: int,
+                       day: datetime) -> None:
+        """Take a deleted request's rows out of a rolled-up day: out of its row sample and its
+        clients' samples, with their counts off the clients' activity. The day's other aggregates
+        (counts, bins, sketches) keep the request's share: its hours, which the rest of the log
+        could rebuild them from, are gone, and they hold no row."""
+        found = self.store.window_summaries(name, kind="day", start=day, end=day + timedelta(days=1), version=version)
+        mine = [e for e in events if day <= e.timestamp < day + timedelta(days=1)]
+        if not found or not mine:
+            return
+        stored = found[0]
+        deleted = merge_all(list(self._summarise(name, mine, {}, {}).values()))
+        try:
+            sample = stored.sample.without_requests(
+                [request_id], n_rows_removed=len(mine), n_without_data_removed=sum(e.data is None for e in mine))
+            clients = stored.clients.without_requests([request_id], deleted.clients)
+        except LoopwatchError as exc:  # a day built before these events were logged: nothing of them to take out
+            _log.warning("day %s of %s v%s kept as it was after deleting %s: %s", day.date(), name, version,
+                         request_id, exc)
+            return
+        self.store.put_window_summaries(name, [replace(stored, sample=sample, clients=clients)], kind="day")
 
     # -- retention ----------------------------------------------------------------------------
 
