@@ -275,7 +275,10 @@ def iter_export(path: str | Path, *, columns: Iterable[str] | None = None, model
     dataset = _dataset(path)
     wanted = None if columns is None else [c for c in columns if c in dataset.schema.names]
     where = None if models is None else ds.field("model_name").isin(list(models))
-    for batch in dataset.to_batches(columns=wanted, filter=where, batch_size=batch_rows):
+    # one batch read ahead of one file: pyarrow's default reads ahead 16 batches of 4 files at
+    # once, millions of rows, where the engine needs one batch at a time
+    for batch in dataset.to_batches(columns=wanted, filter=where, batch_size=batch_rows, batch_readahead=1,
+                                    fragment_readahead=1):
         if batch.num_rows:
             yield batch.to_pandas()
 
