@@ -1,9 +1,10 @@
 """The Spark engine against the in-process engine on real data (New York's 2013 departures).
 
 Twenty-nine thousand departures become prediction events over two hours (windows that hold
-many rows, as production hours do, so that their summaries are far smaller than the rows), exported partitioned by
-model and date, and summarised per (version, hour, feature) by both engines with one
-``build``: exact parts must be equal, sketches must hold the exact CDF within their bound.
+many rows, as production hours do, so that their summaries are far smaller than the rows),
+exported partitioned by model and date, and summarised per (version, hour) into whole window
+summaries by both engines with one ``build``: exact parts, traffic, clients and row samples
+must be equal, sketches must hold the exact CDF within their bound.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loopwatch.engines.job import PartsLayout, feature_parts_job, read_export, run_in_process
+from loopwatch.engines.job import VersionPlan, read_export, run_in_process, window_summaries_job
 from loopwatch.engines.spark import run_spark
 from loopwatch.features.schema import Feature, FeatureSchema
 from loopwatch.records import PredictionEvent
@@ -24,6 +25,7 @@ from loopwatch.stats import binned
 from loopwatch.stores.export import write_partitioned_parquet
 from loopwatch.summaries.categorical import CategoricalPart
 from loopwatch.summaries.numeric import NumericPart
+from loopwatch.summaries.window import SummaryLayout, WindowSummary
 from tests.realdata import flights
 
 pytestmark = pytest.mark.slow
@@ -60,37 +62,49 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     write_partitioned_parquet(events, root, schemas={("flights", 1): SCHEMA})
     edges = {n: tuple(binned.quantile_edges(np.sort(reference[n].dropna().to_numpy(dtype=np.float64)), n_bins=10))
              for n in NUMERIC}
-    job = feature_parts_job({("flights", 1): PartsLayout(numeric=edges, categorical=CATEGORICAL)})
+    layout = SummaryLayout(numeric=edges, categorical=CATEGORICAL, classes=("0", "1"),
+                           output_edges={f"probability_{c}": (0.25, 0.5, 0.75) for c in (0, 1)})
+    job = window_summaries_job({("flights", 1): VersionPlan(layout=layout, schema=SCHEMA)})
     return {"root": root, "job": job, "current": current, "seconds": seconds}
 
 
-def test_spark_parts_equal_the_in_process_parts(spark: Any, world: dict[str, Any]) -> None:
+def test_spark_windows_equal_the_in_process_windows(spark: Any, world: dict[str, Any]) -> None:
     job, root = world["job"], world["root"]
     assert len(list(root.glob("model_name=flights/date=*"))) == 2
-    local = run_in_process(job, root)
+    local = run_in_process(job, root, batch_rows=5_000)  # batches of their own: merges on both sides
     remote = run_spark(job, root, session=spark)
-    assert set(remote) == set(local) and len(local) == HOURS * (len(NUMERIC) + len(CATEGORICAL))
+    assert set(remote) == set(local) and len(local) == HOURS + 1  # the hours and the model's extent
     current, hours = world["current"], world["seconds"] // 3600
-    for key, part in remote.items():
+    assert remote[("extent", "flights")] == local[("extent", "flights")]
+    for key, window in remote.items():
+        if key[0] != "window":
+            continue
         other = local[key]
-        exact = {k: v for k, v in part.to_dict().items() if k not in part.SKETCH_KEYS}
-        assert exact == {k: v for k, v in other.to_dict().items() if k not in other.SKETCH_KEYS}, key
-        hour = (datetime.fromisoformat(str(key[2])) - START) // timedelta(hours=1)
-        raw = current.loc[hours == hour, str(key[3])]
-        if isinstance(part, NumericPart):
-            values = np.sort(raw.dropna().to_numpy(dtype=np.float64))
-            assert part.count == values.size and part.n_null == int(raw.isna().sum())
-            assert list(part.bins) == binned.bin_counts(values, part.edges).tolist()
-            # sketches: built from different batches on each engine, each within its bound of the truth
-            assert part.rank_error > 0  # enough rows per hour that the sketch estimates
-            for sketched in (part, other):
-                assert isinstance(sketched, NumericPart)
-                points, cdf = sketched.cdf_steps()
-                truth = np.searchsorted(values, points, side="right") / values.size
-                assert np.max(np.abs(cdf - truth)) <= sketched.rank_error
-        else:
-            assert isinstance(part, CategoricalPart) and part.exact
-            assert dict(part.counts or {}) == raw.astype(str).value_counts().to_dict()
+        assert isinstance(window, WindowSummary) and isinstance(other, WindowSummary)
+        assert (window.traffic, window.clients, window.sample) == (other.traffic, other.clients, other.sample)
+        assert len(window.sample.rows) == 256  # what the store keeps of an hour: cut before the driver
+        hour = (window.start - START) // timedelta(hours=1)
+        for name, part in window.features.items():
+            twin = other.features[name]
+            exact = {k: v for k, v in part.to_dict().items() if k not in part.SKETCH_KEYS}
+            assert exact == {k: v for k, v in twin.to_dict().items() if k not in twin.SKETCH_KEYS}, (key, name)
+            if name not in (*NUMERIC, *CATEGORICAL):
+                continue
+            raw = current.loc[hours == hour, name]
+            if isinstance(part, NumericPart):
+                values = np.sort(raw.dropna().to_numpy(dtype=np.float64))
+                assert part.count == values.size and part.n_null == int(raw.isna().sum())
+                assert list(part.bins) == binned.bin_counts(values, part.edges).tolist()
+                # sketches: built from different batches on each engine, each within its bound of the truth
+                assert part.rank_error > 0  # enough rows per hour that the sketch estimates
+                for sketched in (part, twin):
+                    assert isinstance(sketched, NumericPart)
+                    points, cdf = sketched.cdf_steps()
+                    truth = np.searchsorted(values, points, side="right") / values.size
+                    assert np.max(np.abs(cdf - truth)) <= sketched.rank_error
+            else:
+                assert isinstance(part, CategoricalPart) and part.exact
+                assert dict(part.counts or {}) == raw.astype(str).value_counts().to_dict()
 
 
 def test_rows_do_not_fit_through_the_driver(spark: Any, world: dict[str, Any]) -> None:
@@ -106,4 +120,4 @@ def test_a_missing_export_is_refused(spark: Any, tmp_path: Path) -> None:
     from loopwatch.errors import InvalidInput
 
     with pytest.raises(InvalidInput, match="no Parquet export"):
-        run_spark(feature_parts_job({}), tmp_path / "nothing", session=spark)
+        run_spark(window_summaries_job({}), tmp_path / "nothing", session=spark)

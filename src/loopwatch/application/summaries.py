@@ -119,7 +119,7 @@ class Summariser:
         log_data = self.store.get_model_settings(name).log_data
         return layout_of(meta, self.registry.profile(name, version), log_data=log_data)
 
-    def _estimator(self, name: str, version: int) -> EstimatorHook | None:
+    def estimator(self, name: str, version: int) -> EstimatorHook | None:
         """Builds a batch's CBPE or DLE sums with the version's fitted estimator (fitted once per
         reference, kept on the registry), or ``None`` when the reference holds no holdout."""
         from loopwatch.performance import fit_estimator, performance_reference_of
@@ -267,7 +267,7 @@ class Summariser:
         for version, mine in sorted(by_version.items()):
             if version not in layouts:
                 layouts[version] = self.layout(name, version)
-                estimators[version] = self._estimator(name, version)
+                estimators[version] = self.estimator(name, version)
             meta = self.store.get_model_version(name, version)
             frame = events_frame(mine, meta.schema.classes, schema=meta.schema)
             hook = estimators[version]

@@ -1,11 +1,12 @@
 """The Spark engine: a summary job run on Spark's executors over a Parquet export.
 
-Each executor reads its files of the export (partitioned by model and date), builds parts
-from each Arrow batch with the job's ``build`` (``mapInPandas``), merges a partition's parts
-before they leave it, and the parts of one key are merged across partitions by
-``reduceByKey`` (a tree of merges on the executors). Only the merged parts, one per key,
-reach the driver: their size follows the number of windows and features, not of events, so
-the driver never holds rows (``spark.driver.maxResultSize`` may be far below the input's).
+Each executor reads its files of the export (partitioned by model and date), builds window
+summaries from each Arrow batch with the job's ``build`` (``mapInPandas``), merges a
+partition's summaries before they leave it, and the summaries of one key are merged across
+partitions by ``reduceByKey`` (a tree of merges on the executors), then ``finish``-ed (cut to
+what the store keeps). Only those, one per key, reach the driver: their size follows the
+number of windows and features, not of events, so the driver never holds rows
+(``spark.driver.maxResultSize`` may be far below the input's).
 
 PySpark is an optional dependency (``pip install 'loopwatch[spark]'``) and is imported only
 when a session is made; the JVM comes from the machine (Java 17).
@@ -24,12 +25,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from loopwatch.engines.job import Key, SummaryJob
+from loopwatch.engines.job import BATCH_ROWS, Key, SummaryJob
 from loopwatch.errors import InvalidInput, echo, require
-
-#: Rows per Arrow batch handed to ``build``: large enough that building per batch costs
-#: little beyond the rows themselves, small enough to keep an executor's memory flat.
-BATCH_ROWS = 100_000
 
 #: Settings every session gets: event times in UTC, partition values (model names, dates)
 #: read as text, no console progress bars in a command's output.
@@ -74,9 +71,11 @@ def run_spark(job: SummaryJob, path: str | Path, *, session: Any, partitions: in
     if "://" not in text and not Path(text).exists():
         raise InvalidInput(f"no Parquet export at {echo(text)}")
     frame = session.read.option("basePath", text).parquet(text)
+    if job.models is not None:
+        frame = frame.filter(frame["model_name"].isin(list(job.models)))  # whole partitions left unread
     if job.columns is not None:
         frame = frame.select(*[c for c in job.columns if c in frame.columns])
-    build, encode, decode, merge = job.build, job.encode, job.decode, job.merge
+    build, encode, decode, merge, finish = job.build, job.encode, job.decode, job.merge, job.finish
 
     def summarise(batches: Iterator[Any]) -> Iterator[Any]:
         import pandas as pd
@@ -91,6 +90,9 @@ def run_spark(job: SummaryJob, path: str | Path, *, session: Any, partitions: in
     def merge_bytes(a: bytes, b: bytes) -> bytes:
         return encode(merge(decode(a), decode(b)))
 
+    def finish_bytes(data: bytes) -> bytes:
+        return encode(finish(decode(data)))
+
     with warnings.catch_warnings():
         # PySpark 4 warns about pandas 3 on every pandas UDF; the engine hands it plain frames
         # of numbers, strings and timestamps, which the tests check both versions agree on
@@ -98,4 +100,5 @@ def run_spark(job: SummaryJob, path: str | Path, *, session: Any, partitions: in
         parts = frame.mapInPandas(summarise, schema="key string, part binary")
         reduced = parts.rdd.map(lambda row: (row.key, bytes(row.part))).reduceByKey(
             merge_bytes, numPartitions=partitions or session.sparkContext.defaultParallelism)
-        return {_key_of(key): decode(data) for key, data in reduced.collect()}
+        # finished (what the store keeps of a window) on the executors too: only that reaches the driver
+        return {_key_of(key): decode(data) for key, data in reduced.mapValues(finish_bytes).collect()}

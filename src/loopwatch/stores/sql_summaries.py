@@ -282,6 +282,20 @@ class SqlSummariesMixin(SqlStoreBase):
             [model_name, int(version), to_micros(start), to_micros(end), int(logged_through)])
         return [_event_from_row(r) for r in rows]
 
+    def count_events_logged(self, model_name: str, *, through: int) -> int:
+        """The model's events whose request the store committed at or before ``through``
+        (``logged_at`` in microseconds): what a snapshot of the log taken then holds."""
+        rows = self._fetchall(
+            "SELECT COUNT(*) FROM events e JOIN requests r ON r.request_id = e.request_id "
+            "WHERE r.model_name = ? AND r.logged_at <= ?", (model_name, int(through)))
+        return int(rows[0][0])
+
+    def request_logged_at(self, request_id: str) -> int | None:
+        """When the store committed ``request_id`` (``logged_at`` of its request, in microseconds;
+        its events carry a stamp taken a moment earlier in the same transaction), if it holds it."""
+        rows = self._fetchall("SELECT logged_at FROM requests WHERE request_id = ?", (request_id,))
+        return None if not rows else int(rows[0][0])
+
     def latest_logged_at(self, model_name: str) -> int | None:
         """The newest ``logged_at`` of the model's requests (microseconds), if any."""
         rows = self._fetchall("SELECT MAX(logged_at) FROM requests WHERE model_name = ?", (model_name,))
