@@ -9,7 +9,7 @@ for the tests that need rows. The comparison with the window before runs on the 
 row samples (univariate, as from the log).
 
 Summaries are kept per hour, so a period is read in whole hours: ``since`` is rounded down and
-``until`` up to the hour. A window for which only a rolled-up day is left (hours older than
+``until`` up to the hour, and the report's ``since`` and ``until`` say so. A window for which only a rolled-up day is left (hours older than
 ``summary_hourly_days``) is read whole when the window is a day or longer, and left out of a
 shorter window, with a note in the log. Segments and ``count:N`` windows read the log.
 """
@@ -63,9 +63,10 @@ def monitor_summaries(
     """Every window of ``name`` in ``[since, until)`` from its stored summaries (see the module)."""
     assert spec.length is not None
     summariser.catch_up(name)
-    report = MonitorReport(model=name, window=window, since=since, until=until)
     start = None if since is None else _floor_hour(since)
     end = None if until is None else _ceil_hour(until)
+    # the report says what was read: whole hours
+    report = MonitorReport(model=name, window=window, since=start, until=end)
     windows = _windows(store, name, spec, start=start, end=end, version=version)
     if not windows:
         return report
@@ -74,7 +75,7 @@ def monitor_summaries(
         meta = versions[number]
         profile = registry.profile(name, number)
         # in the order the log's frame has them, so alarms are listed alike
-        outputs = ["prediction", *(f"probability_{c}" for c in meta.schema.classes)]
+        probabilities = [f"probability_{c}" for c in meta.schema.classes]
         previous: pd.DataFrame | None = None
         for (v, window_start), summary in sorted(windows.items()):
             if v != number:
@@ -83,6 +84,8 @@ def monitor_summaries(
             if shadow == summary.n:  # a candidate scoring in the shadow: not what was served
                 continue
             sample = _sample_frame(summary, meta)
+            # probabilities a file of predictions did not carry are not outputs (as from the log)
+            outputs = ["prediction", *(p for p in probabilities if _has_values(summary, p))]
             drift = _compare(profile, summary, sample, outputs=outputs, config=config, where=(name, window_start))
             drift = with_unexpected_nulls(drift, _nulls(summary), meta.schema, declared)
             before, skipped = None, list(drift.skipped)
@@ -143,6 +146,11 @@ def _sample_frame(summary: WindowSummary, meta: ModelVersion) -> pd.DataFrame | 
     if not rows:
         return None
     return with_canonical_features(pd.DataFrame(rows), meta.schema)
+
+
+def _has_values(summary: WindowSummary, name: str) -> bool:
+    part = summary.features.get(name)
+    return part is not None and part.count > 0
 
 
 def _nulls(summary: WindowSummary) -> dict[str, int]:
