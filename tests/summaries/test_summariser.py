@@ -274,3 +274,17 @@ def test_a_deleted_request_leaves_the_samples_of_a_rolled_up_day(trained, churn_
     assert {r.request_id for r in after.sample.rows} == {"keep"} and after.sample.n == 40
     assert "leaver" not in after.clients.activity and "leaver" not in after.clients.samples
     assert after.n == 60  # the aggregates keep the request's share: they hold no row
+
+
+def test_monitor_from_summaries_reads_whole_hours_and_says_so(trained, churn_training: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]
+    from loopwatch.application.monitoring import monitor
+
+    log(trained, churn_rows(churn_training, 60), at=T0, request_id="hour", minutes=1)  # 08:00-08:59
+    s = summariser(trained)
+    report = monitor(trained.store, trained.registry, "churn", window="1h", summariser=s,
+                     since=T0 + timedelta(minutes=30), until=T0 + timedelta(minutes=40))
+    assert (report.since, report.until) == (T0, T0 + timedelta(hours=1))
+    assert [w.n_events for w in report.windows] == [60]
+    from_log = monitor(trained.store, trained.registry, "churn", window="1h",
+                       since=T0 + timedelta(minutes=30), until=T0 + timedelta(minutes=40))
+    assert [w.n_events for w in from_log.windows] == [10]
