@@ -104,3 +104,47 @@ def test_a_regressors_windows_hold_its_loss_sums(tmp_path: Path, settings: Setti
         assert total.estimation is not None and total.estimation.n == 300
         prediction = total.features["prediction"]
         assert isinstance(prediction, NumericPart) and prediction.count == 300
+
+
+def test_the_columnar_read_gives_the_summaries_the_records_gave(tmp_path: Path, settings: Settings) -> None:
+    """The summariser reads the log column by column and builds each window's sample only as far
+    as it is stored: the stored windows are those the records' path stored (every exact part, the
+    same sampled rows; each sketch of the same values), over batches that merge into windows
+    already stored. Flights ingested (nulls, integer-coded categories as labels) and served over
+    the API (codes as JSON numbers, a null category, a client whose rows are sampled)."""
+    from loopwatch.application.monitoring.windows import columns_frame, events_frame
+    from loopwatch.summaries.window import summarise_frame
+
+    with Workspace(settings) as ws:
+        served, summariser = journey(ws, tmp_path)
+        api = served.iloc[:120]
+        rows = [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in
+                api[FEATURES].astype(object).to_dict("records")]
+        rows[0]["carrier"] = None
+        ws.predict("flights", rows, request_id="api-1", client_id="c1", request_type="api",
+                   timestamps=list(api["time"].dt.to_pydatetime()))
+        meta = ws.store.get_model_version("flights", 1)
+        layout, hook = summariser.layout("flights", 1), summariser.estimator("flights", 1)
+        assert hook is not None
+        latest = ws.store.latest_logged_at("flights")
+        assert latest is not None
+        by_records = list(ws.store.iter_events_logged("flights", after=None, through=latest, batch_requests=2))
+        by_columns = list(ws.store.iter_event_columns_logged("flights", after=None, through=latest, batch_requests=2))
+        assert [r for _, r in by_records] == [r for _, r in by_columns] and len(by_columns) == 2
+        expected: dict = {}
+        for (events, _), (columns, _) in zip(by_records, by_columns):
+            old = events_frame(events, meta.schema.classes, schema=meta.schema)
+            pd.testing.assert_frame_equal(columns_frame(columns, meta.schema.classes, schema=meta.schema), old,
+                                          check_like=True)
+            # the records' path: whole samples, merged into what is stored, then stored
+            for key, summary in summarise_frame(old, model="flights", layouts={1: layout},
+                                                estimators={1: hook}).items():
+                expected[key] = (expected[key].merge(summary) if key in expected else summary).stored()
+        assert any(w.clients.samples for w in expected.values())  # the API client's rows are sampled
+        summariser.batch_requests = 2
+        assert summariser.catch_up("flights").events == len(served) + len(api)
+        stored = {(w.version, w.start): w for w in ws.store.window_summaries("flights")}
+        assert stored.keys() == expected.keys()
+        for key, window in stored.items():
+            assert exact_view(window) == exact_view(expected[key])
+            assert window.sample == expected[key].sample and len(window.sample.rows) > 0

@@ -20,10 +20,12 @@ It runs where events land, off the request path: a thread of ``loopwatch serve``
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -31,10 +33,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loopwatch.application.monitoring.windows import events_frame
+from loopwatch.application.monitoring.windows import columns_frame, events_frame
 from loopwatch.config import Settings
 from loopwatch.errors import Conflict, LoopwatchError
-from loopwatch.records import ModelVersion, PredictionEvent
+from loopwatch.records import EventColumns, ModelVersion, PredictionEvent
 from loopwatch.registry import Registry
 from loopwatch.stores.base import EventQuery, Store, from_micros, to_micros
 from loopwatch.summaries.labels import LabelSums
@@ -42,6 +44,7 @@ from loopwatch.summaries.outcomes import ConfidenceSums, LossSums
 from loopwatch.summaries.window import (
     BASE_WINDOW,
     EPOCH_MONDAY,
+    HOUR_SAMPLE_ROWS,
     EstimatorHook,
     SummaryLayout,
     WindowSummary,
@@ -51,6 +54,35 @@ from loopwatch.summaries.window import (
 )
 
 _log = logging.getLogger("loopwatch.summaries")
+_collector_lock = threading.Lock()
+_collector_pauses = 0
+_collector_was_enabled = False
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a batch of events is read and summarised.
+
+    A batch allocates a few container objects per event (rows, decoded JSON, sampled rows) and
+    frees them together at its end, without cycles; the collector, triggered by the allocations,
+    walks every live object of the process again and again meanwhile, which cost a fifth of the
+    summariser's time. Reference counting still frees everything; cycles made elsewhere in the
+    process meanwhile are collected when the pause ends. Pauses nest and may overlap across
+    threads: the collector runs again when the last one ends (if it ran before the first).
+    """
+    global _collector_pauses, _collector_was_enabled
+    with _collector_lock:
+        if _collector_pauses == 0:
+            _collector_was_enabled = gc.isenabled()
+            gc.disable()
+        _collector_pauses += 1
+    try:
+        yield
+    finally:
+        with _collector_lock:
+            _collector_pauses -= 1
+            if _collector_pauses == 0 and _collector_was_enabled:
+                gc.enable()
 
 
 @dataclass(frozen=True)
@@ -179,9 +211,15 @@ class Summariser:
             n_events = n_windows = 0
             touched: set[tuple[int, datetime]] = set()
             if latest is not None and (after is None or through > after):
-                for events, reached in self.store.iter_events_logged(name, after=after, through=through,
-                                                                      batch_requests=self.batch_requests):
-                    built = self._summarise(name, events, layouts, estimators)
+                batches = self.store.iter_event_columns_logged(name, after=after, through=through,
+                                                               batch_requests=self.batch_requests)
+                while True:
+                    with collector_paused():
+                        batch = next(batches, None)
+                        if batch is None:
+                            break
+                        events, reached = batch
+                        built = self._summarise_columns(name, events, layouts, estimators)
                     try:
                         self.store.merge_window_summaries(name, list(built.values()), logged_through=reached,
                                                           check_watermark=True, watermark=after)
@@ -260,19 +298,39 @@ class Summariser:
 
     def _summarise(self, name: str, events: Sequence[PredictionEvent], layouts: dict[int, SummaryLayout],
                    estimators: dict[int, EstimatorHook | None]) -> dict[tuple[int, datetime], WindowSummary]:
-        out: dict[tuple[int, datetime], WindowSummary] = {}
         by_version: dict[int, list[PredictionEvent]] = defaultdict(list)
         for e in events:
             by_version[e.model_version].append(e)
+        frames = {}
         for version, mine in sorted(by_version.items()):
+            meta = self.store.get_model_version(name, version)
+            frames[version] = events_frame(mine, meta.schema.classes, schema=meta.schema)
+        return self._summarise_frames(name, frames, layouts, estimators)
+
+    def _summarise_columns(self, name: str, events: EventColumns, layouts: dict[int, SummaryLayout],
+                           estimators: dict[int, EstimatorHook | None]) -> dict[tuple[int, datetime], WindowSummary]:
+        """:meth:`_summarise` of a batch read column by column: the same summaries, several times faster."""
+        versions = sorted(set(events.model_version))
+        frames = {}
+        for version in versions:
+            mine = events if len(versions) == 1 else \
+                events.take([i for i, v in enumerate(events.model_version) if v == version])
+            meta = self.store.get_model_version(name, version)
+            frames[version] = columns_frame(mine, meta.schema.classes, schema=meta.schema)
+        return self._summarise_frames(name, frames, layouts, estimators)
+
+    def _summarise_frames(self, name: str, frames: dict[int, pd.DataFrame], layouts: dict[int, SummaryLayout],
+                          estimators: dict[int, EstimatorHook | None]) -> dict[tuple[int, datetime], WindowSummary]:
+        out: dict[tuple[int, datetime], WindowSummary] = {}
+        for version, frame in sorted(frames.items()):
             if version not in layouts:
                 layouts[version] = self.layout(name, version)
                 estimators[version] = self.estimator(name, version)
-            meta = self.store.get_model_version(name, version)
-            frame = events_frame(mine, meta.schema.classes, schema=meta.schema)
             hook = estimators[version]
+            # every summary built here is stored as a base window at once: build its sample as stored
             out.update(summarise_frame(frame, model=name, layouts={version: layouts[version]}, length=self.length,
-                                       estimators=None if hook is None else {version: hook}))
+                                       estimators=None if hook is None else {version: hook},
+                                       sample_rows=HOUR_SAMPLE_ROWS))
         return out
 
     def _rebuild_changed_layouts(self, name: str) -> tuple[int, ...]:
@@ -296,11 +354,11 @@ class Summariser:
         self.store.delete_window_summaries(name, kind="day", version=version)
         layouts: dict[int, SummaryLayout] = {}
         estimators: dict[int, EstimatorHook | None] = {}
-        for events, _ in self.store.iter_events_logged(name, after=None, through=logged_through,
-                                                       batch_requests=self.batch_requests):
-            mine = [e for e in events if e.model_version == version]
+        for events, _ in self.store.iter_event_columns_logged(name, after=None, through=logged_through,
+                                                              batch_requests=self.batch_requests):
+            mine = [i for i, v in enumerate(events.model_version) if v == version]
             if mine:
-                built = self._summarise(name, mine, layouts, estimators)
+                built = self._summarise_columns(name, events.take(mine), layouts, estimators)
                 self.store.merge_window_summaries(name, list(built.values()))
         labelled = []
         for window in self.store.window_summaries(name, version=version):

@@ -42,9 +42,21 @@ def is_missing(value: Any) -> bool:
     return value is pd.NA or value is pd.NaT
 
 
+#: Types whose equal values always have one label: labelled once per distinct value.
+_LABELLED_ONCE = frozenset({str, int, float, bool, type(None)})
+
+
 def labels_of(values: Iterable[Any]) -> list[str | None]:
     """Each value's category label, ``None`` for a missing one."""
-    return [None if is_missing(v) else category_label(v) for v in values]
+    vals = list(values)
+    if not set(map(type, vals)) <= _LABELLED_ONCE:
+        return [None if is_missing(v) else category_label(v) for v in vals]
+    # a column holds few distinct values: label each once (keyed with its type, as 1 and True are equal)
+    keys = list(zip(map(type, vals), vals))
+    labels: dict[tuple[type, Any], str | None] = dict.fromkeys(keys)
+    for key in labels:
+        labels[key] = None if is_missing(key[1]) else category_label(key[1])
+    return list(map(labels.__getitem__, keys))
 
 
 def model_frame(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:

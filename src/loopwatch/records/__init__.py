@@ -4,6 +4,7 @@ monitoring configurations and rebaselines. Frozen dataclasses, no I/O."""
 
 from loopwatch.records.events import (
     REQUEST_TYPES,
+    EventColumns,
     LoggedRequest,
     PredictionEvent,
     Rejection,
@@ -29,6 +30,7 @@ __all__ = [
     "AliasChange",
     "BusinessObservation",
     "ConfigVersion",
+    "EventColumns",
     "IncidentRecord",
     "Label",
     "LabelOutcome",

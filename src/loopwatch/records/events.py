@@ -12,7 +12,8 @@ monitoring window uses it; ``logged_at`` is when the store committed it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any, Literal
 
@@ -149,3 +150,36 @@ class RequestOutcome:
     status: Literal["stored", "duplicate", "conflict", "failed"]
     response: bytes | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventColumns:
+    """A batch of logged events column by column, as the summariser reads them: one entry per
+    event in every field, in the order the store gave them, without a :class:`PredictionEvent`
+    per row (building a record per event cost several times the summary it fed).
+
+    ``runtime_ms`` and ``row_runtime_ms`` are as stored (a negative value: not measured);
+    ``prediction`` is each event's first output (``None`` when it has none); ``adversarial``
+    is the evasion score's flag from the event's input summary (``None`` without one).
+    """
+
+    request_id: Sequence[str]
+    row_index: Sequence[int]
+    model_version: Sequence[int]
+    timestamp_us: Sequence[int]
+    runtime_ms: Sequence[float]
+    row_runtime_ms: Sequence[float]
+    prediction: Sequence[Any]
+    probability: Sequence[list[Any] | None]
+    data: Sequence[dict[str, Any] | None]
+    adversarial: Sequence[Any]
+    request_type: Sequence[str]
+    client_id: Sequence[str | None]
+    fingerprint_id: Sequence[str]
+
+    def __len__(self) -> int:
+        return len(self.request_id)
+
+    def take(self, positions: Sequence[int]) -> EventColumns:
+        """The events at ``positions``, in that order."""
+        return EventColumns(**{f.name: [getattr(self, f.name)[i] for i in positions] for f in fields(self)})

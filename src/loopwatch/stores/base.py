@@ -22,6 +22,7 @@ from loopwatch.records import (
     AliasChange,
     BusinessObservation,
     ConfigVersion,
+    EventColumns,
     Fingerprint,
     IncidentRecord,
     Label,
@@ -298,6 +299,9 @@ class Store(Protocol):
     def iter_events_logged(
         self, model_name: str, *, after: int | None, through: int, batch_requests: int = 2000
     ) -> Iterator[tuple[list[PredictionEvent], int]]: ...
+    def iter_event_columns_logged(
+        self, model_name: str, *, after: int | None, through: int, batch_requests: int = 2000
+    ) -> Iterator[tuple[EventColumns, int]]: ...
     def iter_window_events(
         self, model_name: str, *, version: int, start: datetime, end: datetime, logged_through: int
     ) -> list[PredictionEvent]: ...

@@ -6,17 +6,19 @@ they were logged, and days are UTC calendar days.
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence, cast
 
+import numpy as np
 import pandas as pd
 
 from loopwatch.errors import InvalidInput, echo
-from loopwatch.features.frames import with_canonical_features
+from loopwatch.features.frames import canonical_column, labels_of, with_canonical_features
 from loopwatch.features.schema import FeatureSchema
-from loopwatch.records import PredictionEvent
+from loopwatch.records import EventColumns, PredictionEvent
 
 _SPEC = re.compile(r"^(\d+)([hdw])$")
 _UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
@@ -106,6 +108,83 @@ def events_frame(
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame if schema is None else with_canonical_features(frame, schema)
+
+
+#: A categorical feature of these values is labelled as it is (``None`` is missing).
+_TEXT = {str, type(None)}
+
+
+def _same_keys(data: Sequence[dict[str, Any] | None], keys: Any) -> bool:
+    """Whether every row holds data, of exactly ``keys``."""
+    try:
+        return all(map(keys.__eq__, map(dict.keys, data)))  # type: ignore[arg-type]
+    except TypeError:  # a row without data
+        return False
+
+
+def columns_frame(
+    columns: EventColumns, classes: Sequence[Any] = (), *, schema: FeatureSchema | None = None
+) -> pd.DataFrame:
+    """:func:`events_frame` of a batch read column by column
+    (:meth:`~loopwatch.stores.base.Store.iter_event_columns_logged`): the same frame (the same
+    columns, types and values), built a column at a time rather than a row at a time."""
+    n = len(columns)
+    if n == 0:
+        return pd.DataFrame()
+    data = columns.data
+    names: list[str] = []
+    by_name: dict[str, Sequence[Any]] = {}
+    first = next((d for d in data if d), None)
+    if first is not None:
+        keys = first.keys()
+        if _same_keys(data, keys):
+            # every row holds the same features (the common case): one C-level pass transposes them
+            names = list(keys)
+            rows = cast("Sequence[dict[str, Any]]", data)
+            by_name = dict(zip(names, zip(*map(operator.itemgetter(*names), rows)) if len(names) > 1
+                               else [[d[names[0]] for d in rows]]))
+        else:  # rows without data or of different features: every feature any row holds, in order of appearance
+            names = list(dict.fromkeys(key for d in data if d for key in d))
+            by_name = {name: [None if d is None else d.get(name) for d in data] for name in names}
+    features = {} if schema is None else {f.name: f for f in schema.features}
+    out: dict[str, Any] = {}
+    for name in names:
+        values = by_name[name]
+        feature = features.get(name)
+        if feature is None:
+            out[name] = list(values)
+        elif feature.kind == "numeric":
+            try:  # numpy reads JSON's numbers, booleans, numeric strings and nulls as pandas' column would
+                out[name] = np.array(values, dtype=np.float64)
+            except (TypeError, ValueError):
+                out[name] = canonical_column(pd.Series(values), feature)
+        elif set(map(type, values)) <= _TEXT:
+            # labels of strings are the strings: no column to infer first
+            out[name] = pd.array(labels_of(values), dtype=object)
+        else:
+            out[name] = canonical_column(pd.Series(values), feature)
+    runtime = np.asarray(columns.runtime_ms, dtype=np.float64)
+    row_runtime = np.asarray(columns.row_runtime_ms, dtype=np.float64)
+    out["__timestamp"] = pd.to_datetime(np.asarray(columns.timestamp_us, dtype=np.int64), unit="us", utc=True)
+    out["__version"] = np.array(columns.model_version, dtype=np.int64)
+    out["__client_id"] = list(columns.client_id)
+    out["__fingerprint_id"] = list(columns.fingerprint_id)
+    out["__request_id"] = list(columns.request_id)
+    # an ingested event whose sender reported no latency: not measured, not fast
+    out["__runtime_ms"] = np.where(row_runtime >= 0, row_runtime, np.nan)
+    out["__request_runtime_ms"] = np.where(runtime >= 0, runtime, np.nan)
+    out["__row_index"] = np.array(columns.row_index, dtype=np.int64)
+    out["__request_type"] = list(columns.request_type)
+    out["__has_data"] = np.array([d is not None for d in data], dtype=bool)
+    out["__adversarial"] = list(columns.adversarial)
+    out["prediction"] = [str(p) if p is not None else None for p in columns.prediction] if classes \
+        else list(columns.prediction)
+    probability = columns.probability
+    if any(p is not None for p in probability):
+        width = max(len(p) for p in probability if p is not None)
+        for j, label in enumerate(classes[:width]):  # as zip(classes, probability) fills them
+            out[f"probability_{label}"] = [p[j] if p is not None and j < len(p) else None for p in probability]
+    return pd.DataFrame(out)
 
 
 def split(frame: pd.DataFrame, spec: WindowSpec) -> Iterator[Window]:
