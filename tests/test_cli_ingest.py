@@ -154,3 +154,19 @@ def test_batches_do_not_depend_on_how_the_reader_split_the_file(blocks) -> None:
     batches = list(_rebatched(iter(reader), 8))
     assert [b.num_rows for b in batches] == [8, 8, 5]
     assert np.concatenate([b.column(0).to_numpy() for b in batches]).tolist() == values.tolist()
+
+
+def test_columns_named_like_fields_need_no_mapping(trained, churn_training, tmp_path) -> None:
+    """A file whose columns are already called prediction and timestamp is read as it is; a
+    mapping still wins, and a file without a prediction column still says how to name it."""
+    frame = predictions_table(churn_training, 30).rename(columns={"pred": "prediction", "ts": "timestamp"})
+    frame = frame.drop(columns=["customer", "served_by", "proba_0", "proba_1"])
+    path = write(frame, tmp_path / "named.csv")
+    report = json.loads(loopwatch("ingest", str(path), "-m", "churn").stdout)
+    assert report["accepted"] == 30
+    events = list(trained.store.iter_events(EventQuery(model_name="churn")))
+    assert sorted(e.timestamp for e in events) == sorted(pd.Timestamp(t).to_pydatetime() for t in frame["timestamp"])
+    assert sorted(e.prediction[0] for e in events) == sorted(frame["prediction"].tolist())
+    unnamed = write(frame.rename(columns={"prediction": "score"}), tmp_path / "unnamed.csv")
+    refused = loopwatch("ingest", str(unnamed), "-m", "churn", code=2)
+    assert "--map prediction=COLUMN" in refused.stderr

@@ -18,11 +18,11 @@ import queue
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from itertools import repeat
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TypeAlias, cast
 
 import numpy as np
 import orjson
@@ -175,6 +175,20 @@ def ingest_file(registry: Registry, path: Path, *, model: str, mapping: ColumnMa
                         seconds=time.perf_counter() - started, versions=versions)
 
 
+def with_named_fields(mapping: ColumnMap, columns: Iterable[str], *, features: Sequence[str]) -> ColumnMap:
+    """``mapping`` with every field not mapped read from a column of its own name (``prediction``,
+    ``timestamp``...), unless that column is a feature, ignored, or already mapped to a field.
+
+    >>> with_named_fields(ColumnMap(fields={"timestamp": "ts"}), ["x", "prediction", "ts", "timestamp"],
+    ...                   features=["x"]).fields
+    {'timestamp': 'ts', 'prediction': 'prediction'}
+    """
+    taken = set(mapping.fields.values()) | set(mapping.ignore) | set(features)
+    named = {name: name for name in MAPPABLE
+             if name not in mapping.fields and name in set(columns) and name not in taken}
+    return mapping if not named else replace(mapping, fields={**mapping.fields, **named})
+
+
 def encode_batch(registry: Registry, record_batch: pa.RecordBatch, *, base: ModelVersion, log_data: bool,
                  mapping: ColumnMap, chunk: int, offset: int, client_id: str | None,
                  versions: dict[str, int]) -> IngestBatch:
@@ -183,13 +197,14 @@ def encode_batch(registry: Registry, record_batch: pa.RecordBatch, *, base: Mode
     # pandas writes a frame's index as __index_level_N__ columns (after a sort, say): not the user's data
     columns = {name: record_batch.column(i) for i, name in enumerate(record_batch.schema.names)
                if not PANDAS_INDEX.fullmatch(name)}
+    names = [f.name for f in base.schema.features]
+    mapping = with_named_fields(mapping, columns, features=names)
     mapped = set(mapping.fields.values()) | set(mapping.ignore)
     prefix = mapping.probability_prefix
     classes = [str(c) for c in base.schema.classes]
     proba_columns = [f"{prefix}{c}" for c in classes] if prefix else []
     problems: list[dict[str, Any]] = []
     missing_columns = [c for c in [*mapping.fields.values(), *proba_columns] if c not in columns]
-    names = [f.name for f in base.schema.features]
     unknown = [c for c in columns if c not in mapped and c not in proba_columns and c not in names]
     absent = [name for name in names if name not in columns]
     if missing_columns or unknown or absent or "prediction" not in mapping.fields:

@@ -19,8 +19,9 @@ FIELDS = ("request_id", "row_index", "timestamp", "prediction", "probabilities",
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--model", "-m", "name", required=True, help="Model name.")
 @click.option("--map", "maps", multiple=True, metavar="FIELD=COLUMN",
-              help=f"Read a field from a column ({', '.join(FIELDS)}); repeat. The remaining columns "
-                   "are the features. prediction is required.")
+              help=f"Read a field from a column ({', '.join(FIELDS)}); repeat. A column named like a "
+                   "field is read as that field unless it is a feature. The remaining columns are the "
+                   "features. prediction is required.")
 @click.option("--probability-prefix", default=None, metavar="PREFIX",
               help="Probabilities from the columns PREFIX<class>, one per class (e.g. proba_).")
 @click.option("--ignore", "ignored", multiple=True, metavar="COLUMN", help="A column to leave out; repeat.")
