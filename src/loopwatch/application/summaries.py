@@ -339,9 +339,7 @@ class Summariser:
         wm = self.store.summary_watermark(name)
         if wm is None:
             return ()
-        stored: dict[int, set[str]] = defaultdict(set)
-        for s in self.store.window_summaries(name):
-            stored[s.version].add(s.layout_id)
+        stored = self.store.summary_layouts(name)
         changed = []
         for version, ids in sorted(stored.items()):
             if ids != {self.layout(name, version).layout_id}:

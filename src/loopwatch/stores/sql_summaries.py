@@ -32,7 +32,7 @@ from loopwatch.errors import Conflict, InvalidInput, StoreError
 from loopwatch.records import EventColumns, PredictionEvent
 from loopwatch.records.feedback import key_text, utc_moment
 from loopwatch.records.jsonutil import dumps, loads
-from loopwatch.stores.base import to_micros
+from loopwatch.stores.base import from_micros, to_micros
 from loopwatch.stores.sql import EVENT_READ_COLUMNS, SqlStoreBase, _event_from_row, utcnow
 from loopwatch.summaries.window import HOUR_SAMPLE_ROWS, WindowSummary, merge_all
 
@@ -146,6 +146,29 @@ class SqlSummariesMixin(SqlStoreBase):
             f"SELECT payload, encoding FROM window_summaries WHERE {' AND '.join(where)} "
             "ORDER BY window_start, model_version", params)
         return [replace(decode_summary(payload, encoding), model=model_name) for payload, encoding in rows]
+
+    def summary_spans(
+        self, model_name: str, *, kind: str = "hour", start: datetime | None = None, end: datetime | None = None,
+        version: int | None = None,
+    ) -> list[tuple[int, datetime, datetime]]:
+        """(version, start, end) of the stored windows :meth:`window_summaries` would return, read
+        from their columns: which windows there are, without decoding one."""
+        where, params = _window_filter(model_name, kind, version, (start, "start"), (end, "end"))
+        rows = self._fetchall(
+            f"SELECT model_version, window_start, window_end FROM window_summaries WHERE {' AND '.join(where)} "
+            "ORDER BY window_start, model_version", params)
+        return [(int(v), from_micros(int(a)), from_micros(int(b))) for v, a, b in rows]
+
+    def summary_layouts(self, model_name: str) -> dict[int, set[str]]:
+        """Each version's layout ids among its stored hourly windows, read from their column (no
+        payload is decoded: the summariser checks them on every run)."""
+        rows = self._fetchall(
+            "SELECT DISTINCT model_version, layout_id FROM window_summaries WHERE model_name = ? AND kind = ?",
+            [model_name, "hour"])
+        out: dict[int, set[str]] = {}
+        for version, layout in rows:
+            out.setdefault(int(version), set()).add(str(layout))
+        return out
 
     def read_window(
         self, model_name: str, *, version: int, start: datetime, end: datetime,

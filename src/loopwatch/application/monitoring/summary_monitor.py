@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import pandas as pd
 
@@ -67,78 +67,85 @@ def monitor_summaries(
     end = None if until is None else _ceil_hour(until)
     # the report says what was read: whole hours
     report = MonitorReport(model=name, window=window, since=start, until=end)
-    windows = _windows(store, name, spec, start=start, end=end, version=version)
-    if not windows:
-        return report
     rejections = rejection_times(store, name, since)
-    for number in sorted({v for v, _ in windows}):
+    previous_of: dict[int, pd.DataFrame | None] = {}
+    for (number, window_start), summary in _windows(store, name, spec, start=start, end=end, version=version):
         meta = versions[number]
         profile = registry.profile(name, number)
         # in the order the log's frame has them, so alarms are listed alike
         probabilities = [f"probability_{c}" for c in meta.schema.classes]
-        previous: pd.DataFrame | None = None
-        for (v, window_start), summary in sorted(windows.items()):
-            if v != number:
-                continue
-            shadow = int(summary.traffic.request_types.get("shadow", 0))
-            if shadow == summary.n:  # a candidate scoring in the shadow: not what was served
-                continue
-            sample = _sample_frame(summary, meta)
-            # probabilities a file of predictions did not carry are not outputs (as from the log)
-            outputs = ["prediction", *(p for p in probabilities if _has_values(summary, p))]
-            drift = _compare(profile, summary, sample, outputs=outputs, config=config, where=(name, window_start))
-            drift = with_unexpected_nulls(drift, _nulls(summary), meta.schema, declared)
-            before, skipped = None, list(drift.skipped)
-            if compare_previous and previous is not None:
-                if sample is None:
-                    skipped.append(SkippedTest(test="previous", reason="no_row_sample", n=0, minimum=1))
-                else:
-                    before, not_before = against_previous(profile, previous, sample, config)
-                    skipped += not_before
-            window_end = window_start + spec.length
-            n_rejected = count_between(rejections, window_start, window_end)
-            evasion: dict[str, Any] | None = evasion_of_counts(
-                registry, name, number, flagged=summary.traffic.evasion_flagged,
-                scored=summary.traffic.evasion_scored, fpr=adversarial_fpr)
-            if is_monitor_only(meta):
-                evasion = {"not_applicable": "monitor-only model: loopwatch does not score its predictions"}
-            alarms = alarms_of(drift, n_rejected)
-            if evasion is not None and "not_applicable" not in evasion:
-                evasion = evasion | evasion_threshold(evasion, config)
-                if evasion["p_value"] < config.alpha and evasion["effect"] >= evasion["practical_threshold"]:
-                    alarms.append("evasion:rate")
-            report.windows.append(WindowReport(
-                start=window_start, end=window_end, n_events=summary.n, model_version=number, segment=None,
-                report=drift, previous=before, rejections=n_rejected, alarms=alarms, evasion=evasion,
-                skipped=skipped,
-            ))
-            previous = sample
+        previous = previous_of.get(number)
+        shadow = int(summary.traffic.request_types.get("shadow", 0))
+        if shadow == summary.n:  # a candidate scoring in the shadow: not what was served
+            continue
+        sample = _sample_frame(summary, meta)
+        # probabilities a file of predictions did not carry are not outputs (as from the log)
+        outputs = ["prediction", *(p for p in probabilities if _has_values(summary, p))]
+        drift = _compare(profile, summary, sample, outputs=outputs, config=config, where=(name, window_start))
+        drift = with_unexpected_nulls(drift, _nulls(summary), meta.schema, declared)
+        before, skipped = None, list(drift.skipped)
+        if compare_previous and previous is not None:
+            if sample is None:
+                skipped.append(SkippedTest(test="previous", reason="no_row_sample", n=0, minimum=1))
+            else:
+                before, not_before = against_previous(profile, previous, sample, config)
+                skipped += not_before
+        window_end = window_start + spec.length
+        n_rejected = count_between(rejections, window_start, window_end)
+        evasion: dict[str, Any] | None = evasion_of_counts(
+            registry, name, number, flagged=summary.traffic.evasion_flagged,
+            scored=summary.traffic.evasion_scored, fpr=adversarial_fpr)
+        if is_monitor_only(meta):
+            evasion = {"not_applicable": "monitor-only model: loopwatch does not score its predictions"}
+        alarms = alarms_of(drift, n_rejected)
+        if evasion is not None and "not_applicable" not in evasion:
+            evasion = evasion | evasion_threshold(evasion, config)
+            if evasion["p_value"] < config.alpha and evasion["effect"] >= evasion["practical_threshold"]:
+                alarms.append("evasion:rate")
+        report.windows.append(WindowReport(
+            start=window_start, end=window_end, n_events=summary.n, model_version=number, segment=None,
+            report=drift, previous=before, rejections=n_rejected, alarms=alarms, evasion=evasion,
+            skipped=skipped,
+        ))
+        previous_of[number] = sample
     report.windows.sort(key=lambda w: (w.start, w.model_version))
     return report
 
 
 def _windows(store: Store, name: str, spec: WindowSpec, *, start: datetime | None, end: datetime | None,
-             version: int | None) -> dict[tuple[int, datetime], WindowSummary]:
-    """Each (version, window start) of the period, merged from its stored hours and days."""
+             version: int | None) -> Iterator[tuple[tuple[int, datetime], WindowSummary]]:
+    """Each (version, window start) of the period in order, merged from its stored hours and days.
+
+    Which windows there are is read from the stored rows' columns; each window's payloads are
+    then read and merged alone, so memory holds one window's hours at a time, not the period's."""
     assert spec.length is not None
-    hours = store.window_summaries(name, kind="hour", start=start, end=end, version=version)
-    days = store.window_summaries(name, kind="day", start=start, end=end, version=version)
-    parts: dict[tuple[int, datetime], list[WindowSummary]] = defaultdict(list)
+    length = spec.length
+    days: dict[tuple[int, datetime], list[tuple[datetime, datetime]]] = defaultdict(list)
     covered: set[tuple[int, datetime]] = set()
-    for day in days:
-        window_start = spec.start_of(day.start)
-        if day.end > window_start + spec.length or (end is not None and day.end > end):
+    for v, day_start, day_end in store.summary_spans(name, kind="day", start=start, end=end, version=version):
+        window_start = spec.start_of(day_start)
+        if day_end > window_start + length or (end is not None and day_end > end):
             logger.info("monitor: the rolled-up day %s of %r v%s does not fit a %s window: left out",
-                        utc_iso(day.start), name, day.version, spec.length)
+                        utc_iso(day_start), name, v, length)
             continue
-        parts[(day.version, window_start)].append(day)
-        covered.add((day.version, day.start))
-    for hour in hours:
-        day_start = datetime(hour.start.year, hour.start.month, hour.start.day, tzinfo=timezone.utc)
-        if (hour.version, day_start) in covered:
-            continue
-        parts[(hour.version, spec.start_of(hour.start))].append(hour)
-    return {key: merge_all(sorted(found, key=lambda s: s.start)) for key, found in parts.items()}
+        days[(v, window_start)].append((day_start, day_end))
+        covered.add((v, day_start))
+    hours: dict[tuple[int, datetime], bool] = {}
+    for v, hour_start, _ in store.summary_spans(name, kind="hour", start=start, end=end, version=version):
+        day_start = datetime(hour_start.year, hour_start.month, hour_start.day, tzinfo=timezone.utc)
+        if (v, day_start) not in covered:
+            hours[(v, spec.start_of(hour_start))] = True
+    for key in sorted(set(days) | set(hours)):
+        v, window_start = key
+        lo = window_start if start is None else max(window_start, start)
+        hi = window_start + length if end is None else min(window_start + length, end)
+        found = [d for d in store.window_summaries(name, kind="day", start=lo, end=hi, version=v)
+                 if (d.start, d.end) in days.get(key, [])]
+        if key in hours:
+            found += [h for h in store.window_summaries(name, kind="hour", start=lo, end=hi, version=v)
+                      if (v, datetime(h.start.year, h.start.month, h.start.day, tzinfo=timezone.utc)) not in covered]
+        if found:
+            yield key, merge_all(sorted(found, key=lambda s: s.start))
 
 
 def _sample_frame(summary: WindowSummary, meta: ModelVersion) -> pd.DataFrame | None:
