@@ -114,3 +114,23 @@ def test_events_come_by_when_they_were_logged_not_their_event_time(store: Store)
                                     logged_through=to_micros(t1)) == []
     assert list(store.iter_events_logged("iris", after=to_micros(t2), through=to_micros(t2) + 10)) == []
     assert store.latest_logged_at("iris") == to_micros(t2) and store.latest_logged_at("none") is None
+
+
+def test_a_batch_of_the_log_is_bounded_by_events_at_a_commits_end(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ingested file commits thousands of rows in one request: a batch takes whole commits
+    until it holds about ``BATCH_EVENTS`` events, however few requests that is."""
+    from loopwatch.stores import sql_summaries
+
+    monkeypatch.setattr(sql_summaries, "BATCH_EVENTS", 5)
+    moments = [DAY + timedelta(days=3, seconds=s) for s in range(4)]
+    write_logged_at(store, moments[0], [make_request("a", n_rows=4, received_at=DAY)])
+    write_logged_at(store, moments[1], [make_request("b", n_rows=3, received_at=DAY),
+                                        make_request("c", n_rows=3, received_at=DAY)])
+    write_logged_at(store, moments[2], [make_request("d", n_rows=6, received_at=DAY)])
+    write_logged_at(store, moments[3], [make_request("e", n_rows=1, received_at=DAY)])
+    batches = list(store.iter_events_logged("iris", after=None, through=to_micros(moments[3])))
+    # a (4) is short of 5, so b's commit joins it whole; d alone is over; e is the rest
+    assert [(sorted({e.request_id for e in batch}), reached) for batch, reached in batches] == [
+        (["a", "b", "c"], to_micros(moments[1])), (["d"], to_micros(moments[2])), (["e"], to_micros(moments[3]))]
+    columns = list(store.iter_event_columns_logged("iris", after=None, through=to_micros(moments[3])))
+    assert [reached for _, reached in columns] == [reached for _, reached in batches]

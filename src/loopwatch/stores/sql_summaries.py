@@ -288,16 +288,20 @@ class SqlSummariesMixin(SqlStoreBase):
         low = -(2**63) if after is None else int(after)
         while True:
             requests = self._fetchall(
-                "SELECT logged_at, request_id FROM requests WHERE model_name = ? AND logged_at > ? "
-                "AND logged_at <= ? ORDER BY logged_at, request_id LIMIT ?",
+                "SELECT logged_at, request_id, COALESCE(n_rows, 1) FROM requests WHERE model_name = ? "
+                "AND logged_at > ? AND logged_at <= ? ORDER BY logged_at, request_id LIMIT ?",
                 [model_name, low, int(through), int(batch_requests)])
             if not requests:
                 return
+            cut = _cut_at_commit(requests, BATCH_EVENTS)
+            if cut is not None:
+                requests = requests[:cut]
             reached = int(requests[-1][0])
-            if len(requests) == batch_requests:  # the rest of the last commit's requests too
+            if cut is None and len(requests) == batch_requests:  # the rest of the last commit's requests too
                 requests += self._fetchall(
-                    "SELECT logged_at, request_id FROM requests WHERE model_name = ? AND logged_at = ? "
-                    "AND request_id > ? ORDER BY request_id", [model_name, reached, str(requests[-1][1])])
+                    "SELECT logged_at, request_id, COALESCE(n_rows, 1) FROM requests WHERE model_name = ? "
+                    "AND logged_at = ? AND request_id > ? ORDER BY request_id",
+                    [model_name, reached, str(requests[-1][1])])
             rows: list[Sequence[Any]] = []
             ids = [str(r[1]) for r in requests]
             for lo in range(0, len(ids), 500):  # bound the statement's parameters
@@ -307,8 +311,6 @@ class SqlSummariesMixin(SqlStoreBase):
                     "ORDER BY e.request_id, e.row_index", chunk))
             yield rows, reached
             low = reached
-            if len(requests) < batch_requests:
-                return
 
     def iter_window_events(
         self, model_name: str, *, version: int, start: datetime, end: datetime, logged_through: int,
@@ -382,6 +384,29 @@ def _loads_all(texts: Sequence[str | bytes | None]) -> list[Any]:
         return [None if t is None else orjson.loads(t) for t in texts]
     except orjson.JSONDecodeError:
         return [None if t is None else loads(t) for t in texts]
+
+
+#: Events a batch of the log holds at most, unless one commit holds more: an ingested file
+#: commits thousands of rows in one request, so a count of requests alone does not bound a batch.
+BATCH_EVENTS = 20_000
+
+
+def _cut_at_commit(requests: Sequence[Sequence[Any]], most: int) -> int | None:
+    """How many of ``requests`` (logged_at, request_id, rows), in log order, make a batch of about
+    ``most`` events that ends at a commit's end (a batch never splits one commit's requests);
+    ``None`` when they all fit.
+
+    >>> _cut_at_commit([(1, "a", 10), (1, "b", 10), (2, "c", 10), (3, "d", 10)], 15)
+    2
+    >>> _cut_at_commit([(1, "a", 10), (2, "b", 10)], 100) is None
+    True
+    """
+    total = 0
+    for i, (logged_at, _, n_rows) in enumerate(requests):
+        total += int(n_rows)
+        if total >= most and i + 1 < len(requests) and requests[i + 1][0] != logged_at:
+            return i + 1
+    return None
 
 
 def _window_filter(
