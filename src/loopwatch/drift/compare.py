@@ -276,21 +276,25 @@ def _categorical_statistics(profile: UnivariateProfile, name: str, values: list[
         return out
     current = CategoricalSummary.from_values(values)
     out["n_current"] = current.n
-    labels, ref_vec, cur_vec = align_categories(summary.counts, current.counts)
     out["tests"] = {"chi2": chi2_test(summary.counts, current.counts)}
-    out["distances"] = {
+    out["distances"], out["distribution"] = category_distances(summary.counts, current.counts)
+    out["null"] = profile.nulls[name]
+    return out
+
+
+def category_distances(reference: Mapping[str, int], current: Mapping[str, int]) -> tuple[
+        dict[str, float], dict[str, Any]]:
+    """The distances between two categories' counts, and the counts side by side for plots."""
+    labels, ref_vec, cur_vec = align_categories(reference, current)
+    distances = {
         "kl_divergence": kl_divergence(ref_vec, cur_vec),
         "js_distance": js_distance(ref_vec, cur_vec),
         "psi": psi(ref_vec, cur_vec),
         "hellinger": hellinger(ref_vec, cur_vec),
     }
-    out["null"] = profile.nulls[name]
-    out["distribution"] = {
-        "categories": list(labels),
-        "reference": [int(v) for v in ref_vec],
-        "current": [int(v) for v in cur_vec],
-    }
-    return out
+    distribution = {"categories": list(labels), "reference": [int(v) for v in ref_vec],
+                    "current": [int(v) for v in cur_vec]}
+    return distances, distribution
 
 
 def _decide(raw: dict[str, dict[str, Any]], config: DriftConfig) -> dict[str, FeatureDrift]:

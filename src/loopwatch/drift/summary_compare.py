@@ -36,11 +36,12 @@ from loopwatch.drift.compare import (
     _multivariate,
     _outliers,
     _skipped_features,
+    category_distances,
 )
 from loopwatch.drift.profile import ReferenceProfile, UnivariateProfile
 from loopwatch.drift.report import DataQuality, DriftReport, FeatureDrift, SkippedTest
 from loopwatch.errors import InvalidInput
-from loopwatch.stats.binned import align_categories, hellinger, js_distance, kl_divergence, psi
+from loopwatch.stats.binned import hellinger, js_distance, kl_divergence, psi
 from loopwatch.stats.sketch import CategoricalSummary
 from loopwatch.stats.univariate import TestResult, chi2_test
 from loopwatch.summaries.categorical import CategoricalPart
@@ -173,16 +174,8 @@ def _categorical(profile: UnivariateProfile, name: str, part: CategoricalPart) -
         counts = part.estimated_counts()
         out["tests"] = {"chi2": TestResult(sketched.chi2_statistic, sketched.chi2_p_value_high)}
         out["error_bounds"] = {"count": sketched.count_error, "chi2_statistic_low": sketched.chi2_statistic_low}
-    labels, ref_vec, cur_vec = align_categories(summary.counts, counts)
-    out["distances"] = {
-        "kl_divergence": kl_divergence(ref_vec, cur_vec),
-        "js_distance": js_distance(ref_vec, cur_vec),
-        "psi": psi(ref_vec, cur_vec),
-        "hellinger": hellinger(ref_vec, cur_vec),
-    }
+    out["distances"], out["distribution"] = category_distances(summary.counts, counts)
     out["null"] = profile.nulls[name]
-    out["distribution"] = {"categories": list(labels), "reference": [int(v) for v in ref_vec],
-                           "current": [int(v) for v in cur_vec]}
     return out
 
 

@@ -33,7 +33,9 @@ from loopwatch.application.monitoring.window_results import (
     MonitorReport,
     WindowReport,
     against_previous,
+    NOT_SCORED,
     alarms_of,
+    alarms_with_evasion,
     count_between,
     evasion_threshold,
     rejection_times,
@@ -141,13 +143,9 @@ def monitor(
                 n_rejected = count_between(rejections, part.start, part.end) if segment_value is None else 0
                 evasion: dict[str, Any] | None = None if segment_value is not None else window_evasion(
                     registry, name, number, rows, fpr=adversarial_fpr)
-                if segment_value is None and is_monitor_only(meta):  # said plainly, never an alarm
-                    evasion = {"not_applicable": "monitor-only model: loopwatch does not score its predictions"}
-                alarms = alarms_of(drift, n_rejected)
-                if evasion is not None and "not_applicable" not in evasion:
-                    evasion = evasion | evasion_threshold(evasion, config)
-                    if evasion["p_value"] < config.alpha and evasion["effect"] >= evasion["practical_threshold"]:
-                        alarms.append("evasion:rate")
+                if segment_value is None and is_monitor_only(meta):
+                    evasion = dict(NOT_SCORED)
+                alarms, evasion = alarms_with_evasion(drift, n_rejected, evasion, config)
                 report.windows.append(
                     WindowReport(
                         start=part.start,

@@ -25,12 +25,12 @@ import pandas as pd
 
 from loopwatch.application.monitoring.security_evidence import evasion_of_counts
 from loopwatch.application.monitoring.window_results import (
+    NOT_SCORED,
     MonitorReport,
     WindowReport,
     against_previous,
-    alarms_of,
+    alarms_with_evasion,
     count_between,
-    evasion_threshold,
     rejection_times,
     with_unexpected_nulls,
 )
@@ -96,12 +96,8 @@ def monitor_summaries(
             registry, name, number, flagged=summary.traffic.evasion_flagged,
             scored=summary.traffic.evasion_scored, fpr=adversarial_fpr)
         if is_monitor_only(meta):
-            evasion = {"not_applicable": "monitor-only model: loopwatch does not score its predictions"}
-        alarms = alarms_of(drift, n_rejected)
-        if evasion is not None and "not_applicable" not in evasion:
-            evasion = evasion | evasion_threshold(evasion, config)
-            if evasion["p_value"] < config.alpha and evasion["effect"] >= evasion["practical_threshold"]:
-                alarms.append("evasion:rate")
+            evasion = dict(NOT_SCORED)
+        alarms, evasion = alarms_with_evasion(drift, n_rejected, evasion, config)
         report.windows.append(WindowReport(
             start=window_start, end=window_end, n_events=summary.n, model_version=number, segment=None,
             report=drift, previous=before, rejections=n_rejected, alarms=alarms, evasion=evasion,

@@ -157,6 +157,24 @@ def alarms_of(report: DriftReport, rejections: int = 0) -> list[str]:
     return alarms
 
 
+#: What a monitor-only version's windows say of the evasion score: plainly, never an alarm.
+NOT_SCORED = {"not_applicable": "monitor-only model: loopwatch does not score its predictions"}
+
+
+def alarms_with_evasion(
+    drift: DriftReport, rejections: int, evasion: dict[str, Any] | None, config: DriftConfig
+) -> tuple[list[str], dict[str, Any] | None]:
+    """The window's alarms (:func:`alarms_of`), ``evasion:rate`` among them when the flagged
+    share is significantly and practically above the calibrated one, and the evasion evidence
+    with the threshold it was held to."""
+    alarms = alarms_of(drift, rejections)
+    if evasion is not None and "not_applicable" not in evasion:
+        evasion = evasion | evasion_threshold(evasion, config)
+        if evasion["p_value"] < config.alpha and evasion["effect"] >= evasion["practical_threshold"]:
+            alarms.append("evasion:rate")
+    return alarms, evasion
+
+
 def evasion_threshold(evasion: dict[str, Any], config: DriftConfig) -> dict[str, Any]:
     """The flagged share's excess over the calibrated share, and the practical threshold it must
     reach (max(floor, band at min(n, N0) rows), or the configured ``evasion_rate``)."""
@@ -204,7 +222,7 @@ def count_between(times: np.ndarray, start: datetime, end: datetime) -> int:
 
 
 __all__: Sequence[str] = (
-    "DEFAULT_ADVERSARIAL_FPR", "MONITOR_ALPHA", "MONITOR_CONFIG", "QUALITY_SHARE", "MonitorReport", "WindowReport",
-    "against_previous", "alarms_of", "count_between", "evasion_threshold", "rejection_times",
+    "DEFAULT_ADVERSARIAL_FPR", "MONITOR_ALPHA", "MONITOR_CONFIG", "NOT_SCORED", "QUALITY_SHARE", "MonitorReport",
+    "WindowReport", "against_previous", "alarms_of", "alarms_with_evasion", "count_between", "evasion_threshold", "rejection_times",
     "with_unexpected_missing", "with_unexpected_nulls",
 )
