@@ -20,12 +20,10 @@ It runs where events land, off the request path: a thread of ``loopwatch serve``
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -33,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from loopwatch.application.collector import collector_paused
 from loopwatch.application.monitoring.windows import columns_frame, events_frame
 from loopwatch.config import Settings
 from loopwatch.errors import Conflict, LoopwatchError
@@ -54,35 +53,6 @@ from loopwatch.summaries.window import (
 )
 
 _log = logging.getLogger("loopwatch.summaries")
-_collector_lock = threading.Lock()
-_collector_pauses = 0
-_collector_was_enabled = False
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while a batch of events is read and summarised.
-
-    A batch allocates a few container objects per event (rows, decoded JSON, sampled rows) and
-    frees them together at its end, without cycles; the collector, triggered by the allocations,
-    walks every live object of the process again and again meanwhile, which cost a fifth of the
-    summariser's time. Reference counting still frees everything; cycles made elsewhere in the
-    process meanwhile are collected when the pause ends. Pauses nest and may overlap across
-    threads: the collector runs again when the last one ends (if it ran before the first).
-    """
-    global _collector_pauses, _collector_was_enabled
-    with _collector_lock:
-        if _collector_pauses == 0:
-            _collector_was_enabled = gc.isenabled()
-            gc.disable()
-        _collector_pauses += 1
-    try:
-        yield
-    finally:
-        with _collector_lock:
-            _collector_pauses -= 1
-            if _collector_pauses == 0 and _collector_was_enabled:
-                gc.enable()
 
 
 @dataclass(frozen=True)

@@ -286,12 +286,8 @@ def category_distances(reference: Mapping[str, int], current: Mapping[str, int])
         dict[str, float], dict[str, Any]]:
     """The distances between two categories' counts, and the counts side by side for plots."""
     labels, ref_vec, cur_vec = align_categories(reference, current)
-    distances = {
-        "kl_divergence": kl_divergence(ref_vec, cur_vec),
-        "js_distance": js_distance(ref_vec, cur_vec),
-        "psi": psi(ref_vec, cur_vec),
-        "hellinger": hellinger(ref_vec, cur_vec),
-    }
+    distances = {"kl_divergence": kl_divergence(ref_vec, cur_vec), "js_distance": js_distance(ref_vec, cur_vec),
+                 "psi": psi(ref_vec, cur_vec), "hellinger": hellinger(ref_vec, cur_vec)}
     distribution = {"categories": list(labels), "reference": [int(v) for v in ref_vec],
                     "current": [int(v) for v in cur_vec]}
     return distances, distribution

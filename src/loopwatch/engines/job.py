@@ -146,7 +146,8 @@ def window_frame(frame: pd.DataFrame, *, schema: FeatureSchema, columns: Mapping
     ...     "x": [0.5, None], "c": [3, None], "prediction": [True, False], "probability_true": [0.9, 0.2],
     ...     "probability_false": [0.1, 0.8]})
     >>> rows = window_frame(exported, schema=schema)
-    >>> rows[["c", "prediction", "probability_True", "__client_id", "__has_data"]].values.tolist()
+    >>> picked = rows[["c", "prediction", "probability_True", "__client_id", "__has_data"]]
+    >>> picked.astype(object).where(picked.notna(), None).values.tolist()
     [['3', 'True', 0.9, 'a', True], [None, 'False', 0.2, None, False]]
     """
     data: dict[str, Any] = {}
