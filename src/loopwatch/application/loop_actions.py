@@ -22,6 +22,7 @@ from loopwatch.records.period import Period
 from loopwatch.application.configs import load_monitoring_config
 
 if TYPE_CHECKING:  # pragma: no cover
+    from loopwatch.application.summaries import Summariser
     from loopwatch.records.incidents import ConfigVersion, IncidentRecord, Rebaseline
     from loopwatch.registry import Registry
 
@@ -44,6 +45,7 @@ def loop_status(
     since: datetime | None = None,
     until: datetime | None = None,
     window: str | None = None,
+    summariser: Summariser | None = None,
 ) -> dict[str, Any]:
     """The model's incidents and open recommendations, as JSON-ready data.
 
@@ -66,7 +68,7 @@ def loop_status(
     from loopwatch.application.monitoring.loops_runner import evaluate_loops, record_incidents
 
     report = evaluate_loops(store, registry, name, since=since, until=until, config=config,
-                            config_version=version)
+                            config_version=version, summariser=summariser)
     record_incidents(store, report, now=now)
     data = report.to_dict()
     states: dict[str, dict[str, Any]] = {}

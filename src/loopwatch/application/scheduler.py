@@ -25,6 +25,8 @@ from loopwatch.records.jsonutil import utc_iso
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
+    from loopwatch.application.summaries import Summariser
+
     from loopwatch.records.incidents import IncidentRecord
     from loopwatch.registry import Registry
 
@@ -76,14 +78,15 @@ def run_due(
     now: datetime,
     models: Sequence[str] | None = None,
     client: httpx.Client | None = None,
+    summariser: Summariser | None = None,
 ) -> list[ScheduledRun]:
     """Evaluate every model (or the given ones) whose schedule is due, once across all workers.
 
     Returns the runs this call made; a model another worker evaluated within its
     period is skipped. One model failing never stops the others: its run carries
-    the error.
+    the error. With a ``summariser``, evaluations read window summaries, not the log.
     """
-    runs, _ = _run_due(store, registry, now=now, models=models, client=client)
+    runs, _ = _run_due(store, registry, now=now, models=models, client=client, summariser=summariser)
     return runs
 
 
@@ -96,13 +99,14 @@ def evaluate_and_alert(
     config: MonitoringConfig,
     config_version: int | None,
     client: httpx.Client | None = None,
+    summariser: Summariser | None = None,
 ) -> ScheduledRun:
     """One evaluation of ``model`` up to ``now``: record its incidents and send the alerts due."""
     from loopwatch.application.monitoring.loops_runner import evaluate_loops, record_incidents
 
     try:
         report = evaluate_loops(store, registry, model, until=now, config=config,
-                                config_version=config_version)
+                                config_version=config_version, summariser=summariser)
         new = record_incidents(store, report, now=now)
         candidates: dict[str, IncidentRecord] = {i.incident_id: i for i in new}
         for incident in store.list_incidents(model, status="open"):
@@ -145,6 +149,7 @@ def _run_due(
     now: datetime,
     models: Sequence[str] | None,
     client: httpx.Client | None,
+    summariser: Summariser | None = None,
 ) -> tuple[list[ScheduledRun], float | None]:
     """The runs made, and the shortest schedule among the models looked at (for the next tick)."""
     names = list(models) if models is not None else scheduled_models(store)
@@ -163,7 +168,7 @@ def _run_due(
                                      error=f"{type(exc).__name__}: {exc}"))
             continue
         runs.append(evaluate_and_alert(store, registry, name, now=now, config=config,
-                                       config_version=version, client=client))
+                                       config_version=version, client=client, summariser=summariser))
     return runs, shortest
 
 
@@ -193,11 +198,13 @@ class Scheduler:
         clock: Callable[[], datetime] = _utc_now,
         client: httpx.Client | None = None,
         on_round: Callable[[list[ScheduledRun]], None] | None = None,
+        summariser: Summariser | None = None,
     ) -> None:
         if not tick_seconds > 0:
             raise ValueError("tick_seconds must be positive")
         self.store = store
         self.registry = registry
+        self.summariser = summariser
         self.tick_seconds = tick_seconds
         self.models = list(models) if models is not None else None
         self.clock = clock
@@ -217,6 +224,7 @@ class Scheduler:
     def run_once(self) -> list[ScheduledRun]:
         """One round, in the caller's thread."""
         runs, shortest = _run_due(self.store, self.registry, now=self.clock(), models=self.models,
+                                  summariser=self.summariser,
                                   client=self.client)
         self.pause_ = min(self.tick_seconds, MAX_TICK_SECONDS, shortest or MAX_TICK_SECONDS)
         self.rounds_ += 1

@@ -60,8 +60,8 @@ def loops(model: str, since: str | None, until: str | None, window: str | None, 
 
     with Workspace(settings) as ws:
         data = loop_status(ws.store, ws.registry, model, now=_now(), fresh=not recorded,
-                           since=period.since, until=period.until,
-                           window=window)
+                           since=period.since, until=period.until, window=window,
+                           summariser=ws.summariser if settings.summaries_enabled else None)
     if as_json:
         _echo_json(data)
     else:
@@ -125,7 +125,8 @@ def watch(models: tuple[str, ...], once: bool, tick: float | None, as_json: bool
             ws.registry.resolve(name)  # an unknown model, or one with nothing in production: exit 2
         scheduler = Scheduler(ws.store, ws.registry, models=list(models) or None,
                               tick_seconds=tick or settings.schedule_tick_seconds,
-                              on_round=lambda runs: _print_runs(runs, as_json=as_json))
+                              on_round=lambda runs: _print_runs(runs, as_json=as_json),
+                              summariser=ws.summariser if settings.summaries_enabled else None)
         if once:
             runs = scheduler.run_once()
             if not runs and not as_json:

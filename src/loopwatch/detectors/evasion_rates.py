@@ -65,7 +65,25 @@ def evasion_by_client(
     min_rows: int = 30,
     min_history: int = 100,
 ) -> list[ClientEvasion]:
-    """Each client with at least ``min_rows`` scored rows, most flagged share first.
+    """:func:`evasion_by_client_counts` from each client's flags, one per scored row."""
+    return evasion_by_client_counts(
+        {client: (sum(bool(f) for f in values), len(values)) for client, values in flags.items()},
+        k_calibration=k_calibration, n_calibration=n_calibration, history=history, alpha=alpha,
+        min_rows=min_rows, min_history=min_history)
+
+
+def evasion_by_client_counts(
+    counts: Mapping[str | None, tuple[int, int]],
+    *,
+    k_calibration: int,
+    n_calibration: int,
+    history: Mapping[str | None, tuple[int, int]] | None = None,
+    alpha: float = 0.001,
+    min_rows: int = 30,
+    min_history: int = 100,
+) -> list[ClientEvasion]:
+    """Each client with at least ``min_rows`` scored rows, most flagged share first
+    (``counts``: each client's flagged and scored rows).
 
     ``history`` maps a client to its flagged and scored rows in earlier ordinary
     windows; with at least ``min_history`` of them, the client is also tested
@@ -76,7 +94,8 @@ def evasion_by_client(
     for name, value in (("min_rows", min_rows), ("min_history", min_history)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise InvalidInput(f"{name} must be a positive integer")
-    counts = {client: (sum(bool(f) for f in values), len(values)) for client, values in flags.items()}
+    if any(not 0 <= k <= n for k, n in counts.values()):
+        raise InvalidInput("a client's flagged rows are among its scored rows")
     tested = [client for client, (_, n) in counts.items() if n >= min_rows]
     if not tested:
         return []

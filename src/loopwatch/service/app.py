@@ -68,7 +68,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         await asyncio.to_thread(report_unsafe_names, opened)
         metrics.watch_evaluations(opened)
         retention = asyncio.create_task(_retention_loop(opened))
-        scheduler = _start_scheduler(settings, opened, registry)
+        scheduler = _start_scheduler(settings, opened, registry,
+                                     state.summariser if settings.summaries_enabled else None)
         summarising = _start_summariser(settings, state.summariser) if settings.summaries_enabled else None
         try:
             yield
@@ -150,7 +151,7 @@ async def _retention_loop(store: Store) -> None:
         await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
 
 
-def _start_scheduler(settings: Settings, store: Store, registry: Registry) -> Any:
+def _start_scheduler(settings: Settings, store: Store, registry: Registry, summariser: Any) -> Any:
     """The loop engine on each model's schedule, in this worker; every worker runs one, and a
     claim in the store lets one of them evaluate each model per period. The first round waits
     one tick, so that starting the service stays light."""
@@ -158,7 +159,7 @@ def _start_scheduler(settings: Settings, store: Store, registry: Registry) -> An
         return None
     from loopwatch.application.scheduler import Scheduler
 
-    scheduler = Scheduler(store, registry, tick_seconds=settings.schedule_tick_seconds)
+    scheduler = Scheduler(store, registry, tick_seconds=settings.schedule_tick_seconds, summariser=summariser)
     return scheduler.start(delay=settings.schedule_tick_seconds)
 
 

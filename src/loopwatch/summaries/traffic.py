@@ -209,14 +209,22 @@ class ClientActivity:
     last_seen_us: int
     #: Rows per bin of the gap between the two most probable classes (``MARGIN_STEP`` wide).
     margins: Mapping[int, int] = field(default_factory=dict)
+    #: The client's queries the evasion score scored, and those it flagged: a client's excess
+    #: of flags is tested on its own counts, which sampling would blur.
+    evasion_scored: int = 0
+    evasion_flagged: int = 0
 
     def __post_init__(self) -> None:
         freeze_fields(self, "margins")
+        if not 0 <= self.evasion_flagged <= self.evasion_scored <= self.n:
+            raise InvalidInput("a client's flagged queries are among its scored ones, and those among its queries")
 
     def merge(self, other: ClientActivity, /) -> ClientActivity:
         return ClientActivity(
             n=self.n + other.n, first_seen_us=min(self.first_seen_us, other.first_seen_us),
             last_seen_us=max(self.last_seen_us, other.last_seen_us), margins=_add_counts(self.margins, other.margins),
+            evasion_scored=self.evasion_scored + other.evasion_scored,
+            evasion_flagged=self.evasion_flagged + other.evasion_flagged,
         )
 
     def near_boundary_share(self, margin: float = 0.2) -> float | None:
@@ -252,15 +260,17 @@ class ClientSums:
         cls, *, client_ids: Sequence[str | None], request_ids: Sequence[str], row_indices: Sequence[int],
         timestamps_us: Sequence[int], request_types: Sequence[str], rows: pd.DataFrame | None,
         proba: np.ndarray | None = None, k: int = CLIENT_SAMPLE_K, seed: int = 0, max_clients: int | None = None,
-        rows_per_client: int | None = None,
+        rows_per_client: int | None = None, evasion_flags: Sequence[Any] | None = None,
     ) -> ClientSums:
         """The evidence of a batch of events, one entry per event (``rows``: their features as a
-        table, ``None`` when logged without data; ``proba``: their class probabilities, or ``None``).
+        table, ``None`` when logged without data; ``proba``: their class probabilities, or ``None``;
+        ``evasion_flags``: the evasion score's flag, None where an event was not scored).
         ``max_clients`` and ``rows_per_client``: the same as :meth:`pruned` after, without reading
         the rows it would drop."""
         n = len(client_ids)
         if not (len(request_ids) == len(row_indices) == len(timestamps_us) == len(request_types) == n) or (
-            rows is not None and len(rows) != n) or (proba is not None and len(proba) != n):
+            rows is not None and len(rows) != n) or (proba is not None and len(proba) != n) or (
+                evasion_flags is not None and len(evasion_flags) != n):
             raise InvalidInput("every column must have one entry per event")
         queries = ~np.isin(np.asarray(request_types, dtype=object), NOT_CLIENT_QUERIES)
         times = np.asarray(timestamps_us, dtype=np.int64)
@@ -279,8 +289,11 @@ class ClientSums:
             at = positions[order[lo:hi]]
             client = uniques[codes[order[lo]]]
             margins = {} if margin_bin is None else _counts(margin_bin[at].tolist())
+            scored, flagged = _evasion_counts(None if evasion_flags is None else [evasion_flags[i] for i in at],
+                                              len(at))
             activity[client] = ClientActivity(n=len(at), first_seen_us=int(times[at].min()),
-                                              last_seen_us=int(times[at].max()), margins=margins)
+                                              last_seen_us=int(times[at].max()), margins=margins,
+                                              evasion_scored=scored, evasion_flagged=flagged)
         sampled = at_query
         if max_clients is not None:
             keep = set(_top(activity, max_clients))
@@ -326,8 +339,10 @@ class ClientSums:
                 raise InvalidInput(f"the deleted events of client {client!r} are not in this window")
             if a.n > d.n:
                 margins = {b: m - d.margins.get(b, 0) for b, m in a.margins.items() if m > d.margins.get(b, 0)}
-                activity[client] = ClientActivity(n=a.n - d.n, first_seen_us=a.first_seen_us,
-                                                  last_seen_us=a.last_seen_us, margins=margins)
+                activity[client] = ClientActivity(
+                    n=a.n - d.n, first_seen_us=a.first_seen_us, last_seen_us=a.last_seen_us, margins=margins,
+                    evasion_scored=a.evasion_scored - d.evasion_scored,
+                    evasion_flagged=a.evasion_flagged - d.evasion_flagged)
         samples = {}
         for client, sample in self.samples.items():
             if client not in activity:
@@ -369,6 +384,7 @@ class ClientSums:
             "clients": [
                 {"client_id": c, "n": a.n, "first_seen_us": a.first_seen_us, "last_seen_us": a.last_seen_us,
                  "margins": {str(b): m for b, m in a.margins.items()},
+                 "evasion_scored": a.evasion_scored, "evasion_flagged": a.evasion_flagged,
                  "sample": self.samples[c].to_dict() if c in self.samples else None}
                 for c, a in self.activity.items()
             ],
@@ -382,7 +398,9 @@ class ClientSums:
             client = entry["client_id"]
             activity[client] = ClientActivity(
                 n=int(entry["n"]), first_seen_us=int(entry["first_seen_us"]), last_seen_us=int(entry["last_seen_us"]),
-                margins={int(b): int(m) for b, m in entry["margins"].items()})
+                margins={int(b): int(m) for b, m in entry["margins"].items()},
+                # stored before per-client evasion counts were kept: read as unscored
+                evasion_scored=int(entry.get("evasion_scored", 0)), evasion_flagged=int(entry.get("evasion_flagged", 0)))
             if entry["sample"] is not None:
                 samples[client] = RowSample.from_dict(entry["sample"])
         return cls(k=int(data["k"]), seed=int(data["seed"]), activity=activity, samples=samples)

@@ -69,6 +69,9 @@ EPOCH_MONDAY = datetime(1970, 1, 5, tzinfo=timezone.utc)
 #: traffic fills its sample of ``k`` (2,000) again, and an hour's payload stays small (the
 #: sample is most of it: 2,000 rows of 20 features are 1.3 MB of JSON, 400 kB compressed).
 HOUR_SAMPLE_ROWS = 256
+#: Columns of a sampled row beside its features and outputs: the client and the software
+#: fingerprint of its event.
+SAMPLE_SOURCE_COLUMNS = ("__client_id", "__fingerprint_id")
 #: The version of :meth:`WindowSummary.to_dict`'s form; a reader refuses others.
 FORMAT = 1
 
@@ -401,7 +404,9 @@ def _summarise_window(frame: pd.DataFrame, *, model: str, version: int, start: d
     )
     columns = [*layout.numeric, *layout.categorical, *layout.output_columns()]
     has_data = np.asarray(_column(frame, "__has_data", True), dtype=bool) & layout.log_data
-    rows = frame.reindex(columns=columns).reset_index(drop=True)
+    # a sampled row keeps who sent it and with what software, so that the loop engine can tell
+    # the rows of new software from the others (SAMPLE_SOURCE_COLUMNS)
+    rows = frame.reindex(columns=[*columns, *SAMPLE_SOURCE_COLUMNS]).reset_index(drop=True)
     sample = RowSample.empty(k=layout.sample_k, seed=layout.seed)
     with_data = np.flatnonzero(has_data)
     if with_data.size:
@@ -425,6 +430,7 @@ def _summarise_window(frame: pd.DataFrame, *, model: str, version: int, start: d
         rows=rows.reindex(columns=[*layout.numeric, *layout.categorical]) if layout.log_data and has_data.all()
         else None,
         proba=proba, k=layout.client_k, seed=layout.seed, max_clients=MAX_CLIENTS, rows_per_client=CLIENT_ROWS_STORED,
+        evasion_flags=_column(frame, "__adversarial", None),
     )
     estimation = None if estimator is None else estimator(frame)
     return WindowSummary(model=model, version=version, start=start, end=start + length, layout_id=layout.layout_id,

@@ -14,8 +14,8 @@ client; the loop engine turns alerts into ``adversarial_probing`` incidents.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
 import numpy as np
@@ -30,6 +30,7 @@ from loopwatch.records import ModelVersion, PredictionEvent
 from loopwatch.records.jsonutil import utc_iso
 from loopwatch.registry import Registry
 from loopwatch.stores.base import EventQuery, Store
+from loopwatch.summaries.window import WindowSummary
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,43 +113,102 @@ def watch_clients(
         groups.setdefault((spec.start_of(event.timestamp), event.client_id), []).append(event)
     if not groups:
         return []
-    versions = {v.version: v for v in store.list_versions(name)}
-    detectors: dict[int, ExtractionDetector] = {}
+    watch = ClientWatch(registry, {v.version: v for v in store.list_versions(name)}, fpr=fpr, seed=seed,
+                        all_clients=all_clients)
     alerts: list[ClientAlert] = []
-    # the client's earlier windows in which it was not flagged, per model version: its own normal
-    history: dict[tuple[str | None, int], list[QueryFeatures]] = {}
     for start in sorted({start for start, _ in groups}):
         clients = sorted((client for s, client in groups if s == start), key=lambda c: c or "")
-        scored: dict[str | None, tuple[int, QueryFeatures]] = {}
+        queries: dict[str | None, ClientQueries] = {}
         for client in clients:
             client_events = groups[(start, client)]
             number = Counter(e.model_version for e in client_events).most_common(1)[0][0]
-            if number not in detectors:
-                detectors[number] = _fit(registry, versions[number], fpr=fpr, seed=seed)
-            scored[client] = (number, _features(detectors[number], versions[number], client_events))
-        for client in clients:
-            number, features = scored[client]
+            times = [e.timestamp for e in client_events]
+            queries[client] = ClientQueries(
+                version=number, first_seen=min(times), last_seen=max(times),
+                features=_features(watch.detector(number), watch.versions[number], client_events))
+        alerts += watch.window(name, start, start + spec.length, queries)
+    return alerts
+
+
+@dataclass(frozen=True)
+class ClientQueries:
+    """One client's queries in one window, as the detector measured them."""
+
+    version: int
+    first_seen: datetime
+    last_seen: datetime
+    features: QueryFeatures
+
+
+class ClientWatch:
+    """The watch over a model's windows in time order: each client decided against the
+    reference, the window's other clients served by the same version, and its own earlier
+    windows in which it was not flagged (kept here between windows)."""
+
+    def __init__(self, registry: Registry, versions: dict[int, ModelVersion], *, fpr: float, seed: int,
+                 all_clients: bool = False) -> None:
+        self.registry, self.versions = registry, versions
+        self.fpr, self.seed, self.all_clients = fpr, seed, all_clients
+        self._detectors: dict[int, ExtractionDetector] = {}
+        self._history: dict[tuple[str | None, int], list[QueryFeatures]] = {}
+
+    def detector(self, version: int) -> ExtractionDetector:
+        if version not in self._detectors:
+            self._detectors[version] = _fit(self.registry, self.versions[version], fpr=self.fpr, seed=self.seed)
+        return self._detectors[version]
+
+    def window(self, name: str, start: datetime, end: datetime,
+               queries: dict[str | None, ClientQueries]) -> list[ClientAlert]:
+        """The window's alerts (every client's with ``all_clients``, else the flagged ones)."""
+        alerts = []
+        for client in sorted(queries, key=lambda c: c or ""):
+            mine = queries[client]
+            number = mine.version
             # the population: the other clients of the window served by the same version
-            others = [f for c, (n, f) in scored.items() if c != client and n == number]
-            result = detectors[number].decide(features, others=others, history=history.get((client, number), ()),
-                                              client_id=client)
+            others = [q.features for c, q in queries.items() if c != client and q.version == number]
+            result = self.detector(number).decide(mine.features, others=others,
+                                                  history=self._history.get((client, number), ()), client_id=client)
             if not result.flagged:
-                history.setdefault((client, number), []).append(features)
-            if not (result.flagged or all_clients):
+                self._history.setdefault((client, number), []).append(mine.features)
+            if not (result.flagged or self.all_clients):
                 continue
-            times = [e.timestamp for e in groups[(start, client)]]
             alerts.append(
                 ClientAlert(
-                    model=name, client_id=client, model_version=number,
-                    window_start=start, window_end=start + spec.length,
-                    first_seen=min(times), last_seen=max(times),
+                    model=name, client_id=client, model_version=number, window_start=start, window_end=end,
+                    first_seen=mine.first_seen, last_seen=mine.last_seen,
                     n_rows=result.features.n_rows, score=result.score, threshold=result.threshold,
                     flagged=result.flagged, reasons=result.reasons, signals=dict(result.signals),
                     features=result.features.to_dict(), thresholds=dict(result.thresholds),
                     against={k: dict(v) for k, v in result.against.items()},
                 )
             )
-    return alerts
+        return alerts
+
+    def queries_of_summary(self, version: int, summary: WindowSummary) -> dict[str | None, ClientQueries]:
+        """Each client's queries to ``version`` in one window, from its summary: measured on the
+        client's uniform sample of rows, with its exact count, times and boundary share (kept
+        for every client, sampled or not)."""
+        detector, meta = self.detector(version), self.versions[version]
+        width = len(meta.schema.classes)
+        out: dict[str | None, ClientQueries] = {}
+        for client, activity in summary.clients.activity.items():
+            rows, proba, _ = summary.clients.queries(client)
+            frame = model_frame(rows.reindex(columns=meta.schema.names), meta.schema) if len(rows) else None
+            if proba is not None and (width < 2 or proba.shape[1] != width
+                                      or detector.reference_boundary_share_ is None):
+                proba = None  # nothing to compare the share near the boundary with
+            features = detector.features(frame, proba)
+            boundary = features.near_boundary_share
+            if boundary is not None and activity.margins:
+                boundary = activity.near_boundary_share(detector.boundary_margin)
+            out[client] = ClientQueries(
+                version=version, first_seen=_from_us(activity.first_seen_us), last_seen=_from_us(activity.last_seen_us),
+                features=replace(features, n_rows=activity.n, near_boundary_share=boundary))
+        return out
+
+
+def _from_us(value: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=value)
 
 
 def _fit(registry: Registry, meta: ModelVersion, *, fpr: float, seed: int) -> ExtractionDetector:

@@ -10,9 +10,9 @@ turns findings into incidents and recommendations.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,20 +32,26 @@ from loopwatch.loops.policies import (
     probing_clients,
 )
 from loopwatch.loops.report import Finding, LoopReport
-from loopwatch.application.monitoring.window_checks import (
-    PerformanceContext,
-    latency_of,
-    new_segments_of,
-    software_changes_of,
-)
+from loopwatch.application.monitoring.window_checks import PerformanceContext, new_segments_of, software_changes_of
+from loopwatch.application.monitoring.window_facts import WindowFacts, facts_of_rows
 from loopwatch.application.monitoring.label_evidence import label_findings, signals_of
-from loopwatch.application.monitoring.security_evidence import evasion_findings, poisoning_findings, probing_findings
+from loopwatch.application.monitoring.security_evidence import (
+    EvasionCounts,
+    evasion_counts_of,
+    evasion_findings,
+    findings_of_alerts,
+    poisoning_findings,
+    probing_findings,
+)
 from loopwatch.application.monitoring.runner import MONITOR_CONFIG, monitor
 from loopwatch.application.monitoring.windows import WindowSpec, events_frame
 from loopwatch.records import ModelVersion, PredictionEvent
 from loopwatch.registry import Registry
 from loopwatch.registry.registry import is_monitor_only
-from loopwatch.stores.base import EventQuery, Store
+from loopwatch.stores.base import EventQuery, Store, to_micros
+
+if TYPE_CHECKING:
+    from loopwatch.application.summaries import Summariser
 
 #: Incident kinds concluded from labels: they end when windows whose labels are in no longer show them.
 LABEL_KINDS = frozenset({"concept_drift"})
@@ -60,26 +66,41 @@ def evaluate_loops(
     until: datetime | None = None,
     config: MonitoringConfig | None = None,
     config_version: int | None = None,
+    summariser: Summariser | None = None,
 ) -> LoopReport:
     """Everything loopwatch finds about ``name`` in ``[since, until)``, as of ``until``: the
     evidence gathered from the store, each window diagnosed, and the findings merged into
-    incidents and recommendations."""
+    incidents and recommendations.
+
+    With a ``summariser``, the evidence is read from window summaries (:mod:`.summary_loops`:
+    the cost follows the windows, not the events) when they can answer: time windows, and no
+    label received after ``until`` (summaries hold the labels known now, so an evaluation as
+    of an earlier moment reads the log)."""
     registry.resolve(name)  # a clear 404 for an unknown model
     if config is None:
         config, config_version = load_monitoring_config(store, name)
     now = until or datetime.now(timezone.utc)
-    gathered = _gather(store, registry, name, since=since, until=until, config=config)
+    if summariser is not None and summaries_answer(store, name, config, until=until):
+        gathered = _gather_summaries(store, registry, summariser, name, since=since, until=until, config=config)
+    else:
+        gathered = _gather(store, registry, name, since=since, until=until, config=config)
     if gathered is None:
         return LoopReport(model=name, evaluated_at=now, config_version=config_version, window=config.window,
                           incidents=[], recommendations=[])
     evidences, findings = _diagnose(gathered, config)
     drifted_windows = {e.start for e in evidences if e.input_drift}
-    evasions, probes = evasion_findings(store, registry, name, gathered.time_windows, length=gathered.spec.length,
-                                        drifted_windows=drifted_windows, fpr=config.adversarial_fpr,
-                                        alpha=config.evasion_alpha, probes=gathered.probes)
+    evasions, probes = evasion_findings(store, registry, name, gathered.evasion_counts,
+                                        length=gathered.spec.length, drifted_windows=drifted_windows,
+                                        fpr=config.adversarial_fpr, alpha=config.evasion_alpha, probes=gathered.probes)
     findings, evasions = evasion_explained_by_software(findings, evasions)
-    label_part = label_findings(store, name, gathered.frame, gathered.contexts, config, spec=gathered.spec,
-                                until=now, drifted_windows=drifted_windows)
+    if gathered.frame is not None:
+        label_part = label_findings(store, name, gathered.frame, gathered.contexts, config, spec=gathered.spec,
+                                    until=now, drifted_windows=drifted_windows)
+    else:
+        from loopwatch.application.monitoring.summary_labels import label_findings_from_summaries
+
+        label_part = label_findings_from_summaries(gathered.labelled, gathered.contexts, config, spec=gathered.spec,
+                                                   drifted_windows=drifted_windows)
     findings = [*findings, *probes, *evasions, *label_part.findings,
                 *poisoning_findings(store, registry, name, since=since, until=now, window=config.window)]
     incidents = merge_findings(name, findings, gap=gathered.spec.length or (now - now))
@@ -100,16 +121,30 @@ def evaluate_loops(
 
 @dataclass(frozen=True)
 class _Gathered:
-    """What the store holds about a model's period, read once."""
+    """What the store holds about a model's period, read once: from the log (``frame``) or
+    from window summaries (``labelled``)."""
 
     spec: WindowSpec
     versions: dict[int, ModelVersion]
-    frame: pd.DataFrame
-    time_windows: list[tuple[datetime, pd.DataFrame]]
+    facts: list[WindowFacts]
     drift: Any  # the drift monitor's report (MonitorReport)
     probes: list[Finding]
     contexts: dict[int, PerformanceContext]
     importance: dict[int, dict[str, float]]
+    evasion_counts: EvasionCounts
+    frame: pd.DataFrame | None = None
+    labelled: list[Any] = field(default_factory=list)
+
+
+def summaries_answer(store: Store, name: str, config: MonitoringConfig, *, until: datetime | None) -> bool:
+    """Whether window summaries can answer an evaluation as of ``until``: time windows, and
+    no label received after ``until`` (a summary's label join holds the labels known now)."""
+    if WindowSpec.parse(config.window).length is None:
+        return False
+    if until is None:
+        return True
+    received = store.latest_label_received(name)
+    return received is None or received <= to_micros(until)
 
 
 def _gather(store: Store, registry: Registry, name: str, *, since: datetime | None, until: datetime | None,
@@ -137,37 +172,59 @@ def _gather(store: Store, registry: Registry, name: str, *, since: datetime | No
     frame = _frame(store, events, versions)
     contexts = {number: PerformanceContext.build(registry, name, versions[number], config)
                 for number in sorted(int(v) for v in frame["__version"].unique())}
-    return _Gathered(spec=spec, versions=versions, frame=frame, time_windows=_time_windows(frame, spec),
-                     drift=drift, probes=probes, contexts=contexts,
-                     importance={number: _importance(registry, name, number) for number in contexts})
+    time_windows = _time_windows(frame, spec)
+    facts = [facts_of_rows(start, start + spec.length if spec.length is not None else rows["__timestamp"].max(),
+                           rows, contexts, latency_percentile=config.latency_percentile)
+             for start, rows in time_windows]
+    return _Gathered(spec=spec, versions=versions, facts=facts, drift=drift, probes=probes, contexts=contexts,
+                     importance={number: _importance(registry, name, number) for number in contexts},
+                     evasion_counts=evasion_counts_of(time_windows) if spec.length is not None else [],
+                     frame=frame)
+
+
+def _gather_summaries(store: Store, registry: Registry, summariser: Summariser, name: str, *,
+                      since: datetime | None, until: datetime | None, config: MonitoringConfig) -> _Gathered | None:
+    """:func:`_gather` from window summaries (:mod:`.summary_loops`)."""
+    from loopwatch.application.monitoring.summary_loops import gather_summaries
+
+    versions = {v.version: v for v in store.list_versions(name)}
+    found = gather_summaries(store, registry, summariser, name, since=since, until=until, config=config,
+                             versions=versions)
+    if found is None:
+        return None
+    return _Gathered(spec=found.spec, versions=versions, facts=found.facts, drift=found.drift,
+                     probes=findings_of_alerts(store, found.alerts), contexts=found.contexts,
+                     importance={number: _importance(registry, name, number) for number in found.contexts},
+                     evasion_counts=found.evasion_counts, labelled=found.labelled)
 
 
 def _diagnose(gathered: _Gathered, config: MonitoringConfig) -> tuple[list[WindowEvidence], list[Finding]]:
     """Each window's evidence (per model version serving in it) and what the diagnosis finds in it."""
-    spec, probing = gathered.spec, probing_clients(gathered.probes)
+    probing = probing_clients(gathered.probes)
     findings: list[Finding] = []
     evidences: list[WindowEvidence] = []
     seen_software: dict[str, dict[str, int]] | None = None
     previous_rows: pd.DataFrame | None = None
-    latencies = [latency_of(rows, config.latency_percentile) for _, rows in gathered.time_windows]
+    latencies = [facts.latency_ms for facts in gathered.facts]
     budget = latency_budget(config, latencies)
-    for index, (start, rows) in enumerate(gathered.time_windows):
-        end = start + spec.length if spec.length is not None else rows["__timestamp"].max()
-        software_rows = not_software_suspects(rows, start, probing)
+    for index, facts in enumerate(gathered.facts):
+        start = facts.start
+        software_rows = not_software_suspects(facts.software_rows, start, probing)
         changes, seen_software = software_changes_of(software_rows, previous_rows, seen_software, index=index)
         changes = [_labelled(c, gathered.versions) for c in changes]
         for window in (w for w in gathered.drift.windows if w.start == start and w.segment is None):
             number = window.model_version
-            part = rows[rows["__version"] == number]
+            if number not in facts.versions:
+                continue
+            served = facts.versions[number]
             context = gathered.contexts[number]
             drifted = {n: f.effect for n, f in window.report.features.items() if f.drift}
-            estimated, no_estimate = context.estimate_or_why(part)
             segment = config.segment_feature or context.default_segment
             evidence = WindowEvidence(
                 start=start,
-                end=end,
-                n_events=int(len(part)),
-                model_versions=sorted(int(v) for v in rows["__version"].unique()),
+                end=facts.end,
+                n_events=served.n,
+                model_versions=sorted(facts.versions),
                 drifted_features=drifted,
                 importance=gathered.importance[number],
                 multivariate_drift=any(m.drift for m in window.report.multivariate.values()),
@@ -175,7 +232,7 @@ def _diagnose(gathered: _Gathered, config: MonitoringConfig) -> tuple[list[Windo
                 quality_alarms=[a for a in window.alarms if a.startswith("quality:")],
                 segment_feature=segment,
                 segment_drift=bool(segment and segment in drifted),
-                new_segments=new_segments_of(window.report, segment, len(part)),
+                new_segments=new_segments_of(window.report, segment, served.n),
                 software_changes=[
                     replace(c, features=[f for f in c.features if f in drifted or not drifted])
                     for c in changes
@@ -186,8 +243,8 @@ def _diagnose(gathered: _Gathered, config: MonitoringConfig) -> tuple[list[Windo
                 latency_percentile=config.latency_percentile,
                 latency_over_budget_before=_over(latencies, index - 1, budget),
                 metric=context.metric,
-                estimated=estimated,
-                estimated_missing=no_estimate,
+                estimated=served.estimated,
+                estimated_missing=served.estimated_missing,
                 holdout=context.holdout,
                 higher_is_better=context.higher_is_better,
                 evasion=window.evasion,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import pandas as pd
 
@@ -50,6 +50,7 @@ from loopwatch.stores.base import EventQuery, Store
 
 if TYPE_CHECKING:
     from loopwatch.application.summaries import Summariser
+    from loopwatch.summaries.window import WindowSummary
 
 logger = logging.getLogger("loopwatch.application.monitoring")
 
@@ -69,6 +70,7 @@ def monitor(
     events: Sequence[PredictionEvent] | None = None,
     adversarial_fpr: float | None = None,
     summariser: Summariser | None = None,
+    visit: Callable[[int, datetime, WindowSummary], None] | None = None,
 ) -> MonitorReport:
     """Compare every window of ``name``'s logged events with its version's reference.
 
@@ -80,7 +82,9 @@ def monitor(
 
     With a ``summariser``, time windows are read from window summaries instead of the log
     (:mod:`.summary_monitor`: the cost follows the windows, not the events); ``count:N``
-    windows, segments and already-loaded ``events`` still read rows.
+    windows, segments and already-loaded ``events`` still read rows. ``visit`` is handed each
+    window summary read, with its version and window start (the loop engine reads the rest of
+    its evidence from them in the same pass).
     """
     spec = WindowSpec.parse(window)
     if config is None or adversarial_fpr is None:
@@ -98,7 +102,7 @@ def monitor(
         return monitor_summaries(
             store, registry, summariser, name, spec=spec, window=window, since=since, until=until,
             versions=versions, version=version, compare_previous=compare_previous, config=config,
-            adversarial_fpr=adversarial_fpr, declared=set(registry.settings(name, fresh=True).nullable),
+            adversarial_fpr=adversarial_fpr, declared=set(registry.settings(name, fresh=True).nullable), visit=visit,
         )
     if events is None:
         query = EventQuery(model_name=name, model_version=version, since=since, until=until, limit=10_000)

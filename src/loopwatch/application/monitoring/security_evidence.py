@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -14,6 +14,9 @@ from loopwatch.loops.report import Finding
 from loopwatch.records import PredictionEvent
 from loopwatch.registry import Registry
 from loopwatch.stores.base import Store
+
+if TYPE_CHECKING:
+    from loopwatch.application.monitoring.extraction_watch import ClientAlert
 
 
 def probing_findings(
@@ -29,9 +32,15 @@ def probing_findings(
     """One finding per client and window whose queries crowd the decision boundary or a grid."""
     from loopwatch.application.monitoring.extraction_watch import watch_clients
 
+    return findings_of_alerts(store, watch_clients(store, registry, name, since=since, until=until, window=window,
+                                                   events=events))
+
+
+def findings_of_alerts(store: Store, alerts: Sequence[ClientAlert]) -> list[Finding]:
+    """The flagged alerts of the extraction watch as ``adversarial_probing`` findings."""
     names = key_names(store)
     found = []
-    for alert in watch_clients(store, registry, name, since=since, until=until, window=window, events=events):
+    for alert in alerts:
         if not alert.flagged:
             continue
         found.append(Finding(
@@ -62,11 +71,31 @@ _REASONS = {
 }
 
 
+#: Per window start, per model version, each client's flagged and scored predictions.
+EvasionCounts = Sequence[tuple[datetime, Mapping[int, Mapping[str, tuple[int, int]]]]]
+
+
+def evasion_counts_of(time_windows: Sequence[tuple[datetime, pd.DataFrame]]) -> list[
+        tuple[datetime, dict[int, dict[str, tuple[int, int]]]]]:
+    """Each window's evasion counts per version and client (the anonymous client as ``""``), from its rows."""
+    out = []
+    for start, rows in time_windows:
+        if "__adversarial" not in rows:
+            continue
+        scored = rows[rows["__adversarial"].notna()]
+        per_version: dict[int, dict[str, tuple[int, int]]] = {}
+        for (number, client), flags in scored["__adversarial"].astype(bool).groupby(
+                [scored["__version"], scored["__client_id"].fillna("")]):
+            per_version.setdefault(int(number), {})[str(client)] = (int(flags.sum()), len(flags))
+        out.append((start, per_version))
+    return out
+
+
 def evasion_findings(
     store: Store,
     registry: Registry,
     name: str,
-    time_windows: Sequence[tuple[datetime, pd.DataFrame]],
+    counts: EvasionCounts,
     *,
     length: timedelta | None,
     drifted_windows: set[datetime],
@@ -90,7 +119,7 @@ def evasion_findings(
     what tells a mapping of the model apart (queries off the data, on a lattice, packed) is
     missing.
     """
-    from loopwatch.detectors.evasion_rates import evasion_by_client
+    from loopwatch.detectors.evasion_rates import evasion_by_client_counts
 
     if length is None:
         return [], list(probes)
@@ -100,24 +129,22 @@ def evasion_findings(
     evading: set[int] = set()  # probes reported as evasion instead
     found = []
     history: dict[tuple[int, str], tuple[int, int]] = {}
-    for start, rows in time_windows:
-        if "__adversarial" not in rows:
-            continue
-        for number, part in rows[rows["__adversarial"].notna()].groupby("__version"):
+    for start, per_version in counts:
+        for number, flags in sorted(per_version.items()):
             detector = _detector(registry, name, int(number))
-            if detector is None or part.empty:
+            if detector is None or not flags:
                 continue
             k_calibration, n_calibration = detector.calibration_counts(fpr)
-            flags = {client: group["__adversarial"].astype(bool).tolist()
-                     for client, group in part.groupby(part["__client_id"].fillna(""))}
-            past = {client: history.get((int(number), client), (0, 0)) for client in flags}
-            tested = evasion_by_client(flags, k_calibration=k_calibration, n_calibration=n_calibration,
-                                       history=past, alpha=alpha)
+            past: dict[str | None, tuple[int, int]] = {
+                client: history.get((int(number), client), (0, 0)) for client in flags}
+            mine: dict[str | None, tuple[int, int]] = {client: pair for client, pair in flags.items()}
+            tested = evasion_by_client_counts(mine, k_calibration=k_calibration, n_calibration=n_calibration,
+                                              history=past, alpha=alpha)
             suspects = {c.client_id for c in tested if c.suspect}
-            for client, values in flags.items():
-                if client not in suspects:
-                    k, n = past[client]
-                    history[(int(number), client)] = (k + sum(values), n + len(values))
+            for who, (flagged, scored) in flags.items():
+                if who not in suspects:
+                    k, n = past[who]
+                    history[(int(number), who)] = (k + flagged, n + scored)
             for client in tested:
                 client_id = client.client_id or None
                 probe = probing.get((start, client_id))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import pandas as pd
 
@@ -59,6 +59,7 @@ def monitor_summaries(
     store: Store, registry: Registry, summariser: Summariser, name: str, *, spec: WindowSpec, window: str,
     since: datetime | None, until: datetime | None, versions: dict[int, ModelVersion], version: int | None,
     compare_previous: bool, config: DriftConfig, adversarial_fpr: float, declared: set[str],
+    visit: Callable[[int, datetime, WindowSummary], None] | None = None,
 ) -> MonitorReport:
     """Every window of ``name`` in ``[since, until)`` from its stored summaries (see the module)."""
     assert spec.length is not None
@@ -78,6 +79,8 @@ def monitor_summaries(
         shadow = int(summary.traffic.request_types.get("shadow", 0))
         if shadow == summary.n:  # a candidate scoring in the shadow: not what was served
             continue
+        if visit is not None:
+            visit(number, window_start, summary)
         sample = _sample_frame(summary, meta)
         # probabilities a file of predictions did not carry are not outputs (as from the log)
         outputs = ["prediction", *(p for p in probabilities if _has_values(summary, p))]
@@ -148,7 +151,9 @@ def _sample_frame(summary: WindowSummary, meta: ModelVersion) -> pd.DataFrame | 
     rows = summary.sample.values()
     if not rows:
         return None
-    return with_canonical_features(pd.DataFrame(rows), meta.schema)
+    frame = pd.DataFrame(rows)
+    # the features and outputs only: who sent a row is no input to compare
+    return with_canonical_features(frame.drop(columns=[c for c in frame.columns if c.startswith("__")]), meta.schema)
 
 
 def _has_values(summary: WindowSummary, name: str) -> bool:

@@ -65,7 +65,7 @@ async def get_loops(
 ) -> Response:
     data = await run_in_threadpool(
         loop_actions.loop_status, state.store, state.registry, name, now=_now(), fresh=fresh, since=since,
-        until=until, window=window,
+        until=until, window=window, summariser=state.summariser if state.settings.summaries_enabled else None,
     )
     return _json(data)
 
