@@ -136,6 +136,9 @@ class PerformanceEvidence:
     windows: list[PerformanceWindow] = field(default_factory=list)
     versions: dict[int, VersionPerformance] = field(default_factory=dict)
     segments: dict[str, Any] = field(default_factory=dict)
+    #: Parts of the evidence not measured, each with why (read from window summaries, the
+    #: label part has no rows for segments, target drift, business value or the loss stream).
+    not_measured: dict[str, str] = field(default_factory=dict)
 
     def realized_ends(self, length: Any) -> list[datetime]:
         """The ends of the windows whose realized performance is known."""
@@ -149,6 +152,8 @@ class PerformanceEvidence:
             out["versions"] = {str(number): v.to_dict() for number, v in self.versions.items()}
         if self.segments:
             out["segments"] = self.segments
+        if self.not_measured:
+            out["not_measured"] = self.not_measured
         return out
 
 
@@ -175,6 +180,9 @@ class LabelCoverage:
     labelled: int
     #: Percentiles (p10, p50, p90) and the maximum of the label delay, in hours.
     delay_hours: dict[str, float] | None = None
+    #: How far, relatively, a percentile of ``delay_hours`` may be from the exact one, when
+    #: read from binned delays (window summaries); ``None``: read from the rows, exact.
+    delay_relative_error: float | None = None
     #: Per window; ``None`` for count-based windows.
     windows: list[CoverageWindow] | None = None
     #: Coverage of the windows older than the usual label delay: what labelling achieves.
@@ -197,6 +205,8 @@ class LabelCoverage:
         if self.delay_hours is None:
             return out
         out["delay_hours"] = self.delay_hours
+        if self.delay_relative_error is not None:
+            out["delay_relative_error"] = self.delay_relative_error
         if self.windows is not None:
             out["windows"] = [w.to_dict() for w in self.windows]
             out["coverage_mature"] = self.coverage_mature
