@@ -283,7 +283,6 @@ def _overall(contexts: dict[int, Any], labelled: pd.DataFrame, config: Monitorin
     """Realized performance of each version on its stable windows (no input drift, no concept
     drift) against its holdout: an overfitting gap is a difference beyond both samples' noise."""
     out: dict[int, VersionPerformance] = {}
-    z_crit = float(stats.norm.isf(config.drift_alpha))
     for number, context in contexts.items():
         rows = labelled[labelled["__version"] == number]
         realized = _realized(context, rows) if len(rows) >= config.min_labels else None
@@ -291,19 +290,30 @@ def _overall(contexts: dict[int, Any], labelled: pd.DataFrame, config: Monitorin
             out[number] = VersionPerformance(metric=context.metric, realized=None,
                                              realized_missing=_unrealized(context, rows, config.min_labels))
             continue
-        holdout = context.holdout_interval()
-        if holdout is None:
-            continue
-        gap = holdout.value - realized.value
-        if not context.higher_is_better:
-            gap = -gap
-        se = float(np.hypot(realized.standard_error, holdout.standard_error))
-        out[number] = VersionPerformance(
-            metric=context.metric, holdout=holdout, realized=realized, gap=round(gap, 4),
-            z=round(gap / se, 2) if se > 0 else None,
-            overfitting_gap=bool(se > 0 and gap > config.performance_tolerance and gap / se > z_crit),
-        )
+        found = against_holdout(context, realized, config)
+        if found is not None:
+            out[number] = found
     return out
+
+
+def against_holdout(context: Any, realized: MetricInterval, config: MonitoringConfig, *,
+                    testable: bool = True) -> VersionPerformance | None:
+    """Realized performance against the holdout's (``None`` without a holdout interval); the gap
+    is tested unless ``testable`` is false (a realized value without an interval)."""
+    holdout = context.holdout_interval()
+    if holdout is None:
+        return None
+    z_crit = float(stats.norm.isf(config.drift_alpha))
+    gap = holdout.value - realized.value
+    if not context.higher_is_better:
+        gap = -gap
+    se = float(np.hypot(realized.standard_error, holdout.standard_error))
+    tested = se > 0 and testable
+    return VersionPerformance(
+        metric=context.metric, holdout=holdout, realized=realized, gap=round(gap, 4),
+        z=round(gap / se, 2) if tested else None,
+        overfitting_gap=bool(tested and gap > config.performance_tolerance and gap / se > z_crit),
+    )
 
 
 def _stream_evidence(

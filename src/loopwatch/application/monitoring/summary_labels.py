@@ -39,7 +39,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Sequence
 
-import numpy as np
 from scipy import stats
 
 from loopwatch.errors import InvalidInput
@@ -49,7 +48,7 @@ from loopwatch.loops.performance_evidence import (
 )
 from loopwatch.application.monitoring.concept_baseline import ConceptBaseline
 from loopwatch.application.monitoring.label_evidence import (
-    BASELINE_BASIS, CONCEPT_ALPHA_SHARE, LabelPart, _concept_finding, _departure_test,
+    BASELINE_BASIS, CONCEPT_ALPHA_SHARE, LabelPart, _concept_finding, _departure_test, against_holdout,
 )
 from loopwatch.application.monitoring.pooled_concept import pooled_concept_finding
 from loopwatch.application.monitoring.window_checks import PerformanceContext
@@ -255,7 +254,6 @@ def _overall(contexts: dict[int, PerformanceContext], stable: Sequence[LabelledW
     """Realized performance of each version on its stable windows (no input drift, no concept
     drift) against its holdout: an overfitting gap is a difference beyond both samples' noise."""
     out: dict[int, VersionPerformance] = {}
-    z_crit = float(stats.norm.isf(config.drift_alpha))
     for number, context in contexts.items():
         sums = merged_labels([w for w in stable if w.version == number])
         n = sums.n if sums is not None else 0
@@ -264,18 +262,8 @@ def _overall(contexts: dict[int, PerformanceContext], stable: Sequence[LabelledW
             out[number] = VersionPerformance(metric=context.metric, realized=None,
                                              realized_missing=_unrealized(context, sums, config.min_labels))
             continue
-        holdout = context.holdout_interval()
-        if holdout is None:
-            continue
-        gap = holdout.value - realized.value
-        if not context.higher_is_better:
-            gap = -gap
         # a metric without an interval from sums (log loss, ECE, MAPE) gives a gap, not a test
-        se = float(np.hypot(realized.standard_error, holdout.standard_error))
-        tested = se > 0 and _has_interval(realized)
-        out[number] = VersionPerformance(
-            metric=context.metric, holdout=holdout, realized=realized, gap=round(gap, 4),
-            z=round(gap / se, 2) if tested else None,
-            overfitting_gap=bool(tested and gap > config.performance_tolerance and gap / se > z_crit),
-        )
+        found = against_holdout(context, realized, config, testable=_has_interval(realized))
+        if found is not None:
+            out[number] = found
     return out
