@@ -21,6 +21,9 @@ of 720 stored hours whatever N is. Into SQLite at ``synchronous=FULL`` (WAL):
 ``monitor, log``
     The same with ``--source log`` (the whole log read into memory), once, up to
     ``--log-max`` events (10M would need ~30 GB).
+``loops, summaries`` and ``loops, log``
+    ``loopwatch loops ext --window 1d --json``, the scheduled evaluation (drift, software,
+    latency, estimates, clients, labels), with summaries on and off, likewise.
 
 The two sources must agree on each window's start and event count. A database is kept under
 ``benchmarks/.work/monitor_scale/N`` with what its preparation cost, so an N prepared by an
@@ -55,6 +58,9 @@ DAYS = 30
 #: rolled up into days, and a monitor would read 30 daily payloads instead of 720 hourly ones.
 START = pd.Timestamp.now(tz="UTC").floor("D") - pd.Timedelta(days=DAYS)
 MONITOR = ["monitor", "ext", "--window", "1d", "--json"]
+#: The loop engine's evaluation, as the schedule makes it (``loopwatch watch`` runs the same
+#: evaluation and then sends alerts): every check of every window, and incidents recorded.
+LOOPS = ["loops", "ext", "--window", "1d", "--json"]
 
 
 #: Events logged and summarised per step: ``loopwatch summarize`` holds the whole backlog it
@@ -174,7 +180,21 @@ def measure(rows: int, *, runs: int, with_log: bool) -> dict[str, Any]:
     cell["alarmed_windows"] = sum(bool(w["alarm"]) for w in reference["windows"])
     cell["summaries_runs"] = [{k: v for k, v in r.items() if k != "output"} for r in summaries]
     cell["summaries"] = {k: median(r[k] for r in summaries) for k in ("seconds", "cpu_seconds", "peak_rss_gib")}
+    loops = []
+    for i in range(runs):
+        loops.append(measured(LOOPS, env, out=folder / "loops_summaries.json"))
+        print(f"{rows:,}: loops summaries run {i}: {loops[-1]['seconds']:.1f} s, "
+              f"cpu {loops[-1]['cpu_seconds']:.1f} s, {loops[-1]['peak_rss_gib']:.2f} GiB", flush=True)
+    cell["loops_runs"] = [{k: v for k, v in r.items() if k != "output"} for r in loops]
+    cell["loops"] = {k: median(r[k] for r in loops) for k in ("seconds", "cpu_seconds", "peak_rss_gib")}
+    cell["loops_windows_agree"] = windows_of(loops[0]["output"]) == windows
+    cell["loops_incidents"] = sorted(i["kind"] for i in loops[0]["output"]["incidents"])
     if with_log:
+        loops_log = measured(LOOPS, {**env, "LOOPWATCH_SUMMARIES_ENABLED": "0"}, out=folder / "loops_log.json")
+        print(f"{rows:,}: loops log: {loops_log['seconds']:.1f} s, cpu {loops_log['cpu_seconds']:.1f} s, "
+              f"{loops_log['peak_rss_gib']:.2f} GiB", flush=True)
+        cell["loops_log"] = {k: v for k, v in loops_log.items() if k != "output"}
+        cell["loops_incidents_log"] = sorted(i["kind"] for i in loops_log["output"]["incidents"])
         log = measured([*MONITOR, "--source", "log"], env, out=folder / "monitor_log.json")
         print(f"{rows:,}: monitor log: {log['seconds']:.1f} s, cpu {log['cpu_seconds']:.1f} s, "
               f"{log['peak_rss_gib']:.2f} GiB", flush=True)
@@ -211,9 +231,15 @@ def main() -> None:
         **{k: cells[largest]["summaries"][k] / cells[smallest]["summaries"][k] for k in ("seconds", "cpu_seconds")},
         "peak_rss_gib_largest": cells[largest]["summaries"]["peak_rss_gib"],
     }
+    if all("loops" in cells[n] for n in (smallest, largest)):
+        results["ratio_loops"] = {
+            "from": int(smallest), "to": int(largest),
+            **{k: cells[largest]["loops"][k] / cells[smallest]["loops"][k] for k in ("seconds", "cpu_seconds")},
+            "peak_rss_gib_largest": cells[largest]["loops"]["peak_rss_gib"],
+        }
     results |= {"generated": now_iso(), "days": DAYS, "window": "1d", "features": 20, "runs": args.runs}
     write_json(target, results)
-    print(json.dumps(results["ratio"], indent=1))
+    print(json.dumps({k: results.get(k) for k in ("ratio", "ratio_loops")}, indent=1))
 
 
 if __name__ == "__main__":

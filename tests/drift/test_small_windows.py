@@ -87,11 +87,11 @@ def test_a_window_compare_refuses_is_reported_as_refused_and_renders(profile: Re
     from datetime import datetime, timezone
 
     from loopwatch.drift.html import render_monitor
-    from loopwatch.application.monitoring.runner import MONITOR_CONFIG, MonitorReport, WindowReport, _compare_window
+    from loopwatch.application.monitoring.runner import MONITOR_CONFIG, MonitorReport, WindowReport, compare_window
 
     start = datetime(2026, 1, 5, tzinfo=timezone.utc)
     current = pd.DataFrame({"other": [1.0, 2.0, 3.0]})
-    report = _compare_window(profile, current, outputs=(), config=MONITOR_CONFIG, where=("m", start))
+    report = compare_window(profile, current, outputs=(), config=MONITOR_CONFIG, where=("m", start))
     (refused,) = report.skipped
     assert (refused.test, refused.reason, refused.n) == ("window", "refused", 3)
     assert "no feature column" in (refused.detail or "")

@@ -167,3 +167,23 @@ def test_a_window_whose_inputs_drifted_still_names_the_evading_client(tmp_path: 
     assert "covariate_shift" in {i.kind for i in report.incidents}
     assert all(i.evidence.get("client_id") == key_id for i in report.incidents
                if i.kind in ("adversarial_evasion", "adversarial_probing"))
+
+
+def test_from_window_summaries_the_same_client_is_named_on_its_exact_counts(
+    attacked_log: tuple[Settings, str], attacked: tuple[LoopReport, str],
+) -> None:
+    from loopwatch.application.summaries import Summariser
+
+    settings, key_id = attacked_log
+    from_log, _ = attacked
+    with Workspace(settings) as ws:
+        summariser = Summariser(ws.store, ws.registry, settings=Settings(summary_settle_seconds=0))
+        report = evaluate_loops(ws.store, ws.registry, "churn", until=day(DAYS), summariser=summariser)
+    assert [i.kind for i in report.incidents] == ["adversarial_evasion"]
+    (incident,) = report.incidents
+    (logged,) = from_log.incidents
+    assert incident.first_seen == logged.first_seen == day(ATTACK_DAY)
+    assert incident.evidence["client_id"] == key_id
+    # each client's scored and flagged counts are kept whole, so the test is the log's to the digit
+    for key in ("n_rows", "n_flagged", "rate", "others_rate", "p_calibration", "p_others"):
+        assert incident.evidence[key] == logged.evidence[key], key

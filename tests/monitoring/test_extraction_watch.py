@@ -208,3 +208,24 @@ def test_a_versions_detector_is_fitted_once_per_process(settings: Settings) -> N
         first = _fit(ws.registry, meta, fpr=0.01, seed=0)
         assert _fit(ws.registry, meta, fpr=0.01, seed=0) is first
         assert _fit(ws.registry, meta, fpr=0.05, seed=0) is not first
+
+
+def test_from_window_summaries_the_loop_engine_names_the_probe_alone(settings: Settings) -> None:
+    """Each client's sample of queries (with its exact count, times and boundary share) names
+    the same client in the same window as its logged queries, and its queries are left out of
+    that window's drift as from the log: no incident but the probe's."""
+    from loopwatch.application.monitoring.loops_runner import evaluate_loops
+    from loopwatch.application.summaries import Summariser
+
+    with Workspace(settings) as ws:
+        summariser = Summariser(ws.store, ws.registry, settings=Settings(summary_settle_seconds=0))
+        until = day_start(DAYS[-1] + 1)
+        report = evaluate_loops(ws.store, ws.registry, "churn", until=until, summariser=summariser)
+        from_log = evaluate_loops(ws.store, ws.registry, "churn", until=until)
+    kinds = sorted((i.kind, i.first_seen) for i in report.incidents)
+    assert kinds == sorted((i.kind, i.first_seen) for i in from_log.incidents)
+    probes = [i for i in report.incidents if i.kind == "adversarial_probing"]
+    assert [(i.evidence["client_id"], i.first_seen) for i in probes] == [("probe-7", day_start(PROBE_DAY))]
+    (logged,) = [i for i in from_log.incidents if i.kind == "adversarial_probing"]
+    assert probes[0].evidence["n_rows"] == logged.evidence["n_rows"] == 400
+    assert set(probes[0].evidence["reasons"]) >= {"grid", "spread"}

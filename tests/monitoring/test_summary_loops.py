@@ -89,17 +89,18 @@ def test_the_same_incidents(both: tuple[dict, dict, bool]) -> None:
 
 
 def test_an_evaluation_as_of_before_the_latest_label_reads_the_log(tmp_path: Path) -> None:
-    """A summary's label join holds the labels known now: as of an earlier moment, the log answers."""
+    """A summary's label join holds every label there is: as of a moment before an outcome became
+    known, the log answers."""
     settings = Settings.from_env({}, home=tmp_path)
     with Workspace(settings) as ws:
         served = served_flights(ws, tmp_path)
         config = _config(ws, "1d")
-        moment = served["time"].max().to_pydatetime() + timedelta(days=1)
-        assert summaries_answer(ws.store, "flights", config, until=moment)  # no label yet
+        known = served["time"].max().to_pydatetime() + timedelta(days=1)
+        assert summaries_answer(ws.store, "flights", config, until=known)  # no label yet
         event = next(iter(ws.store.iter_events(EventQuery(model_name="flights", limit=1))))
-        ws.store.write_labels([Label(model_name="flights", label=1, label_time=moment, request_id=event.request_id,
+        ws.store.write_labels([Label(model_name="flights", label=1, label_time=known, request_id=event.request_id,
                                      row_index=event.row_index)])
-        # received now, long after the flights: an evaluation as of then must not see it
-        assert not summaries_answer(ws.store, "flights", config, until=moment)
+        assert not summaries_answer(ws.store, "flights", config, until=known)  # [since, until): not known yet
+        assert summaries_answer(ws.store, "flights", config, until=known + timedelta(seconds=1))
         assert summaries_answer(ws.store, "flights", config, until=None)
         assert not summaries_answer(ws.store, "flights", config.merged({"window": "count:500"}), until=None)

@@ -84,7 +84,9 @@ def clients_part(ids: list[tuple[str | None, int]], *, k: int = 4, max_clients: 
         client_ids=[c for c, _ in ids], request_ids=[f"r{i}" for _, i in ids], row_indices=[0] * len(ids),
         timestamps_us=[i * 1000 for _, i in ids], request_types=["api"] * len(ids), rows=frame,
         proba=np.array([[0.5 + (i % 10) / 20, 0.5 - (i % 10) / 20] for _, i in ids]).reshape(-1, 2), k=k,
-        max_clients=max_clients, rows_per_client=rows_per_client)
+        max_clients=max_clients, rows_per_client=rows_per_client,
+        # every fifth event unscored, a third of the others flagged by the evasion score
+        evasion_flags=[None if i % 5 == 0 else i % 3 == 0 for _, i in ids])
 
 
 client_batches = st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.integers(0, 10_000)),
@@ -116,8 +118,8 @@ def test_deleting_requests_takes_their_queries_out_of_counts_and_samples(parts, 
     gone = [(c, i) for c, i in rows if i in deleted]
     after = whole.without_requests([f"r{i}" for _, i in gone], clients_part(gone))
     rebuilt = clients_part([(c, i) for c, i in rows if i not in deleted])
-    assert {c: (a.n, a.margins) for c, a in after.activity.items()} == {
-        c: (a.n, a.margins) for c, a in rebuilt.activity.items()}
+    assert {c: (a.n, a.margins, a.evasion_scored, a.evasion_flagged) for c, a in after.activity.items()} == {
+        c: (a.n, a.margins, a.evasion_scored, a.evasion_flagged) for c, a in rebuilt.activity.items()}
     for client, sample in after.samples.items():
         assert sample.n == rebuilt.samples[client].n
         assert not {r.request_id for r in sample.rows} & {f"r{i}" for _, i in gone}
@@ -129,10 +131,14 @@ def test_client_activity_is_exact_and_shadow_and_ingested_are_no_queries() -> No
     part = ClientSums.from_columns(
         client_ids=["a", "a", "a", "b", "b"], request_ids=list("pqrst"), row_indices=[0] * 5,
         timestamps_us=[5, 1, 9, 3, 4], request_types=["api", "api", "batch", "shadow", "ingested"],
-        rows=None, proba=np.array([[0.55, 0.45], [0.9, 0.1], [0.3, 0.7], [0.5, 0.5], [0.5, 0.5]]))
+        rows=None, proba=np.array([[0.55, 0.45], [0.9, 0.1], [0.3, 0.7], [0.5, 0.5], [0.5, 0.5]]),
+        evasion_flags=[True, None, False, True, True])
     assert list(part.activity) == ["a"]
     a = part.activity["a"]
     assert (a.n, a.first_seen_us, a.last_seen_us) == (3, 1, 9)
+    # the evasion score's flags of the client's queries, counted whole: 2 scored, 1 flagged
+    assert (a.evasion_scored, a.evasion_flagged) == (2, 1)
+    assert ClientSums.from_dict(json.loads(json.dumps(part.to_dict()))) == part
     assert a.near_boundary_share(0.2) == pytest.approx(1 / 3) and a.near_boundary_share(0.5) == pytest.approx(2 / 3)
     # logged without data: counted, never sampled
     assert part.samples["a"].rows == () and part.queries("a")[2] == 0.0

@@ -100,10 +100,12 @@ def free_port() -> int:
 
 class ServiceProcess:
     """``loopwatch serve`` in a child process on loopback; with ``auth=True`` it asks for API keys
-    as a service beyond loopback does (``LOOPWATCH_AUTH=on``)."""
+    as a service beyond loopback does (``LOOPWATCH_AUTH=on``); with ``summaries=True`` it keeps
+    window summaries as events land and monitors from them (``LOOPWATCH_SUMMARIES_ENABLED=1``)."""
 
     def __init__(
-        self, database: str, *, port: int = 0, workers: int = 1, log_path: Path | None = None, auth: bool = False
+        self, database: str, *, port: int = 0, workers: int = 1, log_path: Path | None = None, auth: bool = False,
+        summaries: bool = False,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -111,6 +113,7 @@ class ServiceProcess:
         self.workers = workers
         self.log_path = log_path
         self.auth = auth
+        self.summaries = summaries
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> ServiceProcess:
@@ -127,6 +130,8 @@ class ServiceProcess:
         env["LOOPWATCH_SCHEDULE_ENABLED"] = "0"
         if self.auth:
             env["LOOPWATCH_AUTH"] = "on"
+        if self.summaries:
+            env["LOOPWATCH_SUMMARIES_ENABLED"] = "1"
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
             self.process = subprocess.Popen(
@@ -215,7 +220,9 @@ def run_demo(
     rows_sent = 0
     requests = 0
     retries = 0
-    with ServiceProcess(str(path), port=port, log_path=workdir / "service.log", auth=True) as service, httpx.Client(
+    # monitored as a team with millions of predictions a day would run it: from window summaries
+    with ServiceProcess(str(path), port=port, log_path=workdir / "service.log", auth=True,
+                        summaries=True) as service, httpx.Client(
         base_url=service.url, timeout=60.0, limits=httpx.Limits(max_connections=REPLAY_CONCURRENCY)
     ) as client:
 

@@ -238,6 +238,11 @@ class SqlSummariesMixin(SqlStoreBase):
             (int(origin_us), int(length_us), model_name, low, int(received_through), int(origin_us)))
         return sorted((int(v), int(origin_us) + int(k) * int(length_us)) for v, k in rows)
 
+    def latest_label_time(self, model_name: str) -> int | None:
+        """The latest time an outcome of the model's predictions became known (microseconds)."""
+        rows = self._fetchall("SELECT MAX(label_time) FROM labels WHERE model_name = ?", (model_name,))
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
+
     def latest_label_received(self, model_name: str) -> int | None:
         rows = self._fetchall("SELECT MAX(received_at) FROM labels WHERE model_name = ?", (model_name,))
         return None if not rows or rows[0][0] is None else int(rows[0][0])

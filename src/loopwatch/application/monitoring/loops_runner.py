@@ -74,8 +74,8 @@ def evaluate_loops(
 
     With a ``summariser``, the evidence is read from window summaries (:mod:`.summary_loops`:
     the cost follows the windows, not the events) when they can answer: time windows, and no
-    label received after ``until`` (summaries hold the labels known now, so an evaluation as
-    of an earlier moment reads the log)."""
+    label known only after ``until`` (a summary's label join holds every label there is, so an
+    evaluation as of a moment before some labels were known reads the log)."""
     registry.resolve(name)  # a clear 404 for an unknown model
     if config is None:
         config, config_version = load_monitoring_config(store, name)
@@ -138,13 +138,14 @@ class _Gathered:
 
 def summaries_answer(store: Store, name: str, config: MonitoringConfig, *, until: datetime | None) -> bool:
     """Whether window summaries can answer an evaluation as of ``until``: time windows, and
-    no label received after ``until`` (a summary's label join holds the labels known now)."""
+    no label whose outcome became known at or after ``until`` (a summary's label join holds
+    every label there is; the log path joins those known before ``until``)."""
     if WindowSpec.parse(config.window).length is None:
         return False
     if until is None:
         return True
-    received = store.latest_label_received(name)
-    return received is None or received <= to_micros(until)
+    latest = store.latest_label_time(name)
+    return latest is None or latest < to_micros(until)
 
 
 def _gather(store: Store, registry: Registry, name: str, *, since: datetime | None, until: datetime | None,

@@ -134,7 +134,7 @@ def monitor(
                 if reference is None:
                     continue
                 current = rows.drop(columns=[c for c in rows.columns if c.startswith("__")])
-                drift = _compare_window(reference, current, outputs=outputs, config=config, where=(name, part.start))
+                drift = compare_window(reference, current, outputs=outputs, config=config, where=(name, part.start))
                 if segment_value is not None and not _refused(drift):
                     # data quality is judged against the training data, as for the whole
                     # window: a segment's own sample has a narrower range and fewer categories
@@ -170,7 +170,7 @@ def monitor(
     return report
 
 
-def _compare_window(
+def compare_window(
     reference: ReferenceProfile, current: pd.DataFrame, *, outputs: Sequence[str], config: DriftConfig,
     where: tuple[str, datetime],
 ) -> DriftReport:

@@ -28,10 +28,13 @@ import numpy as np
 import pandas as pd
 
 from loopwatch.application.monitoring.extraction_watch import ClientQueries, ClientWatch
-from loopwatch.application.monitoring.runner import MONITOR_CONFIG, monitor
+from loopwatch.application.monitoring.runner import MONITOR_CONFIG, compare_window, monitor
+from loopwatch.application.monitoring.window_results import alarms_with_evasion, with_unexpected_missing
 from loopwatch.application.monitoring.window_checks import MIN_ESTIMATE_ROWS, PerformanceContext
 from loopwatch.application.monitoring.window_facts import VersionFacts, WindowFacts
 from loopwatch.application.monitoring.windows import WindowSpec
+from loopwatch.drift.compare import DriftConfig
+from loopwatch.features.frames import with_canonical_features
 from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.performance_evidence import MetricInterval
 from loopwatch.records import ModelVersion
@@ -70,18 +73,21 @@ def gather_summaries(store: Store, registry: Registry, summariser: Summariser, n
     """The period's evidence from its window summaries; ``None`` without traffic."""
     spec = WindowSpec.parse(config.window)
     collector = _Collector(registry, name, versions, config)
+    drift_config = replace(MONITOR_CONFIG, alpha=config.drift_alpha, practical_thresholds=config.practical_thresholds,
+                           practical_band_rows=config.practical_band_rows)
     drift = monitor(
         store, registry, name, window=config.window, since=since, until=until, compare_previous=False,
-        config=replace(MONITOR_CONFIG, alpha=config.drift_alpha, practical_thresholds=config.practical_thresholds,
-                       practical_band_rows=config.practical_band_rows),
-        adversarial_fpr=config.adversarial_fpr, summariser=summariser, visit=collector.visit,
+        config=drift_config, adversarial_fpr=config.adversarial_fpr, summariser=summariser, visit=collector.visit,
     )
     if not collector.windows:
         return None
     assert spec.length is not None
+    alerts = collector.alerts(name, spec)
+    mapping = {(a.window_start, a.client_id) for a in alerts if list(a.reasons) != ["boundary"]}
+    if mapping:
+        drift = collector.without_clients(drift, mapping, drift_config)
     return SummaryEvidence(spec=spec, drift=drift, facts=collector.facts(spec), contexts=collector.contexts,
-                           alerts=collector.alerts(name, spec), evasion_counts=collector.evasion_counts(),
-                           labelled=collector.labelled)
+                           alerts=alerts, evasion_counts=collector.evasion_counts(), labelled=collector.labelled)
 
 
 @dataclass
@@ -107,6 +113,8 @@ class _Collector:
         self.windows: dict[datetime, _Window] = {}
         self.labelled: list[LabelledWindow] = []
         self.watch = ClientWatch(registry, versions, fpr=0.01, seed=0)
+        #: each software fingerprint's client version, read once
+        self.client_versions: dict[str, str | None] = {}
 
     def visit(self, number: int, start: datetime, summary: WindowSummary) -> None:
         from loopwatch.application.monitoring.summary_labels import LabelledWindow
@@ -156,6 +164,32 @@ class _Collector:
             found += [a for a in self.watch.window(name, start, start + spec.length, queries) if a.flagged]
         return found
 
+    def without_clients(self, drift: Any, mapping: set[tuple[datetime, str | None]], config: DriftConfig) -> Any:
+        """``drift`` with each window in which a client mapped the model judged without that
+        client's queries, as the log path judges it (:func:`~loopwatch.loops.policies.mapping_clients`):
+        compared on the window's row sample less the client's rows, which is every row of a
+        window the sample holds whole and a uniform sample of the rest otherwise. Sums cannot
+        take one client's queries out of exact counts or sketches."""
+        declared = set(self.registry.settings(self.name, fresh=True).nullable)
+        windows = []
+        for window in drift.windows:
+            clients = {client for start, client in mapping if start == window.start}
+            sample = self.windows.get(window.start, _Window()).samples.get(window.model_version)
+            if not clients or sample is None or window.segment is not None:
+                windows.append(window)
+                continue
+            meta = self.versions[window.model_version]
+            kept = sample[~sample["__client_id"].isin(clients)] if "__client_id" in sample else sample
+            current = with_canonical_features(kept.drop(columns=[c for c in kept.columns if c.startswith("__")]),
+                                              meta.schema)
+            outputs = [c for c in current.columns if c == "prediction" or c.startswith("probability_")]
+            report = compare_window(self.registry.profile(self.name, window.model_version), current, outputs=outputs,
+                                    config=config, where=(self.name, window.start))
+            report = with_unexpected_missing(report, current, meta.schema, declared)
+            alarms, evasion = alarms_with_evasion(report, window.rejections, window.evasion, config)
+            windows.append(replace(window, report=report, alarms=alarms, evasion=evasion))
+        return replace(drift, windows=windows)
+
     def evasion_counts(self) -> list[tuple[datetime, dict[int, dict[str, tuple[int, int]]]]]:
         return [(start, {n: c for n, c in sorted(self.windows[start].evasion.items()) if c})
                 for start in sorted(self.windows)]
@@ -181,11 +215,10 @@ class _Collector:
     def _client_version(self, fingerprint_id: Any) -> str | None:
         if not isinstance(fingerprint_id, str) or not fingerprint_id:
             return None
-        cache: dict[str, str | None] = self.__dict__.setdefault("_fingerprints", {})
-        if fingerprint_id not in cache:
-            found = self.registry.store.get_fingerprint(fingerprint_id)  # one read per fingerprint
-            cache[fingerprint_id] = None if found is None else found.client_version
-        return cache[fingerprint_id]
+        if fingerprint_id not in self.client_versions:  # one read per fingerprint
+            found = self.registry.store.get_fingerprint(fingerprint_id)
+            self.client_versions[fingerprint_id] = None if found is None else found.client_version
+        return self.client_versions[fingerprint_id]
 
 
 def _sample_rows(summary: WindowSummary) -> pd.DataFrame | None:
