@@ -288,3 +288,53 @@ def test_monitor_from_summaries_reads_whole_hours_and_says_so(trained, churn_tra
     from_log = monitor(trained.store, trained.registry, "churn", window="1h",
                        since=T0 + timedelta(minutes=30), until=T0 + timedelta(minutes=40))
     assert [w.n_events for w in from_log.windows] == [10]
+
+
+def test_hours_rolled_up_while_a_monitor_reads_are_read_once(trained, churn_training: pd.DataFrame) -> None:
+    """The service's summariser may roll hours up into days between the monitor listing the
+    windows and reading them: the day is written and its hours deleted in one transaction, and
+    each window's hours and days are read in one statement, so no window is lost or doubled."""
+    from loopwatch.application.monitoring.summary_monitor import _windows
+    from loopwatch.application.monitoring.windows import WindowSpec
+
+    s = Summariser(trained.store, trained.registry,
+                   settings=Settings(summary_settle_seconds=0, summary_hourly_days=2, summary_daily_days=30))
+    log(trained, churn_rows(churn_training, 48), at=T0, request_id="spread", minutes=120)
+    s.catch_up("churn")
+    reading = _windows(trained.store, "churn", WindowSpec.parse("1d"), start=None, end=None, version=None)
+    first = next(reading)  # the windows are listed, the first one read
+    rolled = s.apply_retention("churn", now=T0 + timedelta(days=6))  # every hour up to 03-04 rolls up
+    assert rolled["rolled_up_hours"] > 0
+    read = [first, *reading]
+    assert [(key[1].day, summary.n) for key, summary in read] == [(2, 8), (3, 12), (4, 12), (5, 12), (6, 4)]
+
+
+def test_labels_of_a_rolled_up_day_are_joined_once_late_events_included(
+        trained, churn_training: pd.DataFrame) -> None:
+    """Labels that arrive after their hours were rolled up join the day's label part; the
+    events that arrived for the day after the roll-up are joined by their own hours, and each
+    label is counted once when those hours roll up too."""
+    from loopwatch.records import Label
+
+    rows = churn_rows(churn_training, 30)
+    s = Summariser(trained.store, trained.registry,
+                   settings=Settings(summary_settle_seconds=0, summary_hourly_days=2, summary_daily_days=30))
+    log(trained, rows[:20], at=T0, request_id="early", minutes=30)
+    s.catch_up("churn")
+    s.apply_retention("churn", now=T0 + timedelta(days=5))  # 03-02 is a day now
+    log(trained, rows[20:], at=T0 + timedelta(hours=2), request_id="late", minutes=5)  # a late backfill
+    s.catch_up("churn")
+    truth = churn_training["churned"].head(30).tolist()
+    at = T0 + timedelta(days=3)
+    trained.store.write_labels(
+        [Label(model_name="churn", request_id="early", row_index=i, label=truth[i], label_time=at) for i in range(20)]
+        + [Label(model_name="churn", request_id="late", row_index=i, label=truth[20 + i], label_time=at)
+           for i in range(10)])
+    s.catch_up("churn")
+    midnight = T0.replace(hour=0)
+    window = trained.store.read_window("churn", version=1, start=midnight, end=midnight + timedelta(days=1))
+    assert window is not None and window.n == 30 and window.labels is not None and window.labels.n == 30
+    s.apply_retention("churn", now=T0 + timedelta(days=5))  # the late hours roll up into the day too
+    (day,) = trained.store.window_summaries("churn", kind="day")
+    assert day.n == 30 and day.labels is not None and day.labels.n == 30
+    assert trained.store.window_summaries("churn", start=midnight, end=midnight + timedelta(days=1)) == []

@@ -222,25 +222,55 @@ class Summariser:
                         name, received_after=after, received_through=received,
                         length_us=int(self.length / timedelta(microseconds=1)), origin_us=to_micros(EPOCH_MONDAY)):
                     keys.add((version, from_micros(start_us)))
-        updated = []
+        updated, updated_days = [], []
+        days_seen: set[tuple[int, datetime]] = set()
         for version, start in sorted(keys):
             stored = self.store.window_summaries(name, start=start, end=start + self.length, version=version)
-            if not stored:
-                continue  # its events are not summarised yet: the run that summarises them joins them
-            labels = self.label_part(name, version, start, logged_through=wm)
-            if labels != stored[0].labels:
-                updated.append(stored[0].with_labels(labels))
+            if stored:
+                labels = self.label_part(name, version, start, logged_through=wm)
+                if labels != stored[0].labels:
+                    updated.append(stored[0].with_labels(labels))
+                continue
+            day = window_start(start, timedelta(days=1))
+            if (version, day) in days_seen:
+                continue
+            days_seen.add((version, day))
+            rolled = self._rolled_up_labels(name, version, day, logged_through=wm)
+            if rolled is not None:
+                updated_days.append(rolled)
+            # otherwise its events are not summarised yet: the run that summarises them joins them
         if updated:
             self.store.put_window_summaries(name, updated)
+        if updated_days:
+            self.store.put_window_summaries(name, updated_days, kind="day")
         if received is not None:
             self.store.set_label_watermark(name, received)
         return len(updated)
 
-    def label_part(self, name: str, version: int, start: datetime, *, logged_through: int) -> LabelSums | None:
-        """The label join of one stored window: its summarised events with their current labels."""
-        end = start + self.length
+    def _rolled_up_labels(self, name: str, version: int, day: datetime, *, logged_through: int) -> WindowSummary | None:
+        """A rolled-up day with its label join rebuilt, or ``None`` when there is no such day or
+        its join did not change. The day holds the events of its hours that were rolled up, not
+        of hours still stored as hours (events that arrived for it since): those hours' events
+        are left out, as each hour's own label part joins them."""
+        found = self.store.window_summaries(name, kind="day", start=day, end=day + timedelta(days=1),
+                                            version=version)
+        if not found:
+            return None
+        hours = {s.start for s in self.store.window_summaries(name, start=day, end=day + timedelta(days=1),
+                                                              version=version)}
+        labels = self.label_part(name, version, day, logged_through=logged_through, length=timedelta(days=1),
+                                 skip_hours=hours)
+        return None if labels == found[0].labels else found[0].with_labels(labels)
+
+    def label_part(self, name: str, version: int, start: datetime, *, logged_through: int,
+                   length: timedelta | None = None, skip_hours: set[datetime] | None = None) -> LabelSums | None:
+        """The label join of one stored window (of ``length``, the base window's by default): its
+        summarised events with their current labels, less the events of ``skip_hours``."""
+        end = start + (length or self.length)
         events = self.store.iter_window_events(name, version=version, start=start, end=end,
                                                logged_through=logged_through)
+        if skip_hours:
+            events = [e for e in events if window_start(e.timestamp, self.length) not in skip_hours]
         current = {(label.request_id, label.row_index): label
                    for label in self.store.iter_labels(name, since=start, until=end, by="prediction_time")
                    if label.model_version == version}
@@ -417,9 +447,10 @@ class Summariser:
             for (version, start), hours in sorted(groups.items()):
                 merged = merge_all(hours)
                 days.append(replace(merged, start=start, end=start + day))
-            if days:
-                self.store.merge_window_summaries(name, days, kind="day")
-            rolled = self.store.delete_window_summaries(name, before=hourly_cutoff)
+            # the days written and the hours they hold deleted at once: a monitor reading
+            # meanwhile sees every hour once (and an hour another process summarised after the
+            # read above stays, to be rolled up next time)
+            rolled = self.store.roll_up_hours(name, days, [(s.version, s.start) for s in old])
             expired = self.store.delete_window_summaries(name, kind="day", before=daily_cutoff)
         return {"rolled_up_hours": rolled, "days_written": len(days), "expired_days": expired}
 

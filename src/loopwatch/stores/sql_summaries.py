@@ -71,6 +71,19 @@ class SqlSummariesMixin(SqlStoreBase):
         return (summary.model, summary.version, kind, to_micros(summary.start), to_micros(summary.end),
                 summary.layout_id, ENCODING, encode_summary(kept), summary.n, now)
 
+    def _merge_into(self, cur: Any, model_name: str, summaries: Sequence[WindowSummary], kind: str, now: int) -> None:
+        """Merge each summary into the stored window of its kind, start and version (or store it)."""
+        for summary in summaries:
+            cur.execute(
+                self._sql("SELECT payload, encoding FROM window_summaries WHERE model_name = ? AND kind = ? "
+                          "AND window_start = ? AND model_version = ?"),
+                (model_name, kind, to_micros(summary.start), summary.version),
+            )
+            found = cur.fetchone()
+            merged = summary if found is None else \
+                replace(decode_summary(found[0], found[1]), model=model_name).merge(summary)
+            self._upsert_summary(cur, self._summary_row(merged, kind, now))
+
     def _upsert_summary(self, cur: Any, row: tuple[Any, ...]) -> None:
         cur.execute(
             self._sql(
@@ -108,19 +121,48 @@ class SqlSummariesMixin(SqlStoreBase):
                 current = None if row is None else int(row[0])
                 if current != watermark:
                     raise Conflict(f"the summaries of {model_name!r} moved on (another summariser ran)")
-            for summary in summaries:
-                cur.execute(
-                    self._sql("SELECT payload, encoding FROM window_summaries WHERE model_name = ? AND kind = ? "
-                              "AND window_start = ? AND model_version = ?"),
-                    (model_name, kind, to_micros(summary.start), summary.version),
-                )
-                found = cur.fetchone()
-                merged = summary if found is None else \
-                    replace(decode_summary(found[0], found[1]), model=model_name).merge(summary)
-                self._upsert_summary(cur, self._summary_row(merged, kind, now))
+            self._merge_into(cur, model_name, summaries, kind, now)
             if logged_through is not None:
                 self._advance_watermark(cur, model_name, logged_through, now)
         return len(summaries)
+
+    def roll_up_hours(self, model_name: str, days: Sequence[WindowSummary],
+                      hours: Sequence[tuple[int, datetime]]) -> int:
+        """Merge ``days`` into the stored daily windows and delete the hourly windows they were
+        merged from (``hours``: version and start), in one transaction: a reader sees each hour
+        either as an hour or inside its day, never both and never neither. Returns the hours
+        deleted."""
+        key_text(model_name, "model")
+        if any(s.model != model_name for s in days):
+            raise InvalidInput("every summary must be of the model it is stored under")
+        now = to_micros(utcnow())
+        with self._transaction() as cur:
+            self._serialize(cur, f"summaries:{model_name}")
+            self._merge_into(cur, model_name, days, "day", now)
+            deleted = 0
+            for version, start in hours:
+                cur.execute(
+                    self._sql("DELETE FROM window_summaries WHERE model_name = ? AND kind = 'hour' "
+                              "AND window_start = ? AND model_version = ?"),
+                    (model_name, to_micros(start), int(version)),
+                )
+                deleted += max(cur.rowcount, 0)
+        return deleted
+
+    def window_parts(
+        self, model_name: str, *, start: datetime, end: datetime, version: int,
+    ) -> list[tuple[str, WindowSummary]]:
+        """The stored hourly and daily windows of one version that start in ``[start, end)``,
+        with their kind, read in one statement: one snapshot, so an hour rolled up meanwhile is
+        read once, as an hour or inside its day."""
+        where, params = _window_filter(model_name, "hour", version, (start, "start"), (end, "end"))
+        where[1] = "kind IN ('hour', 'day')"
+        params.pop(1)
+        rows = self._fetchall(
+            f"SELECT kind, payload, encoding FROM window_summaries WHERE {' AND '.join(where)} "
+            "ORDER BY window_start, kind", params)
+        return [(str(kind), replace(decode_summary(payload, encoding), model=model_name))
+                for kind, payload, encoding in rows]
 
     def put_window_summaries(self, model_name: str, summaries: Sequence[WindowSummary], *, kind: str = "hour") -> int:
         """Store ``summaries`` in place of whatever their windows held (a rebuilt window, a window
@@ -174,13 +216,12 @@ class SqlSummariesMixin(SqlStoreBase):
         self, model_name: str, *, version: int, start: datetime, end: datetime,
     ) -> WindowSummary | None:
         """One version's events over ``[start, end)``, merged on read from its stored windows:
-        the days wholly inside it and the hours of the rest (a day or a week, or any span of
-        whole hours). ``None`` when nothing is stored."""
-        hours = self.window_summaries(model_name, start=start, end=end, version=version)
-        days = [d for d in self.window_summaries(model_name, kind="day", start=start, end=end, version=version)
-                if d.end <= end]
-        covered = [(d.start, d.end) for d in days]
-        parts = days + [h for h in hours if not any(lo <= h.start < hi for lo, hi in covered)]
+        the days wholly inside it and every hour (a day or a week, or any span of whole hours).
+        An hour still stored as an hour is in no day (a roll-up deletes the hours it merges), so
+        the events that arrived for a rolled-up day later are read from their hours. ``None``
+        when nothing is stored."""
+        parts = [part for kind, part in self.window_parts(model_name, start=start, end=end, version=version)
+                 if kind == "hour" or part.end <= end]
         return merge_all(sorted(parts, key=lambda s: s.start)) if parts else None
 
     def delete_window_summaries(

@@ -138,11 +138,11 @@ def _windows(store: Store, name: str, spec: WindowSpec, *, start: datetime | Non
         v, window_start = key
         lo = window_start if start is None else max(window_start, start)
         hi = window_start + length if end is None else min(window_start + length, end)
-        found = [d for d in store.window_summaries(name, kind="day", start=lo, end=hi, version=v)
-                 if (d.start, d.end) in days.get(key, [])]
-        if key in hours:
-            found += [h for h in store.window_summaries(name, kind="hour", start=lo, end=hi, version=v)
-                      if (v, datetime(h.start.year, h.start.month, h.start.day, tzinfo=timezone.utc)) not in covered]
+        # hours and days read in one snapshot: an hour is rolled up into its day in the same
+        # transaction that deletes it (Summariser.apply_retention), so each hour is read once,
+        # even while the service's summariser rolls hours up during this read
+        found = [part for kind, part in store.window_parts(name, start=lo, end=hi, version=v)
+                 if kind == "hour" or part.end <= hi]
         if found:
             yield key, merge_all(sorted(found, key=lambda s: s.start))
 
