@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from loopwatch.application.collector import collector_paused
+from loopwatch.application.label_join import join_labels
 from loopwatch.application.monitoring.windows import columns_frame, events_frame
 from loopwatch.config import Settings
 from loopwatch.errors import Conflict, LoopwatchError
@@ -265,36 +266,10 @@ class Summariser:
     def label_part(self, name: str, version: int, start: datetime, *, logged_through: int,
                    length: timedelta | None = None, skip_hours: set[datetime] | None = None) -> LabelSums | None:
         """The label join of one stored window (of ``length``, the base window's by default): its
-        summarised events with their current labels, less the events of ``skip_hours``."""
-        end = start + (length or self.length)
-        events = self.store.iter_window_events(name, version=version, start=start, end=end,
-                                               logged_through=logged_through)
-        if skip_hours:
-            events = [e for e in events if window_start(e.timestamp, self.length) not in skip_hours]
-        current = {(label.request_id, label.row_index): label
-                   for label in self.store.iter_labels(name, since=start, until=end, by="prediction_time")
-                   if label.model_version == version}
-        pairs = [(e, current[(e.request_id, e.row_index)]) for e in events if (e.request_id, e.row_index) in current]
-        if not pairs:
-            return None
-        meta = self.store.get_model_version(name, version)
-        delays = [max(label.delay_seconds, 0.0) for _, label in pairs]
-        try:
-            if meta.task == "classification":
-                classes = [str(c) for c in meta.schema.classes]
-                probabilities = [e.probability for e, _ in pairs]
-                proba = None
-                if all(p is not None and len(p) == len(classes) for p in probabilities):
-                    proba = np.asarray(probabilities, dtype=np.float64)
-                return LabelSums.from_pairs(
-                    task="classification", predicted=[str(e.prediction[0]) for e, _ in pairs],
-                    truth=[str(label.label) for _, label in pairs], delay_seconds=delays, classes=classes,
-                    proba=proba)
-            return LabelSums.from_pairs(task="regression", predicted=[float(e.prediction[0]) for e, _ in pairs],
-                                        truth=[float(label.label) for _, label in pairs], delay_seconds=delays)
-        except (LoopwatchError, TypeError, ValueError) as exc:
-            _log.warning("labels of %s v%s at %s not summarised: %s", name, version, start.isoformat(), exc)
-            return None
+        summarised events with their current labels, less the events of ``skip_hours``
+        (:func:`~loopwatch.application.label_join.join_labels`)."""
+        return join_labels(self.store, name, version, start, start + (length or self.length),
+                           logged_through=logged_through, base_length=self.length, skip_hours=skip_hours)
 
     def _summarise(self, name: str, events: Sequence[PredictionEvent], layouts: dict[int, SummaryLayout],
                    estimators: dict[int, EstimatorHook | None]) -> dict[tuple[int, datetime], WindowSummary]:

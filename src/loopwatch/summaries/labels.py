@@ -19,8 +19,9 @@ parts are merged from the rebuilt base windows.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from functools import reduce
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -31,6 +32,10 @@ from loopwatch.performance import kernels
 from loopwatch.summaries.log_bins import LogHistogram
 from loopwatch.summaries.exact_sum import ExactSum, add_sums
 from loopwatch.summaries.outcomes import DEFAULT_SCORE_BINS, add_counts, exact_sums, sums_dict, sums_of
+
+
+#: A day in microseconds: label arrivals are kept per UTC day.
+DAY_US = 86_400 * 10**6
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,13 +196,30 @@ class LabelSums:
     delay: LogHistogram = field(default_factory=LogHistogram)
     #: A classifier's probabilities, when the join carried them (see :class:`ScoredLabels`).
     scored: ScoredLabels | None = None
+    #: The same join split by the UTC day its labels became known on (the microseconds of the
+    #: day's start): what was known at the end of each day, so that the label evidence is dated
+    #: as its labels came. Empty for a part built without the split (its evidence is dated by
+    #: its largest delay).
+    arrivals: Mapping[int, LabelSums] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.scored is not None and self.scored.n != self.n:
             raise InvalidInput("every labelled row of a scored label part needs its probabilities")
         if self.task not in ("classification", "regression"):
             raise InvalidInput(f"task must be classification or regression, got {self.task!r}")
-        freeze_fields(self, "confusion", "errors")
+        if self.arrivals and (sum(a.n for a in self.arrivals.values()) != self.n
+                              or any(a.arrivals for a in self.arrivals.values())):
+            raise InvalidInput("the days labels arrived on must split the whole join, one level deep")
+        freeze_fields(self, "confusion", "errors", "arrivals")
+
+    def with_arrivals(self, arrivals: Mapping[int, LabelSums]) -> LabelSums:
+        """This part with its split by arrival day (see :attr:`arrivals`)."""
+        return replace(self, arrivals=dict(sorted(arrivals.items())))
+
+    def known_by(self, moment_us: int) -> LabelSums | None:
+        """The part of the labels that arrived on days ending by ``moment_us`` (``None``: none)."""
+        seen = [part for day, part in self.arrivals.items() if day + DAY_US <= moment_us]
+        return None if not seen else reduce(LabelSums.merge, seen)
 
     @classmethod
     def from_pairs(
@@ -250,9 +272,15 @@ class LabelSums:
             raise InvalidInput("a label part with probabilities and one without cannot merge")
         scored = self.scored if other.scored is None else other.scored if self.scored is None else \
             self.scored.merge(other.scored)
+        # the split by arrival day merges day by day; a part without it leaves the merge without it
+        arrivals: dict[int, LabelSums] = {}
+        if (self.arrivals or not self.n) and (other.arrivals or not other.n):
+            arrivals = dict(self.arrivals)
+            for day, part in other.arrivals.items():
+                arrivals[day] = arrivals[day].merge(part) if day in arrivals else part
         return LabelSums(task=self.task, n=self.n + other.n, confusion=dict(sorted(confusion.items())),
                          errors=errors, n_relative=self.n_relative + other.n_relative,
-                         delay=self.delay.merge(other.delay), scored=scored)
+                         delay=self.delay.merge(other.delay), scored=scored, arrivals=dict(sorted(arrivals.items())))
 
     def metrics(self, *, n_classes: int = 0, positive: int | None = None) -> dict[str, float]:
         """The realized metrics of the labelled rows: accuracy, precision, recall and F1 of a
@@ -282,7 +310,7 @@ class LabelSums:
             "errors": {name: v.to_text() for name, v in self.errors.items()},
             "n_relative": self.n_relative, "delay": self.delay.to_dict(),
             "scored": None if self.scored is None else self.scored.to_dict(),
-        }
+        } | ({"arrivals": {str(day): part.to_dict() for day, part in self.arrivals.items()}} if self.arrivals else {})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LabelSums:
@@ -296,4 +324,5 @@ class LabelSums:
             errors={name: ExactSum.from_text(v) for name, v in data["errors"].items()},
             n_relative=int(data["n_relative"]), delay=LogHistogram.from_dict(data["delay"]),
             scored=None if data.get("scored") is None else ScoredLabels.from_dict(data["scored"]),
+            arrivals={int(day): cls.from_dict(part) for day, part in (data.get("arrivals") or {}).items()},
         )

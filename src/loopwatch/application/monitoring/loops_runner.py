@@ -51,6 +51,7 @@ from loopwatch.registry.registry import is_monitor_only
 from loopwatch.stores.base import EventQuery, Store, to_micros
 
 if TYPE_CHECKING:
+    from loopwatch.application.monitoring.summary_labels import LabelledWindow
     from loopwatch.application.summaries import Summariser
 
 #: Incident kinds concluded from labels: they end when windows whose labels are in no longer show them.
@@ -133,7 +134,7 @@ class _Gathered:
     importance: dict[int, dict[str, float]]
     evasion_counts: EvasionCounts
     frame: pd.DataFrame | None = None
-    labelled: list[Any] = field(default_factory=list)
+    labelled: list[LabelledWindow] = field(default_factory=list)
 
 
 def summaries_answer(store: Store, name: str, config: MonitoringConfig, *, until: datetime | None) -> bool:

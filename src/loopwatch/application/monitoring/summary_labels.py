@@ -54,6 +54,7 @@ from loopwatch.application.monitoring.pooled_concept import pooled_concept_findi
 from loopwatch.application.monitoring.window_checks import PerformanceContext
 from loopwatch.application.monitoring.windows import WindowSpec
 from loopwatch.performance.unmeasured import Unmeasured
+from loopwatch.stores.base import from_micros, to_micros
 from loopwatch.summaries.label_intervals import SCORED_METRICS, realized_interval
 from loopwatch.summaries.labels import LabelSums
 from loopwatch.summaries.log_bins import BINS_PER_OCTAVE, LogHistogram, bin_edges
@@ -114,32 +115,43 @@ def label_findings_from_summaries(
                                   inputs_drifted=window.start in drifted_windows,
                                   estimated_missing=window.estimated_missing)
         entries.append(entry)
-        realized = _realized(context, window.labels) if labels >= config.min_labels else None
-        if realized is None:  # a null metric says why: too few labels, one class, ...
+        estimated = window.estimated
+        testable = estimated is not None and window.start not in drifted_windows
+        found = None
+        departure: float | None = None
+        tests: list[tuple[datetime, MetricInterval, Any, int]] = []
+        # each checkpoint the window's labels reached, with the labels known by then (as the row
+        # path tests it); a part without its split by arrival day has one: all of them
+        for checkpoint, seen in checkpoints_of(window, spec):
+            if seen.n < config.min_labels:
+                continue
+            realized = _realized(context, seen)
+            if realized is None:
+                continue
+            entry.realized = realized
+            if not testable or found is not None or estimated is None or not _has_interval(realized):
+                continue
+            departure = realized.value - estimated.value
+            departure = -departure if context.higher_is_better else departure
+            baseline = baselines.setdefault(window.version, ConceptBaseline())
+            test = _departure_test(departure, realized, estimated, baseline.known(checkpoint))
+            entry.departure = test
+            tests.append((checkpoint, realized, test, seen.n))
+            if test.excess > config.performance_tolerance and test.z > z_crit:
+                found = _concept_finding(context, window.start, spec, checkpoint, realized, estimated, test, seen.n)
+        if tests and departure is not None:
+            # the usual gap: a window enters it once it is known not to be part of a drift
+            baselines[window.version].record(at=tests[-1][0], departure=departure, drifted=found is not None,
+                                             baselined=tests[-1][2].basis == BASELINE_BASIS)
+        if entry.realized is None:  # a null metric says why: too few labels, one class, ...
             entry.realized_missing = _unrealized(context, window.labels, config.min_labels)
             continue
-        entry.realized = realized
-        estimated = window.estimated
-        if estimated is None or window.start in drifted_windows or not _has_interval(realized):
-            continue
-        checkpoint = evidence_available_at(window, spec)
-        departure = realized.value - estimated.value
-        departure = -departure if context.higher_is_better else departure
-        baseline = baselines.setdefault(window.version, ConceptBaseline())
-        test = _departure_test(departure, realized, estimated, baseline.known(checkpoint))
-        entry.departure = test
-        found = None
-        if test.excess > config.performance_tolerance and test.z > z_crit:
-            found = _concept_finding(context, window.start, spec, checkpoint, realized, estimated, test, labels)
-        baseline.record(at=checkpoint, departure=departure, drifted=found is not None,
-                        baselined=test.basis == BASELINE_BASIS)
         if found is not None:
             part.findings.append(found)
             found_in.add(window.version)
             concept_since[window.version] = min(concept_since.get(window.version, window.start), window.start)
-        else:
-            judged.setdefault(window.version, []).append((window.start, estimated,
-                                                          [(checkpoint, realized, test, labels)]))
+        elif tests:
+            judged.setdefault(window.version, []).append((window.start, estimated, tests))
     for number, series in judged.items():
         if number in found_in:  # the per-window test already named this version's drift
             continue
@@ -153,6 +165,26 @@ def label_findings_from_summaries(
     part.performance = PerformanceEvidence(windows=entries, versions=_overall(contexts, stable, config),
                                            not_measured=dict(NOT_MEASURED))
     return part
+
+
+def checkpoints_of(window: LabelledWindow, spec: WindowSpec) -> list[tuple[datetime, LabelSums]]:
+    """Each moment the window's labels were tested at, with the labels known by then: the end
+    of each window in which some arrived (of the day they arrived on, for windows shorter than
+    a day), from the part's split by arrival day; without the split, one, when all were in
+    (:func:`evidence_available_at`)."""
+    assert spec.length is not None
+    labels = window.labels
+    if labels is None:
+        return []
+    if not labels.arrivals:
+        return [(evidence_available_at(window, spec), labels)]
+    out = []
+    for day in sorted({spec.start_of(from_micros(d) + timedelta(days=1) - timedelta(microseconds=1)) + spec.length
+                       for d in labels.arrivals}):
+        seen = labels.known_by(to_micros(day))
+        if seen is not None:
+            out.append((day, seen))
+    return out
 
 
 def evidence_available_at(window: LabelledWindow, spec: WindowSpec) -> datetime:
