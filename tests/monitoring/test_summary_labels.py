@@ -43,6 +43,7 @@ from loopwatch.application.monitoring.windows import WindowSpec
 from loopwatch.errors import InvalidInput
 from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.performance import classifier_reference, fit_estimator, regressor_reference
+from loopwatch.stores.base import to_micros
 from loopwatch.summaries.labels import LabelSums
 from tests.realdata import flight_delays, flights, random_days
 
@@ -112,23 +113,32 @@ def log_of(data: pd.DataFrame, predictions: np.ndarray, truth: np.ndarray, *, se
     return frame, labels[labels["label_time"] < pd.Timestamp(UNTIL)]
 
 
-def summaries_of(frame: pd.DataFrame, labels: pd.DataFrame, context: PerformanceContext) -> list[LabelledWindow]:
-    """One summary per day, its label part built from the day's labelled rows as the summariser does."""
+def summaries_of(frame: pd.DataFrame, labels: pd.DataFrame, context: PerformanceContext, *,
+                 split: bool = False) -> list[LabelledWindow]:
+    """One summary per day, its label part built from the day's labelled rows as the summariser
+    does (``split``: with its split by the day each label arrived on, as the summariser keeps it)."""
     joined = frame.merge(labels, on=["__request_id", "__row_index"])
     label_starts = SPEC.starts_of(joined["__timestamp"])
+
+    def sums_of(mine: pd.DataFrame) -> LabelSums:
+        delays = (mine["label_time"] - mine["__timestamp"]).dt.total_seconds().tolist()
+        if context.version.task == "classification":
+            return LabelSums.from_pairs(task="classification", predicted=mine["prediction"].tolist(),
+                                        truth=mine["label"].tolist(), delay_seconds=delays, classes=[0, 1],
+                                        proba=mine[["probability_0", "probability_1"]].to_numpy())
+        return LabelSums.from_pairs(task="regression", predicted=mine["prediction"].tolist(),
+                                    truth=mine["label"].tolist(), delay_seconds=delays)
+
     out = []
     for start, rows in frame.groupby(SPEC.starts_of(frame["__timestamp"]), sort=True):
         mine = joined[label_starts == start]
         sums = None
         if len(mine):
-            delays = (mine["label_time"] - mine["__timestamp"]).dt.total_seconds().tolist()
-            if context.version.task == "classification":
-                sums = LabelSums.from_pairs(task="classification", predicted=mine["prediction"].tolist(),
-                                            truth=mine["label"].tolist(), delay_seconds=delays, classes=[0, 1],
-                                            proba=mine[["probability_0", "probability_1"]].to_numpy())
-            else:
-                sums = LabelSums.from_pairs(task="regression", predicted=mine["prediction"].tolist(),
-                                            truth=mine["label"].tolist(), delay_seconds=delays)
+            sums = sums_of(mine)
+            if split:
+                arrived = mine["label_time"].dt.floor("D")
+                sums = sums.with_arrivals({to_micros(day.to_pydatetime()): sums_of(part)
+                                           for day, part in mine.groupby(arrived)})
         estimated, why = context.estimate_or_why(rows)
         begin = start.to_pydatetime()
         out.append(LabelledWindow(start=begin, end=begin + timedelta(days=1), version=1, predictions=len(rows),
@@ -149,7 +159,7 @@ def classifier() -> tuple[Any, PerformanceContext, pd.DataFrame]:
 
 
 @lru_cache(maxsize=None)
-def world(flip: float) -> tuple[LabelPart, LabelPart, list[LabelledWindow]]:
+def world(flip: float, split: bool = False) -> tuple[LabelPart, LabelPart, list[LabelledWindow]]:
     """The label part of one world by the row path and by the summaries path."""
     model, context, production = classifier()
     data = random_days(production, days=DAYS, start=START.isoformat(), seed=1)
@@ -157,7 +167,7 @@ def world(flip: float) -> tuple[LabelPart, LabelPart, list[LabelledWindow]]:
     config = MonitoringConfig()
     rows = label_findings(LabelStore(labels), "flights", frame, {1: context}, config,  # type: ignore[arg-type]
                           spec=SPEC, until=UNTIL, drifted_windows=INPUT_DRIFT)
-    windows = summaries_of(frame, labels, context)
+    windows = summaries_of(frame, labels, context, split=split)
     # the summaries come in any order
     summed = label_findings_from_summaries(windows[::-1], {1: context}, config, spec=SPEC,
                                            drifted_windows=INPUT_DRIFT)
@@ -213,6 +223,24 @@ def test_a_seeded_concept_drift_is_found_by_both_and_dated_no_earlier() -> None:
     window = next(w for w in windows if w.start == first.window_start)
     assert first.available_at == evidence_available_at(window, SPEC)
     assert first.evidence["realized"]["value"] < first.evidence["estimated"]["value"] - 0.1
+
+
+@pytest.mark.parametrize("flip", [STEADY, DRIFTING])
+def test_with_labels_split_by_arrival_day_the_findings_are_the_rows_dated_alike(flip: float) -> None:
+    """With the split the summariser keeps, each window is tested at each checkpoint its labels
+    reached, as on the rows: the drift is found in the same first window, on the same day (later
+    windows can differ at the bar: their intervals are analytic, the rows' bootstrapped)."""
+    rows, summed, _ = world(flip, split=True)
+    assert bool(summed.findings) == bool(rows.findings) == (flip == DRIFTING)
+    if rows.findings:
+        first = min(summed.findings, key=lambda f: f.window_start)
+        expected = min(rows.findings, key=lambda f: f.window_start)
+        assert (first.window_start, first.available_at) == (expected.window_start, expected.available_at)
+        # never later than when the window's last label was in (the date without the split)
+        (unsplit,) = [f for f in world(flip)[1].findings if f.window_start == first.window_start]
+        assert first.available_at <= unsplit.available_at
+    for row, mine in zip(rows.performance.windows, summed.performance.windows):
+        assert (mine.departure is None) == (row.departure is None), row.start
 
 
 def test_a_world_without_drift_gives_no_finding_in_either() -> None:

@@ -153,6 +153,44 @@ def test_label_sums_merge_like_one_join(a, b, c) -> None:
     assert LabelSums.from_dict(json.loads(json.dumps(x.to_dict()))) == x
 
 
+arrivals = st.lists(st.tuples(st.sampled_from("abc"), st.sampled_from("abc"), st.floats(0, 1e6),
+                              st.integers(0, 3)), max_size=30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrivals, arrivals)
+def test_label_sums_split_by_arrival_day_merge_day_by_day(a, b) -> None:
+    """A part split by the day its labels became known merges day by day, round-trips, and what
+    was known by the end of a day is the join of the labels that arrived up to it."""
+    from loopwatch.summaries.labels import DAY_US
+
+    def plain(pairs):
+        return LabelSums.from_pairs(task="classification", predicted=[p for p, *_ in pairs],
+                                    truth=[t for _, t, *_ in pairs], delay_seconds=[d for _, _, d, _ in pairs],
+                                    classes="abc")
+
+    def split(pairs):
+        days = {day for *_, day in pairs}
+        return plain(pairs).with_arrivals({day * DAY_US: plain([p for p in pairs if p[3] == day]) for day in days})
+
+    x, y = split(a), split(b)
+    both = x.merge(y)
+    assert both == y.merge(x) == split(a + b)
+    assert LabelSums.from_dict(json.loads(json.dumps(both.to_dict()))) == both
+    for day in range(4):
+        known = both.known_by((day + 1) * DAY_US)
+        expected = [p for p in a + b if p[3] <= day]
+        assert (known is None) == (not expected)
+        if known is not None:
+            assert known == plain(expected)
+    # a part without the split leaves the merge without it: what arrived when is not known
+    if a and b:
+        assert not x.merge(plain(b)).arrivals
+    one = ("a", "b", 1.0, 0)
+    with pytest.raises(InvalidInput, match="split the whole join"):
+        plain([one, one]).with_arrivals({0: plain([one])})
+
+
 def test_realized_metrics_from_label_sums_match_sklearn_and_the_rows() -> None:
     rng = np.random.default_rng(4)
     truth, predicted = rng.choice(["x", "y", "z"], 900), rng.choice(["x", "y", "z"], 900)

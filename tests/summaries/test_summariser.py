@@ -338,3 +338,25 @@ def test_labels_of_a_rolled_up_day_are_joined_once_late_events_included(
     (day,) = trained.store.window_summaries("churn", kind="day")
     assert day.n == 30 and day.labels is not None and day.labels.n == 30
     assert trained.store.window_summaries("churn", start=midnight, end=midnight + timedelta(days=1)) == []
+
+
+def test_a_label_part_is_split_by_the_day_its_labels_became_known(trained, churn_training: pd.DataFrame) -> None:
+    from loopwatch.records import Label
+    from loopwatch.summaries.labels import DAY_US
+    from loopwatch.stores.base import to_micros
+
+    rows = churn_rows(churn_training, 30)
+    s = summariser(trained)
+    log(trained, rows, at=T0, request_id="split")
+    s.catch_up("churn")
+    truth = churn_training["churned"].head(30).tolist()
+    days = [T0 + timedelta(days=d, hours=3) for d in (1, 1, 2)]
+    trained.store.write_labels([Label(model_name="churn", request_id="split", row_index=i, label=truth[i],
+                                      label_time=days[i % 3]) for i in range(30)])
+    s.catch_up("churn")
+    part = stored(trained)[(1, T0)].labels
+    assert part is not None and part.n == 30
+    first, second = (to_micros(T0.replace(hour=0) + timedelta(days=d)) for d in (1, 2))
+    assert {day: p.n for day, p in part.arrivals.items()} == {first: 20, second: 10}
+    assert part.known_by(first) is None  # nothing was known before the first day ended
+    assert part.known_by(first + DAY_US).n == 20 and part.known_by(second + DAY_US) == part.with_arrivals({})
