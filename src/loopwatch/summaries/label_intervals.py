@@ -9,8 +9,8 @@ bootstrap needs the rows, so the intervals here are analytic, from the same coun
 * **F1**, and the macro **precision**, **recall** and **F1** of more classes: the delta method
   over the multinomial confusion counts (``var = sum_ij (df/dn_ij)^2 n_ij``, exact to first
   order for any ratio of counts), a normal interval clipped to [0, 1].
-* **ROC AUC**: Hanley and McNeil's (1982) standard error from the AUC and the numbers of
-  positives and negatives, widened by :class:`~loopwatch.summaries.labels.ScoredLabels`' stated
+* **ROC AUC**: DeLong's (1988) variance on the binned scores (:func:`delong_variance`: from
+  each row's placement among the other class, as on rows with the bins' scores), widened by :class:`~loopwatch.summaries.labels.ScoredLabels`' stated
   ``roc_auc_bound`` (the binned AUC is within it of the rows'): the binning's error is taken
   as uniform on ``[-bound, bound]``, whose variance ``bound^2 / 3`` adds to the sampling
   variance. Adding the whole bound to each side instead would take the worst case (every
@@ -153,9 +153,7 @@ def _scored_interval(scored: ScoredLabels, metric: str, value: float, z: float) 
             bins = sorted(set(scored.positives.get(c, {})) | set(scored.negatives.get(c, {})))
             pos = np.array([scored.positives.get(c, {}).get(b, 0) for b in bins], dtype=np.float64)
             neg = np.array([scored.negatives.get(c, {}).get(b, 0) for b in bins], dtype=np.float64)
-            below = np.cumsum(neg) - neg
-            auc = float((pos * (below + 0.5 * neg)).sum() / (pos.sum() * neg.sum()))
-            errors.append(hanley_mcneil(auc, positives=int(pos.sum()), negatives=int(neg.sum())))
+            errors.append(math.sqrt(delong_variance(pos, neg)))
         # the binned AUC is within ``bound`` of the rows': that error, taken as uniform on
         # [-bound, bound] (how the rows of a bin are ordered is not known), adds bound^2 / 3
         bound = scored.metrics()["roc_auc_bound"]
@@ -168,13 +166,27 @@ def _scored_interval(scored: ScoredLabels, metric: str, value: float, z: float) 
     return math.nan, math.nan  # log loss, ECE: their spread needs per-row terms
 
 
-def hanley_mcneil(auc: float, *, positives: int, negatives: int) -> float:
-    """The standard error of an AUC from its value and the numbers of positives and negatives
-    (Hanley and McNeil, Radiology 1982: the AUC's exponential approximation)."""
-    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
-    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc)
-                + (negatives - 1) * (q2 - auc * auc)) / (positives * negatives)
-    return math.sqrt(max(variance, 0.0))
+def delong_variance(positives: np.ndarray, negatives: np.ndarray) -> float:
+    """DeLong, DeLong and Clarke-Pearson's (1988) variance of the AUC of rows binned by score:
+    ``positives[b]`` and ``negatives[b]`` rows in the ``b``-th bin in score order, two rows of
+    a bin counted as a tie (half), as the binned AUC counts them. From each row's placement
+    among the other class (the structural components), exactly as on the rows with those
+    scores: unlike Hanley and McNeil's, it assumes no shape of the score distributions.
+
+    >>> round(delong_variance(np.array([0.0, 1.0, 3.0]), np.array([3.0, 1.0, 0.0])), 6)
+    0.001953
+    """
+    pos, neg = np.asarray(positives, dtype=np.float64), np.asarray(negatives, dtype=np.float64)
+    n_pos, n_neg = pos.sum(), neg.sum()
+    if n_pos < 2 or n_neg < 2:
+        return 0.25  # the largest an AUC's variance can be: nothing to estimate it from
+    # a positive's share of negatives below it, a negative's share of positives above it
+    v10 = (np.cumsum(neg) - neg + 0.5 * neg) / n_neg
+    v01 = (pos[::-1].cumsum()[::-1] - pos + 0.5 * pos) / n_pos
+    auc = float((pos * v10).sum() / n_pos)
+    s10 = float((pos * (v10 - auc) ** 2).sum() / (n_pos - 1))
+    s01 = float((neg * (v01 - auc) ** 2).sum() / (n_neg - 1))
+    return float(s10 / n_pos + s01 / n_neg)
 
 
 def _regression(sums: LabelSums, metric: str, z: float) -> MetricValue:

@@ -40,6 +40,7 @@ from loopwatch.loops.performance_evidence import MetricInterval
 from loopwatch.records import ModelVersion
 from loopwatch.registry import Registry
 from loopwatch.stores.base import Store
+from loopwatch.summaries.label_intervals import delong_variance
 from loopwatch.summaries.outcomes import ConfidenceSums, LossSums
 from loopwatch.summaries.traffic import TrafficSums
 from loopwatch.summaries.window import WindowSummary
@@ -236,8 +237,8 @@ def estimate_of_sums(context: PerformanceContext, sums: ConfidenceSums | LossSum
     95% interval, or why there is none (as :meth:`PerformanceContext.estimate_or_why`).
 
     CBPE: accuracy's interval is the realized accuracy's spread if the model is as calibrated
-    as on its holdout (``accuracy_sd``); ROC AUC's is Hanley and McNeil's standard error at the
-    expected class counts, widened by the binned AUC's stated bound. DLE: the interval the sums
+    as on its holdout (``accuracy_sd``); ROC AUC's is DeLong's standard error on the calibration
+    bins at their expected class counts, widened by the binned AUC's stated bound. DLE: the interval the sums
     give (:meth:`LossSums.estimate`). ``calibration``: the half-width of the holdout metric's
     interval, added in quadrature to a CBPE interval: the calibration was fitted on the holdout,
     so the estimate knows the model no better than the holdout does (the row path's bootstrap
@@ -263,7 +264,7 @@ def estimate_of_sums(context: PerformanceContext, sums: ConfidenceSums | LossSum
     if value is None or not np.isfinite(value):
         return none("undefined")
     if context.metric == "roc_auc":
-        sampling = _Z95 * _auc_standard_error(float(value), sums)
+        sampling = _Z95 * _auc_standard_error(sums)
     elif context.metric == "accuracy":
         sampling = _Z95 * estimate.accuracy_sd
     else:
@@ -274,15 +275,14 @@ def estimate_of_sums(context: PerformanceContext, sums: ConfidenceSums | LossSum
     return MetricInterval(value=float(value), ci_low=float(value - spread), ci_high=float(value + spread)), None
 
 
-def _auc_standard_error(auc: float, sums: ConfidenceSums) -> float:
-    """Hanley and McNeil's (1982) standard error of an AUC at the expected counts of positives
-    and negatives (the calibrated probabilities' sums)."""
-    confusion = sums.confusion()
-    positive = sums.positive if sums.positive is not None else 0
-    n_pos = float(confusion[positive].sum())
-    n_neg = float(sums.n - n_pos)
-    if n_pos < 1 or n_neg < 1:
-        return 0.5
-    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
-    variance = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_pos * n_neg)
-    return float(np.sqrt(max(variance, 0.0)))
+def _auc_standard_error(sums: ConfidenceSums) -> float:
+    """The spread of the realized AUC around CBPE's: DeLong's standard error on the calibration
+    bins, at each bin's expected positives and negatives (the calibrated probabilities' sums),
+    averaged over the ranked classes as the macro AUC is."""
+    errors = []
+    for c in sums.ranked():
+        bins = sorted(sums.bin_counts.get(c, {}))
+        counts = np.array([sums.bin_counts[c][b] for b in bins], dtype=np.float64)
+        mass = np.array([sums.bin_mass[c][b].value for b in bins], dtype=np.float64)
+        errors.append(float(np.sqrt(delong_variance(mass, counts - mass))))
+    return float(np.mean(errors)) if errors else 0.5
