@@ -36,13 +36,16 @@ from loopwatch.records.jsonutil import dumps
     help="Folder for the demo's database (default HOME/demo; its demo database is replaced).",
 )
 @click.option("--port", type=int, default=0, help="Port of the demo service (default: a free one).")
-def demo(as_json: bool, seed: int, days: int, per_day: int, workdir: str | None, port: int) -> None:
+@click.option("--summaries", is_flag=True,
+              help="Keep window summaries as events land and evaluate the loops from them (docs/summaries.md).")
+def demo(as_json: bool, seed: int, days: int, per_day: int, workdir: str | None, port: int, summaries: bool) -> None:
     """Run the churn demo: train v1, serve it on loopback, replay a production period."""
-    run(as_json=as_json, seed=seed, days=days, per_day=per_day, workdir=workdir, port=port)
+    run(as_json=as_json, seed=seed, days=days, per_day=per_day, workdir=workdir, port=port, summaries=summaries)
 
 
 @handle_errors
-def run(*, as_json: bool, seed: int, days: int, per_day: int, workdir: str | None, port: int) -> None:
+def run(*, as_json: bool, seed: int, days: int, per_day: int, workdir: str | None, port: int,
+        summaries: bool = False) -> None:
     from loopwatch.demo.runner import run_demo
 
     folder = Path(workdir) if workdir else Settings.from_env().home / "demo"
@@ -50,7 +53,7 @@ def run(*, as_json: bool, seed: int, days: int, per_day: int, workdir: str | Non
     with Progress(*columns, console=err, transient=True, disable=as_json) as progress:
         task = progress.add_task("days", total=days)
         result = run_demo(
-            seed=seed, days=days, per_day=per_day, workdir=folder, port=port,
+            seed=seed, days=days, per_day=per_day, workdir=folder, port=port, summaries=summaries,
             on_day=lambda index, n: progress.advance(task),
         )
     summary = result.summary()

@@ -190,6 +190,7 @@ def run_demo(
     workdir: Path,
     port: int = 0,
     on_day: Callable[[int, int], None] | None = None,
+    summaries: bool = False,
 ) -> DemoResult:
     from loopwatch.simulate import ChurnScenario, TARGET
 
@@ -220,9 +221,9 @@ def run_demo(
     rows_sent = 0
     requests = 0
     retries = 0
-    # monitored as a team with millions of predictions a day would run it: from window summaries
+    # ``summaries``: monitored as a team with millions of predictions a day would run it
     with ServiceProcess(str(path), port=port, log_path=workdir / "service.log", auth=True,
-                        summaries=True) as service, httpx.Client(
+                        summaries=summaries) as service, httpx.Client(
         base_url=service.url, timeout=60.0, limits=httpx.Limits(max_connections=REPLAY_CONCURRENCY)
     ) as client:
 
