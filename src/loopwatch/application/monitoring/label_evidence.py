@@ -27,7 +27,7 @@ from loopwatch.loops.performance_evidence import (
 )
 from loopwatch.loops.report import Finding, Incident, Recommendation
 from loopwatch.application.monitoring.concept_baseline import ConceptBaseline
-from loopwatch.application.monitoring.pooled_concept import pooled_concept_finding
+from loopwatch.application.monitoring.pooled_concept import pooled_findings
 from loopwatch.application.monitoring.outcomes import segment_performance, target_drift_of, window_value
 from loopwatch.application.monitoring.windows import WindowSpec
 from loopwatch.stores.base import Store
@@ -141,13 +141,10 @@ def label_findings(
             concept_since[int(number)] = min(concept_since.get(int(number), start), start)
         elif tests:
             judged.setdefault(int(number), []).append((start, estimated, tests))
-    for number, series in judged.items():
-        if number in found_in:  # the per-window test already named this version's drift
-            continue
-        pooled = pooled_concept_finding(contexts[number], series, spec, config, make=_concept_finding)
-        if pooled is not None:
-            part.findings.append(pooled[0])
-            concept_since[number] = pooled[1]
+    for number, (finding, since) in pooled_findings(contexts, judged, found_in, spec, config,
+                                                    make=_concept_finding).items():
+        part.findings.append(finding)
+        concept_since[number] = since
     concept_windows = {f.window_start for f in part.findings}
     stable = labelled[~label_starts.isin([pd.Timestamp(t) for t in drifted_windows | concept_windows])]
     for number, since in concept_since.items():

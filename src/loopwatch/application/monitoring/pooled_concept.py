@@ -7,7 +7,8 @@ kinds of concept finding carry the same evidence.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Callable
+from datetime import datetime
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -66,3 +67,18 @@ def pooled_concept_finding(context: Any, series: list[tuple[Any, ...]], spec: Wi
             f"windows since {run[0][0]:%Y-%m-%d}: {cusum:.1f}) while the inputs held: the relation "
             "between inputs and outcome changed")), run[0][0]
     return None
+
+
+def pooled_findings(contexts: Mapping[int, Any], judged: Mapping[int, Sequence[tuple[Any, ...]]],
+                    found_in: set[int], spec: WindowSpec, config: MonitoringConfig, *,
+                    make: Callable[..., Finding]) -> dict[int, tuple[Finding, datetime]]:
+    """Per version whose windows no test named one by one, the pooled test's finding and the
+    start of its run (:func:`pooled_concept_finding`), where it finds one."""
+    out = {}
+    for number, series in judged.items():
+        if number in found_in:  # the per-window test already named this version's drift
+            continue
+        pooled = pooled_concept_finding(contexts[number], list(series), spec, config, make=make)
+        if pooled is not None:
+            out[number] = pooled
+    return out

@@ -50,7 +50,7 @@ from loopwatch.application.monitoring.concept_baseline import ConceptBaseline
 from loopwatch.application.monitoring.label_evidence import (
     BASELINE_BASIS, CONCEPT_ALPHA_SHARE, LabelPart, _concept_finding, _departure_test, against_holdout,
 )
-from loopwatch.application.monitoring.pooled_concept import pooled_concept_finding
+from loopwatch.application.monitoring.pooled_concept import pooled_findings
 from loopwatch.application.monitoring.window_checks import PerformanceContext
 from loopwatch.application.monitoring.windows import WindowSpec
 from loopwatch.performance.unmeasured import Unmeasured
@@ -152,13 +152,10 @@ def label_findings_from_summaries(
             concept_since[window.version] = min(concept_since.get(window.version, window.start), window.start)
         elif tests:
             judged.setdefault(window.version, []).append((window.start, estimated, tests))
-    for number, series in judged.items():
-        if number in found_in:  # the per-window test already named this version's drift
-            continue
-        pooled = pooled_concept_finding(contexts[number], series, spec, config, make=_concept_finding)
-        if pooled is not None:
-            part.findings.append(pooled[0])
-            concept_since[number] = pooled[1]
+    for number, (finding, since) in pooled_findings(contexts, judged, found_in, spec, config,
+                                                    make=_concept_finding).items():
+        part.findings.append(finding)
+        concept_since[number] = since
     unstable = drifted_windows | {f.window_start for f in part.findings}
     stable = [w for w in ordered if w.labels is not None and w.start not in unstable
               and not (w.version in concept_since and w.start >= concept_since[w.version])]
