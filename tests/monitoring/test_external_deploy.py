@@ -39,7 +39,7 @@ def _predict(frame: pd.DataFrame) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[LoopReport, dict[str, int]]:
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict[str, int]]:
     folder = tmp_path_factory.mktemp("external-deploy")
     rng = np.random.default_rng(11)
     data = flights().dropna(subset=["air_time"])
@@ -69,10 +69,39 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[LoopReport, dict[s
                                     "model_version": "model_version", "latency_ms": "latency_ms"})
         ingested = ingest_file(ws.registry, folder / "march.parquet", model=MODEL, mapping=mapping)
         assert ingested.accepted == len(events)
-        config = MonitoringConfig(latency_percentile=50.0, latency_budget_ratio=3.0, latency_baseline_windows=3)
-        found = evaluate_loops(ws.store, ws.registry, MODEL, since=START.to_pydatetime(),
-                               until=(START + timedelta(days=DAYS)).to_pydatetime(), config=config)
-        return found, ingested.versions
+    return settings, ingested.versions
+
+
+CONFIG = MonitoringConfig(latency_percentile=50.0, latency_budget_ratio=3.0, latency_baseline_windows=3)
+
+
+def evaluated(settings: Settings, *, summaries: bool) -> LoopReport:
+    from loopwatch.application.summaries import Summariser
+
+    with Workspace(settings) as ws:
+        summariser = Summariser(ws.store, ws.registry, settings=Settings(summary_settle_seconds=0)) if summaries else None
+        return evaluate_loops(ws.store, ws.registry, MODEL, since=START.to_pydatetime(),
+                              until=(START + timedelta(days=DAYS)).to_pydatetime(), config=CONFIG,
+                              summariser=summariser)
+
+
+@pytest.fixture(scope="module")
+def report(deployed: tuple[Settings, dict[str, int]]) -> tuple[LoopReport, dict[str, int]]:
+    settings, versions = deployed
+    return evaluated(settings, summaries=False), versions
+
+
+def test_from_window_summaries_the_monitor_only_deploy_gives_the_same_incidents(
+    deployed: tuple[Settings, dict[str, int]], report: tuple[LoopReport, dict[str, int]],
+) -> None:
+    """A monitor-only model has no client queries to watch (ingested events are none) and no
+    detector to fit: from summaries, the same windows and the same incidents as from the log."""
+    from_log, _ = report
+    found = evaluated(deployed[0], summaries=True)
+    assert [(w.start, w.n_events) for w in found.windows] == [(w.start, w.n_events) for w in from_log.windows]
+    assert sorted((i.kind, i.first_seen) for i in found.incidents) == sorted(
+        (i.kind, i.first_seen) for i in from_log.incidents)
+    assert {"latency_regression", "software_change"} <= {i.kind for i in found.incidents}
 
 
 def test_each_label_becomes_its_own_integer_version(report: tuple[LoopReport, dict[str, int]]) -> None:

@@ -196,3 +196,14 @@ def test_an_extraction_client_among_a_day_of_ordinary_traffic_is_still_named() -
     # one window-wide sample of the same size holds too few of the attacker's rows to judge
     attacker_rows = sum(1 for row in everything.rows if int(row.request_id.split("-")[1]) >= per_hour)
     assert attacker_rows < detector.min_rows
+
+
+def test_a_served_request_counts_at_its_row_0_and_an_ingested_event_on_its_own() -> None:
+    """A served request's latency is counted once, at row 0, so that batches merge exactly; an
+    ingested file's rows are predictions made elsewhere, each with its own latency, whatever
+    their row index (their place in the file)."""
+    sums = TrafficSums.from_columns(
+        row_indices=[0, 1, 2, 7, 8, 9], request_latency_ms=[5.0, 5.0, 5.0, 40.0, 41.0, 42.0],
+        request_types=["api", "api", "api", "ingested", "ingested", "ingested"], fingerprint_ids=["f"] * 6)
+    assert (sums.n, sums.n_requests, sums.latency_us.n) == (6, 4, 4)
+    assert sums.latency_us.total == 5_000 + 40_000 + 41_000 + 42_000

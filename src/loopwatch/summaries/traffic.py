@@ -122,12 +122,15 @@ class TrafficSums:
     ) -> TrafficSums:
         """The sums of a batch of events, one entry per event (``request_latency_ms``: the whole
         request's, NaN when it was not measured; ``evasion_flags``: the evasion score's flag, None
-        where an event was not scored)."""
+        where an event was not scored). A served request is counted at its row 0, so that
+        batches merge exactly however a request's rows fall; an ingested event is a prediction
+        made elsewhere, counted with its own latency (a file's row index is its place in the
+        file, not in a request)."""
         n = len(row_indices)
         if not len(request_latency_ms) == len(request_types) == len(fingerprint_ids) == n:
             raise InvalidInput("every column must have one entry per event")
         scored, flagged = _evasion_counts(evasion_flags, n)
-        first = np.asarray(row_indices, dtype=np.int64) == 0
+        first = (np.asarray(row_indices, dtype=np.int64) == 0) | (np.asarray(request_types, dtype=object) == "ingested")
         latency = np.asarray(request_latency_ms, dtype=np.float64)[first]
         measured = np.isfinite(latency)
         if (latency[measured] < 0).any():

@@ -188,6 +188,8 @@ class ClientWatch:
         """Each client's queries to ``version`` in one window, from its summary: measured on the
         client's uniform sample of rows, with its exact count, times and boundary share (kept
         for every client, sampled or not)."""
+        if not summary.clients.activity:
+            return {}  # no client's queries (ingested and shadow events are none): no detector to fit
         detector, meta = self.detector(version), self.versions[version]
         width = len(meta.schema.classes)
         out: dict[str | None, ClientQueries] = {}
