@@ -63,15 +63,16 @@ def print_rows(console: Console, *, title: str, columns: Sequence[Column], rows:
         for column in columns:
             table.add_column(column.name, no_wrap=not column.wrap, justify=column.justify)
         for row in rows:
-            table.add_row(*row)
+            # markup, never emoji codes: a word like "a:a:" in a summary is printed as it is
+            table.add_row(*(Text.from_markup(cell, emoji=False) for cell in row))
         console.print(table)
         return
     console.print(Text(title, style="italic"), soft_wrap=True)
     for row in rows:
         # the heading (an id, usually) is printed whole, even past the edge: it is what gets copied
-        console.print(Text.from_markup(row[0], style="bold"), soft_wrap=True)
+        console.print(Text.from_markup(row[0], style="bold", emoji=False), soft_wrap=True)
         for column, cell in zip(columns[1:], row[1:]):
-            line = Text.assemble((f"{column.name}: ", "dim"), Text.from_markup(cell))
+            line = Text.assemble((f"{column.name}: ", "dim"), Text.from_markup(cell, emoji=False))
             for wrapped in line.wrap(console, max(console.width - _INDENT, 20)):
                 wrapped.rstrip()
                 console.print(Text(" " * _INDENT) + wrapped, soft_wrap=True)
