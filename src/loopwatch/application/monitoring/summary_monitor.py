@@ -47,7 +47,7 @@ from loopwatch.registry.registry import is_monitor_only
 from loopwatch.stores.base import Store
 from loopwatch.summaries.categorical import CategoricalPart
 from loopwatch.summaries.numeric import NumericPart
-from loopwatch.summaries.window import BASE_WINDOW, WindowSummary, merge_all
+from loopwatch.summaries.window import BASE_WINDOW, WindowSummary
 
 if TYPE_CHECKING:
     from loopwatch.application.summaries import Summariser
@@ -138,13 +138,12 @@ def _windows(store: Store, name: str, spec: WindowSpec, *, start: datetime | Non
         v, window_start = key
         lo = window_start if start is None else max(window_start, start)
         hi = window_start + length if end is None else min(window_start + length, end)
-        # hours and days read in one snapshot: an hour is rolled up into its day in the same
-        # transaction that deletes it (Summariser.apply_retention), so each hour is read once,
-        # even while the service's summariser rolls hours up during this read
-        found = [part for kind, part in store.window_parts(name, start=lo, end=hi, version=v)
-                 if kind == "hour" or part.end <= hi]
-        if found:
-            yield key, merge_all(sorted(found, key=lambda s: s.start))
+        # hours and days read in one snapshot (Store.read_window): an hour is rolled up into its
+        # day in the same transaction that deletes it, so each hour is read once, even while the
+        # service's summariser rolls hours up during this read
+        found = store.read_window(name, version=v, start=lo, end=hi)
+        if found is not None:
+            yield key, found
 
 
 def _sample_frame(summary: WindowSummary, meta: ModelVersion) -> pd.DataFrame | None:
