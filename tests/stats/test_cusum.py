@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loopwatch.stats.cusum import cusum_alarm, cusum_path, in_control_run_length
+from loopwatch.stats.cusum import cusum_alarm, cusum_alarms, cusum_path, in_control_run_length
 
 
 def test_known_answers() -> None:
@@ -28,6 +28,12 @@ def test_the_sum_is_never_negative_and_an_alarm_lies_past_its_run_start(z: list[
     if alarm is not None:
         start, at = alarm
         assert start <= at and path[at] > 6.0 and (path[start:at + 1] > 0).all()
+    # every alarm index, in order; the first is cusum_alarm's
+    every = list(cusum_alarms(z))
+    assert [at for _, at in every] == np.flatnonzero(path > 6.0).tolist()
+    assert (every[0] if every else None) == alarm
+    for start, at in every:
+        assert (path[start:at + 1] > 0).all() and (start == 0 or path[start - 1] == 0)
 
 
 def test_false_alarms_on_no_shift_scores_match_the_stated_run_length() -> None:

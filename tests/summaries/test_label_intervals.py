@@ -75,7 +75,7 @@ def test_classification_points_are_the_rows_and_intervals_near_the_bootstrap(nam
         if metric == "roc_auc":
             bound = sums.metrics(n_classes=3 if name == "wine" else 2)["roc_auc_bound"]
             assert abs(mine.value - row.value) <= bound + 1e-12
-            assert 0 < bound < 0.01
+            assert 0 <= bound < 0.01  # on 1,000 score bins, no bin of the wine's 178 rows holds both classes
         else:  # counts and exact sums: the rows' value
             assert mine.value == pytest.approx(row.value, rel=1e-12, abs=1e-12), metric
         if metric in ("log_loss", "ece"):  # their spread needs per-row terms
@@ -207,3 +207,18 @@ def test_delong_on_bins_is_delong_on_the_rows_with_those_scores(positive_bins: l
     counts_pos = np.bincount(pos, minlength=6).astype(float)
     counts_neg = np.bincount(neg, minlength=6).astype(float)
     assert delong_variance(counts_pos, counts_neg) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+
+
+def test_the_auc_interval_on_the_rank_bins_is_delongs_on_the_rows() -> None:
+    """The stated bin bound barely widens it: on 1,000 score bins the breast cancer's AUC
+    interval is within 1% of DeLong's on the unbinned scores (on the old 100 bins, 6% wider)."""
+    y, predicted, proba = classified("breast_cancer")
+    scores, index = np.unique(proba[:, 1], return_inverse=True)
+    rows = math.sqrt(delong_variance(np.bincount(index[y == 1], minlength=len(scores)).astype(float),
+                                     np.bincount(index[y == 0], minlength=len(scores)).astype(float)))
+    for bins, most in ((1000, 1.01), (100, 1.10)):
+        sums = LabelSums.from_pairs(task="classification", predicted=list(predicted), truth=list(y),
+                                    delay_seconds=[0.0] * len(y), classes=[0, 1], proba=proba, score_bins=bins)
+        found = realized_interval(sums, "roc_auc", n_classes=2)
+        assert found is not None
+        assert 0.99 <= width(found) / (2 * 1.959964 * rows) <= most, bins

@@ -22,7 +22,7 @@ from loopwatch.performance import (
     regression_metrics,
 )
 from loopwatch.summaries.log_bins import LogHistogram
-from loopwatch.summaries.labels import LabelSums
+from loopwatch.summaries.labels import RANK_SCORE_BINS, LabelSums, ScoredLabels
 from loopwatch.summaries.outcomes import ConfidenceSums, LossSums, exact_sums
 from tests.realdata import fertility
 
@@ -232,6 +232,28 @@ def test_scored_label_sums_give_the_realized_metrics_of_the_rows(k: int) -> None
     with pytest.raises(InvalidInput, match="with probabilities and one without"):
         whole.merge(LabelSums.from_pairs(task="classification", predicted=[0], truth=[0], delay_seconds=[0.0],
                                          classes=range(k)))
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from([2, 3]))
+@settings(max_examples=25, deadline=None)
+def test_scored_parts_of_nested_score_bins_merge_on_the_coarser_exactly(seed: int, k: int) -> None:
+    # a part stored on the old 100 bins meets one on the realized AUC's 1,000: the merge is the
+    # coarser part of all the rows, not an error (a monitor must not die of its own upgrade)
+    rng = np.random.default_rng(seed)
+    # unrounded scores: a score on a bin edge (0.29) may fall either side of it in floating point
+    # (0.29 * 100 < 29 but 0.29 * 1000 == 290), so the edges' rows are where coarsening can differ
+    proba = rng.dirichlet(np.ones(k) * 0.7, size=400)
+    truth = np.array([rng.choice(k, p=p) for p in proba])
+    positive = 1 if k == 2 else None
+    old = ScoredLabels.from_rows(proba[:150], truth[:150], positive=positive, score_bins=100)
+    new = ScoredLabels.from_rows(proba[150:], truth[150:], positive=positive)
+    whole = ScoredLabels.from_rows(proba, truth, positive=positive, score_bins=100)
+    assert new.score_bins == RANK_SCORE_BINS
+    assert old.merge(new) == new.merge(old) == whole
+    assert ScoredLabels.from_rows(proba, truth, positive=positive).coarsened(100) == whole
+    assert ScoredLabels.from_rows(proba, truth, positive=positive).metrics()["roc_auc_bound"] <= whole.metrics()["roc_auc_bound"]
+    with pytest.raises(InvalidInput, match="do not nest"):
+        old.merge(ScoredLabels.from_rows(proba[:5], truth[:5], positive=positive, score_bins=30))
 
 
 def test_regression_label_sums_on_real_flight_delays() -> None:

@@ -24,7 +24,7 @@ True
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -49,16 +49,28 @@ def cusum_alarm(z: Sequence[float], *, drift: float = DEFAULT_DRIFT,
                 threshold: float = DEFAULT_THRESHOLD) -> tuple[int, int] | None:
     """The start of the run and the index at which the CUSUM first exceeds ``threshold``;
     ``None`` when it never does. The run starts after the last index where the sum was 0."""
+    return next(cusum_alarms(z, drift=drift, threshold=threshold), None)
+
+
+def cusum_alarms(z: Sequence[float], *, drift: float = DEFAULT_DRIFT,
+                 threshold: float = DEFAULT_THRESHOLD) -> Iterator[tuple[int, int]]:
+    """Every index at which the CUSUM is over ``threshold``, in order, each with the start of
+    its run: for a caller that also asks something of the windows nearest the alarm (a
+    practical size), and so takes the first index where both hold. The first is
+    :func:`cusum_alarm`'s; the statistical false-alarm rate is that of the first.
+
+    >>> list(cusum_alarms([4.0, 4.0, -9.0, 7.0]))
+    [(0, 1), (3, 3)]
+    """
     if drift < 0 or threshold <= 0:
         raise ValueError("drift must be >= 0 and threshold > 0")
     path = cusum_path(z, drift=drift)
-    over = np.flatnonzero(path > threshold)
-    if not over.size:
-        return None
-    alarm = int(over[0])
-    zeros = np.flatnonzero(path[:alarm] == 0.0)
-    start = int(zeros[-1]) + 1 if zeros.size else 0
-    return start, alarm
+    start = 0
+    for t, level in enumerate(path):
+        if level == 0.0:
+            start = t + 1
+        elif level > threshold:
+            yield start, t
 
 
 def in_control_run_length(*, drift: float = DEFAULT_DRIFT, threshold: float = DEFAULT_THRESHOLD) -> float:

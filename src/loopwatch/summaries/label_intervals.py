@@ -10,15 +10,18 @@ bootstrap needs the rows, so the intervals here are analytic, from the same coun
   over the multinomial confusion counts (``var = sum_ij (df/dn_ij)^2 n_ij``, exact to first
   order for any ratio of counts), a normal interval clipped to [0, 1].
 * **ROC AUC**: DeLong's (1988) variance on the binned scores (:func:`delong_variance`: from
-  each row's placement among the other class, as on rows with the bins' scores), widened by :class:`~loopwatch.summaries.labels.ScoredLabels`' stated
-  ``roc_auc_bound`` (the binned AUC is within it of the rows'): the binning's error is taken
-  as uniform on ``[-bound, bound]``, whose variance ``bound^2 / 3`` adds to the sampling
-  variance. Adding the whole bound to each side instead would take the worst case (every
-  pair of rows in one bin ordered against the labels) as certain: on flights, where the
-  scores crowd a few bins, the bound (0.015) is five to a hundred times the binned AUC's
-  actual distance from the rows', and adding it whole made the concept test's z scores a
-  quarter lower than the row path's. With more classes, the mean of the one-vs-rest errors:
-  an upper bound on the macro average's, however they correlate.
+  each row's placement among the other class, as on rows with the bins' scores), widened by
+  :class:`~loopwatch.summaries.labels.ScoredLabels`' stated ``roc_auc_bound`` (the binned AUC
+  is within it of the rows'): the binning's error is taken as uniform on ``[-bound, bound]``,
+  whose variance ``bound^2 / 3`` adds to the sampling variance. Adding the whole bound to each
+  side instead would take the worst case (every pair of rows in one bin ordered against the
+  labels) as certain: on flights, where the scores crowd a few bins, the bound on the old 100
+  bins (0.015) was five to a hundred times the binned AUC's actual distance from the rows',
+  and adding it whole made the concept test's z scores a quarter lower than the row path's.
+  On the 1,000 bins of :data:`~loopwatch.summaries.labels.RANK_SCORE_BINS` the bound is a
+  tenth of that, and the interval is DeLong's on the rows to within 1% (breast cancer). With more
+  classes, the mean of the one-vs-rest errors: an upper bound on the macro average's, however
+  they correlate.
 * **MAE**: a normal interval from the exact sums of absolute and squared errors (their sample
   variance is exact, ``|e|^2 = e^2``).
 * **RMSE**: the interval of the mean squared error, taken to its square root. Its standard

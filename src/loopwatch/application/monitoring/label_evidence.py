@@ -86,7 +86,7 @@ def label_findings(
     baselines: dict[int, ConceptBaseline[datetime]] = {}
     # per version, the windows judged without a finding of their own, for the pooled test
     judged: dict[int, list[tuple[Any, ...]]] = {}
-    found_in: set[int] = set()
+    found_at: dict[int, datetime] = {}  # per version, when its first window finding was available
     # per version, the first window of its concept drift: from there on the relation between
     # inputs and outcome is another, and production performance no longer says how well the
     # version generalises (an overfitting gap would be the drift seen a second time)
@@ -137,14 +137,14 @@ def label_findings(
         windows.append(entry)
         if found is not None:
             part.findings.append(found)
-            found_in.add(int(number))
+            found_at[int(number)] = min(found_at.get(int(number), found.available_at), found.available_at)
             concept_since[int(number)] = min(concept_since.get(int(number), start), start)
         elif tests:
             judged.setdefault(int(number), []).append((start, estimated, tests))
-    for number, (finding, since) in pooled_findings(contexts, judged, found_in, spec, config,
+    for number, (finding, since) in pooled_findings(contexts, judged, found_at, spec, config,
                                                     make=_concept_finding).items():
         part.findings.append(finding)
-        concept_since[number] = since
+        concept_since[number] = min(concept_since.get(number, since), since)
     concept_windows = {f.window_start for f in part.findings}
     stable = labelled[~label_starts.isin([pd.Timestamp(t) for t in drifted_windows | concept_windows])]
     for number, since in concept_since.items():

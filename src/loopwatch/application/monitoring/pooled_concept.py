@@ -15,7 +15,7 @@ import numpy as np
 from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.report import Finding
 from loopwatch.application.monitoring.windows import WindowSpec
-from loopwatch.stats.cusum import cusum_alarm, cusum_path
+from loopwatch.stats.cusum import cusum_alarms, cusum_path
 
 #: Windows, up to the crossing, whose mean excess must reach the tolerance for a pooled finding.
 POOLED_PRACTICAL_WINDOWS = 5
@@ -24,8 +24,9 @@ POOLED_PRACTICAL_WINDOWS = 5
 def pooled_concept_finding(context: Any, series: list[tuple[Any, ...]], spec: WindowSpec,
                            config: MonitoringConfig, *, make: Callable[..., Finding]) -> tuple[Finding, Any] | None:
     """A concept drift found by pooling windows: a one-sided CUSUM over the windows' departure
-    z scores (:mod:`loopwatch.stats.cusum`), in time order, when the mean excess of the windows
-    nearest the crossing also reaches the practical tolerance. Each window alone may fall short
+    z scores (:mod:`loopwatch.stats.cusum`), in time order, at the first window where the sum is
+    over its threshold and the mean excess of the windows nearest it also reaches the practical
+    tolerance. Each window alone may fall short
     of the per-window bar while a run of them is overwhelming evidence (a drift costing every
     day a little).
 
@@ -42,16 +43,18 @@ def pooled_concept_finding(context: Any, series: list[tuple[Any, ...]], spec: Wi
             if known:
                 current.append((start, estimated, known[-1]))
         zs = [item[2][2].z for item in current]
-        alarm = cusum_alarm(zs)
-        if alarm is None:
-            continue
-        first, last = alarm
-        run = current[first:last + 1]
-        # the practical size is judged on the windows nearest the crossing: a run begins wherever
-        # the sum last touched zero, and the small excesses of its first windows would dilute it
-        recent = run[-POOLED_PRACTICAL_WINDOWS:]
-        excess = float(np.mean([item[2][2].excess for item in recent]))
-        if excess <= config.performance_tolerance:
+        for first, last in cusum_alarms(zs):
+            run = current[first:last + 1]
+            # the practical size is judged on the windows nearest the crossing: a run begins
+            # wherever the sum last touched zero, and the small excesses of its first windows
+            # would dilute it. While the sum stays over the threshold, each later window is
+            # judged too: a run that began with windows of no practical loss (a sum that
+            # crossed early on a slow build-up) is named once its recent windows reach the size
+            recent = run[-POOLED_PRACTICAL_WINDOWS:]
+            excess = float(np.mean([item[2][2].excess for item in recent]))
+            if excess > config.performance_tolerance:
+                break
+        else:
             continue
         start, estimated, (_, realized, test, labels) = current[last]
         pooled = replace(test, excess=round(excess, 4))
@@ -70,15 +73,20 @@ def pooled_concept_finding(context: Any, series: list[tuple[Any, ...]], spec: Wi
 
 
 def pooled_findings(contexts: Mapping[int, Any], judged: Mapping[int, Sequence[tuple[Any, ...]]],
-                    found_in: set[int], spec: WindowSpec, config: MonitoringConfig, *,
+                    found_at: Mapping[int, datetime], spec: WindowSpec, config: MonitoringConfig, *,
                     make: Callable[..., Finding]) -> dict[int, tuple[Finding, datetime]]:
-    """Per version whose windows no test named one by one, the pooled test's finding and the
-    start of its run (:func:`pooled_concept_finding`), where it finds one."""
+    """Per version, the pooled test's finding over the windows no test named one by one, and the
+    start of its run (:func:`pooled_concept_finding`), where it finds one; for a version with a
+    window finding (``found_at``: when the first was available), only a pooled finding available
+    before it. The version then has an incident either way, so the pooled test adds no false
+    alarm to the window tests': it can only date a drift earlier, when a run of windows that
+    each fall short is overwhelming before any one window's labels are."""
     out = {}
     for number, series in judged.items():
-        if number in found_in:  # the per-window test already named this version's drift
-            continue
         pooled = pooled_concept_finding(contexts[number], list(series), spec, config, make=make)
-        if pooled is not None:
-            out[number] = pooled
+        if pooled is None:
+            continue
+        if number in found_at and pooled[0].available_at >= found_at[number]:
+            continue
+        out[number] = pooled
     return out

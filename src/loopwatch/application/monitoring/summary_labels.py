@@ -105,7 +105,7 @@ def label_findings_from_summaries(
     entries: list[PerformanceWindow] = []
     baselines: dict[int, ConceptBaseline[datetime]] = {}
     judged: dict[int, list[tuple[Any, ...]]] = {}  # per version, the windows judged without a finding
-    found_in: set[int] = set()
+    found_at: dict[int, datetime] = {}  # per version, when its first window finding was available
     concept_since: dict[int, datetime] = {}
     for window in ordered:
         context = contexts[window.version]
@@ -148,14 +148,14 @@ def label_findings_from_summaries(
             continue
         if found is not None:
             part.findings.append(found)
-            found_in.add(window.version)
+            found_at[window.version] = min(found_at.get(window.version, found.available_at), found.available_at)
             concept_since[window.version] = min(concept_since.get(window.version, window.start), window.start)
         elif tests:
             judged.setdefault(window.version, []).append((window.start, estimated, tests))
-    for number, (finding, since) in pooled_findings(contexts, judged, found_in, spec, config,
+    for number, (finding, since) in pooled_findings(contexts, judged, found_at, spec, config,
                                                     make=_concept_finding).items():
         part.findings.append(finding)
-        concept_since[number] = since
+        concept_since[number] = min(concept_since.get(number, since), since)
     unstable = drifted_windows | {f.window_start for f in part.findings}
     stable = [w for w in ordered if w.labels is not None and w.start not in unstable
               and not (w.version in concept_since and w.start >= concept_since[w.version])]
