@@ -280,9 +280,33 @@ def test_what_needs_rows_is_left_out_and_said() -> None:
     rows, summed, _ = world(DRIFTING)
     assert summed.performance.segments == {} == rows.performance.segments  # no segment feature: none either way
     assert summed.labels.concept_stream is None and rows.labels.concept_stream is not None
-    assert all(w.target_drift is None and w.value == {} for w in summed.performance.windows)
     assert summed.performance.to_dict()["not_measured"] == NOT_MEASURED
     assert "not_measured" not in rows.performance.to_dict()
+
+
+def test_a_classifiers_target_drift_and_value_are_the_rows() -> None:
+    """Both read only the confusion counts: the chi-square test of the labels, and the realized
+    value with the same bootstrap (it resamples the counts)."""
+    model, context, production = classifier()
+    data = random_days(production, days=DAYS, start=START.isoformat(), seed=1)
+    frame, labels = log_of(data, model.predict_proba(data[FEATURES]), data["late"].to_numpy(), seed=1, flip=DRIFTING)
+    config = MonitoringConfig(value_matrix={"1": {"1": 40, "0": -250}, "0": {"1": -15, "0": 0}})
+    rows = label_findings(LabelStore(labels), "flights", frame, {1: context}, config,  # type: ignore[arg-type]
+                          spec=SPEC, until=UNTIL, drifted_windows=INPUT_DRIFT)
+    summed = label_findings_from_summaries(summaries_of(frame, labels, context), {1: context}, config, spec=SPEC,
+                                           drifted_windows=INPUT_DRIFT)
+    tested = valued = 0
+    for row, mine in zip(rows.performance.windows, summed.performance.windows):
+        assert mine.target_drift == row.target_drift, row.start
+        assert mine.value.get("realized") == row.value.get("realized"), row.start
+        assert "expected" in row.value and "expected" not in mine.value  # it needs each row's probabilities
+        tested += row.target_drift is not None
+        valued += "realized" in row.value
+    # every window with labels (all but the last day) was tested and valued
+    assert tested == valued == DAYS - 1
+    drifted = [w.target_drift["drifted"] for w in summed.performance.windows if w.target_drift]
+    # flipping 30% of the labels moves the class shares: every window from the drift's day on
+    assert drifted == [False] * DRIFT_DAY + [True] * (DAYS - 1 - DRIFT_DAY)
 
 
 def test_a_regressor_reads_as_on_the_rows() -> None:

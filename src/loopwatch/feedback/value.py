@@ -179,17 +179,45 @@ def classification_value(
     >>> v.total, v.per_prediction, v.breakdown["1->0"]
     (-160.0, -32.0, -200.0)
     """
-    confidence, n_boot, rng = _boot_options(confidence, n_boot, seed)
     known = check_classes(classes)
-    values = matrix.as_array(known)
     truth = encode_labels(y_true, known, name="y_true")
     pred = encode_labels(y_pred, known, name="y_pred")
     if len(truth) != len(pred):
         raise InvalidInput(f"y_pred has {len(pred)} values, y_true has {len(truth)}")
-    if len(truth) == 0:
+    k = len(known)
+    counts = np.bincount(truth * k + pred, minlength=k * k).reshape(k, k)
+    return classification_value_of_counts(counts, matrix, classes=known, confidence=confidence, n_boot=n_boot,
+                                          seed=seed)
+
+
+def classification_value_of_counts(
+    counts: Any,
+    matrix: ValueMatrix,
+    *,
+    classes: Sequence[Any],
+    confidence: float = 0.95,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> BusinessValue:
+    """:func:`classification_value` of a ``[true, predicted]`` count matrix over ``classes``
+    (a window summary's confusion counts): the same value and, with the same seed, the same
+    bootstrap, which resamples the counts.
+
+    >>> matrix = ValueMatrix(values={"1": {"1": 50, "0": -200}, "0": {"1": -10, "0": 0}})
+    >>> classification_value_of_counts([[2, 1], [1, 1]], matrix, classes=[0, 1]).total
+    -160.0
+    """
+    confidence, n_boot, rng = _boot_options(confidence, n_boot, seed)
+    known = check_classes(classes)
+    values = matrix.as_array(known)
+    k = len(known)
+    cells = np.asarray(counts, dtype=np.int64)
+    if cells.shape != (k, k) or (cells < 0).any():
+        raise InvalidInput(f"counts must be a {k} x {k} matrix of non-negative counts")
+    counts = cells.ravel()
+    n = int(counts.sum())
+    if n == 0:
         raise InvalidInput("there are no predictions to value")
-    k, n = len(known), len(truth)
-    counts = np.bincount(truth * k + pred, minlength=k * k)
     cell_values = values.ravel()
     total = float(counts @ cell_values)
     resampled = rng.multinomial(n, counts / n, size=n_boot) @ cell_values

@@ -410,6 +410,25 @@ def _label_counts(labels: Any, name: str) -> dict[str, int]:
     return counts
 
 
+def class_target_drift(reference_labels: Any, current_counts: dict[str, int], *, alpha: float = 0.01) -> TargetDriftResult:
+    """:func:`target_drift` of a classifier's labels given as counts per class label (a window
+    summary's confusion counts, whatever its size).
+
+    >>> r = class_target_drift(["a"] * 50 + ["b"] * 50, {"a": 30, "b": 70})
+    >>> r.test, round(r.p_value, 4), r.n_current
+    ('chi2', 0.0039, 100)
+    """
+    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
+        raise InvalidInput(f"alpha must be between 0 and 1, got {echo(alpha)}")
+    current = {category_label(label): int(n) for label, n in current_counts.items() if n > 0}
+    if not current:
+        raise InvalidInput("current_labels is empty")
+    ref = _label_counts(reference_labels, "reference_labels")
+    result = chi2_test(ref, current)
+    return TargetDriftResult("classification", "chi2", result.statistic, result.p_value, float(alpha),
+                             sum(ref.values()), sum(current.values()))
+
+
 def target_drift(reference_labels: Any, current_labels: Any, *, task: Task, alpha: float = 0.01) -> TargetDriftResult:
     """Compare the labels of a window with the reference's: chi-square for classes, KS for numbers.
 
@@ -420,10 +439,7 @@ def target_drift(reference_labels: Any, current_labels: Any, *, task: Task, alph
     if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
         raise InvalidInput(f"alpha must be between 0 and 1, got {echo(alpha)}")
     if task == "classification":
-        ref, cur = _label_counts(reference_labels, "reference_labels"), _label_counts(current_labels, "current_labels")
-        result = chi2_test(ref, cur)
-        return TargetDriftResult(task, "chi2", result.statistic, result.p_value, float(alpha),
-                                 sum(ref.values()), sum(cur.values()))
+        return class_target_drift(reference_labels, _label_counts(current_labels, "current_labels"), alpha=alpha)
     if task == "regression":
         from loopwatch.stats.sketch import finite_array
 

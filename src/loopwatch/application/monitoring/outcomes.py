@@ -90,3 +90,45 @@ def segment_performance(
     if not out:
         return {}
     return {"feature": segment, "metric": context.metric, "values": out, "missing": missing}
+
+
+def window_value_of_sums(context: Any, sums: Any, config: MonitoringConfig) -> dict[str, Any]:
+    """:func:`window_value` from a window's label sums (``LabelSums``): a classifier's realized
+    value is exact from its confusion counts, with the row path's bootstrap (it resamples the
+    counts). The expected value needs each prediction's probabilities and a regressor's cost
+    each error: from sums they are not measured (``performance.not_measured``)."""
+    if context.version.task != "classification" or config.value_matrix is None or sums is None or sums.n == 0:
+        return {}
+    from loopwatch.feedback.value import ValueMatrix, classification_value_of_counts
+    from loopwatch.summaries.label_intervals import confusion_matrix
+
+    try:
+        k = len(context.classes)
+        counts = confusion_matrix(sums, n_classes=k)
+        if counts.shape != (k, k):
+            raise ValueError(f"the labels hold {len(counts)} classes, the model {k}")
+        value = classification_value_of_counts(counts, ValueMatrix(values=config.value_matrix),
+                                               classes=context.classes, n_boot=100, seed=0)
+    except Exception as exc:  # as on rows: a value matrix that does not fit the classes is reported
+        return {"error": str(exc)[:300]}
+    return {"realized": value.to_dict()}
+
+
+def target_drift_of_sums(context: Any, sums: Any, config: MonitoringConfig) -> dict[str, Any] | None:
+    """:func:`target_drift_of` from a window's label sums: a classifier's labels are its confusion
+    counts per true class, so the chi-square test is the rows'. A regressor's KS test needs the
+    labels themselves: ``None`` (not measured from sums)."""
+    reference = context.reference
+    if reference is None or sums is None or sums.n < config.min_labels or context.version.task != "classification":
+        return None
+    from loopwatch.performance.concept import class_target_drift
+
+    per_class: dict[int, int] = {}
+    for (true, _), n in sums.confusion.items():
+        per_class[true] = per_class.get(true, 0) + n
+    try:
+        counts = {context.classes[i]: n for i, n in per_class.items()}
+        result = class_target_drift(reference.y_true, counts, alpha=config.drift_alpha)
+    except (LoopwatchError, ValueError, TypeError, IndexError) as exc:
+        return {"unmeasured": f"the labels could not be compared with the holdout's: {str(exc)[:200]}"}
+    return result.to_dict()

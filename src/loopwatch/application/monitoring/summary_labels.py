@@ -5,31 +5,27 @@
 prediction log, from each (window, version)'s merged :class:`~loopwatch.summaries.labels.LabelSums`
 instead: its cost follows the windows, not the events. What differs, and why:
 
-* **Realized metrics** are the sums' exact values (ROC AUC within its stated bound, from the
-  calibration bins); their intervals are analytic, not bootstrapped
+* **Realized metrics** are the sums' exact values (ROC AUC within its stated bound, on the
+  rank score bins); their intervals are analytic, not bootstrapped
   (:mod:`loopwatch.summaries.label_intervals` says which, per metric).
-* **One checkpoint per window.** The row path tests a window again at the end of every window
-  in which some of its labels arrived; a summary holds the window's labels as they stand, so
-  it is tested once. Its conclusion is dated at the end of the window holding
-  ``window end + largest label delay``: the summary keeps the largest delay (to the second,
-  rounded down, so one second is added), and no label of the window can have arrived later.
-  This is an **upper bound** on when the evidence was available: the row path, which sees
-  each label's arrival, may date the same finding up to a window earlier, and earlier still
-  when a window's first labels already showed the drift. The test keeps the row path's bar
-  (a quarter of ``drift_alpha``), so the false-alarm rates measured with one test a window
-  (``tests/monitoring/test_concept_baseline.py``) are this path's; it has fewer chances than
-  the row path to catch a window whose early labels departed further than all of them do
-  (``tests/monitoring/test_summary_labels.py`` says when that happened).
+* **Checkpoints by arrival day.** The row path tests a window again at the end of every window
+  in which some of its labels arrived. A summary splits its labels by the UTC day they arrived
+  on (``LabelSums.arrivals``), so a window is tested at the end of each window that closes an
+  arrival day (:func:`checkpoints_of`): with daily windows, the row path's checkpoints. A part
+  without the split (built before it existed) is tested once, dated at the end of the window
+  holding ``window end + largest label delay``: an upper bound on when its evidence existed.
 * **Coverage** counts are exact. The delay percentiles are read from log-spaced bins (4.4%
   wide: ``delay_relative_error`` says how far each may be from the exact one, which the row
   path interpolates); the maximum is exact to the second. Mature coverage counts whole
   windows: a window is mature when it ended before the last window's end less the p90 delay
   (the row path cuts at the last event's time less that delay, event by event).
+* **Business value and target drift of a classifier** are the rows': its realized value and
+  the chi-square test of its labels read only the confusion counts.
 * **Not measured**, and named in ``performance.not_measured``: realized performance per
   segment (``performance.segments`` stays empty, as when no segment feature is known), the
   river detector over the loss stream in label-arrival order (``labels.concept_stream`` stays
-  None), the target drift of each window's labels (``target_drift`` None) and its business
-  value (``value`` empty). Each needs the labelled rows.
+  None), a regressor's target drift, the expected value and a regressor's cost. Each needs
+  the labelled rows, or each prediction's probabilities.
 """
 
 from __future__ import annotations
@@ -50,6 +46,7 @@ from loopwatch.application.monitoring.concept_baseline import ConceptBaseline
 from loopwatch.application.monitoring.label_evidence import (
     BASELINE_BASIS, CONCEPT_ALPHA_SHARE, LabelPart, _concept_finding, _departure_test, against_holdout,
 )
+from loopwatch.application.monitoring.outcomes import target_drift_of_sums, window_value_of_sums
 from loopwatch.application.monitoring.pooled_concept import pooled_findings
 from loopwatch.application.monitoring.window_checks import PerformanceContext
 from loopwatch.application.monitoring.windows import WindowSpec
@@ -63,8 +60,10 @@ from loopwatch.summaries.log_bins import BINS_PER_OCTAVE, LogHistogram, bin_edge
 NOT_MEASURED = {
     "segments": "realized performance per segment needs each labelled row's segment value",
     "concept_stream": "the loss stream in label-arrival order needs each labelled row",
-    "target_drift": "comparing a window's labels with the holdout's needs the labels themselves",
-    "value": "a window's business value needs its labelled rows",
+    "target_drift": "a regressor's target drift compares the labels themselves with the holdout's "
+                    "(a classifier's is tested on its label counts)",
+    "value": "the expected value needs each prediction's probabilities, and a regressor's cost each error "
+             "(a classifier's realized value is exact from its label counts)",
 }
 #: How far a delay percentile read from the log-spaced bins may be from the exact one.
 DELAY_RELATIVE_ERROR = round(2 ** (1 / BINS_PER_OCTAVE) - 1, 4)
@@ -115,6 +114,8 @@ def label_findings_from_summaries(
                                   inputs_drifted=window.start in drifted_windows,
                                   estimated_missing=window.estimated_missing)
         entries.append(entry)
+        entry.value = window_value_of_sums(context, window.labels, config)
+        entry.target_drift = target_drift_of_sums(context, window.labels, config)
         estimated = window.estimated
         testable = estimated is not None and window.start not in drifted_windows
         found = None
