@@ -151,6 +151,18 @@ def test_loops_exits_1_while_an_incident_is_open_and_unacknowledged(runner: CliR
     assert "no open incidents" in run(runner, "incidents", "churn", "--status", "open").output
 
 
+def test_loops_read_summaries_by_default_and_the_log_when_asked(runner: CliRunner, home: Path) -> None:
+    configure(runner)
+    summed = as_json(run(runner, "loops", "churn", "--until", UNTIL, "--json", code=1))
+    logged = as_json(run(runner, "loops", "churn", "--until", UNTIL, "--json", "--source", "log", code=1))
+    # what only rows give is said to be missing from summaries, and is there from the log
+    assert "segments" in summed["performance"]["not_measured"]
+    assert "not_measured" not in logged["performance"]
+    assert [(i["kind"], i["first_seen"]) for i in summed["incidents"]] == \
+           [(i["kind"], i["first_seen"]) for i in logged["incidents"]]
+    assert "--source" in run(runner, "loops", "--help").output
+
+
 def test_rebaseline(runner: CliRunner, home: Path) -> None:
     done = as_json(run(runner, "rebaseline", "churn", "--since", SINCE, "--until", UNTIL,
                        "--reason", "the March mix is the new normal", "--json"))

@@ -73,10 +73,11 @@ class Settings:
     #: service load code it was not told to trust. Empty: scikit-learn's types only.
     trusted_types: str = ""
     #: Window summaries (docs/summaries.md): kept as events land, by a summariser that follows
-    #: the log inside ``loopwatch serve`` and after ``loopwatch ingest``. Off by default until
-    #: monitoring reads them: until then they would cost every ingest and the service CPU for
-    #: nothing a user sees (``loopwatch summarize`` builds them on demand).
-    summaries_enabled: bool = False
+    #: the log inside ``loopwatch serve`` and after ``loopwatch ingest``; ``monitor``, ``loops``,
+    #: the schedule and their routes read them, so their cost follows the windows, not the log.
+    #: Off (``LOOPWATCH_SUMMARIES_ENABLED=0``): everything reads the log, and a bulk ingest costs
+    #: a third of the CPU (docs/benchmarks.md).
+    summaries_enabled: bool = True
     #: Hourly summaries are kept this many days, then rolled up into daily ones...
     summary_hourly_days: int = 35
     #: ...which are kept this many days: a dashboard can show a year of days.

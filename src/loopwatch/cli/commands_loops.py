@@ -44,10 +44,14 @@ def _user() -> str:
 @click.option("--window", default=None, help="Window length (1h, 1d, 7d); the configured one by default.")
 @click.option("--recorded", is_flag=True, help="Show the recorded incidents instead of evaluating now.")
 @click.option("--json", "as_json", is_flag=True, help="Print the evaluation as JSON.")
+@click.option("--source", type=click.Choice(["auto", "log", "summaries"]), default="auto", show_default=True,
+              help="Read the evidence from window summaries or the log; auto: summaries when they are on "
+                   "(LOOPWATCH_SUMMARIES_ENABLED, the default). The log adds realized performance per "
+                   "segment and the loss stream; count:N windows and earlier --until read it.")
 @settings_options
 @handle_errors
 def loops(model: str, since: str | None, until: str | None, window: str | None, recorded: bool,
-          as_json: bool, settings: Settings) -> None:
+          as_json: bool, source: str, settings: Settings) -> None:
     """Evaluate MODEL's feedback loops now: its incidents and the loops they call for.
 
     The incidents found are recorded (so they can be acknowledged); alerts are only
@@ -59,9 +63,10 @@ def loops(model: str, since: str | None, until: str | None, window: str | None, 
     from loopwatch.application.workspace import Workspace
 
     with Workspace(settings) as ws:
+        use_summaries = source == "summaries" or (source == "auto" and settings.summaries_enabled)
         data = loop_status(ws.store, ws.registry, model, now=_now(), fresh=not recorded,
                            since=period.since, until=period.until, window=window,
-                           summariser=ws.summariser if settings.summaries_enabled else None)
+                           summariser=ws.summariser if use_summaries else None)
     if as_json:
         _echo_json(data)
     else:

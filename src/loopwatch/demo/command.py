@@ -36,8 +36,9 @@ from loopwatch.records.jsonutil import dumps
     help="Folder for the demo's database (default HOME/demo; its demo database is replaced).",
 )
 @click.option("--port", type=int, default=0, help="Port of the demo service (default: a free one).")
-@click.option("--summaries", is_flag=True,
-              help="Keep window summaries as events land and evaluate the loops from them (docs/summaries.md).")
+@click.option("--summaries/--log", default=True, show_default=True,
+              help="Evaluate the loops from window summaries kept as events land (docs/summaries.md), "
+                   "or from the prediction log.")
 def demo(as_json: bool, seed: int, days: int, per_day: int, workdir: str | None, port: int, summaries: bool) -> None:
     """Run the churn demo: train v1, serve it on loopback, replay a production period."""
     run(as_json=as_json, seed=seed, days=days, per_day=per_day, workdir=workdir, port=port, summaries=summaries)
@@ -45,7 +46,7 @@ def demo(as_json: bool, seed: int, days: int, per_day: int, workdir: str | None,
 
 @handle_errors
 def run(*, as_json: bool, seed: int, days: int, per_day: int, workdir: str | None, port: int,
-        summaries: bool = False) -> None:
+        summaries: bool = True) -> None:
     from loopwatch.demo.runner import run_demo
 
     folder = Path(workdir) if workdir else Settings.from_env().home / "demo"

@@ -100,12 +100,12 @@ def free_port() -> int:
 
 class ServiceProcess:
     """``loopwatch serve`` in a child process on loopback; with ``auth=True`` it asks for API keys
-    as a service beyond loopback does (``LOOPWATCH_AUTH=on``); with ``summaries=True`` it keeps
-    window summaries as events land and monitors from them (``LOOPWATCH_SUMMARIES_ENABLED=1``)."""
+    as a service beyond loopback does (``LOOPWATCH_AUTH=on``); with ``summaries=False`` it keeps
+    no window summaries and monitors from the log (``LOOPWATCH_SUMMARIES_ENABLED=0``)."""
 
     def __init__(
         self, database: str, *, port: int = 0, workers: int = 1, log_path: Path | None = None, auth: bool = False,
-        summaries: bool = False,
+        summaries: bool = True,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -130,8 +130,7 @@ class ServiceProcess:
         env["LOOPWATCH_SCHEDULE_ENABLED"] = "0"
         if self.auth:
             env["LOOPWATCH_AUTH"] = "on"
-        if self.summaries:
-            env["LOOPWATCH_SUMMARIES_ENABLED"] = "1"
+        env["LOOPWATCH_SUMMARIES_ENABLED"] = "1" if self.summaries else "0"
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
             self.process = subprocess.Popen(
@@ -190,7 +189,7 @@ def run_demo(
     workdir: Path,
     port: int = 0,
     on_day: Callable[[int, int], None] | None = None,
-    summaries: bool = False,
+    summaries: bool = True,
 ) -> DemoResult:
     from loopwatch.simulate import ChurnScenario, TARGET
 
@@ -221,7 +220,7 @@ def run_demo(
     rows_sent = 0
     requests = 0
     retries = 0
-    # ``summaries``: monitored as a team with millions of predictions a day would run it
+    # ``summaries`` (the default): monitored as a team with millions of predictions a day runs it
     with ServiceProcess(str(path), port=port, log_path=workdir / "service.log", auth=True,
                         summaries=summaries) as service, httpx.Client(
         base_url=service.url, timeout=60.0, limits=httpx.Limits(max_connections=REPLAY_CONCURRENCY)
