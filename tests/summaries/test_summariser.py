@@ -215,8 +215,9 @@ def test_with_summaries_off_the_service_keeps_none(trained, churn_training: pd.D
 
     from loopwatch.service import create_app
 
-    assert not settings.summaries_enabled  # the default, until monitoring reads summaries
-    fast = settings.with_overrides(summary_tick_seconds=0.2, schedule_enabled=False, auth="off")
+    assert settings.summaries_enabled  # the default: monitoring reads summaries
+    fast = settings.with_overrides(summaries_enabled=False, summary_tick_seconds=0.2, schedule_enabled=False,
+                                   auth="off")
     with TestClient(create_app(fast)) as http:
         sent = http.post("/v1/models/churn/predict", json={"rows": churn_rows(churn_training, 5)})
         assert sent.status_code == 200, sent.text
