@@ -148,9 +148,10 @@ def test_multivariate_and_outliers(report: dict[str, Any]) -> None:
         assert is_number(test["statistic"]) and 0 <= test["p_value"] <= 1
     assert set(report["outliers"]) == OUTLIERS
     for name, rate in report["outliers"].items():
-        assert {"rate", "expected_rate", "p_value", "drift", "n_flagged"} <= set(rate), name
+        assert {"rate", "expected_rate", "p_value", "drift", "n_flagged", "n_scored"} <= set(rate), name
         assert 0 <= rate["rate"] <= 1 and 0 < rate["expected_rate"] < 1 and 0 <= rate["p_value"] <= 1
         assert isinstance(rate["drift"], bool) and type(rate["n_flagged"]) is int
+        assert type(rate["n_scored"]) is int and rate["n_flagged"] <= rate["n_scored"] <= report["n_current"]
 
 
 def test_config_states_the_split_of_alpha(report: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from loopwatch.drift import build_profile, compare
-from loopwatch.drift.compare import DriftConfig
+from loopwatch.drift.config import DriftConfig
 from loopwatch.errors import InvalidInput
 from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.stats.binned import js_distance

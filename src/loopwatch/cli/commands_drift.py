@@ -45,29 +45,43 @@ EXIT_DRIFT = 1
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (see docs/drift.md).")
 @click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write an HTML report with plots (aggregates only).")
+@click.option("--cache/--no-cache", default=True, show_default=True,
+              help="Reuse REFERENCE's profile built by an earlier run on the same file and options "
+                   "(kept in HOME/cache/profiles).")
 @handle_errors
 def drift(reference: Path, current: Path, include: tuple[str, ...], exclude: tuple[str, ...], categorical: str,
           alpha: float, numeric_test: str, categorical_test: str, multivariate: bool, outliers: bool, seed: int,
-          practical_threshold: tuple[str, ...], practical_band_rows: int, as_json: bool, html_out: Path | None) -> None:
+          practical_threshold: tuple[str, ...], practical_band_rows: int, as_json: bool, html_out: Path | None,
+          cache: bool) -> None:
     """Compare CURRENT with REFERENCE (CSV or Parquet files); no service or database needed.
 
     Exit code 0 when nothing drifted, 1 when something did, 2 for a usage or input error.
     """
-    from loopwatch.drift import compare
+    from loopwatch.drift import DriftConfig, compare
     from loopwatch.drift.html import render_drift
     from loopwatch.features.tables import read_table, select_columns, split_names
 
     before, after = read_table(reference), read_table(current)
     # ids and targets are not features: testing them raises alarms about nothing
     kept = select_columns(before.columns, after.columns, include=split_names(include), exclude=split_names(exclude))
-    report = compare(
-        before[[c for c in kept if c in before.columns]], after[[c for c in kept if c in after.columns]],
-        # a categorical column left out is dropped; an unknown one still gets compare()'s error
-        categorical=[c for c in split_names([categorical]) if c in kept or c not in {*before, *after}],
-        alpha=alpha, numeric_test=numeric_test,
-        categorical_test=categorical_test, multivariate=multivariate, outliers=outliers, seed=seed,
-        practical_thresholds=_practical_thresholds(practical_threshold), practical_band_rows=practical_band_rows,
+    # a categorical column left out is dropped; an unknown one still gets compare()'s error
+    categories = [c for c in split_names([categorical]) if c in kept or c not in {*before, *after}]
+    config = DriftConfig(
+        alpha=alpha, numeric_test=numeric_test, categorical_test=categorical_test, multivariate=multivariate,
+        outliers=outliers, seed=seed, practical_thresholds=_practical_thresholds(practical_threshold),
+        practical_band_rows=practical_band_rows,
     )
+    reference_table = before[[c for c in kept if c in before.columns]]
+    current_table = after[[c for c in kept if c in after.columns]]
+    if cache:
+        from loopwatch.application.profile_cache import reference_profile
+        from loopwatch.config import Settings
+
+        cached = reference_profile(reference, reference_table, categorical=categories, config=config,
+                                   folder=Settings.from_env().home / "cache" / "profiles")
+        report = compare(cached.profile, current_table, config=config)
+    else:
+        report = compare(reference_table, current_table, categorical=categories, config=config)
     data = report.to_dict()
     if html_out is not None:
         html_out.write_text(render_drift(data, title=f"drift: {current.name} against {reference.name}"))

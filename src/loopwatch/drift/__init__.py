@@ -3,7 +3,8 @@
 ``loopwatch.drift.compare(reference, current)`` is the library entry point.
 """
 
-from loopwatch.drift.compare import DriftConfig, compare
+from loopwatch.drift.config import DriftConfig
+from loopwatch.drift.compare import compare
 from loopwatch.drift.profile import ReferenceProfile, build_profile
 from loopwatch.drift.report import DriftReport, FeatureDrift, MultivariateDrift, OutlierRate
 

@@ -17,12 +17,13 @@ that at a million rows a p-value alone cannot flag a shift nobody cares about.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Literal, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from loopwatch.drift.config import DriftConfig
 from loopwatch.drift.profile import (
     JointProfile,
     ReferenceProfile,
@@ -55,11 +56,8 @@ from loopwatch.stats.multivariate import (
     pca_reconstruction_test,
 )
 from loopwatch.stats.practical import (
-    DEFAULT_BAND_ROWS,
     PracticalThreshold,
     auc_band,
-    check_band_rows,
-    check_overrides,
     distance_band,
     ks_band,
     mean_ratio_band,
@@ -70,8 +68,6 @@ from loopwatch.stats.rates import rate_test
 from loopwatch.stats.sketch import CategoricalSummary
 from loopwatch.stats.univariate import TestResult, chi2_test, ks_and_wasserstein, ks_pvalue
 
-NUMERIC_TESTS = ("ks", "wasserstein", "wasserstein_normed", "kl_divergence", "js_distance", "psi", "hellinger")
-CATEGORICAL_TESTS = ("chi2", "kl_divergence", "js_distance", "psi", "hellinger")
 DISTANCES = ("wasserstein", "wasserstein_normed", "kl_divergence", "js_distance", "psi", "hellinger")
 MULTIVARIATE_TESTS = ("pca_reconstruction", "pca_ks", "mmd", "domain_classifier")
 #: Least current rows of each multivariate test, as each declares it beside its code: a
@@ -82,56 +78,6 @@ MULTIVARIATE_MIN_ROWS = {
     "mmd": MMD_MIN_ROWS,
     "domain_classifier": DOMAIN_MIN_ROWS,
 }
-
-
-@dataclass(frozen=True, kw_only=True)
-class DriftConfig:
-    """How drift is decided; every default is documented in docs/drift.md."""
-
-    alpha: float = 0.05
-    #: The statistic that decides a numeric / categorical feature.
-    numeric_test: str = "ks"
-    categorical_test: str = "chi2"
-    correction: Literal["bh", "bonferroni"] = "bh"
-    #: Practical thresholds set outright, by statistic (``wasserstein_normed``, ``js_distance``,
-    #: ``pca_reconstruction``, ``pca_ks``, ``mmd``, ``domain_classifier``, ``outlier_rate``,
-    #: ``evasion_rate``); any other statistic's is max(floor, reference band) (stats/practical.py).
-    practical_thresholds: Mapping[str, float] = field(default_factory=dict)
-    #: N0: window rows beyond which the reference band stops narrowing.
-    practical_band_rows: int = DEFAULT_BAND_ROWS
-    multivariate: bool = True
-    outliers: bool = True
-    mmd_permutations: int = 999
-    mmd_max_samples: int = 500
-    domain_max_samples: int = 2_000
-    #: Boosting iterations of the domain classifier (fewer is faster, a little less sensitive).
-    domain_iterations: int = 100
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.alpha < 1:
-            raise InvalidInput("alpha must be between 0 and 1")
-        if self.numeric_test not in NUMERIC_TESTS:
-            raise InvalidInput(f"numeric_test must be one of {', '.join(NUMERIC_TESTS)}")
-        if self.categorical_test not in CATEGORICAL_TESTS:
-            raise InvalidInput(f"categorical_test must be one of {', '.join(CATEGORICAL_TESTS)}")
-        if self.correction not in ("bh", "bonferroni"):
-            raise InvalidInput("correction must be bh or bonferroni")
-        object.__setattr__(self, "practical_thresholds", check_overrides(self.practical_thresholds))
-        check_band_rows(self.practical_band_rows)
-
-    @property
-    def family_alpha(self) -> dict[str, float]:
-        if self.multivariate and self.outliers:
-            return {"features": self.alpha / 2, "multivariate": self.alpha / 4, "outliers": self.alpha / 4}
-        if self.multivariate or self.outliers:
-            other = "multivariate" if self.multivariate else "outliers"
-            return {"features": self.alpha / 2, other: self.alpha / 2}
-        return {"features": self.alpha}
-
-    def to_dict(self) -> dict[str, Any]:
-        return ({k: getattr(self, k) for k in self.__dataclass_fields__}
-                | {"practical_thresholds": dict(self.practical_thresholds), "family_alpha": self.family_alpha})
 
 
 def compare(
@@ -166,9 +112,10 @@ def compare(
     else:
         numeric, cats = split_columns(reference, categorical=categorical, exclude=outputs)
         reference_outputs = reference[list(outputs)] if outputs else None
+        # nothing is fitted that this comparison will not use
         profile = build_profile(
             reference, numeric=numeric, categorical=cats, outputs=reference_outputs, seed=config.seed,
-            joint=config.multivariate or config.outliers,
+            joint=config.multivariate or config.outliers, detectors=config.outliers,
         )
     quality = data_quality(profile, current, outputs=outputs)
     present = [f for f in profile.features if f not in quality.missing_columns]
@@ -422,27 +369,32 @@ def _multivariate_thresholds(
 
 def _outliers(profile: JointProfile, encoded: np.ndarray, config: DriftConfig) -> dict[str, OutlierRate]:
     alpha = config.family_alpha["outliers"] / max(1, len(profile.detectors))
+    if len(encoded) > config.outlier_max_rows:  # a seeded random sample: see DriftConfig.outlier_max_rows
+        chosen = np.random.default_rng(config.seed).choice(len(encoded), config.outlier_max_rows, replace=False)
+        encoded = encoded[np.sort(chosen)]
+    n = len(encoded)
     reduced = profile.pca.transform(encoded)
     out = {}
     for name, detector in profile.detectors.items():
         flagged = int(np.count_nonzero(detector.predict(reduced)))
-        result = rate_test(flagged, len(encoded), detector.calibration_k_, detector.calibration_n_)
+        result = rate_test(flagged, n, detector.calibration_k_, detector.calibration_n_)
         calibrated = detector.calibration_k_ / max(1, detector.calibration_n_)
         threshold = practical(
-            "outlier_rate", flagged / len(encoded) - calibrated,
-            band=rate_band(calibrated, len(encoded), detector.calibration_n_, band_rows=config.practical_band_rows),
+            "outlier_rate", flagged / n - calibrated,
+            band=rate_band(calibrated, n, detector.calibration_n_, band_rows=config.practical_band_rows),
             band_rows=config.practical_band_rows, overrides=config.practical_thresholds,
         )
         significant = bool(result.p_value < alpha)
         out[name] = OutlierRate(
             name=name,
-            rate=flagged / len(encoded),
+            rate=flagged / n,
             expected_rate=detector.expected_rate,
             p_value=result.p_value,
             drift=significant and threshold.large_enough,
             n_flagged=flagged,
             significant=significant,
             practical=threshold,
+            n_scored=n,
         )
     return out
 

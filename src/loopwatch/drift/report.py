@@ -124,6 +124,9 @@ class OutlierRate:
     n_flagged: int
     significant: bool | None = None
     practical: PracticalThreshold | None = None
+    #: The rows scored: all of the window's, or a seeded sample of a larger one
+    #: (``DriftConfig.outlier_max_rows``); ``None`` in reports made before it was kept.
+    n_scored: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,6 +135,7 @@ class OutlierRate:
             "p_value": _num(self.p_value),
             "drift": self.drift,
             "n_flagged": self.n_flagged,
+            "n_scored": self.n_scored,
             **_practical(self.significant, self.practical),
         }
 

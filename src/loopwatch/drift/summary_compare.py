@@ -31,13 +31,13 @@ import pandas as pd
 
 from loopwatch.drift.compare import (
     MULTIVARIATE_MIN_ROWS,
-    DriftConfig,
     _decide,
     _multivariate,
     _outliers,
     _skipped_features,
     category_distances,
 )
+from loopwatch.drift.config import DriftConfig
 from loopwatch.drift.profile import ReferenceProfile, UnivariateProfile
 from loopwatch.drift.report import DataQuality, DriftReport, FeatureDrift, SkippedTest
 from loopwatch.errors import InvalidInput

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import pandas as pd
 
 from loopwatch.application.configs import load_monitoring_config
-from loopwatch.drift.compare import DriftConfig, compare, data_quality
+from loopwatch.drift.config import DriftConfig
+from loopwatch.drift.compare import compare, data_quality
 from loopwatch.drift.profile import ReferenceProfile, build_profile
 from loopwatch.drift.report import DataQuality, DriftReport, SkippedTest
 from loopwatch.errors import InvalidInput, LoopwatchError, echo

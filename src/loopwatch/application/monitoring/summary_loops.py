@@ -33,7 +33,7 @@ from loopwatch.application.monitoring.window_results import alarms_with_evasion,
 from loopwatch.application.monitoring.window_checks import MIN_ESTIMATE_ROWS, PerformanceContext
 from loopwatch.application.monitoring.window_facts import VersionFacts, WindowFacts
 from loopwatch.application.monitoring.windows import WindowSpec
-from loopwatch.drift.compare import DriftConfig
+from loopwatch.drift.config import DriftConfig
 from loopwatch.features.frames import with_canonical_features
 from loopwatch.loops.monitoring_config import MonitoringConfig
 from loopwatch.loops.performance_evidence import MetricInterval

@@ -35,7 +35,7 @@ from loopwatch.application.monitoring.window_results import (
     with_unexpected_nulls,
 )
 from loopwatch.application.monitoring.windows import WindowSpec
-from loopwatch.drift.compare import DriftConfig
+from loopwatch.drift.config import DriftConfig
 from loopwatch.drift.report import DataQuality, DriftReport, SkippedTest
 from loopwatch.drift.summary_compare import compare_summary
 from loopwatch.errors import LoopwatchError

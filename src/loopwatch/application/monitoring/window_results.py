@@ -13,7 +13,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from loopwatch.drift.compare import DriftConfig, compare
+from loopwatch.drift.config import DriftConfig
+from loopwatch.drift.compare import compare
 from loopwatch.drift.profile import MIN_REFERENCE_ROWS, ReferenceProfile
 from loopwatch.drift.report import DriftReport, SkippedTest
 from loopwatch.errors import LoopwatchError
